@@ -1,0 +1,53 @@
+"""The ``survey-classifier`` command: one subcommand per module in :mod:`stream.commands`.
+
+Each command module exposes ``register(subparsers)``, which adds its parser and sets
+``func(args) -> int`` as the handler. Heavy imports (torch, engines) happen inside handlers,
+so ``--help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from stream import __version__
+from stream.logs import configure_logging
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+#: The explicit registry of subcommands (module names under stream.commands), in help order.
+COMMANDS: tuple[str, ...] = (
+    "run",
+    "demo",
+    "stack",
+    "inspect",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="survey-classifier",
+        description="Classify astronomical alert streams (ZTF, Rubin) and raw exposures from Kafka.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-format", choices=("auto", "json", "console"), default=None, help="log renderer (default: settings, auto)")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning, error")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"stream.commands.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format or "auto", args.log_level or "info")
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``survey-classifier``; the registry is :data:`stream.cli.COMMANDS`."""

@@ -1,0 +1,38 @@
+"""``survey-classifier stack up``: run the embedded broker + Redis by hand until Ctrl-C."""
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("stack", help="run the embedded Kafka-protocol broker (Tansu) and Redis")
+    p.add_argument("action", choices=("up",), help="up: start both, print how to reach them, stop on Ctrl-C")
+    p.add_argument("--kafka-port", type=int, default=0, help="broker port (default: a free one)")
+    p.add_argument("--redis-port", type=int, default=0, help="Redis port (default: a free one)")
+    p.add_argument("--topics", default="alerts,exposures,classified,classified-exposures,classified-dead-letter",
+                   help="comma-separated topics to create (Tansu auto-creates with 4 partitions otherwise)")
+    p.add_argument("--partitions", type=int, default=4)
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream.stack import EmbeddedStack, create_topics  # noqa: PLC0415
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with EmbeddedStack(kafka_port=args.kafka_port, redis_port=args.redis_port) as stack:
+        create_topics(stack.bootstrap_servers, [t for t in args.topics.split(",") if t], partitions=args.partitions)
+        print(f"export KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers}", flush=True)
+        print(f"export REDIS_URL={stack.redis_url}", flush=True)
+        print("# embedded stack is up (memory only); Ctrl-C stops it", flush=True)
+        try:
+            while not stop.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+    print("# embedded stack stopped", flush=True)
+    return 0

@@ -1,0 +1,329 @@
+"""One frozen settings object, read once from a TOML file plus environment variables.
+
+Precedence (lowest first): built-in defaults, the TOML file, environment variables.
+Environment variables:
+
+* ``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL`` name existing services (real Kafka in production);
+  when unset the embedded stack is used by the commands that can start it.
+* ``SC__<SECTION>__<KEY>`` overrides any key, e.g. ``SC__BATCH__MAX_SIZE=512``,
+  ``SC__ENGINE__ALLOW_UNTRAINED=true``. Values are parsed by the key's declared type, so
+  ``"false"`` is ``False`` (never ``bool("false")``).
+* ``SC_KAFKA__<CLIENT_KEY>`` sets a librdkafka property, ``.`` written as ``_``, e.g.
+  ``SC_KAFKA__SASL_PASSWORD``; ``KAFKA_CLIENT_PROPERTIES_FILE`` names a ``key=value`` file
+  (for secrets mounted by Kubernetes). Secrets never appear in ``repr`` or logs.
+
+Unknown keys, wrong types and missing topic names are refused at start-up with
+:class:`ConfigError`, naming the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "KafkaSettings",
+    "RedisSettings",
+    "BatchSettings",
+    "EngineSettings",
+    "DecodeSettings",
+    "ObservabilitySettings",
+    "Settings",
+    "load_settings",
+    "redact",
+]
+
+ENV_PREFIX = "SC__"
+KAFKA_CLIENT_ENV_PREFIX = "SC_KAFKA__"
+SECRET_MARKERS = ("password", "secret", "token", "sasl.oauthbearer.config", "key.pem", "private")
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key and what was expected."""
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return types.MappingProxyType(dict(value or {}))
+
+
+def redact(props: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of client properties with secret values replaced, safe to log."""
+    return {
+        k: ("***" if any(m in k.lower() for m in SECRET_MARKERS) else v) for k, v in props.items()
+    }
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Kafka connection, topics and consumer-group settings."""
+
+    bootstrap_servers: str = ""
+    group_id: str = "survey-classifier"
+    #: Difference-image alert topics (ZTF Avro container files, Rubin Confluent wire format).
+    alert_topics: tuple[str, ...] = ("alerts",)
+    #: Raw exposure topics (our ``exposure`` schema).
+    exposure_topics: tuple[str, ...] = ()
+    output_topic: str = "classified"
+    exposure_output_topic: str = "classified-exposures"
+    dead_letter_topic: str = "classified-dead-letter"
+    #: ``cooperative-sticky`` on real Kafka; the embedded Tansu broker needs an eager one (``range``).
+    assignment_strategy: str = "cooperative-sticky"
+    auto_offset_reset: str = "earliest"
+    session_timeout_ms: int = 45000
+    #: Confluent-compatible schema registry for Rubin schema ids; empty: the ids shipped in
+    #: ``lsst-alert-packet`` (id = major*100 + minor).
+    schema_registry_url: str = ""
+    #: Extra librdkafka properties passed through unchanged (security.protocol, sasl.*, ssl.*...).
+    client: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "client", _frozen_mapping(self.client))
+
+    def __repr__(self) -> str:  # secrets never printed
+        fields = ", ".join(
+            f"{f.name}={redact(getattr(self, f.name)) if f.name == 'client' else getattr(self, f.name)!r}"
+            for f in dataclasses.fields(self)
+        )
+        return f"KafkaSettings({fields})"
+
+    def common_config(self) -> dict[str, Any]:
+        """A fresh dict of the client properties every client shares (copied, never edited)."""
+        conf = {"bootstrap.servers": self.bootstrap_servers}
+        conf.update(self.client)
+        return conf
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    url: str = ""
+    key_prefix: str = "survey-classifier:published:"
+    #: Longer than any replay window: a replay of an older night is caught as duplicates.
+    dedup_ttl_s: int = 30 * 24 * 3600
+    #: With ``false`` (default) the service stops consuming while Redis is unreachable.
+    publish_without_dedup: bool = False
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    max_size: int = 256
+    max_wait_ms: int = 50
+    #: Upper bound on batches decoded but not yet committed (bounds memory).
+    max_in_flight: int = 2
+    #: Worker processes for decode; 0 decodes in the consuming thread.
+    decode_workers: int = 1
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    #: ``onnxruntime``, ``openvino``, ``torch`` or ``tensorrt``.
+    backend: str = "onnxruntime"
+    #: ``cpu`` or ``cuda`` (``cuda:N``) for preprocessing and the torch backend.
+    device: str = "cpu"
+    #: Where built ONNX files and TensorRT engines are cached.
+    cache_dir: str = "var/engines"
+    #: Refuse models whose card says ``untrained`` unless this is true.
+    allow_untrained: bool = False
+    #: Model names to run; empty runs every registered model that applies to an input kind.
+    models: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    #: Cap on the inflated size of one gzip cutout (gzip bomb guard).
+    max_inflated_bytes: int = 16 * 1024 * 1024
+    #: Cap on one Kafka message value.
+    max_message_bytes: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ObservabilitySettings:
+    #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; 0 disables it.
+    metrics_port: int = 9108
+    metrics_host: str = "127.0.0.1"
+    #: ``json`` (production) or ``console``; ``auto`` picks console on a terminal.
+    log_format: str = "auto"
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    decode: DecodeSettings = field(default_factory=DecodeSettings)
+    observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
+
+    def validate(self) -> "Settings":
+        k = self.kafka
+        if not k.alert_topics and not k.exposure_topics:
+            raise ConfigError("kafka.alert_topics and kafka.exposure_topics are both empty: name at least one input topic")
+        for name in ("output_topic", "dead_letter_topic", "group_id"):
+            if not getattr(k, name):
+                raise ConfigError(f"kafka.{name} is missing")
+        if k.exposure_topics and not k.exposure_output_topic:
+            raise ConfigError("kafka.exposure_output_topic is missing")
+        if k.auto_offset_reset not in ("earliest", "latest"):
+            raise ConfigError(f"kafka.auto_offset_reset must be earliest or latest, got {k.auto_offset_reset!r}")
+        strategies = {"range", "roundrobin", "cooperative-sticky"}
+        if k.assignment_strategy not in strategies:
+            raise ConfigError(f"kafka.assignment_strategy must be one of {sorted(strategies)}, got {k.assignment_strategy!r}")
+        if self.engine.backend not in ("onnxruntime", "openvino", "torch", "tensorrt"):
+            raise ConfigError(f"engine.backend must be onnxruntime, openvino, torch or tensorrt, got {self.engine.backend!r}")
+        if self.batch.max_size < 1 or self.batch.max_wait_ms < 0 or self.batch.max_in_flight < 1:
+            raise ConfigError("batch.max_size and batch.max_in_flight must be >= 1, batch.max_wait_ms >= 0")
+        if self.observability.log_format not in ("auto", "json", "console"):
+            raise ConfigError(f"observability.log_format must be auto, json or console, got {self.observability.log_format!r}")
+        return self
+
+    def with_services(self, bootstrap_servers: str | None = None, redis_url: str | None = None) -> "Settings":
+        """A copy pointing at the given services (used when the embedded stack starts)."""
+        kafka = dataclasses.replace(self.kafka, bootstrap_servers=bootstrap_servers or self.kafka.bootstrap_servers)
+        redis = dataclasses.replace(self.redis, url=redis_url or self.redis.url)
+        return dataclasses.replace(self, kafka=kafka, redis=redis)
+
+
+# ---------------------------------------------------------------- parsing
+
+_SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings)}  # type: ignore[misc]
+
+
+def _section_types() -> dict[str, type]:
+    hints = typing.get_type_hints(Settings)
+    return {name: hints[name] for name in _SECTIONS}
+
+
+def _parse_bool(key: str, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str):
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+    raise ConfigError(f"{key}: expected a boolean (true/false), got {raw!r}")
+
+
+def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
+    origin = typing.get_origin(annotation)
+    if annotation is bool:
+        return _parse_bool(key, raw)
+    if annotation is int:
+        if isinstance(raw, bool):
+            raise ConfigError(f"{key}: expected an integer, got {raw!r}")
+        if isinstance(raw, int):
+            return raw
+        if from_env and isinstance(raw, str):
+            try:
+                return int(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected an integer, got {raw!r}")
+    if annotation is float:
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            return float(raw)
+        if from_env and isinstance(raw, str):
+            try:
+                return float(raw.strip())
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a number, got {raw!r}")
+    if annotation is str:
+        if isinstance(raw, str):
+            return raw
+        raise ConfigError(f"{key}: expected a string, got {raw!r}")
+    if origin is tuple:
+        if from_env and isinstance(raw, str):
+            raw = [p.strip() for p in raw.split(",") if p.strip()]
+        if isinstance(raw, (list, tuple)) and all(isinstance(x, str) for x in raw):
+            return tuple(raw)
+        raise ConfigError(f"{key}: expected a list of strings, got {raw!r}")
+    if origin in (Mapping, dict) or annotation in (Mapping, dict):
+        if isinstance(raw, Mapping):
+            return dict(raw)
+        raise ConfigError(f"{key}: expected a table of client properties, got {raw!r}")
+    raise ConfigError(f"{key}: unsupported setting type {annotation!r}")  # pragma: no cover
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any], env_keys: set[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    kwargs = {
+        k: _coerce(f"{name}.{k}", hints[k], v, from_env=f"{name}.{k}" in env_keys) for k, v in values.items()
+    }
+    return cls(**kwargs)
+
+
+def _read_properties_file(path: str) -> dict[str, str]:
+    props: dict[str, str] = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "=" not in line:
+            raise ConfigError(f"{path}: expected key=value, got a line without '='")
+        k, v = line.split("=", 1)
+        props[k.strip()] = v.strip()
+    return props
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``path`` (TOML, optional) and ``env`` (default ``os.environ``), validated."""
+    env = dict(os.environ if env is None else env)
+    data: dict[str, dict[str, Any]] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            loaded = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+        for section, values in loaded.items():
+            if section not in _SECTIONS:
+                raise ConfigError(f"unknown section [{section}] in {p} (known: {', '.join(_SECTIONS)})")
+            if not isinstance(values, dict):
+                raise ConfigError(f"[{section}] in {p} must be a table")
+            data[section] = dict(values)
+
+    env_keys: set[str] = set()
+    for key, value in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = key[len(ENV_PREFIX):].lower().split("__")
+        if len(parts) != 2 or parts[0] not in _SECTIONS:
+            raise ConfigError(f"environment variable {key}: expected {ENV_PREFIX}<SECTION>__<KEY> with a section of {', '.join(_SECTIONS)}")
+        data.setdefault(parts[0], {})[parts[1]] = value
+        env_keys.add(f"{parts[0]}.{parts[1]}")
+    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        data.setdefault("kafka", {})["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+    if env.get("REDIS_URL"):
+        data.setdefault("redis", {})["url"] = env["REDIS_URL"]
+    if env.get("SCHEMA_REGISTRY_URL"):
+        data.setdefault("kafka", {})["schema_registry_url"] = env["SCHEMA_REGISTRY_URL"]
+
+    client = dict(data.get("kafka", {}).get("client", {}) or {})
+    if env.get("KAFKA_CLIENT_PROPERTIES_FILE"):
+        client.update(_read_properties_file(env["KAFKA_CLIENT_PROPERTIES_FILE"]))
+    for key, value in env.items():
+        if key.startswith(KAFKA_CLIENT_ENV_PREFIX):
+            client[key[len(KAFKA_CLIENT_ENV_PREFIX):].lower().replace("_", ".")] = value
+    if client:
+        data.setdefault("kafka", {})["client"] = client
+
+    types_ = _section_types()
+    sections = {name: _build_section(name, types_[name], data.get(name, {}), env_keys) for name in _SECTIONS}
+    return Settings(**sections).validate()

