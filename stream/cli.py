@@ -21,6 +21,12 @@ COMMANDS: tuple[str, ...] = (
     "demo",
     "stack",
     "inspect",
+    "replay",
+    "subscribe",
+    "engines",
+    "train",
+    "evaluate",
+    "classify",
 )
 
 

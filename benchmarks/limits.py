@@ -1,0 +1,197 @@
+"""The limits: each stage alone, in this process, on the night's own alerts (no Kafka, no Redis).
+
+* bare decode: :func:`stream.pipeline.decode_values`, the function the service's decode worker runs;
+* the raw baseline: ``gzip.decompress`` (ZTF cutouts are gzip) + ``astropy.io.fits`` parse of
+  every cutout, the floor any decoder has to pay;
+* bare preprocessing and bare inference per backend and batch size (the runners the service
+  loads, from :func:`stream.service.load_runners`);
+* the bare loop: decode + preprocess + infer, batch after batch, in one process.
+
+Timings follow the style guide: warm up first, time with ``perf_counter``, repeat until a
+minimum time has passed, report the rate and the per-call p50/p95/p99.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import structlog
+
+from stream.alert import InputKind
+from stream.config import DecodeSettings, Settings
+from stream.pipeline import StageTimer, decode_values, score_items
+
+__all__ = ["Timing", "time_calls", "bare_decode", "raw_gunzip_fits", "bare_preprocess", "bare_inference",
+           "bare_loop", "decoded_items", "tile_batch", "exposure_limits"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Items per second and seconds per call of one repeated measurement."""
+
+    items: int
+    calls: int
+    seconds: float
+    call_p50_ms: float
+    call_p95_ms: float
+    call_p99_ms: float
+
+    @property
+    def per_s(self) -> float:
+        return self.items / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"items": self.items, "calls": self.calls, "seconds": round(self.seconds, 4), "per_s": round(self.per_s, 1),
+                "ms_per_item": round(1000 * self.seconds / self.items, 4) if self.items else None,
+                "call_p50_ms": round(self.call_p50_ms, 3), "call_p95_ms": round(self.call_p95_ms, 3), "call_p99_ms": round(self.call_p99_ms, 3)}
+
+
+def time_calls(fn: Callable[[], Any], items_per_call: int, *, min_seconds: float, min_calls: int = 3, warmup: int = 1,
+               max_calls: int = 100_000) -> Timing:
+    """Call ``fn`` after ``warmup`` untimed calls until ``min_seconds`` and ``min_calls`` are both reached."""
+    for _ in range(warmup):
+        fn()
+    durations: list[float] = []
+    start = time.perf_counter()
+    while len(durations) < max_calls and (len(durations) < min_calls or time.perf_counter() - start < min_seconds):
+        t0 = time.perf_counter()
+        fn()
+        durations.append(time.perf_counter() - t0)
+    ms = np.asarray(durations) * 1000
+    return Timing(items_per_call * len(durations), len(durations), float(sum(durations)),
+                  float(np.percentile(ms, 50)), float(np.percentile(ms, 95)), float(np.percentile(ms, 99)))
+
+
+def bare_decode(values: Sequence[bytes], settings: DecodeSettings) -> tuple[Timing, dict[str, int]]:
+    """Decode every value once, in one process; returns the timing and the outcome counts."""
+    t0 = time.perf_counter()
+    outcomes, _ = decode_values(values, settings)
+    seconds = time.perf_counter() - t0
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o.reason or "ok"] = counts.get(o.reason or "ok", 0) + 1
+    ms = seconds * 1000 / max(1, len(values))
+    return Timing(len(values), 1, seconds, ms, ms, ms), counts
+
+
+def _parse_cutout(raw: bytes) -> np.ndarray | None:
+    from astropy.io import fits  # noqa: PLC0415
+
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(io.BytesIO(raw), memmap=False, lazy_load_hdus=False) as hdus:
+            for hdu in hdus:
+                if hdu.data is not None:
+                    return np.asarray(hdu.data)
+    return None
+
+
+def raw_gunzip_fits(cutouts_per_alert: Sequence[Sequence[bytes]]) -> Timing:
+    """gzip.decompress + astropy.io.fits parse (data read) of every cutout of every alert."""
+    t0 = time.perf_counter()
+    for cutouts in cutouts_per_alert:
+        for raw in cutouts:
+            _parse_cutout(raw)
+    seconds = time.perf_counter() - t0
+    ms = seconds * 1000 / max(1, len(cutouts_per_alert))
+    return Timing(len(cutouts_per_alert), 1, seconds, ms, ms, ms)
+
+
+def decoded_items(values: Sequence[bytes], settings: DecodeSettings) -> list[Any]:
+    """The decoded items of ``values`` (failed decodes left out)."""
+    outcomes, _ = decode_values(values, settings)
+    return [item for o in outcomes if o.ok for item in o.items]
+
+
+def tile_batch(batch: Any, size: int) -> Any:
+    """A batch of exactly ``size`` rows, repeating the rows of ``batch`` (torch tensor or numpy)."""
+    n = int(batch.shape[0])
+    reps = -(-size // n)
+    if hasattr(batch, "repeat") and not isinstance(batch, np.ndarray):
+        return batch.repeat(reps, *([1] * (batch.dim() - 1)))[:size].contiguous()
+    return np.ascontiguousarray(np.concatenate([batch] * reps)[:size])
+
+
+def bare_preprocess(runner: Any, items: Sequence[Any], batch_size: int, *, min_seconds: float) -> Timing:
+    """``runner.preprocess`` on chunks of ``batch_size`` items, cycling through ``items``."""
+    chunks = [items[i:i + batch_size] for i in range(0, len(items), batch_size) if len(items[i:i + batch_size]) == batch_size] or [items]
+    state = {"i": 0}
+
+    def one() -> None:
+        runner.preprocess(chunks[state["i"] % len(chunks)])
+        state["i"] += 1
+
+    return time_calls(one, len(chunks[0]), min_seconds=min_seconds)
+
+
+def bare_inference(runner: Any, preprocessed: Any, batch_sizes: Sequence[int], *, min_seconds: float) -> dict[int, Timing]:
+    """``runner.infer`` alone at each batch size (inputs prepared once, outputs copied to host by the engine)."""
+    out: dict[int, Timing] = {}
+    limit = int(getattr(runner, "max_batch", max(batch_sizes)))
+    for size in batch_sizes:
+        if size > limit:
+            log.info("batch size above the engine's max batch: skipped", size=size, max_batch=limit)
+            continue
+        batch = tile_batch(preprocessed, size)
+        out[size] = time_calls(lambda b=batch: runner.infer(b), size, min_seconds=min_seconds, warmup=2)
+    return out
+
+
+def bare_loop(values: Sequence[bytes], runners: dict[InputKind, list[Any]], settings: Settings, batch_size: int) -> tuple[Timing, dict[str, float]]:
+    """decode + preprocess + infer of every value, ``batch_size`` messages at a time, in one process."""
+    timer = StageTimer()
+    durations = []
+    t_all = time.perf_counter()
+    scored = 0
+    for start in range(0, len(values), batch_size):
+        t0 = time.perf_counter()
+        outcomes, decode_s = decode_values(values[start:start + batch_size], settings.decode, settings.kafka.schema_registry_url)
+        timer.add("decode", decode_s)
+        by_kind: dict[InputKind, list[Any]] = {}
+        for o in outcomes:
+            for item in o.items:
+                by_kind.setdefault(item.kind, []).append(item)
+        for kind, items in by_kind.items():
+            if runners.get(kind):
+                score_items(items, runners[kind], timer)
+                scored += len(items)
+        durations.append(time.perf_counter() - t0)
+    seconds = time.perf_counter() - t_all
+    ms = np.asarray(durations) * 1000
+    timing = Timing(len(values), len(durations), seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 95)), float(np.percentile(ms, 99)))
+    stages = {k: round(v, 4) for k, v in timer.seconds.items()}
+    stages["scored_items"] = scored
+    return timing, stages
+
+
+def exposure_limits(values: Sequence[bytes], runners: dict[InputKind, list[Any]], settings: DecodeSettings) -> dict[str, Any]:
+    """Decode, preprocess and infer of each raw exposure, one at a time (seconds per exposure)."""
+    rows = []
+    for value in values:
+        t0 = time.perf_counter()
+        outcomes, _ = decode_values([value], settings)
+        t_decode = time.perf_counter() - t0
+        if not outcomes[0].ok:
+            rows.append({"decode_s": round(t_decode, 3), "error": f"{outcomes[0].reason}: {outcomes[0].detail}"})
+            continue
+        items = list(outcomes[0].items)
+        row: dict[str, Any] = {"decode_s": round(t_decode, 3), "items": len(items), "models": {}}
+        for item in items:
+            for runner in runners.get(item.kind, []):
+                timer = StageTimer()
+                score_items([item], [runner], timer)
+                m = row["models"].setdefault(runner.provenance.name, {"preprocess_s": 0.0, "infer_s": 0.0})
+                m["preprocess_s"] = round(m["preprocess_s"] + timer.seconds.get("preprocess", 0.0), 3)
+                m["infer_s"] = round(m["infer_s"] + timer.seconds.get("infer", 0.0), 3)
+        rows.append(row)
+    return {"per_exposure": rows}

@@ -1,0 +1,316 @@
+"""``python -m benchmarks.night``: a replayed night through the real service, beside the machine's limits.
+
+In one run, on the same in-memory alerts:
+
+1. builds the night (:mod:`benchmarks.night_data`): bundled real ZTF + Rubin packets multiplied
+   with fresh ids to ``--alerts``, plus ``--exposures`` synthetic raw HST-like exposures;
+2. measures the limits (:mod:`benchmarks.limits`): bare decode, raw gunzip + FITS parse, bare
+   preprocessing, bare inference per backend and batch size, the bare decode+preprocess+infer loop;
+3. runs the real service (:mod:`benchmarks.service_run`) against the embedded broker and Redis,
+   draining a pre-loaded topic (``asap``) and under paced bursts shaped like Rubin's (``paced``:
+   bursts of ~60% of the measured capacity, sent within a few seconds, every ``--burst-period-s``);
+4. writes ``night.json``, ``night.md`` and ``night.png`` into ``--out`` (default
+   ``benchmarks/results/<cpu-or-gpu>/``, ``.../quick/`` with ``--quick``) and prints the ratios.
+
+The models may be untrained (``engine.allow_untrained`` is set): speed does not depend on the
+weights' values, and the results say so. On a CUDA host with TensorRT the service backend is
+``tensorrt`` on ``cuda`` and the inference table adds batch 1024; the results name the device.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from benchmarks import limits
+from benchmarks.machine import REPO, cuda_device, host_label, load_average, machine_stamp, tensorrt_usable
+from benchmarks.night_data import build_night
+from benchmarks.report import timeline, write_results
+from benchmarks.service_run import BurstPlan, run_service
+
+__all__ = ["main", "parse_args", "compute_ratios", "CPU_BACKENDS"]
+
+log = structlog.get_logger(__name__)
+
+CPU_BACKENDS = ("torch", "onnxruntime", "openvino")
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.night", description=__doc__.split("\n\n")[0])
+    p.add_argument("--alerts", type=int, default=50_000, help="alerts in the night (default 50000)")
+    p.add_argument("--quick", action="store_true", help="short timings and short bursts (a smoke run, not figures to quote)")
+    p.add_argument("--backends", nargs="+", default=None, help="inference backends to compare (default: torch onnxruntime openvino, + tensorrt with CUDA)")
+    p.add_argument("--service-backend", default=None, help="backend the service runs (default onnxruntime; tensorrt with CUDA + TensorRT)")
+    p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/<machine>/)")
+    p.add_argument("--exposures", type=int, default=None, help="synthetic raw exposures to decode and score (default 2; 0 with --quick)")
+    p.add_argument("--limit-alerts", type=int, default=None, help="alerts used for the limits (default min(alerts, 5000))")
+    p.add_argument("--bursts", type=int, default=None, help="paced bursts (default 4; 2 with --quick)")
+    p.add_argument("--burst-period-s", type=float, default=None, help="seconds between bursts (default 30; 10 with --quick)")
+    p.add_argument("--burst-window-s", type=float, default=None, help="seconds over which one burst arrives (default 3; 2 with --quick)")
+    p.add_argument("--burst-load", type=float, default=0.6, help="burst size as a fraction of capacity x period (default 0.6)")
+    p.add_argument("--skip-service", action="store_true", help="limits only (no broker, no Redis)")
+    args = p.parse_args(argv)
+    if args.alerts < 1:
+        p.error("--alerts must be >= 1")
+    q = args.quick
+    args.exposures = args.exposures if args.exposures is not None else (0 if q else 2)
+    args.limit_alerts = min(args.alerts, args.limit_alerts or 5000)
+    args.bursts = args.bursts or (2 if q else 4)
+    args.burst_period_s = args.burst_period_s or (10.0 if q else 30.0)
+    args.burst_window_s = args.burst_window_s or (2.0 if q else 3.0)
+    return args
+
+
+def _engine_env(backend: str, device: str) -> dict[str, str]:
+    return {"SC__ENGINE__BACKEND": backend, "SC__ENGINE__DEVICE": device, "SC__ENGINE__ALLOW_UNTRAINED": "true",
+            "SC__ENGINE__CACHE_DIR": str(REPO / "var" / "engines")}
+
+
+def _settings(backend: str, device: str, exposures: bool = False) -> Any:
+    from stream.config import load_settings  # noqa: PLC0415
+
+    env = _engine_env(backend, device)
+    if exposures:
+        env["SC__KAFKA__EXPOSURE_TOPICS"] = "bench-exposures"
+    return load_settings(env=env)
+
+
+def _device_for(backend: str, device: str) -> str:
+    """onnxruntime and openvino run on the CPU here; torch and tensorrt use the CUDA device when there is one."""
+    return device if backend in ("torch", "tensorrt") else "cpu"
+
+
+def _load_alert_runners(backend: str, device: str) -> list[Any]:
+    from stream.alert import InputKind  # noqa: PLC0415
+    from stream.service import load_runners  # noqa: PLC0415
+
+    return load_runners(_settings(backend, _device_for(backend, device))).get(InputKind.DIFFERENCE_ALERT, [])
+
+
+def _close(runners: Sequence[Any]) -> None:
+    for r in runners:
+        r.close()
+
+
+def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str], service_backend: str, device: str) -> tuple[dict[str, Any], list[str]]:
+    """Every limit, on the first ``args.limit_alerts`` alerts of the night."""
+    from stream.alert import InputKind  # noqa: PLC0415
+    from stream.config import DecodeSettings  # noqa: PLC0415
+
+    notes: list[str] = []
+    min_s = 0.3 if args.quick else 2.0
+    sample = night.alerts[:args.limit_alerts]
+    values = [m.value for m in sample]
+    decode_settings = DecodeSettings()
+    out: dict[str, Any] = {"sample_alerts": len(sample), "batch_size": 256, "min_seconds_per_timing": min_s}
+
+    timing, counts = limits.bare_decode(values, decode_settings)
+    out["decode"] = {**timing.as_dict(), "outcomes": counts}
+    log.info("bare decode", per_s=round(timing.per_s, 1), outcomes=counts)
+    raw = limits.raw_gunzip_fits([m.cutouts for m in sample])
+    out["raw_gunzip_fits"] = {**raw.as_dict(), "cutouts": sum(len(m.cutouts) for m in sample)}
+    log.info("raw gunzip + FITS", per_s=round(raw.per_s, 1))
+
+    items = limits.decoded_items(values[:1024], decode_settings)
+    batch = min(256, len(items))
+    inference: dict[str, Any] = {}
+    sizes = [1, 64, 256] + ([1024] if device.startswith("cuda") else [])
+    untrained: set[str] = set()
+    for backend in backends:
+        t0 = time.perf_counter()
+        try:
+            runners = _load_alert_runners(backend, device)
+        except Exception as exc:  # noqa: BLE001 - one backend failing to load must not lose the others' figures
+            inference[backend] = {"error": f"{type(exc).__name__}: {exc}"}
+            notes.append(f"backend {backend} did not load: {type(exc).__name__}: {exc}")
+            log.error("backend did not load", backend=backend, error=str(exc))
+            continue
+        try:
+            if not runners:
+                inference[backend] = {"error": "no model registered for difference alerts"}
+                continue
+            runner = runners[0]
+            untrained |= {r.provenance.name for r in runners if not r.provenance.trained}
+            pre = runner.preprocess(items[:batch])
+            if backend == service_backend:
+                out["preprocess"] = limits.bare_preprocess(runner, items, batch, min_seconds=min_s).as_dict()
+                out["preprocess_backend"] = backend
+            timings = limits.bare_inference(runner, pre, sizes, min_seconds=min_s)
+            inference[backend] = {"model": runner.provenance.name, "device": _device_for(backend, device), "load_s": round(time.perf_counter() - t0, 2),
+                                  "provenance": {"version": runner.provenance.version, "trained": runner.provenance.trained,
+                                                 "backend": runner.provenance.backend, "extra": runner.provenance.extra},
+                                  "batches": {str(s): t.as_dict() for s, t in timings.items()}}
+            log.info("bare inference", backend=backend, **{f"b{s}_per_s": round(t.per_s) for s, t in timings.items()})
+            if backend == service_backend:
+                loop, stages = limits.bare_loop(values, {InputKind.DIFFERENCE_ALERT: runners}, _settings(backend, _device_for(backend, device)), batch_size=256)
+                out["bare_loop"] = {**loop.as_dict(), "stage_seconds": stages}
+                out["loop_backend"] = backend
+                log.info("bare loop", backend=backend, per_s=round(loop.per_s, 1))
+        finally:
+            _close(runners)
+    out["inference"] = inference
+    out["untrained_models"] = sorted(untrained)
+
+    if night.exposures:
+        out["exposures"] = _exposure_limits(night.exposures, service_backend, device, notes)
+    return out, notes
+
+
+def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: list[str]) -> dict[str, Any]:
+    from stream.alert import InputKind  # noqa: PLC0415
+    from stream.config import DecodeSettings  # noqa: PLC0415
+    from stream.service import load_runners  # noqa: PLC0415
+
+    try:
+        runners = load_runners(_settings(backend, _device_for(backend, device), exposures=True))
+    except Exception as exc:  # noqa: BLE001
+        notes.append(f"exposure models did not load on {backend}: {type(exc).__name__}: {exc}")
+        return {"error": str(exc)}
+    exposure_runners = {k: v for k, v in runners.items() if k == InputKind.RAW_EXPOSURE}
+    try:
+        if not exposure_runners:
+            notes.append("no model is registered for raw exposures: exposures were built but not scored")
+            return {"error": "no raw-exposure model registered"}
+        # A raw ACS frame is ~34 MB inflated: above the alert-sized default caps, so they are raised here (and said so).
+        settings = DecodeSettings(max_inflated_bytes=128 << 20, max_message_bytes=128 << 20)
+        out = limits.exposure_limits(values, exposure_runners, settings)
+        out["backend"] = backend
+        out["decode_caps_mib"] = 128
+        notes.append("raw exposures are measured in the bare path only: a packed ACS raw frame is ~16 MB (gzip), above the "
+                     "default decode caps and Kafka message size, so the service run carries alerts only")
+        return out
+    finally:
+        for rs in runners.values():
+            _close(rs)
+
+
+def run_services(night: Any, args: argparse.Namespace, service_backend: str, device: str, bare_rate: float | None) -> tuple[dict[str, Any], list[str]]:
+    from stream.stack import EmbeddedStack  # noqa: PLC0415
+
+    notes: list[str] = []
+    env = _engine_env(service_backend, _device_for(service_backend, device))
+    out: dict[str, Any] = {"backend": service_backend, "device": _device_for(service_backend, device)}
+    with EmbeddedStack() as stack:
+        asap = run_service("asap", night.alerts, stack=stack, service_env=env)
+        out["asap"] = _run_summary(asap)
+        capacity = out["asap"]["throughput_per_s"] or bare_rate or 100.0
+        size = max(1, round(args.burst_load * capacity * args.burst_period_s))
+        bursts = args.bursts
+        if size * bursts > len(night.alerts):
+            size = max(1, len(night.alerts) // bursts)
+            notes.append(f"paced bursts cut to {size} alerts each to fit the night's {len(night.alerts)} alerts")
+        plan = BurstPlan(bursts=bursts, size=size, window_s=args.burst_window_s, period_s=args.burst_period_s)
+        log.info("paced run", capacity_per_s=capacity, **vars(plan))
+        paced = run_service("paced", night.alerts, stack=stack, service_env=env, plan=plan)
+        out["paced"] = _run_summary(paced)
+        out["paced"]["offered_rate_in_burst_per_s"] = round(size / args.burst_window_s, 1)
+        out["paced"]["capacity_used_for_plan_per_s"] = capacity
+    return out, notes
+
+
+def _run_summary(run: Any) -> dict[str, Any]:
+    s = run.summary()
+    t0_ms = 1000 * (run.ready_unix if run.mode == "asap" else run.publish_started_unix)
+    s["timeline"] = timeline(run.latencies_ms, t0_ms)
+    t0 = run.ready_unix
+    s["memory_timeline"] = {
+        "t_s": [round(x["t"] - t0, 2) for x in run.samples],
+        "service_rss_mib": [round(x.get("service_rss", 0) / 2**20, 1) for x in run.samples],
+        "service_tree_rss_mib": [round(x.get("service_tree_rss", 0) / 2**20, 1) for x in run.samples],
+    }
+    return s
+
+
+def _ratio(name: str, value: float | None, goal: str, met: bool | None) -> dict[str, Any]:
+    return {"name": name, "value": None if value is None else round(value, 3), "goal": goal, "met": met}
+
+
+def compute_ratios(lim: dict[str, Any], svc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ratios issue 8 names as the performance goals (None where a part was not measured)."""
+    ratios = []
+    asap = (svc.get("asap") or {}).get("throughput_per_s")
+    loop = (lim.get("bare_loop") or {}).get("per_s")
+    r = asap / loop if asap and loop else None
+    ratios.append(_ratio("service alerts/s / bare-loop alerts/s", r, ">= 0.8", None if r is None else r >= 0.8))
+    dec, raw = (lim.get("decode") or {}).get("ms_per_item"), (lim.get("raw_gunzip_fits") or {}).get("ms_per_item")
+    r = dec / raw if dec and raw else None
+    ratios.append(_ratio("decode ms / raw gunzip+FITS ms per alert", r, "<= 1.5", None if r is None else r <= 1.5))
+    inf = lim.get("inference", {})
+
+    def rate(backend: str, size: str) -> float | None:
+        return ((inf.get(backend) or {}).get("batches") or {}).get(size, {}).get("per_s")
+
+    for size in ("1", "64", "256"):
+        eager = rate("torch", size)
+        for backend in ("onnxruntime", "openvino"):
+            b = rate(backend, size)
+            r = b / eager if b and eager else None
+            ratios.append(_ratio(f"{backend} / torch eager, batch {size}", r, ">= 2", None if r is None else r >= 2))
+        ort, ov = rate("onnxruntime", size), rate("openvino", size)
+        r = ov / ort if ov and ort else None
+        ratios.append(_ratio(f"openvino / onnxruntime, batch {size}", r, "(comparison)", None))
+    trt = rate("tensorrt", "1024")
+    ratios.append(_ratio("TensorRT batch 1024 alerts/s (GPU host)", trt, ">= 50,000", None if trt is None else trt >= 50_000))
+    return ratios
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    gpu = cuda_device()
+    device = "cuda" if gpu else "cpu"
+    trt = tensorrt_usable()
+    backends = args.backends or (list(CPU_BACKENDS) + (["tensorrt"] if trt else []))
+    service_backend = args.service_backend or ("tensorrt" if trt else "onnxruntime")
+    results: dict[str, Any] = {
+        "command": "python -m benchmarks.night " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started_utc": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_stamp(),
+        "device": f"cuda ({gpu})" if gpu else "cpu",
+        "tensorrt": trt,
+        "service_backend": service_backend,
+        "backends": backends,
+        "quick": args.quick,
+    }
+    try:
+        import torch  # noqa: PLC0415
+
+        results["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    night = build_night(args.alerts, exposures=args.exposures)
+    results["night"] = night.describe()
+    notes: list[str] = []
+    if not gpu:
+        notes.append("no CUDA device: TensorRT figures are not measured on this machine")
+    lim, lim_notes = measure_limits(night, args, backends, service_backend, device)
+    results["limits"] = lim
+    results["untrained_models"] = lim.get("untrained_models")
+    notes += lim_notes
+    svc: dict[str, Any] = {}
+    if not args.skip_service:
+        svc, svc_notes = run_services(night, args, service_backend, device, (lim.get("bare_loop") or {}).get("per_s"))
+        notes += svc_notes
+    results["service"] = svc
+    results["ratios"] = compute_ratios(lim, svc)
+    results["notes"] = notes
+    results["load_average_end"] = load_average()
+    results["elapsed_s"] = round(time.time() - started, 1)
+    out_dir = args.out or (RESULTS / host_label() / ("quick" if args.quick else ""))
+    paths = write_results(results, out_dir)
+    print((out_dir / "night.md").read_text())
+    print("results:", ", ".join(str(p) for p in paths.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Results of a night: the JSON file, the Markdown table and the PNG plot (throughput, latency, memory over the run)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["write_results", "markdown", "plot", "timeline"]
+
+
+def timeline(latencies: Sequence[tuple[int, int]], t0_ms: float, bin_s: float = 1.0) -> dict[str, list[float]]:
+    """Per ``bin_s`` bin of output time since ``t0_ms``: outputs/s and latency p50/p95 (ms)."""
+    if not latencies:
+        return {"t_s": [], "per_s": [], "p50_ms": [], "p95_ms": []}
+    ts = np.asarray([t for t, _ in latencies], dtype=float)
+    lat = np.asarray([l for _, l in latencies], dtype=float)
+    bins = np.floor((ts - t0_ms) / 1000 / bin_s).astype(int)
+    bins -= min(0, bins.min())
+    out: dict[str, list[float]] = {"t_s": [], "per_s": [], "p50_ms": [], "p95_ms": []}
+    for b in range(bins.max() + 1):
+        sel = lat[bins == b]
+        out["t_s"].append(round(b * bin_s, 2))
+        out["per_s"].append(round(sel.size / bin_s, 1))
+        out["p50_ms"].append(round(float(np.percentile(sel, 50)), 1) if sel.size else None)
+        out["p95_ms"].append(round(float(np.percentile(sel, 95)), 1) if sel.size else None)
+    return out
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def markdown(results: Mapping[str, Any]) -> str:
+    """A human-readable summary of ``results`` (the dict written to JSON)."""
+    m, night, lim, svc, ratios = results["machine"], results["night"], results["limits"], results.get("service", {}), results["ratios"]
+    lines = [
+        f"# Night benchmark: {night['alerts']:,} alerts",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Started {results['started_utc']}, took {results['elapsed_s']:.0f} s. Machine: {m['cpu_model']}, {m['cpu_cores']} cores "
+        f"({m['memory_gib']} GiB), device **{results['device']}**, load average at start {m['load_average_1_5_15']}, at end {results.get('load_average_end')}.  ",
+        f"Git {m['git_commit']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".  ",
+        f"Night: {night['alerts']:,} alerts ({night['by_survey']}) = {night['original_packets']} bundled real packets x up to "
+        f"{night['copies_per_packet']} copies with fresh ids, {night['alert_bytes'] / 2**20:,.0f} MiB. "
+        f"Exposures: {night['exposure_note'] or 'none'}. Models untrained: {results.get('untrained_models')}.",
+        "",
+        "## Ratios (the project's goals)",
+        "",
+        "| ratio | value | goal | met |",
+        "|---|---|---|---|",
+    ]
+    for r in ratios:
+        lines.append(f"| {r['name']} | {_fmt(r['value'], 2)} | {r['goal']} | {'yes' if r['met'] else 'no' if r['met'] is not None else '-'} |")
+    lines += ["", f"## Limits (one process, no Kafka, no Redis; first {lim['sample_alerts']:,} alerts)", "",
+              "| stage | alerts/s | ms per alert |", "|---|---|---|"]
+    for key, label in (("decode", "bare decode (decode_values)"), ("raw_gunzip_fits", "raw gunzip + astropy FITS of the cutouts"),
+                       ("preprocess", f"preprocess ({lim.get('preprocess_backend')}, batch {lim.get('batch_size')})"),
+                       ("bare_loop", f"bare loop decode+preprocess+infer ({lim.get('loop_backend')}, batch {lim.get('batch_size')})")):
+        t = lim.get(key)
+        if t:
+            lines.append(f"| {label} | {_fmt(t['per_s'])} | {_fmt(t['ms_per_item'], 3)} |")
+    lines += ["", "### Inference alone (alerts/s; p50 ms per batch)", ""]
+    inf = lim.get("inference", {})
+    sizes = sorted({int(s) for b in inf.values() if isinstance(b, Mapping) for s in b.get("batches", {})})
+    if sizes:
+        lines += ["| backend | device | " + " | ".join(f"batch {s}" for s in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+        for backend, row in inf.items():
+            if "error" in row:
+                lines.append(f"| {backend} | - | " + " | ".join("-" for _ in sizes) + f" |  (not run: {row['error']})")
+                continue
+            cells = []
+            for s in sizes:
+                t = row["batches"].get(str(s))
+                cells.append(f"{_fmt(t['per_s'], 0)} ({_fmt(t['call_p50_ms'], 2)} ms)" if t else "-")
+            lines.append(f"| {backend} | {row.get('device')} | " + " | ".join(cells) + " |")
+    if lim.get("exposures"):
+        lines += ["", "### Raw exposures (seconds per exposure)", "", "```", json.dumps(lim["exposures"], indent=1), "```"]
+    lines += ["", "## The real service (embedded Tansu broker + Redis, 4 partitions)", "",
+              "| run | alerts | alerts/s | steady alerts/s | latency p50 / p95 / p99 ms | service CPU s (cores busy) | broker CPU s | RSS start / end / peak MiB |",
+              "|---|---|---|---|---|---|---|---|"]
+    for mode, run in svc.items():
+        if not isinstance(run, Mapping) or "latency_ms" not in run:
+            continue
+        lat, rss, cpu, busy = run["latency_ms"], run["service_rss_mib"], run["cpu_seconds"], run["cpu_cores_busy"]
+        label = mode if mode != "paced" else f"paced ({run['plan'].get('bursts')} bursts of {run['plan'].get('size')} in {run['plan'].get('window_s')} s every {run['plan'].get('period_s')} s)"
+        lines.append(f"| {label} | {run['outputs']:,}/{run['inputs']:,} | {_fmt(run['throughput_per_s'])} | {_fmt(run['steady_throughput_per_s'])} | "
+                     f"{_fmt(lat['p50'], 0)} / {_fmt(lat['p95'], 0)} / {_fmt(lat['p99'], 0)} | {_fmt(cpu.get('service'))} ({_fmt(busy.get('service'), 2)}) | "
+                     f"{_fmt(cpu.get('broker'))} | {_fmt(rss['start'])} / {_fmt(rss['end'])} / {_fmt(rss['sampled_peak'])} |")
+    for mode, run in svc.items():
+        if isinstance(run, Mapping) and run.get("stage_seconds"):
+            stages = ", ".join(f"{k} {v.get('sum', 0):.2f} s" for k, v in sorted(run["stage_seconds"].items()))
+            lines.append(f"\nPer-stage time in the service ({mode}, summed over batches): {stages}.")
+    if results.get("notes"):
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: Mapping[str, Any], path: Path) -> None:
+    """Throughput and latency over each service run, and the service's RSS, as one PNG."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    runs = {k: v for k, v in results.get("service", {}).items() if isinstance(v, Mapping) and "timeline" in v}
+    fig, axes = plt.subplots(3, max(1, len(runs)), figsize=(6.5 * max(1, len(runs)), 9), squeeze=False)
+    for col, (mode, run) in enumerate(runs.items()):
+        tl = run["timeline"]
+        ax = axes[0][col]
+        ax.bar(tl["t_s"], tl["per_s"], width=1.0, color="tab:blue")
+        ax.set_title(f"{mode}: classified alerts per second")
+        ax.set_ylabel("alerts/s")
+        ax = axes[1][col]
+        ax.plot(tl["t_s"], [np.nan if v is None else v for v in tl["p50_ms"]], label="p50")
+        ax.plot(tl["t_s"], [np.nan if v is None else v for v in tl["p95_ms"]], label="p95")
+        ax.set_yscale("log")
+        ax.set_ylabel("end-to-end latency (ms)")
+        ax.legend()
+        ax = axes[2][col]
+        mem = run.get("memory_timeline", {})
+        ax.plot(mem.get("t_s", []), mem.get("service_rss_mib", []), label="service RSS")
+        ax.plot(mem.get("t_s", []), mem.get("service_tree_rss_mib", []), label="service + decode worker")
+        ax.set_ylabel("MiB")
+        ax.set_xlabel("seconds since the service was ready")
+        ax.legend()
+    fig.suptitle(f"{results['night']['alerts']:,} alerts on {results['machine']['cpu_model']} ({results['device']}), git {results['machine']['git_commit'][:12]}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write_results(results: Mapping[str, Any], out_dir: Path, stem: str = "night") -> dict[str, Path]:
+    """``<stem>.json``, ``<stem>.md`` and ``<stem>.png`` in ``out_dir`` (created)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}.png"}
+    paths["json"].write_text(json.dumps(results, indent=1, default=str))
+    paths["markdown"].write_text(markdown(results))
+    plot(results, paths["plot"])
+    return paths

@@ -1,0 +1,169 @@
+"""Model cards: one TOML file per shipped model, read by the registry.
+
+Format (``engines/cards/<name>.toml``; every key below is required unless marked optional)::
+
+    name = "realbogus"                 # registry name, also the ONNX/engine file stem
+    version = "0.1.0"                  # bump when the weights change
+    network = "realbogus"              # engines.networks.NETWORKS key
+    trained = false                    # false: seeded initial weights, refused unless allow_untrained
+    input_kinds = ["difference_alert"] # stream.alert.InputKind values this model scores
+    preprocessing = "difference_stamps_69"   # engines.preprocess.PREPROCESSORS key
+    labels = ["bogus", "real"]         # output columns, in order
+    description = "..."                # optional
+
+    [input]                            # the engines.contract.InputContract
+    name = "input"
+    output = "probabilities"
+    shape = [3, 69, 69]
+    dtype = "float32"
+    max_batch = 1024
+    opt_batch = 256
+
+    [weights]
+    file = "realbogus.pt"              # in engines/weights/; "" = rebuild from init_seed
+    sha256 = "..."                     # of the file; of the state (state_sha256) when file = ""
+    init_seed = 20261122               # optional; the seed of untrained weights
+
+    [network_args]                     # optional: keyword arguments of the network constructor
+
+    [training]                         # free-form strings: data set, its provenance, recipe
+    [evaluation]                       # free-form: metric name -> number or string
+
+The training helper replaces ``[weights]``, sets ``trained = true`` and fills ``[training]``
+and ``[evaluation]``; :func:`write_card` writes this format back.
+"""
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engines.contract import EngineError, InputContract
+from stream.alert import InputKind
+
+__all__ = ["ModelCard", "load_card", "card_to_toml", "write_card"]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What the registry knows about one model (see the module docstring for the file format)."""
+
+    name: str
+    version: str
+    network: str
+    trained: bool
+    input_kinds: tuple[InputKind, ...]
+    preprocessing: str
+    labels: tuple[str, ...]
+    contract: InputContract
+    weights_file: str
+    weights_sha256: str
+    init_seed: int | None = None
+    network_args: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+    evaluation: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    path: Path | None = None
+
+
+def load_card(path: str | Path) -> ModelCard:
+    """Parse and validate one card; EngineError names the file and the problem."""
+    path = Path(path)
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+        inp = doc["input"]
+        weights = doc["weights"]
+        contract = InputContract(
+            input_name=str(inp["name"]),
+            output_name=str(inp["output"]),
+            shape=tuple(int(v) for v in inp["shape"]),
+            labels=tuple(str(v) for v in doc["labels"]),
+            dtype=str(inp.get("dtype", "float32")),
+            max_batch=int(inp["max_batch"]),
+            opt_batch=int(inp["opt_batch"]),
+        )
+        card = ModelCard(
+            name=str(doc["name"]),
+            version=str(doc["version"]),
+            network=str(doc["network"]),
+            trained=_as_bool(doc["trained"]),
+            input_kinds=tuple(InputKind(v) for v in doc["input_kinds"]),
+            preprocessing=str(doc["preprocessing"]),
+            labels=contract.labels,
+            contract=contract,
+            weights_file=str(weights["file"]),
+            weights_sha256=str(weights["sha256"]),
+            init_seed=int(weights["init_seed"]) if "init_seed" in weights else None,
+            network_args=dict(doc.get("network_args", {})),
+            training=dict(doc.get("training", {})),
+            evaluation=dict(doc.get("evaluation", {})),
+            description=str(doc.get("description", "")),
+            path=path,
+        )
+    except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise EngineError(f"bad model card {path}: {type(exc).__name__}: {exc}") from exc
+    if len(card.contract.shape) != 3:
+        raise EngineError(f"bad model card {path}: input shape must be [C, H, W]")
+    return card
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError(f"'trained' must be a TOML boolean, got {value!r}")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, InputKind):
+        return _toml_value(value.value)
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{text}"'
+
+
+def card_to_toml(card: ModelCard) -> str:
+    """The card in the documented TOML format (round-trips through :func:`load_card`)."""
+    c = card.contract
+    lines = [
+        f"name = {_toml_value(card.name)}",
+        f"version = {_toml_value(card.version)}",
+        f"network = {_toml_value(card.network)}",
+        f"trained = {_toml_value(card.trained)}",
+        f"input_kinds = {_toml_value(list(card.input_kinds))}",
+        f"preprocessing = {_toml_value(card.preprocessing)}",
+        f"labels = {_toml_value(list(card.labels))}",
+        f"description = {_toml_value(card.description)}",
+        "",
+        "[input]",
+        f"name = {_toml_value(c.input_name)}",
+        f"output = {_toml_value(c.output_name)}",
+        f"shape = {_toml_value(list(c.shape))}",
+        f"dtype = {_toml_value(c.dtype)}",
+        f"max_batch = {c.max_batch}",
+        f"opt_batch = {c.opt_batch}",
+        "",
+        "[weights]",
+        f"file = {_toml_value(card.weights_file)}",
+        f"sha256 = {_toml_value(card.weights_sha256)}",
+    ]
+    if card.init_seed is not None:
+        lines.append(f"init_seed = {card.init_seed}")
+    for table, values in (("network_args", card.network_args), ("training", card.training), ("evaluation", card.evaluation)):
+        lines += ["", f"[{table}]"] + [f"{key} = {_toml_value(val)}" for key, val in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_card(card: ModelCard, path: str | Path) -> Path:
+    """Write ``card`` to ``path`` (atomically) and return the path."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(card_to_toml(card), encoding="utf-8")
+    tmp.replace(path)
+    return path

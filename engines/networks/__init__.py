@@ -1,0 +1,62 @@
+"""The three networks and the one place that builds them by name.
+
+``build_network(name)`` returns the inference (eval-mode, no dropout) network; training code
+passes ``dropout`` for the training variants, which have the same parameters.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from engines.networks.hrcelestial import HRCELESTIAL_INPUT, HRCELESTIAL_LABELS, HRCelestialNet
+from engines.networks.iicnet import IICNET_INPUT, IICNET_LABELS, IICNet
+from engines.networks.realbogus import REALBOGUS_INPUT, REALBOGUS_LABELS, RealBogusCNN
+
+__all__ = ["NetworkSpec", "NETWORKS", "build_network", "ScoredNetwork"]
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A network family: how to build it, its input (C, H, W) and output labels."""
+
+    name: str
+    factory: Callable[..., nn.Module]
+    input_shape: tuple[int, int, int]
+    labels: tuple[str, ...]
+
+
+NETWORKS: dict[str, NetworkSpec] = {
+    "realbogus": NetworkSpec("realbogus", RealBogusCNN, REALBOGUS_INPUT, REALBOGUS_LABELS),
+    "iicnet": NetworkSpec("iicnet", IICNet, IICNET_INPUT, IICNET_LABELS),
+    "hrcelestialnet": NetworkSpec("hrcelestialnet", HRCelestialNet, HRCELESTIAL_INPUT, HRCELESTIAL_LABELS),
+}
+
+
+def build_network(name: str, **kwargs) -> nn.Module:
+    """A fresh network of family ``name`` (eval mode); ``kwargs`` go to its constructor."""
+    try:
+        spec = NETWORKS[name]
+    except KeyError:
+        raise KeyError(f"unknown network {name!r}; known: {sorted(NETWORKS)}") from None
+    return spec.factory(**kwargs).eval()
+
+
+class ScoredNetwork(nn.Module):
+    """Logits -> probabilities, the graph every backend runs (exported to ONNX as is).
+
+    ``compute_dtype`` float16 runs the body in half precision with float32 input and output
+    (the input is cast inside the graph), which is how a strongly typed TensorRT 11 engine
+    gets FP16 kernels; softmax is always float32.
+    """
+
+    def __init__(self, body: nn.Module, compute_dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.body = body.to(compute_dtype)
+        self.compute_dtype = compute_dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.body(x.to(self.compute_dtype))
+        return torch.softmax(logits.float(), dim=1)

@@ -1,0 +1,241 @@
+"""Per-model input transforms, written once in torch so the same code runs on CUDA and the CPU.
+
+Pure functions from :mod:`stream.alert` objects to batched tensors; no Kafka, Redis or backend
+imports. Host arrays are gathered into one (pinned, on CUDA) host tensor and copied with
+``non_blocking=True``; everything after the copy is batched tensor arithmetic on the device.
+
+Stamps (real/bogus, IICnet), per stamp and channel:
+1. frame: stamps smaller than the 63 x 63 frame (cut at the detector edge) are centred in it,
+   bigger ones centre-cropped; pixels outside the stamp count as missing;
+2. NaN handling: missing and non-finite pixels take the stamp's median of finite pixels (the
+   lower median, ``torch.nanmedian``'s definition), i.e. the background; all-missing -> 0;
+3. per-stamp normalisation: min-max to [0, 1] (the paper's input scaling); constant -> 0;
+4. resampling: bilinear (``align_corners=False``, no antialiasing), 63 -> 69 for real/bogus,
+   -> 80 for IICnet;
+5. channels stacked: (science, template, difference) or (W1, W2, W3).
+
+Raw HST frames (HR-CelestialNet), following the paper's Sec. 2.2 (numbers in models.md): each
+CCD extension is trimmed of pre-/overscan, its amplifier halves merged, giving 2048 x 4096 per
+chip; one network input per chip; scaled by 1/65535 (16-bit data numbers); optionally binned
+(mean over ``binning`` x ``binning`` blocks) for the reduced-resolution network.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stream.alert import Alert, Exposure
+
+__all__ = [
+    "PreprocessError",
+    "STAMP_FRAME",
+    "WISE_BANDS",
+    "RAW_CHIP_SHAPE",
+    "frame_stamp",
+    "to_device",
+    "fill_and_normalise",
+    "resample",
+    "difference_alert_batch",
+    "multiband_batch",
+    "raw_chips",
+    "raw_exposure_batch",
+    "chips_per_exposure",
+    "PREPROCESSORS",
+]
+
+STAMP_FRAME = 63
+WISE_BANDS: tuple[str, ...] = ("W1", "W2", "W3")
+RAW_CHIP_SHAPE: tuple[int, int] = (2048, 4096)
+_DN_SCALE = 65535.0
+
+
+class PreprocessError(ValueError):
+    """An input cannot be turned into a network input (wrong kind, missing band, bad geometry)."""
+
+
+def frame_stamp(data: np.ndarray, frame: int = STAMP_FRAME) -> np.ndarray:
+    """``data`` centred in a ``frame`` x ``frame`` float32 array; outside pixels are NaN.
+
+    Stamps that fit use the decoder's :func:`stream.decode.stamps.place_in_frame` (centred, as
+    no candidate position is carried by :class:`~stream.alert.Alert`); bigger ones (Rubin
+    cutouts vary in size) are centre-cropped first.
+    """
+    from stream.decode.errors import DecodeError  # noqa: PLC0415
+    from stream.decode.stamps import place_in_frame  # noqa: PLC0415
+
+    data = np.asarray(data, dtype=np.float32)
+    if data.ndim != 2:
+        raise PreprocessError(f"stamp must be 2-D, got shape {data.shape}")
+    h, w = data.shape
+    top, left = max((h - frame) // 2, 0), max((w - frame) // 2, 0)
+    cropped = data[top:top + frame, left:left + frame]
+    try:
+        framed, _mask = place_in_frame(cropped, (frame, frame), detector_shape=None)
+    except DecodeError as exc:
+        raise PreprocessError(f"stamp of shape {data.shape} cannot be framed: {exc}") from exc
+    return framed
+
+
+def to_device(host: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """Host tensor -> ``device``; on CUDA via pinned memory and a non-blocking copy."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
+def fill_and_normalise(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) with NaN/inf for missing pixels -> median-filled, min-max scaled to [0, 1]."""
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, h * w).float()
+    finite = torch.isfinite(flat)
+    flat = torch.where(finite, flat, torch.full_like(flat, float("nan")))
+    median = torch.nanmedian(flat, dim=2).values                      # NaN where all missing
+    median = torch.nan_to_num(median, nan=0.0).unsqueeze(-1)
+    filled = torch.where(finite, flat, median)
+    low = filled.amin(dim=2, keepdim=True)
+    span = filled.amax(dim=2, keepdim=True) - low
+    scaled = torch.where(span > 0, (filled - low) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(filled))
+    return scaled.reshape(n, c, h, w)
+
+
+def resample(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Bilinear resize of (N, C, H, W) to ``size`` x ``size`` (align_corners=False)."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+
+
+def _host_batch(frames: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(frames).astype(np.float32, copy=False))
+
+
+def difference_alert_batch(alerts: Sequence[Alert], size: int = 69, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, 3, size, size): (science, template, difference) per alert, framed, filled, scaled, resampled."""
+    frames = []
+    for alert in alerts:
+        if not isinstance(alert, Alert):
+            raise PreprocessError(f"expected an Alert, got {type(alert).__name__}")
+        frames.append(np.stack([frame_stamp(np.asarray(s.data)) for s in (alert.science, alert.template, alert.difference)]))
+    if not frames:
+        return torch.empty((0, 3, size, size), device=device)
+    x = to_device(_host_batch(frames), device)
+    return resample(fill_and_normalise(x), size)
+
+
+def multiband_batch(
+    exposures: Sequence[Exposure], size: int = 80, bands: Sequence[str] = WISE_BANDS, device: str | torch.device = "cpu"
+) -> torch.Tensor:
+    """(N, len(bands), size, size) from multi-band cutouts (images keyed by band name).
+
+    Bands of one cutout must share a shape; cutouts of different shapes are resampled in
+    same-shape groups (one batched interpolate per group) and returned in input order.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    arrays: list[np.ndarray] = []
+    for index, exposure in enumerate(exposures):
+        if not isinstance(exposure, Exposure):
+            raise PreprocessError(f"expected an Exposure, got {type(exposure).__name__}")
+        missing = [b for b in bands if b not in exposure.images]
+        if missing:
+            raise PreprocessError(f"exposure {exposure.exposure_id}: missing bands {missing} (has {sorted(exposure.images)})")
+        planes = [np.asarray(exposure.images[b], dtype=np.float32) for b in bands]
+        shape = planes[0].shape
+        if len(shape) != 2 or any(p.shape != shape for p in planes):
+            raise PreprocessError(f"exposure {exposure.exposure_id}: band images differ in shape or are not 2-D")
+        arrays.append(np.stack(planes))
+        groups.setdefault(shape, []).append(index)
+    out = torch.empty((len(arrays), len(bands), size, size), device=device)
+    for indices in groups.values():
+        x = to_device(torch.from_numpy(np.stack([arrays[i] for i in indices])), device)
+        out[torch.as_tensor(indices, device=device)] = resample(fill_and_normalise(x), size)
+    return out
+
+
+# --- raw HST frames -----------------------------------------------------------------------
+
+#: instrument -> raw extension shape (rows, columns), from the paper's Sec. 2.2 geometry.
+RAW_GEOMETRY: dict[str, tuple[int, int]] = {"ACS/WFC": (2068, 4144), "WFC3/UVIS": (2070, 4206)}
+
+
+def _chip_number(name: str, header: Mapping[str, Any]) -> int:
+    """CCD chip (1 or 2) of a SCI extension: header CCDCHIP, else the HST convention that
+    [SCI,1] is chip 2 (WFC2 / UVIS2) and [SCI,2] is chip 1."""
+    if "CCDCHIP" in header:
+        return int(header["CCDCHIP"])
+    extver = int(name.split(",")[1]) if "," in name else int(header.get("EXTVER", 1))
+    return 2 if extver == 1 else 1
+
+
+def _trim_chip(raw: torch.Tensor, instrument: str, chip: int) -> torch.Tensor:
+    """One raw extension (rows, cols) -> the 2048 x 4096 imaging area, amplifier halves merged."""
+    if instrument == "ACS/WFC":
+        # 24-column physical prescan on both sides; 20-row virtual overscan at the bottom of
+        # WFC1 and the top of WFC2. The two amplifier halves are then contiguous.
+        cols = raw[:, 24:-24]
+        return cols[20:, :] if chip == 1 else cols[:-20, :]
+    if instrument == "WFC3/UVIS":
+        # 25-column physical overscan on both sides, 60 columns of virtual overscan between the
+        # amplifier halves (merged here), 19-row virtual overscan, then 3 more rows: bottom of
+        # UVIS1, top of UVIS2, to reach 2048 rows.
+        merged = torch.cat((raw[:, 25:25 + 2048], raw[:, 25 + 2048 + 60:25 + 2048 + 60 + 2048]), dim=1)
+        return merged[19 + 3:, :] if chip == 1 else merged[:-(19 + 3), :]
+    raise PreprocessError(f"no raw geometry for instrument {instrument!r} (known: {sorted(RAW_GEOMETRY)})")
+
+
+def _sci_extensions(exposure: Exposure) -> list[str]:
+    names = sorted(n for n in exposure.images if n.upper().startswith("SCI"))
+    if not names:
+        raise PreprocessError(f"exposure {exposure.exposure_id}: no SCI extensions (has {sorted(exposure.images)})")
+    return names
+
+
+def chips_per_exposure(exposure: Exposure) -> int:
+    """How many network inputs (CCD chips) one raw exposure gives."""
+    return len(_sci_extensions(exposure))
+
+
+def raw_chips(exposure: Exposure, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(n_chips, 2048, 4096) trimmed, merged chips of one raw exposure, in chip order 1, 2."""
+    geometry = RAW_GEOMETRY.get(exposure.instrument)
+    if geometry is None:
+        raise PreprocessError(f"exposure {exposure.exposure_id}: unsupported instrument {exposure.instrument!r}")
+    chips = []
+    for name in _sci_extensions(exposure):
+        data = np.asarray(exposure.images[name])
+        if data.shape != geometry:
+            raise PreprocessError(f"exposure {exposure.exposure_id} {name}: raw shape {data.shape}, expected {geometry} for {exposure.instrument}")
+        chip = _chip_number(name, exposure.headers.get(name, {}))
+        raw = to_device(torch.from_numpy(data.astype(np.float32, copy=False)), device)
+        chips.append((chip, _trim_chip(raw, exposure.instrument, chip)))
+    chips.sort(key=lambda pair: pair[0])
+    return torch.stack([c for _, c in chips])
+
+
+def raw_exposure_batch(exposures: Sequence[Exposure], binning: int = 1, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(total chips, 1, 2048 / binning, 4096 / binning): scaled, NaN -> 0, binned by block mean."""
+    planes = []
+    for exposure in exposures:
+        if not isinstance(exposure, Exposure):
+            raise PreprocessError(f"expected an Exposure, got {type(exposure).__name__}")
+        planes.append(raw_chips(exposure, device))
+    h, w = RAW_CHIP_SHAPE
+    if not planes:
+        return torch.empty((0, 1, h // binning, w // binning), device=device)
+    x = torch.cat(planes).unsqueeze(1)
+    x = torch.nan_to_num(x / _DN_SCALE, nan=0.0, posinf=0.0, neginf=0.0)
+    if binning > 1:
+        x = F.avg_pool2d(x, binning)
+    return x
+
+
+#: preprocessing name (as model cards give it) -> function(items, device) -> tensor
+PREPROCESSORS = {
+    "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
+    "wise_w123_80": lambda items, device: multiband_batch(items, 80, WISE_BANDS, device),
+    "hst_raw_2048x4096": lambda items, device: raw_exposure_batch(items, 1, device),
+}

@@ -1,0 +1,218 @@
+"""The engine registry: which models exist (their cards), which apply to an input kind, and
+a loaded :class:`ModelRunner` (preprocessing + engine + provenance) for one of them.
+
+The service calls ``load_registry()`` once, asks ``cards_for(kind)`` and keeps the runners
+from ``load_runner(...)`` for its lifetime (weights are never reloaded per batch).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+from torch import nn
+
+from engines.backends import BACKENDS, open_onnx_engine
+from engines.cards import ModelCard, load_card
+from engines.contract import Engine, EngineError, ModelProvenance
+from engines.export import export_onnx, file_sha256
+from engines.networks import build_network
+from engines.preprocess import PREPROCESSORS, chips_per_exposure
+from stream.alert import Alert, Exposure, InputKind
+
+__all__ = [
+    "CARDS_DIR",
+    "WEIGHTS_DIR",
+    "Registry",
+    "ModelRunner",
+    "load_registry",
+    "load_network",
+    "state_sha256",
+    "onnx_path_for",
+]
+
+log = structlog.get_logger(__name__)
+
+ENGINES_DIR = Path(__file__).resolve().parent
+CARDS_DIR = ENGINES_DIR / "cards"
+WEIGHTS_DIR = ENGINES_DIR / "weights"
+
+
+def state_sha256(state: dict[str, torch.Tensor]) -> str:
+    """sha256 over a state dict's names, dtypes, shapes and bytes, in key order."""
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        tensor = state[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def load_network(card: ModelCard, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
+    """The card's network with its weights, checked against the card's sha256 (eval mode)."""
+    if card.weights_file:
+        path = weights_dir / card.weights_file
+        if not path.is_file():
+            raise EngineError(f"{card.name}: weights file {path} is missing")
+        actual = file_sha256(path)
+        if actual != card.weights_sha256:
+            raise EngineError(f"{card.name}: weights {path} sha256 {actual} != card {card.weights_sha256}")
+        network = build_network(card.network, **card.network_args)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            network.load_state_dict(state)
+        except (RuntimeError, OSError, KeyError) as exc:
+            raise EngineError(f"{card.name}: cannot load weights {path}: {exc}") from exc
+        return network.eval()
+    if card.init_seed is None:
+        raise EngineError(f"{card.name}: card names neither a weights file nor an init_seed")
+    torch.manual_seed(card.init_seed)
+    network = build_network(card.network, **card.network_args)
+    actual = state_sha256(network.state_dict())
+    if actual != card.weights_sha256:
+        raise EngineError(f"{card.name}: seeded weights (seed {card.init_seed}) hash {actual} != card {card.weights_sha256}")
+    return network.eval()
+
+
+def onnx_path_for(card: ModelCard, cache_dir: str | Path, precision: str = "fp32") -> Path:
+    """Where the card's ONNX export lives: keyed by name, version, weights and precision."""
+    return Path(cache_dir) / f"{card.name}-{card.version}-{card.weights_sha256[:16]}-{precision}.onnx"
+
+
+class ModelRunner:
+    """One model on one backend: ``preprocess`` -> ``infer`` (probabilities), or ``score``."""
+
+    def __init__(self, card: ModelCard, engine: Engine, provenance: ModelProvenance, device: str) -> None:
+        self.card = card
+        self.engine = engine
+        self.provenance = provenance
+        self.labels: tuple[str, ...] = card.labels
+        self.max_batch: int = card.contract.max_batch
+        self.device = device
+        self._preprocess = PREPROCESSORS[card.preprocessing]
+        self._per_chip = card.preprocessing.startswith("hst_raw")
+
+    def rows_per_item(self, items: Sequence[Alert | Exposure]) -> list[int]:
+        """Network inputs each item gives: 1, or one per CCD chip for raw exposures."""
+        return [chips_per_exposure(item) if self._per_chip else 1 for item in items]
+
+    def preprocess(self, items: Sequence[Alert | Exposure]) -> torch.Tensor:
+        """The batched network input on this runner's device (raw exposures: one row per chip)."""
+        return self._preprocess(items, self.device)
+
+    def infer(self, batch: torch.Tensor) -> np.ndarray:
+        """(N, K) float32 probabilities (softmax applied) for a preprocessed batch."""
+        return self.engine.infer(batch)
+
+    def score(self, items: Sequence[Alert | Exposure]) -> np.ndarray:
+        """(len(items), K) probabilities, preprocessed and inferred in chunks of ``max_batch``
+        rows. A raw exposure's chips are scored separately and averaged."""
+        rows = self.rows_per_item(items)
+        out = np.empty((len(items), len(self.labels)), dtype=np.float32)
+        start = 0
+        while start < len(items):
+            stop, total = start, 0
+            while stop < len(items) and (total + rows[stop] <= self.max_batch or stop == start):
+                total += rows[stop]
+                stop += 1
+            if total > self.max_batch:
+                raise EngineError(f"{self.card.name}: one item gives {total} rows > max_batch {self.max_batch}")
+            probabilities = self.infer(self.preprocess(items[start:stop]))
+            offset = 0
+            for index in range(start, stop):
+                out[index] = probabilities[offset:offset + rows[index]].mean(axis=0)
+                offset += rows[index]
+            start = stop
+        return out
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+class Registry:
+    """All model cards, by name; builds runners on demand."""
+
+    def __init__(self, cards: Sequence[ModelCard], weights_dir: Path = WEIGHTS_DIR) -> None:
+        self.cards: dict[str, ModelCard] = {}
+        for card in cards:
+            if card.name in self.cards:
+                raise EngineError(f"two model cards are named {card.name!r}")
+            self.cards[card.name] = card
+        self.weights_dir = weights_dir
+
+    def card(self, name: str) -> ModelCard:
+        try:
+            return self.cards[name]
+        except KeyError:
+            raise EngineError(f"no model card named {name!r} (have {sorted(self.cards)})") from None
+
+    def cards_for(self, kind: InputKind) -> list[ModelCard]:
+        """Cards of the models that score inputs of ``kind``, in name order."""
+        return [c for _, c in sorted(self.cards.items()) if kind in c.input_kinds]
+
+    def export(self, name: str, cache_dir: str | Path = "var/engines", precision: str = "fp32") -> Path:
+        """The card's ONNX file in ``cache_dir``, exported now if it is not there yet."""
+        card = self.card(name)
+        path = onnx_path_for(card, cache_dir, precision)
+        if not path.is_file():
+            export_onnx(load_network(card, self.weights_dir), card.contract, path, precision)
+        return path
+
+    def load_runner(
+        self,
+        name: str,
+        backend: str,
+        device: str = "cpu",
+        cache_dir: str = "var/engines",
+        allow_untrained: bool = False,
+        precision: str | None = None,
+        **engine_options: Any,
+    ) -> ModelRunner:
+        """A loaded runner for model ``name`` on ``backend`` (torch, onnxruntime, openvino,
+        tensorrt). Refuses untrained models unless ``allow_untrained``. ``precision``: for
+        openvino "f32" (default) or "bf16"; for tensorrt "fp16"/"fp32" (default: by GPU)."""
+        card = self.card(name)
+        if not card.trained and not allow_untrained:
+            raise EngineError(f"model {name!r} is not trained (card trained = false); pass allow_untrained to use it anyway")
+        if backend not in BACKENDS:
+            raise EngineError(f"unknown backend {backend!r}; known: {BACKENDS}")
+        extra: dict[str, Any] = {}
+        if backend == "torch":
+            from engines.backends.torch_backend import TorchEngine  # noqa: PLC0415
+
+            engine: Engine = TorchEngine(load_network(card, self.weights_dir), card.contract, device=device, **engine_options)
+        elif backend == "tensorrt":
+            from engines.backends.tensorrt_backend import precision_for_device  # noqa: PLC0415
+
+            precision = precision or precision_for_device(device)
+            onnx = self.export(name, cache_dir, precision)
+            extra["onnx_sha256"] = file_sha256(onnx)
+            engine = open_onnx_engine(
+                backend, onnx, card.contract, device=device, precision=precision, cache_dir=cache_dir,
+                onnx_sha256=extra["onnx_sha256"], **engine_options,
+            )
+        else:
+            onnx = self.export(name, cache_dir, "fp32")
+            extra["onnx_sha256"] = file_sha256(onnx)
+            if backend == "openvino":
+                engine_options["precision"] = precision or "f32"
+            elif precision not in (None, "fp32", "f32"):
+                raise EngineError(f"onnxruntime runs the fp32 export only, not {precision!r}")
+            engine = open_onnx_engine(backend, onnx, card.contract, device=device, **engine_options)
+        extra["precision"] = getattr(engine, "precision", "fp32")
+        provenance = ModelProvenance(card.name, card.version, card.weights_sha256, card.trained, backend, extra)
+        log.info("runner_loaded", model=name, backend=backend, device=device, trained=card.trained, **extra)
+        return ModelRunner(card, engine, provenance, device)
+
+
+def load_registry(cards_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> Registry:
+    """Read every ``*.toml`` card in ``cards_dir`` (default: engines/cards)."""
+    cards_dir = Path(cards_dir) if cards_dir is not None else CARDS_DIR
+    paths = sorted(cards_dir.glob("*.toml"))
+    if not paths:
+        raise EngineError(f"no model cards in {cards_dir}")
+    return Registry([load_card(p) for p in paths], Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR)

@@ -1,0 +1,255 @@
+"""The training loop: seeded, resumable, bounded, and it writes what it did beside the weights.
+
+``train_network`` takes raw examples plus a ``to_input`` function (raw batch -> model input
+tensor, the same preprocessing the service runs), so training never sees a differently
+normalised input than inference. Per epoch: a shuffled pass (tqdm bar), validation loss and
+accuracy, a checkpoint (model, optimiser, epoch, RNG states, history) for ``--resume``. The
+best-validation weights are kept; training stops after ``patience`` epochs without a better
+validation loss or when ``max_minutes`` is spent.
+
+Outputs in ``out_dir``: ``<model>.pt`` (state dict of the inference network, float32),
+``<model>.train.json`` (config, data hashes, versions, history), ``checkpoint.pt``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+from torch import nn
+
+from engines.training.ztf_files import TrainingDataError
+
+__all__ = ["TrainConfig", "TrainingData", "TrainResult", "train_network", "serving_state_dict", "set_seed",
+           "array_sha256"]
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a run; written beside the weights."""
+
+    model: str
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "cpu"
+    dropout: float = 0.0
+    patience: int = 3
+    max_minutes: float | None = None
+    lr_halve_epoch: int | None = None      # IICnet's schedule: halve the lr after this epoch
+    optimizer: str = "adam"                # "adam" or "sgd"
+    threads: int = 2
+    network_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Raw examples (whatever ``to_input`` takes) with integer labels, split in two."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    val_x: np.ndarray
+    val_y: np.ndarray
+    class_names: tuple[str, ...]
+    description: dict[str, Any] = field(default_factory=dict)   # data hashes, generators, split
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    weights_path: Path
+    record_path: Path
+    checkpoint_path: Path
+    best_epoch: int
+    best_val_loss: float
+    history: tuple[dict[str, float], ...]
+    stopped_because: str
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def array_sha256(*arrays: np.ndarray) -> str:
+    """A content hash of arrays (bytes, shape and dtype), for the training record."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        a = np.ascontiguousarray(array)
+        digest.update(str((a.shape, a.dtype.str)).encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+def serving_state_dict(trained: nn.Module, serving: nn.Module) -> dict[str, torch.Tensor]:
+    """The trained tensors under the serving network's names.
+
+    Training variants add dropout layers, which can shift ``nn.Sequential`` indices; the
+    parameters and buffers are the same in the same order, so they are matched by position
+    and shape (a mismatch raises)."""
+    trained_items = list(trained.state_dict().items())
+    serving_items = list(serving.state_dict().items())
+    if len(trained_items) != len(serving_items):
+        raise TrainingDataError(f"trained network has {len(trained_items)} tensors, serving {len(serving_items)}")
+    out = {}
+    for (t_name, t_value), (s_name, s_value) in zip(trained_items, serving_items, strict=True):
+        if t_value.shape != s_value.shape:
+            raise TrainingDataError(f"tensor {t_name} {tuple(t_value.shape)} does not match {s_name} {tuple(s_value.shape)}")
+        out[s_name] = t_value.detach().to("cpu", torch.float32 if t_value.is_floating_point() else t_value.dtype).clone()
+    return out
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+
+
+def _evaluate_loss(network: nn.Module, x: np.ndarray, y: np.ndarray, to_input: Callable[[np.ndarray], torch.Tensor],
+                   batch_size: int, device: torch.device) -> tuple[float, float]:
+    network.eval()
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    total_loss, correct = 0.0, 0
+    with torch.inference_mode():
+        for idx in _batches(len(y), batch_size, None):
+            logits = network(to_input(x[idx]).to(device))
+            target = torch.from_numpy(y[idx]).to(device)
+            total_loss += float(loss_fn(logits, target))
+            correct += int((logits.argmax(1) == target).sum())
+    return total_loss / max(len(y), 1), correct / max(len(y), 1)
+
+
+def train_network(
+    data: TrainingData,
+    to_input: Callable[[np.ndarray], torch.Tensor],
+    config: TrainConfig,
+    out_dir: Path,
+    resume: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``config.model`` on ``data``; see the module docstring for what is written."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from engines.networks import build_network  # noqa: PLC0415
+
+    if len(data.train_y) == 0 or len(data.val_y) == 0:
+        raise TrainingDataError(f"need training and validation examples, got {len(data.train_y)} and {len(data.val_y)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, config.threads))
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingDataError("--device cuda asked for, but torch sees no CUDA device")
+    set_seed(config.seed)
+    train_kwargs = dict(config.network_kwargs)
+    if config.dropout > 0:
+        train_kwargs["dropout"] = config.dropout
+    network = build_network(config.model, **train_kwargs).to(device)
+    if config.optimizer == "sgd":
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(network.parameters(), lr=config.lr, momentum=0.9,
+                                                           weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(config.seed)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    best_val_loss = float("inf")
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch = -1
+    checkpoint_path = out_dir / "checkpoint.pt"
+    if resume is not None:
+        checkpoint = torch.load(resume, map_location=device, weights_only=False)
+        if checkpoint.get("config", {}).get("model") != config.model:
+            raise TrainingDataError(f"checkpoint {resume} is for {checkpoint.get('config', {}).get('model')!r}, not {config.model!r}")
+        network.load_state_dict(checkpoint["network"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        rng.bit_generator.state = checkpoint["numpy_rng"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+        history = list(checkpoint["history"])
+        start_epoch = int(checkpoint["epoch"]) + 1
+        best_val_loss = float(checkpoint["best_val_loss"])
+        best_state = checkpoint["best_state"]
+        best_epoch = int(checkpoint["best_epoch"])
+        log.info("training_resumed", checkpoint=str(resume), epoch=start_epoch)
+    started = time.monotonic()
+    stopped_because = "epochs"
+    for epoch in range(start_epoch, config.epochs):
+        if config.lr_halve_epoch is not None and epoch == config.lr_halve_epoch:
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] / 2
+        network.train()
+        running, seen = 0.0, 0
+        batches = _batches(len(data.train_y), config.batch_size, rng)
+        bar = tqdm(batches, desc=f"{config.model} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        for idx in bar:
+            inputs = to_input(data.train_x[idx]).to(device)
+            target = torch.from_numpy(data.train_y[idx]).to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(network(inputs), target)
+            if not torch.isfinite(loss):
+                raise TrainingDataError(f"loss became {float(loss)} at epoch {epoch + 1}: lower --lr or check the inputs")
+            loss.backward()
+            optimizer.step()
+            running += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{running / seen:.4f}")
+        val_loss, val_acc = _evaluate_loss(network, data.val_x, data.val_y, to_input, config.batch_size, device)
+        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
+               "seconds": time.monotonic() - started}
+        history.append(row)
+        log.info("epoch_done", model=config.model, **row)
+        if val_loss < best_val_loss:
+            best_val_loss, best_epoch = val_loss, epoch + 1
+            best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+        torch.save({"config": asdict(config), "network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
+                    "epoch": epoch, "best_val_loss": best_val_loss, "best_state": best_state,
+                    "best_epoch": best_epoch}, checkpoint_path)
+        if epoch + 1 - best_epoch >= config.patience:
+            stopped_because = f"no better validation loss for {config.patience} epochs"
+            break
+        if config.max_minutes is not None and (time.monotonic() - started) / 60 >= config.max_minutes:
+            stopped_because = f"time budget of {config.max_minutes} min spent"
+            break
+    if best_state is None:
+        raise TrainingDataError("no epoch ran (is --epochs below the resumed epoch?)")
+    network.load_state_dict(best_state)
+    serving = build_network(config.model, **config.network_kwargs)
+    state = serving_state_dict(network, serving)
+    weights_path = out_dir / f"{config.model}.pt"
+    torch.save(state, weights_path)
+    weights_sha = hashlib.sha256(weights_path.read_bytes()).hexdigest()
+    record = {
+        "model": config.model,
+        "config": asdict(config),
+        "class_names": list(data.class_names),
+        "data": {**data.description, "train_examples": int(len(data.train_y)), "val_examples": int(len(data.val_y)),
+                 "train_sha256": array_sha256(data.train_x, data.train_y), "val_sha256": array_sha256(data.val_x, data.val_y)},
+        "history": history,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_val_loss,
+        "stopped_because": stopped_because,
+        "weights_file": weights_path.name,
+        "weights_sha256": weights_sha,
+        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+    }
+    record_path = out_dir / f"{config.model}.train.json"
+    record_path.write_text(json.dumps(record, indent=2, default=str))
+    log.info("training_done", model=config.model, best_epoch=best_epoch, best_val_loss=best_val_loss,
+             stopped_because=stopped_because, weights=str(weights_path))
+    return TrainResult(weights_path=weights_path, record_path=record_path, checkpoint_path=checkpoint_path,
+                       best_epoch=best_epoch, best_val_loss=best_val_loss, history=tuple(history),
+                       stopped_because=stopped_because)

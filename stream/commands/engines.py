@@ -1,0 +1,127 @@
+"""``survey-classifier engines build|list|describe``: export and build engines, show what is built.
+
+* ``build``: export each model's ONNX (dynamic batch) into the cache dir and load it on every
+  backend this host can run (ONNX Runtime, OpenVINO; TensorRT where CUDA and TensorRT load),
+  with one smoke batch each; prints progress. ``--backend`` picks one backend.
+* ``list``: the built artefacts (ONNX files, TensorRT engines) with the provenance of each.
+* ``describe``: JSON with each network's parameter count, multiply-accumulates and input and
+  output shapes (HR-CelestialNet is measured on the meta device: no memory is allocated).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+__all__ = ["register"]
+
+_DEFAULT_MODELS = "realbogus,iicnet"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("engines", help="export ONNX and build engines; list and describe them")
+    p.add_argument("action", choices=("build", "list", "describe"))
+    p.add_argument("--backend", default="auto", help="auto (all this host can run), onnxruntime, openvino, tensorrt, torch")
+    p.add_argument("--models", default=_DEFAULT_MODELS, help=f"comma-separated model names or 'all' (default {_DEFAULT_MODELS})")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda for tensorrt, else cpu)")
+    p.add_argument("--cache-dir", default="var/engines", help="where ONNX files and engines go")
+    p.set_defaults(func=_run)
+
+
+def _models(registry, spec: str) -> list[str]:
+    names = sorted(registry.cards) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
+    for name in names:
+        registry.card(name)  # EngineError for an unknown name
+    return names
+
+
+def _host_backends() -> list[str]:
+    from engines.contract import EngineError  # noqa: PLC0415
+
+    backends = ["onnxruntime", "openvino"]
+    try:
+        from engines.backends.tensorrt_backend import _require_cuda, import_tensorrt  # noqa: PLC0415
+
+        _require_cuda("cuda")
+        import_tensorrt()
+        backends.append("tensorrt")
+    except EngineError as exc:
+        print(f"# tensorrt: skipped on this host ({exc})", flush=True)
+    return backends
+
+
+def _build(args: argparse.Namespace) -> int:
+    import numpy as np  # noqa: PLC0415
+
+    from engines.contract import EngineError  # noqa: PLC0415
+    from engines.registry import load_registry  # noqa: PLC0415
+
+    registry = load_registry()
+    backends = _host_backends() if args.backend == "auto" else [args.backend]
+    failures = 0
+    for name in _models(registry, args.models):
+        card = registry.card(name)
+        if not card.trained:
+            print(f"# {name}: card says trained = false (seeded weights); building anyway", flush=True)
+        for backend in backends:
+            device = args.device or ("cuda" if backend == "tensorrt" else "cpu")
+            started = time.perf_counter()
+            print(f"{name} {backend}: building ...", flush=True)
+            try:
+                runner = registry.load_runner(name, backend, device=device, cache_dir=args.cache_dir, allow_untrained=True)
+                probabilities = runner.infer(np.zeros((1, *card.contract.shape), dtype=np.float32))
+                runner.close()
+            except EngineError as exc:
+                failures += 1
+                print(f"{name} {backend}: FAILED: {exc}", flush=True)
+                continue
+            extra = runner.provenance.extra
+            print(f"{name} {backend}: ok in {time.perf_counter() - started:.1f}s precision={extra.get('precision')} "
+                  f"onnx_sha256={extra.get('onnx_sha256', '-')[:16]} smoke={np.round(probabilities[0], 4).tolist()}", flush=True)
+    return 1 if failures else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from engines.registry import load_registry, onnx_path_for  # noqa: PLC0415
+
+    registry = load_registry()
+    cache = Path(args.cache_dir)
+    print(f"{'model':<16}{'version':<18}{'trained':<9}{'weights_sha256':<18}artefact")
+    for name, card in sorted(registry.cards.items()):
+        artefacts = []
+        for precision in ("fp32", "fp16"):
+            onnx = onnx_path_for(card, cache, precision)
+            if onnx.is_file():
+                artefacts.append(f"{onnx.name} ({onnx.stat().st_size / 1e6:.1f} MB)")
+                artefacts += [f"{e.name} ({e.stat().st_size / 1e6:.1f} MB)" for e in sorted(cache.glob(f"{onnx.stem}-*.engine"))]
+        for artefact in artefacts or ["(not built)"]:
+            print(f"{name:<16}{card.version:<18}{str(card.trained).lower():<9}{card.weights_sha256[:16]:<18}{artefact}")
+    return 0
+
+
+def _describe(_args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415
+
+    from engines.macs import count_macs, count_params, output_shape  # noqa: PLC0415
+    from engines.networks import NETWORKS, build_network  # noqa: PLC0415
+
+    out = {}
+    for name, spec in NETWORKS.items():
+        device = "meta" if name == "hrcelestialnet" else "cpu"
+        with torch.device(device):
+            network = build_network(name)
+        shape = (1, *spec.input_shape)
+        out[name] = {
+            "parameters": count_params(network),
+            "macs": count_macs(network, shape, device),
+            "input_shape": list(spec.input_shape),
+            "output_shape": list(output_shape(network, shape, device)[1:]),
+            "labels": list(spec.labels),
+        }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    return {"build": _build, "list": _list, "describe": _describe}[args.action](args)

@@ -1,0 +1,126 @@
+"""One entry point for every input: Kafka message value (or file) -> alerts / exposures.
+
+Formats, told apart by their first bytes:
+
+* ``Obj\\x01``: an Avro object-container file (ZTF: one per message; Rubin container files,
+  Fink's Spark-rewritten ``topLevelRecord``; several records allowed);
+* ``0x00`` + int32 schema id: Confluent wire format (Rubin alerts; our exposures, ids >= 10000);
+* anything else: ``UNKNOWN_FORMAT`` (a first byte 0x01..0x7f that is not a container: ``BAD_MAGIC``).
+
+Records are recognised by content (``candidate`` -> ZTF, ``diaSource`` -> Rubin,
+``exposure_id`` + ``fits`` -> exposure), so renamed records decode too.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from stream.alert import Alert, Exposure
+from stream.config import DecodeSettings
+from stream.decode.avro import is_container, read_container, read_schemaless, split_wire
+from stream.decode.errors import DecodeError, Reason
+from stream.decode.exposure import exposure_from_record, is_exposure_record
+from stream.decode.rubin import SchemaResolver, alert_from_rubin_record, is_rubin_record
+from stream.decode.ztf import alert_from_ztf_record, is_ztf_record
+
+__all__ = ["decode_message", "decode_record", "decode_results", "iter_file", "default_resolver"]
+
+_DEFAULT_SETTINGS = DecodeSettings()
+_DEFAULT_RESOLVER = SchemaResolver()
+
+
+def default_resolver() -> SchemaResolver:
+    """The process-wide resolver using the schemas shipped in lsst-alert-packet (no registry)."""
+    return _DEFAULT_RESOLVER
+
+
+def _container_version(schema: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+    name = str(schema.get("name", "")) if isinstance(schema, Mapping) else ""
+    namespace = str(schema.get("namespace", "") or "") if isinstance(schema, Mapping) else ""
+    full = name if "." in name or not namespace else f"{namespace}.{name}"
+    if full.startswith("lsst."):
+        return full.rsplit(".", 1)[0]           # lsst.v9_0.alert -> lsst.v9_0
+    if record.get("lsst_schema_version"):
+        return str(record["lsst_schema_version"])
+    return f"fink:{name}" if name else "unknown"
+
+
+def decode_record(record: Any, *, schema_version: str, settings: DecodeSettings) -> Alert | Exposure:
+    """One decoded Avro record (any of our input kinds) -> Alert or Exposure."""
+    if not isinstance(record, Mapping):
+        raise DecodeError(Reason.UNKNOWN_FORMAT, f"record is a {type(record).__name__}")
+    cap = settings.max_inflated_bytes
+    if is_ztf_record(record):
+        return alert_from_ztf_record(record, max_inflated_bytes=cap)
+    if is_rubin_record(record):
+        return alert_from_rubin_record(record, schema_version=schema_version, max_inflated_bytes=cap)
+    if is_exposure_record(record):
+        return exposure_from_record(record, max_inflated_bytes=cap)
+    raise DecodeError(Reason.MISSING_FIELD, "record has neither candidate, diaSource nor exposure fields")
+
+
+def _decode_results(value: bytes, settings: DecodeSettings, resolver: SchemaResolver) -> list[Alert | Exposure | DecodeError]:
+    if len(value) == 0:
+        raise DecodeError(Reason.EMPTY, "zero-length message")
+    if len(value) > settings.max_message_bytes:
+        raise DecodeError(Reason.TOO_LARGE, f"{len(value)} bytes > {settings.max_message_bytes}")
+    if is_container(value):
+        schema, records = read_container(value, max_block_bytes=4 * settings.max_message_bytes)
+        if not records:
+            raise DecodeError(Reason.TRUNCATED_AVRO, "container holds no record")
+        out: list[Alert | Exposure | DecodeError] = []
+        for index, record in enumerate(records):
+            if isinstance(record, DecodeError):
+                out.append(record)
+                continue
+            try:
+                out.append(decode_record(record, schema_version=_container_version(schema, record), settings=settings))
+            except DecodeError as exc:
+                exc.record_index = index
+                out.append(exc)
+        return out
+    if value[0] == 0:
+        schema_id, payload = split_wire(value)
+        parsed, reader, version = resolver.resolve(schema_id)
+        record = read_schemaless(payload, parsed, reader)
+        return [decode_record(record, schema_version=version, settings=settings)]
+    if value[0] < 0x80 and value[:3] != b"Obj":
+        raise DecodeError(Reason.BAD_MAGIC, f"first byte {value[0]:#04x}: neither 0x00 (wire) nor an Avro container")
+    raise DecodeError(Reason.UNKNOWN_FORMAT, f"starts with {bytes(value[:4])!r}")
+
+
+def decode_message(value: bytes, settings: DecodeSettings | None = None,
+                   resolver: SchemaResolver | None = None) -> list[Alert | Exposure]:
+    """Decode one Kafka message value into its alerts/exposures (a container may hold several).
+
+    Raises :class:`DecodeError` if the message, or any record in it, cannot be decoded; the
+    error's ``record_index`` says which record. Raises ``SchemaRegistryError`` (not a
+    DecodeError) when a configured registry is unreachable: that is not the message's fault.
+    """
+    results = _decode_results(bytes(value) if not isinstance(value, bytes) else value,
+                              settings or _DEFAULT_SETTINGS, resolver or _DEFAULT_RESOLVER)
+    for item in results:
+        if isinstance(item, DecodeError):
+            raise item
+    return results  # type: ignore[return-value]
+
+
+def decode_results(value: bytes, settings: DecodeSettings | None = None,
+                   resolver: SchemaResolver | None = None) -> list[tuple[int, Alert | Exposure | DecodeError]]:
+    """(record index, result) for every record of one message; errors are returned, not raised."""
+    try:
+        results = _decode_results(bytes(value), settings or _DEFAULT_SETTINGS, resolver or _DEFAULT_RESOLVER)
+    except DecodeError as exc:
+        return [(exc.record_index or 0, exc)]
+    return list(enumerate(results))
+
+
+def iter_file(path: str | os.PathLike[str], settings: DecodeSettings | None = None,
+              resolver: SchemaResolver | None = None) -> Iterator[tuple[int, Alert | Exposure | DecodeError]]:
+    """(record index, result) for every record of a file: a container file or one wire message.
+
+    Bad records are yielded as DecodeError (never raised), so a caller sees them all.
+    """
+    yield from decode_results(Path(path).read_bytes(), settings, resolver)

@@ -1,0 +1,87 @@
+"""ZTF alert record (any schema version, v1 pre-survey to v4.02) -> :class:`~stream.alert.Alert`."""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from stream.alert import Alert
+from stream.decode.errors import DecodeError, Reason
+from stream.decode.stamps import stamp_from_cutout
+
+__all__ = ["alert_from_ztf_record", "ZTF_BANDS", "is_ztf_record"]
+
+#: ZTF filter id -> band.
+ZTF_BANDS: dict[int, str] = {1: "g", 2: "r", 3: "i"}
+_CUTOUTS = (("science", "cutoutScience"), ("template", "cutoutTemplate"), ("difference", "cutoutDifference"))
+
+
+def is_ztf_record(record: Mapping[str, Any]) -> bool:
+    return "candidate" in record and "cutoutScience" in record
+
+
+def _required(mapping: Mapping[str, Any], key: str, where: str) -> Any:
+    value = mapping.get(key)
+    if value is None:
+        raise DecodeError(Reason.MISSING_FIELD, f"{where}{key} is missing or null")
+    return value
+
+
+def _number(mapping: Mapping[str, Any], key: str, where: str) -> float:
+    value = _required(mapping, key, where)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DecodeError(Reason.INVALID_FIELD, f"{where}{key} = {value!r}")
+    return float(value)
+
+
+def _stamp_bytes(record: Mapping[str, Any], field: str) -> bytes | None:
+    cutout = record.get(field)
+    if isinstance(cutout, Mapping):
+        return cutout.get("stampData")
+    return cutout
+
+
+def alert_from_ztf_record(record: Mapping[str, Any], *, max_inflated_bytes: int) -> Alert:
+    """Build an Alert; stamps are decoded first so JPEG pre-survey packets say JPEG_CUTOUT."""
+    stamps = {
+        name: stamp_from_cutout(_stamp_bytes(record, field), name=field, max_inflated_bytes=max_inflated_bytes)
+        for name, field in _CUTOUTS
+    }
+    candidate = record.get("candidate")
+    if not isinstance(candidate, Mapping):
+        raise DecodeError(Reason.MISSING_FIELD, "candidate is missing")
+    candid = _required(record, "candid", "")
+    object_id = _required(record, "objectId", "")
+    ra = _number(candidate, "ra", "candidate.")
+    dec = _number(candidate, "dec", "candidate.")
+    jd = _number(candidate, "jd", "candidate.")
+    if not (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0):
+        raise DecodeError(Reason.INVALID_FIELD, f"position ra={ra} dec={dec}")
+    fid = _required(candidate, "fid", "candidate.")
+    band = ZTF_BANDS.get(fid)
+    if band is None:
+        raise DecodeError(Reason.INVALID_FIELD, f"candidate.fid = {fid!r}")
+    scores: dict[str, float] = {}
+    versions: dict[str, str] = {}
+    for key in ("rb", "drb"):
+        value = candidate.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+            scores[key] = float(value)
+            version = candidate.get(f"{key}version")
+            if version:
+                versions[key] = str(version)
+    return Alert(
+        survey="ztf",
+        alert_id=int(candid),
+        object_id=str(object_id),
+        ra=ra,
+        dec=dec,
+        mjd=jd - 2400000.5,
+        band=band,
+        science=stamps["science"],
+        template=stamps["template"],
+        difference=stamps["difference"],
+        schema_version=str(record.get("schemavsn") or "unversioned"),
+        survey_scores=scores,
+        survey_score_versions=versions,
+    )

@@ -1,0 +1,156 @@
+"""``make demo``: the whole loop on the embedded stack, with the bundled real night.
+
+replay the bundled real packets (plus one deliberately truncated copy, to show the dead-letter
+path) -> run the service until the topic is drained -> subscribe to the classified topic ->
+print a summary (counts, real/bogus distribution, agreement with the surveys' own scores,
+classes, latency p50/p99, dead letters by reason) and write a few PNG cutout triplets.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+__all__ = ["DemoSummary", "summarise", "run_demo", "SAMPLES_DIR"]
+
+log = structlog.get_logger(__name__)
+
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+ALERTS, CLASSIFIED, DEAD = "demo-alerts", "demo-classified", "demo-dead-letter"
+
+
+@dataclass
+class DemoSummary:
+    """What the demo prints; computed from the classified topic, not from the service's counters."""
+
+    records: int = 0
+    by_survey: dict[str, int] = field(default_factory=dict)
+    untrained_models: list[str] = field(default_factory=list)
+    models: dict[str, str] = field(default_factory=dict)
+    real_bogus_histogram: dict[str, int] = field(default_factory=dict)
+    agreement: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    classes: dict[str, int] = field(default_factory=dict)
+    latency_ms_p50: float | None = None
+    latency_ms_p99: float | None = None
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    pngs: list[str] = field(default_factory=list)
+
+
+def _percentile(values: Sequence[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return float(values[0])
+    return float(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1])
+
+
+def summarise(records: Sequence[Any], dead_reasons: Sequence[str] = (), duplicates: int = 0) -> DemoSummary:
+    """Pure: the summary of classified records (``stream.subscribe.ClassifiedRecord``)."""
+    s = DemoSummary(records=len(records), dead_letters=dict(Counter(dead_reasons)), duplicates=duplicates)
+    s.by_survey = dict(Counter(r.survey for r in records))
+    for r in records:
+        for m in r.models:
+            s.models[m.name] = f"{m.version} sha256:{m.weights_sha256[:12]} ({m.backend})"
+            if not m.trained and m.name not in s.untrained_models:
+                s.untrained_models.append(m.name)
+    bins = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001]
+    hist = Counter()
+    for r in records:
+        if r.real_bogus is None:
+            continue
+        for lo, hi in zip(bins, bins[1:]):
+            if lo <= r.real_bogus < hi:
+                hist[f"{lo:.1f}-{min(hi, 1.0):.1f}"] += 1
+    s.real_bogus_histogram = dict(sorted(hist.items()))
+    # Agreement with the survey's own score (a comparison with another model, not ground truth).
+    for survey, own in (("ztf", "drb"), ("ztf", "rb"), ("rubin", "reliability")):
+        pairs = [(r.real_bogus, r.survey_scores[own]) for r in records
+                 if r.survey == survey and r.real_bogus is not None and own in r.survey_scores]
+        if pairs:
+            agree = sum((ours >= 0.5) == (theirs >= 0.5) for ours, theirs in pairs)
+            s.agreement[f"{survey}.{own}"] = {"n": len(pairs), "agree_at_0.5": round(agree / len(pairs), 3)}
+    s.classes = dict(Counter(r.top_class for r in records if r.top_class))
+    lat = [float(r.latency_ms) for r in records if r.latency_ms is not None]
+    s.latency_ms_p50, s.latency_ms_p99 = _percentile(lat, 50), _percentile(lat, 99)
+    return s
+
+
+def _format(s: DemoSummary) -> str:
+    lines = ["", "=== survey-classifier demo: summary of the classified topic ===",
+             f"records published      {s.records}  {s.by_survey}",
+             f"duplicates suppressed  {s.duplicates}",
+             f"dead letters           {sum(s.dead_letters.values())}  {s.dead_letters}"]
+    for name, what in s.models.items():
+        lines.append(f"model                  {name} {what}")
+    if s.untrained_models:
+        lines.append(f"NOTE: UNTRAINED models {s.untrained_models}: their scores are meaningless; every record says untrained=true")
+    lines.append("real/bogus P(real)     " + "  ".join(f"{k}:{v}" for k, v in s.real_bogus_histogram.items()))
+    for k, v in s.agreement.items():
+        lines.append(f"agreement with {k:<11} {v}  (the survey's own model: a comparison, not ground truth)")
+    if s.classes:
+        lines.append(f"classes                {s.classes}")
+    if s.latency_ms_p50 is not None:
+        lines.append(f"latency ms p50 / p99   {s.latency_ms_p50:.0f} / {s.latency_ms_p99:.0f}  (input message timestamp -> classified)")
+    for p in s.pngs:
+        lines.append(f"png                    {p}")
+    return "\n".join(lines)
+
+
+def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAMPLES_DIR, png_count: int = 3) -> DemoSummary:
+    from stream.config import load_settings  # noqa: PLC0415
+    from stream.kafka_clients import read_topic  # noqa: PLC0415
+    from stream.decode import decode_message  # noqa: PLC0415
+    from stream.replay.publish import replay  # noqa: PLC0415
+    from stream.service import build_service  # noqa: PLC0415
+    from stream.stack import EmbeddedStack, create_topics  # noqa: PLC0415
+    from stream.subscribe import subscribe  # noqa: PLC0415
+    from stream.subscribe.output import png_name, render_triplet  # noqa: PLC0415
+    from stream.subscribe.reader import AlertFetcher  # noqa: PLC0415
+    from confluent_kafka import Producer  # noqa: PLC0415
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with EmbeddedStack() as stack:
+        print(f"[1/4] embedded stack up: kafka {stack.bootstrap_servers}, redis {stack.redis_url}", flush=True)
+        create_topics(stack.bootstrap_servers, [ALERTS, CLASSIFIED, DEAD], partitions=4)
+        summary = replay(samples, ALERTS, bootstrap_servers=stack.bootstrap_servers, progress=False)
+        first = sorted(samples.rglob("*.avro"))[0].read_bytes()
+        producer = Producer({"bootstrap.servers": stack.bootstrap_servers})
+        producer.produce(ALERTS, first[: len(first) // 3], key=b"truncated-on-purpose")
+        producer.flush(10)
+        print(f"[2/4] replayed {summary.sent} real packets from {samples} (+1 truncated on purpose); "
+              f"not alerts, skipped: {sum(summary.skipped.values()) + len(summary.unreadable)}", flush=True)
+
+        env = {"KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "REDIS_URL": stack.redis_url,
+               "SC__KAFKA__ALERT_TOPICS": ALERTS, "SC__KAFKA__OUTPUT_TOPIC": CLASSIFIED, "SC__KAFKA__DEAD_LETTER_TOPIC": DEAD,
+               "SC__KAFKA__ASSIGNMENT_STRATEGY": "range", "SC__KAFKA__SESSION_TIMEOUT_MS": "6000",
+               "SC__ENGINE__BACKEND": backend, "SC__ENGINE__ALLOW_UNTRAINED": "true",
+               "SC__ENGINE__CACHE_DIR": str(out_dir / "engines"), "SC__OBSERVABILITY__METRICS_PORT": "0"}
+        settings = load_settings(env=env)
+        service = build_service(settings)
+        metrics = service.run(max_idle_s=4)
+        totals = metrics.totals()
+        print(f"[3/4] service drained the topic: consumed {totals.consumed}, published {totals.published}, "
+              f"duplicates {totals.duplicates}, dead-lettered {totals.dead_lettered}, balanced {totals.balanced}", flush=True)
+
+        records = list(subscribe(stack.bootstrap_servers, CLASSIFIED, until_end=True))
+        dead = [r.headers for r in read_topic(stack.bootstrap_servers, DEAD, idle_s=2.0)]
+        result = summarise(records, [h.get("sc-reason", b"?").decode() for h in dead], duplicates=totals.duplicates)
+        with AlertFetcher(stack.bootstrap_servers) as fetcher:
+            picks = sorted((r for r in records if r.survey == "ztf"), key=lambda r: -(r.real_bogus or 0))[:png_count]
+            for rec in picks:
+                alert = decode_message(fetcher.fetch(rec.source_topic, rec.source_partition, rec.source_offset))[0]
+                path = render_triplet(alert, rec, out_dir / png_name(rec))
+                result.pngs.append(str(path))
+        (out_dir / "summary.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
+        print("[4/4] subscribed to the classified topic", flush=True)
+        print(_format(result), flush=True)
+        print(f"\nsummary written to {out_dir / 'summary.json'}", flush=True)
+    return result

@@ -1,0 +1,136 @@
+"""Prometheus metrics, reconciliation counts and the health endpoints of the service.
+
+``/metrics`` (Prometheus text), ``/healthz`` (liveness: the main loop turned recently),
+``/readyz`` (readiness: partitions assigned and Redis reachable) and ``/stats`` (JSON: the
+per-partition reconciliation ``consumed = published + duplicates + dead_lettered``).
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+__all__ = ["Metrics", "PartitionCounts", "MetricsServer"]
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+@dataclass
+class PartitionCounts:
+    consumed: int = 0
+    published: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+
+    @property
+    def balanced(self) -> bool:
+        return self.consumed == self.published + self.duplicates + self.dead_lettered
+
+
+@dataclass
+class Metrics:
+    """All counters of one service instance (its own registry: tests can run several)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    partitions: dict[tuple[str, int], PartitionCounts] = field(default_factory=lambda: defaultdict(PartitionCounts))
+    assigned: bool = False
+    redis_up: bool = False
+    last_loop_monotonic: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.consumed = Counter("sc_messages_consumed", "Input messages consumed", ["topic"], registry=r)
+        self.published = Counter("sc_records_published", "Classified records acknowledged by the broker", ["topic"], registry=r)
+        self.duplicates = Counter("sc_duplicates", "Inputs already published (redelivery, replay, upstream duplicate)", ["topic"], registry=r)
+        self.dead_letters = Counter("sc_dead_letters", "Messages sent to the dead-letter topic", ["reason"], registry=r)
+        self.batch_size = Histogram("sc_batch_size", "Messages per micro-batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)
+        self.stage_seconds = Histogram("sc_stage_seconds", "Time per batch in each stage", ["stage"], buckets=_STAGE_BUCKETS, registry=r)
+        self.latency = Histogram("sc_end_to_end_latency_seconds", "Input message timestamp to output acknowledged", buckets=_LATENCY_BUCKETS, registry=r)
+        self.lag = Gauge("sc_consumer_lag", "High watermark minus position", ["topic", "partition"], registry=r)
+        self.redis_up_gauge = Gauge("sc_redis_up", "1 when the last Redis call succeeded", registry=r)
+        self.in_flight = Gauge("sc_in_flight_batches", "Batches consumed but not yet committed", registry=r)
+
+    # -- reconciliation -------------------------------------------------------------------------
+    def count(self, topic: str, partition: int, what: str, n: int = 1) -> None:
+        with self._lock:
+            counts = self.partitions[(topic, partition)]
+            setattr(counts, what, getattr(counts, what) + n)
+
+    def set_redis_up(self, up: bool) -> None:
+        self.redis_up = up
+        self.redis_up_gauge.set(1 if up else 0)
+
+    def reconciliation(self) -> dict[str, dict[str, int | bool]]:
+        with self._lock:
+            return {
+                f"{t}/{p}": {**vars(c), "balanced": c.balanced} for (t, p), c in sorted(self.partitions.items())
+            }
+
+    def totals(self) -> PartitionCounts:
+        with self._lock:
+            total = PartitionCounts()
+            for c in self.partitions.values():
+                for name in vars(total):
+                    setattr(total, name, getattr(total, name) + getattr(c, name))
+            return total
+
+
+class MetricsServer:
+    """A small HTTP server for the endpoints above, in a daemon thread."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, liveness_timeout_s: float = 120.0) -> None:
+        handler = _make_handler(metrics, liveness_timeout_s)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> "MetricsServer":
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _make_handler(metrics: Metrics, liveness_timeout_s: float) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                alive = time.monotonic() - metrics.last_loop_monotonic < liveness_timeout_s
+                self._send(200 if alive else 503, b"ok\n" if alive else b"main loop stalled\n", "text/plain")
+            elif path == "/readyz":
+                ready = metrics.assigned and metrics.redis_up
+                body = json.dumps({"assigned": metrics.assigned, "redis_up": metrics.redis_up}).encode()
+                self._send(200 if ready else 503, body, "application/json")
+            elif path == "/stats":
+                self._send(200, json.dumps(metrics.reconciliation()).encode(), "application/json")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def log_message(self, *args: object) -> None:  # keep access logs out of the service log
+            return
+
+    return Handler

@@ -1,0 +1,145 @@
+"""The pure steps of the service between a consumed batch and its output records.
+
+No Kafka, no Redis: functions from message values to decoded items, from items to scores, and
+from items plus scores to encoded records. :mod:`stream.service` does the I/O around them.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from stream.alert import Alert, Exposure
+from stream.config import DecodeSettings
+from stream.decode.errors import DecodeError
+
+__all__ = ["Envelope", "DecodeOutcome", "decode_values", "dedup_candidates", "ModelResults", "score_items", "StageTimer"]
+
+Item = Alert | Exposure
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One consumed Kafka message, detached from the client (safe to keep after a rebalance)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOutcome:
+    """What one message decoded to: items, or a reason code and detail for the dead-letter topic."""
+
+    items: tuple[Item, ...] = ()
+    reason: str | None = None
+    detail: str = ""
+    record_index: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+_RESOLVER: Any = None
+
+
+def _resolver(schema_registry_url: str) -> Any:
+    """One schema resolver per process (its cache of Rubin schemas outlives a batch)."""
+    global _RESOLVER  # noqa: PLW0603 - per-process cache
+    if _RESOLVER is None:
+        from stream.decode import SchemaResolver  # noqa: PLC0415
+
+        _RESOLVER = SchemaResolver(schema_registry_url)
+    return _RESOLVER
+
+
+def decode_values(values: Sequence[bytes | None], settings: DecodeSettings, schema_registry_url: str = "") -> tuple[list[DecodeOutcome], float]:
+    """Decode message values (runs in a worker process). Returns the outcomes and seconds spent.
+
+    Every value ends as items or a reason: a decoder bug surfaces as ``internal_error`` on the
+    dead-letter topic with the exception text rather than killing the batch. An unreachable
+    schema registry is our fault, not the message's: it raises, and the batch is not committed.
+    """
+    from stream.decode import SchemaRegistryError, decode_message  # noqa: PLC0415
+
+    t0 = time.perf_counter()
+    resolver = _resolver(schema_registry_url)
+    out: list[DecodeOutcome] = []
+    for value in values:
+        if not value:
+            out.append(DecodeOutcome(reason="empty", detail="message has no value"))
+            continue
+        try:
+            items = decode_message(value, settings=settings, resolver=resolver)
+        except DecodeError as exc:
+            out.append(DecodeOutcome(reason=exc.reason.value, detail=exc.detail, record_index=exc.record_index))
+            continue
+        except SchemaRegistryError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not lose the message
+            out.append(DecodeOutcome(reason="internal_error", detail=f"{type(exc).__name__}: {exc}"))
+            continue
+        if not items:
+            out.append(DecodeOutcome(reason="empty", detail="container holds no records"))
+        else:
+            out.append(DecodeOutcome(items=tuple(items)))
+    return out, time.perf_counter() - t0
+
+
+def dedup_candidates(items: Sequence[tuple[Envelope, Item]], already_published: set[str]) -> tuple[list[tuple[Envelope, Item]], list[tuple[Envelope, Item]]]:
+    """Split into (to classify, duplicates): published before, or a second copy in this batch."""
+    fresh: list[tuple[Envelope, Item]] = []
+    dups: list[tuple[Envelope, Item]] = []
+    seen: set[str] = set()
+    for env, item in items:
+        key = item.key
+        if key in already_published or key in seen:
+            dups.append((env, item))
+        else:
+            seen.add(key)
+            fresh.append((env, item))
+    return fresh, dups
+
+
+@dataclass
+class StageTimer:
+    """Accumulates seconds per stage for one batch."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stage: str, dt: float) -> None:
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + dt
+
+    def time(self, stage: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn()
+        finally:
+            self.add(stage, time.perf_counter() - t0)
+
+
+#: Per item: one (provenance, label -> probability) pair per model that ran on it.
+ModelResults = list[tuple[Any, dict[str, float]]]
+
+
+def score_items(items: Sequence[Item], runners: Sequence[Any], timer: StageTimer) -> list[ModelResults]:
+    """Run every runner on every item (items share a kind), in chunks of the runner's max batch."""
+    results: list[ModelResults] = [[] for _ in items]
+    for runner in runners:
+        step = max(1, int(runner.max_batch))
+        for start in range(0, len(items), step):
+            chunk = items[start:start + step]
+            batch = timer.time("preprocess", lambda: runner.preprocess(chunk))
+            probs = np.asarray(timer.time("infer", lambda: runner.infer(batch)))
+            if probs.shape != (len(chunk), len(runner.labels)):
+                raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
+            for i, row in enumerate(probs):
+                results[start + i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
+    return results

@@ -1,0 +1,159 @@
+"""The classified output record: build it from an input and its scores, encode and decode it.
+
+Schema: ``schemas/classified/v<major>_<minor>.avsc``, framed as Confluent wire format with
+schema id ``100 * major + minor`` (v1.0 -> 100, v1.1 -> 101), like Rubin's rule. Writers use
+the version named in the record's ``schema_version`` (default: the latest shipped);
+:func:`decode_classified` reads any shipped version and resolves it to the latest.
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import fastavro
+
+import schemas
+from engines.contract import ModelProvenance
+from stream import __version__
+from stream.alert import Alert, Exposure
+from stream.decode.avro import frame_wire, split_wire
+from stream.decode.errors import DecodeError, Reason
+
+__all__ = [
+    "CLASSIFIED_VERSIONS",
+    "LATEST_CLASSIFIED_VERSION",
+    "classified_schema_id",
+    "build_classified_record",
+    "encode_classified",
+    "decode_classified",
+]
+
+FAMILY = "classified"
+#: Every shipped version, (major, minor), oldest first.
+CLASSIFIED_VERSIONS: tuple[tuple[int, int], ...] = tuple(schemas.available_versions(FAMILY))
+LATEST_CLASSIFIED_VERSION: tuple[int, int] = CLASSIFIED_VERSIONS[-1]
+
+
+def classified_schema_id(major: int, minor: int) -> int:
+    return 100 * major + minor
+
+
+# Parsed once at import: encode/decode run per record.
+_PARSED: dict[int, Any] = {
+    classified_schema_id(*v): fastavro.parse_schema(schemas.load_schema(FAMILY, *v)) for v in CLASSIFIED_VERSIONS
+}
+_VERSION_BY_ID: dict[int, tuple[int, int]] = {classified_schema_id(*v): v for v in CLASSIFIED_VERSIONS}
+_LATEST_ID = classified_schema_id(*LATEST_CLASSIFIED_VERSION)
+_VERSION_TEXT = {f"{a}.{b}": classified_schema_id(a, b) for a, b in CLASSIFIED_VERSIONS}
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def build_classified_record(
+    item: Alert | Exposure,
+    model_results: Sequence[tuple[ModelProvenance, Mapping[str, float]]],
+    *,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    source_timestamp_ms: int,
+    ingested_ms: int,
+    classified_ms: int,
+    real_bogus_model: str = "realbogus",
+    processing_host: str | None = None,
+) -> dict:
+    """The output record (latest schema version) for one input and its models' scores.
+
+    ``real_bogus`` is the ``"real"`` score of the model named ``real_bogus_model`` (null if that
+    model did not run); ``class_scores`` merges the other models' label -> probability (a label
+    two models share is written ``"<model>.<label>"`` for the later one).
+    """
+    real_bogus = None
+    class_scores: dict[str, float] = {}
+    models = []
+    for provenance, scores in model_results:
+        clean = {str(k): float(v) for k, v in scores.items()}
+        models.append({
+            "name": provenance.name,
+            "version": provenance.version,
+            "weights_sha256": provenance.weights_sha256,
+            "backend": provenance.backend,
+            "trained": bool(provenance.trained),
+            "scores": clean,
+        })
+        if provenance.name == real_bogus_model:
+            real_bogus = clean.get("real")
+        else:
+            for label, value in clean.items():
+                class_scores[label if label not in class_scores else f"{provenance.name}.{label}"] = value
+    if isinstance(item, Alert):
+        survey, alert_id, band, mjd = item.survey, str(item.alert_id), item.band or None, item.mjd
+        survey_scores = {k: float(v) for k, v in item.survey_scores.items()}
+        survey_versions = {k: str(v) for k, v in item.survey_score_versions.items()}
+    else:
+        survey, alert_id, band, mjd = item.survey, item.exposure_id, item.filter or None, item.mjd
+        survey_scores, survey_versions = {}, {}
+    major, minor = LATEST_CLASSIFIED_VERSION
+    return {
+        "schema_version": f"{major}.{minor}",
+        "survey": survey,
+        "kind": item.kind.value,
+        "alert_id": alert_id,
+        "object_id": item.object_id or "",
+        "ra": _finite_or_none(item.ra),
+        "dec": _finite_or_none(item.dec),
+        "mjd": _finite_or_none(mjd),
+        "band": band,
+        "real_bogus": real_bogus,
+        "class_scores": class_scores,
+        "models": models,
+        "untrained": any(not m["trained"] for m in models),
+        "survey_scores": survey_scores,
+        "survey_score_versions": survey_versions,
+        "source_topic": source_topic,
+        "source_partition": int(source_partition),
+        "source_offset": int(source_offset),
+        "source_timestamp_ms": int(source_timestamp_ms),
+        "ingested_ms": int(ingested_ms),
+        "classified_ms": int(classified_ms),
+        "classifier_version": __version__,
+        "processing_host": processing_host,   # added in v1.1
+    }
+
+
+def encode_classified(record: Mapping[str, Any]) -> bytes:
+    """Wire-framed Avro of ``record`` in the version its ``schema_version`` names.
+
+    Raises ``ValueError`` for an unknown version or a record that does not fit the schema
+    (our own bug, never the input's).
+    """
+    version = record.get("schema_version")
+    schema_id = _VERSION_TEXT.get(version) if version is not None else _LATEST_ID
+    if schema_id is None:
+        raise ValueError(f"schema_version {version!r} is not shipped (have {sorted(_VERSION_TEXT)})")
+    out = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(out, _PARSED[schema_id], dict(record))
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        raise ValueError(f"record does not fit classified v{version}: {exc}") from exc
+    return frame_wire(schema_id, out.getvalue())
+
+
+def decode_classified(value: bytes) -> dict:
+    """A classified record of any shipped version, resolved to the latest schema."""
+    schema_id, payload = split_wire(value)
+    writer = _PARSED.get(schema_id)
+    if writer is None:
+        raise DecodeError(Reason.UNKNOWN_SCHEMA_ID, f"classified schema id {schema_id}")
+    stream = io.BytesIO(payload)
+    try:
+        return fastavro.schemaless_reader(stream, writer, _PARSED[_LATEST_ID])
+    except Exception as exc:
+        raise DecodeError(Reason.TRUNCATED_AVRO, f"{type(exc).__name__}: {exc}") from exc

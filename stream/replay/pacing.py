@@ -1,0 +1,73 @@
+"""When to send each replayed message: as fast as possible, a fixed rate, or the recorded cadence.
+
+Recorded cadence (``--speed K``) reproduces a night's bursts: the first message's observation
+time is anchored at the moment replay starts, and a message observed ``dt`` seconds later is
+sent ``dt / K`` seconds after that. Archives are not always sorted by time: a message observed
+earlier than the latest one already due is sent at once (time never runs backwards), and a
+message without an observation time is sent at once too.
+
+Pure: the clock and the sleep are injected, so tests can drive it without waiting.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = ["PacingError", "Pacer", "SECONDS_PER_DAY"]
+
+SECONDS_PER_DAY = 86400.0
+
+
+class PacingError(ValueError):
+    """Pacing options that make no sense (a non-positive rate or speed, or both given)."""
+
+
+@dataclass
+class Pacer:
+    """Decides and waits for each message's send time. Build with :meth:`from_options`."""
+
+    rate_per_s: float | None = None
+    speed: float | None = None
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    _start: float | None = field(default=None, repr=False)
+    _first_mjd: float | None = field(default=None, repr=False)
+    _sent: int = field(default=0, repr=False)
+
+    @classmethod
+    def from_options(cls, rate_per_s: float | None = None, speed: float | None = None, **kwargs) -> "Pacer":
+        if rate_per_s is not None and speed is not None:
+            raise PacingError("give either --rate or --speed, not both")
+        if rate_per_s is not None and rate_per_s <= 0:
+            raise PacingError(f"--rate must be positive, got {rate_per_s}")
+        if speed is not None and speed <= 0:
+            raise PacingError(f"--speed must be positive, got {speed}")
+        return cls(rate_per_s=rate_per_s, speed=speed, **kwargs)
+
+    @property
+    def mode(self) -> str:
+        return "rate" if self.rate_per_s else "cadence" if self.speed else "asap"
+
+    def due(self, observed_mjd: float | None) -> float:
+        """Seconds after the start at which the next message is due (and count it)."""
+        if self._start is None:
+            self._start = self.clock()
+        index, self._sent = self._sent, self._sent + 1
+        if self.rate_per_s:
+            return index / self.rate_per_s
+        if self.speed and observed_mjd is not None:
+            if self._first_mjd is None:
+                self._first_mjd = observed_mjd
+            # An earlier observation than one already sent is due in the past: sent at once.
+            return max(0.0, (observed_mjd - self._first_mjd) * SECONDS_PER_DAY / self.speed)
+        return 0.0
+
+    def wait(self, observed_mjd: float | None) -> float:
+        """Sleep until the message is due; returns the seconds slept."""
+        target = self.due(observed_mjd)
+        delay = self._start + target - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+            return delay
+        return 0.0

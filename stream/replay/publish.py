@@ -1,0 +1,217 @@
+"""The producer side of replay: pace, key, label and publish the messages of a source.
+
+Each message is keyed by its object id (ZTF ``objectId``, Rubin ``diaObjectId``) so one
+object stays on one partition. Its Kafka timestamp is the send time, so the service's latency
+can be measured from it; the original observation time and the source file travel in headers:
+
+* ``sc-source-file``: file path (``!member`` inside an archive, ``#i`` in a multi-record file);
+* ``sc-observed-mjd`` and ``sc-observed-unix-ms``: the alert's observation time;
+* ``sc-replay-index``: the message's position in the replay (what ``--skip`` counts);
+* ``sc-multiply-copy`` and ``sc-original-alert-id``: with ``--multiply``, the copy index
+  (0 = the original) and the id it was copied from.
+
+The producer is idempotent (``acks=all``); every delivery report is checked and the replay
+fails with :class:`ReplayError` if any message failed or is left unflushed.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from stream.replay.pacing import Pacer
+from stream.replay.rewrite import MAX_COPIES, MultiplyError, multiply
+from stream.replay.sources import SourceMessage, Unreadable, count_hint, iter_source
+
+__all__ = ["ReplayError", "ReplaySummary", "OutgoingMessage", "plan_messages", "replay", "headers_for", "MJD_UNIX_EPOCH"]
+
+log = structlog.get_logger(__name__)
+
+#: MJD of 1970-01-01T00:00:00.
+MJD_UNIX_EPOCH = 40587.0
+
+
+class ReplayError(RuntimeError):
+    """Messages failed to be delivered or were left unflushed. ``summary`` says how far it got."""
+
+    def __init__(self, message: str, summary: "ReplaySummary") -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+@dataclass
+class ReplaySummary:
+    """What a replay did; printed as one JSON line at the end."""
+
+    source: str
+    topic: str
+    sent: int = 0
+    bytes: int = 0
+    elapsed_s: float = 0.0
+    skipped: dict[str, int] = field(default_factory=dict)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    delivery_failures: int = 0
+    unflushed: int = 0
+    pacing: str = "asap"
+    multiply: int = 1
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        data["elapsed_s"] = round(self.elapsed_s, 3)
+        data["rate_per_s"] = round(self.rate_per_s, 1)
+        return json.dumps(data, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """One message ready to send: position in the replay, copy index and the source message."""
+
+    index: int
+    copy_index: int
+    message: SourceMessage
+    original_alert_id: int | None
+
+
+def plan_messages(items: Iterable[SourceMessage | Unreadable], copies: int, summary: ReplaySummary) -> Iterator[OutgoingMessage]:
+    """The replay's message sequence (originals and copies), recording unreadable entries in ``summary``."""
+    index = 0
+    reasons: Counter[str] = Counter()
+    for item in items:
+        if isinstance(item, Unreadable):
+            summary.unreadable.append({"origin": item.origin, "reason": item.reason})
+            reasons["unreadable"] += 1
+            summary.skipped.update(reasons)
+            log.warning("unreadable replay entry", origin=item.origin, reason=item.reason)
+            continue
+        try:
+            for copy_index, message in multiply(item, copies):
+                yield OutgoingMessage(index, copy_index, message, item.alert_id)
+                index += 1
+        except MultiplyError as exc:
+            if copies > 1 and "only ZTF and Rubin" in str(exc):
+                reasons["not_multipliable"] += copies - 1
+                summary.skipped.update(reasons)
+                log.warning("message sent once: it cannot be multiplied", origin=item.origin, reason=str(exc))
+                continue
+            raise
+
+
+def headers_for(out: OutgoingMessage, copies: int) -> list[tuple[str, bytes]]:
+    """The ``sc-*`` headers of one replayed message."""
+    message = out.message
+    headers = [("sc-source-file", message.origin.encode()), ("sc-replay-index", str(out.index).encode())]
+    if message.observed_mjd is not None:
+        headers.append(("sc-observed-mjd", repr(message.observed_mjd).encode()))
+        headers.append(("sc-observed-unix-ms", str(round((message.observed_mjd - MJD_UNIX_EPOCH) * 86_400_000)).encode()))
+    if copies > 1:
+        headers.append(("sc-multiply-copy", str(out.copy_index).encode()))
+        if out.original_alert_id is not None:
+            headers.append(("sc-original-alert-id", str(out.original_alert_id).encode()))
+    return headers
+
+
+def _producer(bootstrap_servers: str, client_config: Mapping[str, Any] | None):
+    from confluent_kafka import Producer  # noqa: PLC0415 - Kafka stays out of the pure modules
+
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "linger.ms": 20}
+    conf.update(client_config or {})
+    # Idempotence and acks=all are not negotiable: a replay must neither drop nor duplicate.
+    conf.update({"enable.idempotence": True, "acks": "all"})
+    return Producer(conf)
+
+
+def replay(
+    source: str | Path,
+    topic: str,
+    *,
+    bootstrap_servers: str,
+    client_config: Mapping[str, Any] | None = None,
+    pacer: Pacer | None = None,
+    copies: int = 1,
+    skip: int = 0,
+    limit: int | None = None,
+    partitions: int = 4,
+    create_topic: bool = True,
+    progress: bool = True,
+    flush_timeout_s: float = 120.0,
+) -> ReplaySummary:
+    """Publish every message of ``source`` onto ``topic``; returns the summary.
+
+    ``skip`` resumes a replay: the first ``skip`` messages of the sequence (the ``sent`` of
+    an earlier summary) are not sent again. ``limit`` stops after that many sent messages.
+    Raises :class:`ReplayError` when a delivery failed or messages were left unflushed.
+    """
+    from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    if not 1 <= copies <= MAX_COPIES + 1:
+        raise MultiplyError(f"--multiply must be between 1 and {MAX_COPIES + 1}, got {copies}")
+    pacer = pacer or Pacer()
+    summary = ReplaySummary(source=str(source), topic=topic, pacing=pacer.mode, multiply=copies)
+    if create_topic:
+        from stream.stack import create_topics  # noqa: PLC0415
+
+        create_topics(bootstrap_servers, [topic], partitions=partitions, config=dict(client_config or {}))
+    producer = _producer(bootstrap_servers, client_config)
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    hint = count_hint(source)
+    total = None if hint is None else max(0, hint * copies - skip)
+    if total is not None and limit is not None:
+        total = min(total, limit)
+    bar = tqdm(total=total, unit="msg", file=sys.stderr, disable=not progress, dynamic_ncols=True, desc=f"replay -> {topic}")
+    started = time.monotonic()
+    resumed = 0
+    try:
+        for out in plan_messages(iter_source(source), copies, summary):
+            if out.index < skip:
+                resumed += 1
+                continue
+            if limit is not None and summary.sent >= limit:
+                break
+            pacer.wait(out.message.observed_mjd)
+            key = out.message.object_id.encode() if out.message.object_id is not None else None
+            while True:
+                try:
+                    producer.produce(topic, value=out.message.value, key=key, headers=headers_for(out, copies),
+                                     timestamp=int(time.time() * 1000), on_delivery=on_delivery)
+                    break
+                except BufferError:  # local queue full: serve delivery reports, then retry
+                    producer.poll(0.1)
+                except KafkaException as exc:
+                    raise ReplayError(f"produce to {topic} failed: {exc}", summary) from exc
+            producer.poll(0)
+            summary.sent += 1
+            summary.bytes += len(out.message.value)
+            bar.update(1)
+            if failures:
+                break
+        summary.unflushed = producer.flush(flush_timeout_s)
+    finally:
+        bar.close()
+        summary.elapsed_s = time.monotonic() - started
+        if resumed:
+            summary.skipped["resume"] = resumed
+    summary.delivery_failures = len(failures)
+    if failures or summary.unflushed:
+        raise ReplayError(
+            f"{len(failures)} message(s) failed delivery (first: {failures[0] if failures else '-'}), "
+            f"{summary.unflushed} left unflushed after {flush_timeout_s:.0f} s", summary)
+    log.info("replay done", topic=topic, sent=summary.sent, bytes=summary.bytes, elapsed_s=round(summary.elapsed_s, 3),
+             unreadable=len(summary.unreadable))
+    return summary

@@ -1,0 +1,311 @@
+"""Where a subscriber's kept records go: a live terminal table, JSON lines, CSV, Parquet, Avro, PNGs.
+
+Every writer has ``write(record)`` and ``close()`` and is a context manager. File formats:
+
+* ``.jsonl``: one :meth:`ClassifiedRecord.as_dict` object per line (maps and the model list
+  kept as JSON objects). Replayable: ``survey-classifier replay dump.jsonl --topic T``.
+* ``.avro``: an Avro container in the classified record's latest schema. Replayable too.
+* ``.csv``: one row per record, scalar fields as columns, plus ``top_class``/``top_prob``;
+  ``class_scores``, ``survey_scores`` and ``models`` as JSON text (labels are not known in
+  advance on a stream, so they cannot be columns).
+* ``.parquet``: typed columns (maps as ``map<string, double>``, models as a list of structs),
+  written in row groups of :data:`PARQUET_ROW_GROUP` records (pyarrow).
+
+PNG triplets (:func:`render_triplet`) draw the science, template and difference cutouts of the
+original alert with the record's scores in the title (matplotlib, Agg backend).
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from stream.subscribe.reader import ClassifiedRecord
+
+__all__ = [
+    "OutputError",
+    "RecordWriter",
+    "TableWriter",
+    "JsonlWriter",
+    "CsvWriter",
+    "ParquetWriter",
+    "AvroWriter",
+    "open_writer",
+    "render_triplet",
+    "png_name",
+    "FILE_FORMATS",
+    "PARQUET_ROW_GROUP",
+    "CSV_COLUMNS",
+]
+
+PARQUET_ROW_GROUP = 1000
+FILE_FORMATS = (".jsonl", ".csv", ".parquet", ".avro")
+_SCALARS = (
+    "survey", "kind", "alert_id", "object_id", "ra", "dec", "mjd", "band", "real_bogus", "untrained",
+    "schema_version", "classifier_version", "processing_host", "source_topic", "source_partition", "source_offset",
+    "source_timestamp_ms", "ingested_ms", "classified_ms", "topic", "partition", "offset", "timestamp_ms",
+)
+CSV_COLUMNS = (*_SCALARS, "top_class", "top_prob", "class_scores", "survey_scores", "survey_score_versions", "models")
+
+
+class OutputError(RuntimeError):
+    """An output cannot be opened or written (unknown format, missing pyarrow, disk error)."""
+
+
+class RecordWriter:
+    """Base: ``write(record)`` each kept record, then ``close()``."""
+
+    count = 0
+
+    def write(self, record: ClassifiedRecord) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "RecordWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+class TableWriter(RecordWriter):
+    """A live, fixed-width table: one line per record as it arrives (header every 40 lines)."""
+
+    COLUMNS = (("survey", 6), ("alert_id", 20), ("object_id", 20), ("band", 4), ("mjd", 12), ("rb", 6),
+               ("class", 16), ("prob", 6), ("latency_ms", 10), ("models", 24))
+
+    def __init__(self, stream: TextIO | None = None, header_every: int = 40) -> None:
+        self.stream = stream or sys.stdout
+        self.header_every = header_every
+        self.count = 0
+
+    def _line(self, cells: Sequence[str]) -> str:
+        return "  ".join(str(c)[:w].ljust(w) for c, (_, w) in zip(cells, self.COLUMNS)).rstrip()
+
+    def write(self, record: ClassifiedRecord) -> None:
+        if self.count % self.header_every == 0:
+            print(self._line([name for name, _ in self.COLUMNS]), file=self.stream)
+        models = ",".join(f"{m.name}{'' if m.trained else '*'}" for m in record.models)
+        latency = record.latency_ms
+        print(self._line([record.survey, record.alert_id, record.object_id, record.band or "-", _fmt(record.mjd, 5),
+                          _fmt(record.real_bogus), record.top_class or "-", _fmt(record.top_prob),
+                          "-" if latency is None else str(latency), models or "-"]), file=self.stream, flush=True)
+        self.count += 1
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _clean_floats(data: Any) -> Any:
+    """NaN/inf become null: JSON has no spelling for them."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: _clean_floats(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_clean_floats(v) for v in data]
+    return data
+
+
+class JsonlWriter(RecordWriter):
+    """JSON lines to a file path, or to an open text stream (e.g. stdout, left open on close)."""
+
+    def __init__(self, target: str | os.PathLike[str] | TextIO) -> None:
+        self._owned = not hasattr(target, "write")
+        self._fh: TextIO = Path(target).open("w", encoding="utf-8") if self._owned else target  # type: ignore[arg-type]
+        self.count = 0
+
+    def write(self, record: ClassifiedRecord) -> None:
+        self._fh.write(json.dumps(_clean_floats(record.as_dict()), default=_json_default, sort_keys=True) + "\n")
+        self.count += 1
+        if not self._owned:
+            self._fh.flush()  # a pipe reader sees each record as it comes
+
+    def close(self) -> None:
+        if self._owned:
+            self._fh.close()
+        else:
+            self._fh.flush()
+
+
+def csv_row(record: ClassifiedRecord) -> dict[str, Any]:
+    data = record.as_dict()
+    row = {name: data.get(name) for name in _SCALARS}
+    row["top_class"] = record.top_class
+    row["top_prob"] = record.top_prob
+    for name in ("class_scores", "survey_scores", "survey_score_versions", "models"):
+        row[name] = json.dumps(_clean_floats(data[name]), sort_keys=True, default=_json_default)
+    return row
+
+
+class CsvWriter(RecordWriter):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fh = self.path.open("w", encoding="utf-8", newline="")
+        self._writer = csv.DictWriter(self._fh, fieldnames=list(CSV_COLUMNS))
+        self._writer.writeheader()
+        self.count = 0
+
+    def write(self, record: ClassifiedRecord) -> None:
+        self._writer.writerow({k: ("" if v is None else v) for k, v in csv_row(record).items()})
+        self.count += 1
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def _arrow_schema():
+    import pyarrow as pa  # noqa: PLC0415
+
+    model = pa.struct([("name", pa.string()), ("version", pa.string()), ("weights_sha256", pa.string()),
+                       ("backend", pa.string()), ("trained", pa.bool_()), ("scores", pa.map_(pa.string(), pa.float64()))])
+    types = {
+        "ra": pa.float64(), "dec": pa.float64(), "mjd": pa.float64(), "real_bogus": pa.float64(), "untrained": pa.bool_(),
+        "source_partition": pa.int32(), "source_offset": pa.int64(), "source_timestamp_ms": pa.int64(),
+        "ingested_ms": pa.int64(), "classified_ms": pa.int64(), "partition": pa.int32(), "offset": pa.int64(),
+        "timestamp_ms": pa.int64(),
+    }
+    fields = [(name, types.get(name, pa.string())) for name in _SCALARS]
+    fields += [("top_class", pa.string()), ("top_prob", pa.float64()),
+               ("class_scores", pa.map_(pa.string(), pa.float64())), ("survey_scores", pa.map_(pa.string(), pa.float64())),
+               ("survey_score_versions", pa.map_(pa.string(), pa.string())), ("models", pa.list_(model))]
+    return pa.schema(fields)
+
+
+class ParquetWriter(RecordWriter):
+    def __init__(self, path: str | os.PathLike[str], row_group: int = PARQUET_ROW_GROUP) -> None:
+        try:
+            import pyarrow.parquet as pq  # noqa: PLC0415
+        except ImportError as exc:
+            raise OutputError("--output *.parquet needs pyarrow (pip install pyarrow)") from exc
+        self.path = Path(path)
+        self.schema = _arrow_schema()
+        self._writer = pq.ParquetWriter(str(self.path), self.schema)
+        self._rows: list[dict[str, Any]] = []
+        self.row_group = row_group
+        self.count = 0
+
+    def write(self, record: ClassifiedRecord) -> None:
+        data = record.as_dict()
+        row = {name: data.get(name) for name in _SCALARS}
+        row.update(top_class=record.top_class, top_prob=record.top_prob,
+                   class_scores=list(record.class_scores.items()), survey_scores=list(record.survey_scores.items()),
+                   survey_score_versions=list(record.survey_score_versions.items()),
+                   models=[dict(m, scores=list(m["scores"].items())) for m in data["models"]])
+        self._rows.append(row)
+        self.count += 1
+        if len(self._rows) >= self.row_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa  # noqa: PLC0415
+
+        if self._rows:
+            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
+            self._rows = []
+
+    def close(self) -> None:
+        self._flush()
+        self._writer.close()
+
+
+class AvroWriter(RecordWriter):
+    """An Avro container of classified records (latest schema); ``replay`` can send it back."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        import fastavro  # noqa: PLC0415
+        import schemas  # noqa: PLC0415
+
+        major, minor = schemas.latest_version("classified")
+        self._schema = fastavro.parse_schema(schemas.load_schema("classified", major, minor))
+        self._field_names = [f["name"] for f in schemas.load_schema("classified", major, minor)["fields"]]
+        self.path = Path(path)
+        self._fh = self.path.open("wb")
+        self._writer = fastavro.write.Writer(self._fh, self._schema, codec="deflate")
+        self.count = 0
+
+    def write(self, record: ClassifiedRecord) -> None:
+        data = record.as_dict()
+        self._writer.write({name: data.get(name) for name in self._field_names})
+        self.count += 1
+
+    def close(self) -> None:
+        self._writer.flush()
+        self._fh.close()
+
+
+def open_writer(path: str | os.PathLike[str]) -> RecordWriter:
+    """The writer for ``path`` by its extension (``.jsonl``, ``.csv``, ``.parquet``, ``.avro``)."""
+    suffix = Path(path).suffix.lower()
+    writers = {".jsonl": JsonlWriter, ".json": JsonlWriter, ".csv": CsvWriter, ".parquet": ParquetWriter, ".avro": AvroWriter}
+    if suffix not in writers:
+        raise OutputError(f"--output {path}: unknown format {suffix or '(none)'}; use one of {', '.join(FILE_FORMATS)}")
+    try:
+        return writers[suffix](path)
+    except OSError as exc:
+        raise OutputError(f"cannot open {path}: {exc}") from exc
+
+
+def png_name(record: ClassifiedRecord) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{record.survey}_{record.object_id}_{record.alert_id}")
+    return f"{safe}.png"
+
+
+def _scaled(image: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """ZScale limits (astropy), the usual display stretch for astronomical cutouts."""
+    from astropy.visualization import ZScaleInterval  # noqa: PLC0415
+
+    finite = np.isfinite(image)
+    if not finite.any():
+        return image, 0.0, 1.0
+    vmin, vmax = ZScaleInterval().get_limits(image[finite])
+    return image, float(vmin), float(vmax if vmax > vmin else vmin + 1.0)
+
+
+def render_triplet(alert: Any, record: ClassifiedRecord, path: str | os.PathLike[str]) -> Path:
+    """Write a PNG with the science, template and difference cutouts and the record's scores.
+
+    ``alert`` is a :class:`stream.alert.Alert` decoded from the original message.
+    """
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.8))
+    try:
+        for ax, title, stamp in zip(axes, ("science", "template", "difference"), (alert.science, alert.template, alert.difference)):
+            image, vmin, vmax = _scaled(np.asarray(stamp.data, dtype=np.float32))
+            ax.imshow(image, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.set_title(f"{title} {image.shape[1]}x{image.shape[0]}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        top = sorted(record.class_scores.items(), key=lambda kv: -kv[1])[:3]
+        classes = ", ".join(f"{label} {prob:.2f}" for label, prob in top) or "no class scores"
+        survey = ", ".join(f"{k} {v:.2f}" for k, v in sorted(record.survey_scores.items())) or "-"
+        flag = "  [UNTRAINED weights: scores meaningless]" if record.untrained else ""
+        fig.suptitle(
+            f"{record.survey.upper()} {record.object_id}  alert {record.alert_id}  {record.band or ''}  MJD {_fmt(record.mjd, 5)}\n"
+            f"real/bogus {_fmt(record.real_bogus)} | {classes} | survey: {survey}{flag}", fontsize=9)
+        fig.tight_layout()
+        out = Path(path)
+        fig.savefig(out, dpi=90)
+        return out
+    finally:
+        plt.close(fig)

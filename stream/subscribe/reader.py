@@ -1,0 +1,434 @@
+"""Reading a classified topic as typed records: the Python API behind ``survey-classifier subscribe``.
+
+For notebooks::
+
+    from stream.subscribe import subscribe
+    for rec in subscribe("localhost:9092", "classified", where="real_bogus > 0.8"):
+        print(rec.alert_id, rec.top_class, rec.real_bogus)
+
+The reader assigns every partition of the topic itself (no consumer-group rebalancing, no
+offset commits: a subscriber never moves the service's offsets) and starts from the earliest
+or latest offset or from a timestamp (``offsets_for_times``). With ``until_end`` it stops once
+every partition has reached the end it had when read: librdkafka's partition-EOF events and the
+*cached* high watermarks (Tansu answers a stale live watermark query after batched produce).
+A message that is not a classified record is counted and logged, never raised mid-stream.
+
+Two Tansu workarounds, harmless on real Kafka: ``start="latest"`` reads past a stale
+ListOffsets(latest) answer up to each partition's fetched end, and with a start timestamp the
+messages stamped before it are dropped client-side (Tansu's ``offsets_for_times`` answers
+offset 0 whatever the time), so "since T" always means Kafka timestamp >= T.
+
+:class:`AlertFetcher` reads one original alert back by topic/partition/offset (for PNGs).
+"""
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+
+from stream.subscribe.filters import Predicate, combine, parse_where
+
+__all__ = [
+    "SubscribeError",
+    "ModelScores",
+    "ClassifiedRecord",
+    "ReaderStats",
+    "ClassifiedReader",
+    "AlertFetcher",
+    "subscribe",
+    "parse_start",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class SubscribeError(RuntimeError):
+    """The topic cannot be read (missing, broker unreachable, bad start position)."""
+
+
+@dataclass(frozen=True)
+class ModelScores:
+    """One model's provenance and scores inside a classified record."""
+
+    name: str
+    version: str
+    weights_sha256: str
+    backend: str
+    trained: bool
+    scores: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class ClassifiedRecord:
+    """One classified record as published by the service, with where it was read from.
+
+    ``topic``/``partition``/``offset``/``timestamp_ms`` locate the classified message itself;
+    ``source_*`` locate the alert it was computed from.
+    """
+
+    schema_version: str
+    survey: str
+    kind: str
+    alert_id: str
+    object_id: str
+    ra: float | None
+    dec: float | None
+    mjd: float | None
+    band: str | None
+    real_bogus: float | None
+    class_scores: Mapping[str, float]
+    models: tuple[ModelScores, ...]
+    untrained: bool
+    survey_scores: Mapping[str, float]
+    survey_score_versions: Mapping[str, str]
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    source_timestamp_ms: int | None
+    ingested_ms: int | None
+    classified_ms: int | None
+    classifier_version: str
+    processing_host: str | None = None
+    topic: str = ""
+    partition: int = -1
+    offset: int = -1
+    timestamp_ms: int | None = None
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any], *, topic: str = "", partition: int = -1, offset: int = -1,
+                  timestamp_ms: int | None = None) -> "ClassifiedRecord":
+        """Build from a decoded record (``stream.records.decode_classified``); missing optionals are None."""
+        def opt_float(name: str) -> float | None:
+            v = record.get(name)
+            return None if v is None else float(v)
+
+        def opt_int(name: str) -> int | None:
+            v = record.get(name)
+            return None if v is None else int(v)
+
+        models = tuple(
+            ModelScores(name=str(m.get("name", "")), version=str(m.get("version", "")),
+                        weights_sha256=str(m.get("weights_sha256", "") or ""), backend=str(m.get("backend", "") or ""),
+                        trained=bool(m.get("trained", False)), scores=dict(m.get("scores") or {}))
+            for m in (record.get("models") or [])
+        )
+        return cls(
+            schema_version=str(record.get("schema_version", "")), survey=str(record.get("survey", "")),
+            kind=str(record.get("kind", "")), alert_id=str(record.get("alert_id", "")),
+            object_id=str(record.get("object_id", "")), ra=opt_float("ra"), dec=opt_float("dec"), mjd=opt_float("mjd"),
+            band=record.get("band"), real_bogus=opt_float("real_bogus"),
+            class_scores={str(k): float(v) for k, v in (record.get("class_scores") or {}).items()},
+            models=models, untrained=bool(record.get("untrained", False)),
+            survey_scores={str(k): float(v) for k, v in (record.get("survey_scores") or {}).items() if v is not None},
+            survey_score_versions={str(k): str(v) for k, v in (record.get("survey_score_versions") or {}).items()},
+            source_topic=record.get("source_topic"), source_partition=opt_int("source_partition"),
+            source_offset=opt_int("source_offset"), source_timestamp_ms=opt_int("source_timestamp_ms"),
+            ingested_ms=opt_int("ingested_ms"), classified_ms=opt_int("classified_ms"),
+            classifier_version=str(record.get("classifier_version", "")),
+            processing_host=record.get("processing_host"), topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
+        )
+
+    @property
+    def top_class(self) -> str | None:
+        """The most probable class label (None without class scores)."""
+        return max(self.class_scores, key=self.class_scores.get) if self.class_scores else None
+
+    @property
+    def top_prob(self) -> float | None:
+        return self.class_scores[self.top_class] if self.class_scores else None
+
+    @property
+    def latency_ms(self) -> int | None:
+        """Classified time minus the source alert's Kafka timestamp (the end-to-end latency)."""
+        if self.classified_ms is None or self.source_timestamp_ms is None:
+            return None
+        return self.classified_ms - self.source_timestamp_ms
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict: the record's fields plus where it was read (topic/partition/offset)."""
+        data = asdict(self)
+        data["class_scores"] = dict(self.class_scores)
+        data["survey_scores"] = dict(self.survey_scores)
+        data["survey_score_versions"] = dict(self.survey_score_versions)
+        data["models"] = [dict(asdict(m), scores=dict(m.scores)) for m in self.models]
+        return data
+
+
+@dataclass
+class ReaderStats:
+    read: int = 0
+    kept: int = 0
+    undecodable: int = 0
+
+
+def parse_start(start: str | int | float | datetime) -> str | int:
+    """``"earliest"``, ``"latest"`` or a timestamp in Unix milliseconds.
+
+    Accepts ints/floats as Unix ms, datetimes, ISO-8601 text (naive = UTC) or digits.
+    """
+    if isinstance(start, datetime):
+        moment = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+        return int(moment.timestamp() * 1000)
+    if isinstance(start, (int, float)) and not isinstance(start, bool):
+        return int(start)
+    text = str(start).strip()
+    if text in ("earliest", "latest"):
+        return text
+    if text.isdigit():
+        return int(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise SubscribeError(f"start {start!r} is not earliest, latest, Unix milliseconds or an ISO-8601 time") from exc
+    return parse_start(moment)
+
+
+def _base_config(bootstrap_servers: str, client_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers}
+    conf.update(client_config or {})
+    conf.update({
+        # A private group id: the reader assigns partitions itself and never commits.
+        "group.id": conf.get("group.id") or f"survey-classifier-subscribe-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+    })
+    return conf
+
+
+def _default_decoder() -> Callable[[bytes], dict]:
+    from stream.records import decode_classified  # noqa: PLC0415 - owned by the records module
+
+    return decode_classified
+
+
+class ClassifiedReader:
+    """Iterates a classified topic as :class:`ClassifiedRecord`; use as a context manager.
+
+    ``predicate`` (flags) and ``where`` (expression) are combined: a record is kept when both hold.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        *,
+        where: str | None = None,
+        predicate: Predicate | None = None,
+        start: str | int | float | datetime = "earliest",
+        until_end: bool = True,
+        max_records: int | None = None,
+        client_config: Mapping[str, Any] | None = None,
+        poll_timeout_s: float = 0.5,
+        metadata_timeout_s: float = 15.0,
+        decoder: Callable[[bytes], dict] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.until_end = until_end
+        self.max_records = max_records
+        self.poll_timeout_s = poll_timeout_s
+        self.predicate = combine([predicate, parse_where(where) if where else None])
+        self.start = parse_start(start)
+        self.stats = ReaderStats()
+        self._decode = decoder or _default_decoder()
+        self._consumer = Consumer(_base_config(bootstrap_servers, client_config))
+        self._closed = False
+        self._pending: list[Any] = []
+        #: Tansu answers offsets_for_times with too early an offset: older messages are dropped here.
+        self._since_ms = self.start if isinstance(self.start, int) else None
+        try:
+            self._partitions = self._assign(metadata_timeout_s)
+        except BaseException:
+            self._consumer.close()
+            raise
+
+    def _assign(self, timeout_s: float) -> list[int]:
+        try:
+            meta = self._consumer.list_topics(self.topic, timeout=timeout_s)
+        except KafkaException as exc:
+            raise SubscribeError(f"cannot read metadata of topic {self.topic}: {exc}") from exc
+        info = meta.topics.get(self.topic)
+        if info is None or info.error is not None or not info.partitions:
+            raise SubscribeError(f"topic {self.topic} does not exist ({info.error if info else 'not in metadata'})")
+        partitions = sorted(info.partitions)
+        if self.start == "earliest":
+            tps = [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions]
+        elif self.start == "latest":
+            tps = [TopicPartition(self.topic, p, OFFSET_END) for p in partitions]
+        else:
+            try:
+                found = self._consumer.offsets_for_times([TopicPartition(self.topic, p, int(self.start)) for p in partitions], timeout=timeout_s)
+            except KafkaException as exc:
+                raise SubscribeError(f"offsets_for_times on {self.topic} failed: {exc}") from exc
+            # -1: no message at or after that time in this partition: start at its end.
+            tps = [TopicPartition(self.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found]
+        self._consumer.assign(tps)
+        if self.start == "latest":
+            self._skip_to_fetched_end(partitions, timeout_s)
+        log.debug("subscribe assigned", topic=self.topic, partitions=partitions, start=self.start)
+        return partitions
+
+    def _skip_to_fetched_end(self, partitions: list[int], timeout_s: float) -> None:
+        """Move past messages a stale "latest" offset left behind, up to each partition's EOF.
+
+        Tansu answers ListOffsets(latest) with a stale offset after batched produce; the end a
+        fetch reports is right. On real Kafka this returns after one fetch (EOF at once).
+        Messages of a partition that arrive after its EOF, while others are still being
+        skipped, are kept for the caller.
+        """
+        at_eof: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while at_eof != set(partitions):
+            if time.monotonic() > deadline:
+                raise SubscribeError(f"could not find the end of {self.topic} within {timeout_s:.0f} s")
+            msg = self._consumer.poll(0.2)
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    at_eof.add(msg.partition())
+                elif msg.error().fatal() or not msg.error().retriable():
+                    raise SubscribeError(f"reading {self.topic} failed: {msg.error()}")
+                continue
+            if msg.partition() in at_eof:
+                self._pending.append(msg)
+
+    def _at_end_by_cached_watermarks(self, positions: Mapping[int, int]) -> bool:
+        """Every partition's position has reached its cached high watermark (fallback to EOF events)."""
+        for p in self._partitions:
+            try:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
+            except KafkaException:
+                return False
+            if high < 0:
+                return False  # not known yet: no fetch response seen
+            if positions.get(p, low) < high:
+                return False
+        return True
+
+    def __iter__(self) -> Iterator[ClassifiedRecord]:
+        at_eof: set[int] = set()
+        positions: dict[int, int] = {}
+        idle_polls = 0
+        while self.max_records is None or self.stats.kept < self.max_records:
+            msg = self._pending.pop(0) if self._pending else self._consumer.poll(self.poll_timeout_s)
+            if msg is None:
+                idle_polls += 1
+                if self.until_end and idle_polls >= 2 and self._at_end_by_cached_watermarks(positions):
+                    return
+                continue
+            idle_polls = 0
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_eof.add(msg.partition())
+                    if self.until_end and at_eof >= set(self._partitions):
+                        return
+                    continue
+                if err.fatal() or not err.retriable():
+                    raise SubscribeError(f"reading {self.topic} failed: {err}")
+                log.warning("transient consumer error", topic=self.topic, error=str(err))
+                continue
+            at_eof.discard(msg.partition())
+            positions[msg.partition()] = msg.offset() + 1
+            ts_type, ts = msg.timestamp()
+            if self._since_ms is not None and ts_type != 0 and ts < self._since_ms:
+                continue
+            self.stats.read += 1
+            try:
+                data = self._decode(msg.value() or b"")
+            except Exception as exc:  # noqa: BLE001 - a foreign message is data, not a crash
+                self.stats.undecodable += 1
+                log.warning("not a classified record", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                            error=f"{type(exc).__name__}: {exc}")
+                continue
+            if not self.predicate(data):
+                continue
+            record = ClassifiedRecord.from_dict(data, topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                                                timestamp_ms=ts if ts_type != 0 else None)
+            self.stats.kept += 1
+            yield record
+
+    def close(self) -> None:
+        """Leave the topic (idempotent)."""
+        if not self._closed:
+            self._closed = True
+            self._consumer.close()
+
+    def __enter__(self) -> "ClassifiedReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def subscribe(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    where: str | None = None,
+    start: str | int | float | datetime = "earliest",
+    until_end: bool = True,
+    max_records: int | None = None,
+    client_config: Mapping[str, Any] | None = None,
+) -> Iterator[ClassifiedRecord]:
+    """Typed classified records of ``topic`` that match ``where`` (see :mod:`stream.subscribe.filters`).
+
+    ``start``: ``"earliest"``, ``"latest"``, Unix milliseconds, a datetime or ISO-8601 text.
+    ``until_end``: stop at the end of the topic (else wait for new records);
+    ``max_records``: stop after that many kept records. The consumer is closed when the
+    iterator is exhausted or closed.
+    """
+    with ClassifiedReader(bootstrap_servers, topic, where=where, start=start, until_end=until_end,
+                          max_records=max_records, client_config=client_config) as reader:
+        yield from reader
+
+
+@dataclass
+class AlertFetcher:
+    """Reads single messages back by (topic, partition, offset): assign + seek, one consumer reused."""
+
+    bootstrap_servers: str
+    client_config: Mapping[str, Any] | None = None
+    timeout_s: float = 10.0
+    _consumer: Consumer | None = field(default=None, repr=False)
+
+    def fetch(self, topic: str, partition: int, offset: int) -> bytes:
+        if self._consumer is None:
+            conf = _base_config(self.bootstrap_servers, self.client_config)
+            conf["enable.partition.eof"] = False
+            self._consumer = Consumer(conf)
+        self._consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            msg = self._consumer.poll(min(0.5, max(0.01, deadline - time.monotonic())))
+            if msg is None:
+                continue
+            if msg.error() is not None:
+                if msg.error().fatal() or not msg.error().retriable():
+                    raise SubscribeError(f"fetching {topic}[{partition}]@{offset} failed: {msg.error()}")
+                continue
+            if msg.offset() == offset and msg.partition() == partition:
+                return msg.value() or b""
+            if msg.offset() > offset:
+                break
+        raise SubscribeError(f"alert {topic}[{partition}]@{offset} not found within {self.timeout_s:.0f} s (deleted or never written)")
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def __enter__(self) -> "AlertFetcher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

@@ -1,0 +1,110 @@
+"""The Dockerfiles pin torch, install the project after it, and run as a non-root user."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .deployfiles import DEPLOY, REPO, entrypoint_env_names, literal_env_names, settings_env_names
+
+DOCKER = DEPLOY / "docker"
+DOCKERFILES = {"cpu": DOCKER / "Dockerfile.cpu", "gpu": DOCKER / "Dockerfile.gpu"}
+
+
+def _instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined, current = [], ""
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("#") and not current:
+            continue
+        current += line.rstrip("\\").strip() + " "
+        if not line.rstrip().endswith("\\"):
+            if current.strip():
+                joined.append(current.strip())
+            current = ""
+    return [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if " " in l else "") for l in joined]
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_torch_is_pinned_and_installed_before_the_project(kind):
+    runs = [args for ins, args in _instructions(DOCKERFILES[kind]) if ins == "RUN"]
+    torch_runs = [i for i, a in enumerate(runs) if re.search(r"\btorch==2\.13\.0\b", a)]
+    project_runs = [i for i, a in enumerate(runs) if re.search(r"pip install (\.|\"\.\[gpu\]\")(\s|$)", a)]
+    assert torch_runs and project_runs and max(torch_runs) < min(project_runs)
+    (torch_run,) = [runs[i] for i in torch_runs if "pip install" in runs[i]]
+    index = re.search(r"--index-url (\S+)", torch_run).group(1)
+    if kind == "cpu":
+        assert index == "https://download.pytorch.org/whl/cpu"
+    else:
+        assert index.startswith("https://download.pytorch.org/whl/") and "cpu" not in index
+        assert re.search(r'pip install "\.\[gpu\]"', " ".join(runs))
+    assert not re.search(r"\btorch(?!==2\.13\.0)[=<>~!]", " ".join(runs)), "another torch version is mentioned"
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_runs_as_non_root(kind):
+    instructions = _instructions(DOCKERFILES[kind])
+    last_from = max(i for i, (ins, _) in enumerate(instructions) if ins == "FROM")
+    users = [args.split(":")[0] for ins, args in instructions[last_from:] if ins == "USER"]
+    assert users and users[-1] not in ("root", "0")
+    assert int(users[-1]) >= 1000 if users[-1].isdigit() else True
+
+
+def test_gpu_image_uses_tensorrt_base_and_builds_engines_at_start():
+    instructions = _instructions(DOCKERFILES["gpu"])
+    args = dict((a.split("=", 1)[0].split()[-1], a.split("=", 1)[1]) for ins, a in instructions if ins == "ARG" and "=" in a)
+    assert args["TENSORRT_IMAGE"].startswith("nvcr.io/nvidia/tensorrt:")
+    entry = (DOCKER / "entrypoint.sh").read_text()
+    assert "survey-classifier engines build --backend tensorrt" in entry
+    env = " ".join(a for ins, a in instructions if ins == "ENV")
+    assert "SURVEY_CLASSIFIER_BUILD_ENGINES=1" in env
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_service_command_and_entrypoint(kind):
+    instructions = _instructions(DOCKERFILES[kind])
+    cmd = [a for ins, a in instructions if ins == "CMD"][-1]
+    assert cmd == '["run", "--config", "/etc/survey-classifier/config.toml"]'
+    entrypoint = [a for ins, a in instructions if ins == "ENTRYPOINT"][-1]
+    assert "survey-classifier-entrypoint" in entrypoint
+    assert "EXPOSE 9108" in [f"{i} {a}" for i, a in instructions]
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_env_names_set_in_images_are_read_by_the_code(kind):
+    known = settings_env_names() | literal_env_names() | entrypoint_env_names()
+    names = set()
+    for ins, args in _instructions(DOCKERFILES[kind]):
+        if ins == "ENV":
+            names.update(re.findall(r"(?:^|\s)([A-Z][A-Z0-9_]*)=", args))
+    ours = {n for n in names if n.startswith(("SC_", "KAFKA_", "REDIS_", "SCHEMA_", "SURVEY_"))}
+    assert ours and ours <= known, sorted(ours - known)
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_copied_sources_exist_and_dockerignore_admits_them(kind):
+    ignore = (DOCKER / f"Dockerfile.{kind}.dockerignore").read_text().splitlines()
+    assert ignore[[l.strip() for l in ignore].index("**")] == "**", "context should start from nothing"
+    for ins, args in _instructions(DOCKERFILES[kind]):
+        if ins == "COPY" and "--from" not in args:
+            sources = [s for s in args.split() if not s.startswith("--")][:-1]
+            for source in sources:
+                if "*" in source:
+                    continue
+                assert (REPO / source).exists(), source
+                assert any(l.startswith(f"!{source}") for l in ignore), f"{source} is excluded by the .dockerignore"
+
+
+def test_entrypoint_is_valid_sh_and_execs_the_cli():
+    script = DOCKER / "entrypoint.sh"
+    assert os.access(script, os.X_OK)
+    subprocess.run(["sh", "-n", str(script)], check=True)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "SURVEY_CLASSIFIER_BUILD_ENGINES": "1"}
+    # Not "run", so no engine build: the real CLI answers --version through the entrypoint.
+    done = subprocess.run(["sh", str(script), "--version"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "survey-classifier" in done.stdout

@@ -1,0 +1,180 @@
+"""deploy/k8s: kinds, required fields, and that the manifests agree with each other and the code."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from stream.config import load_settings
+
+from .deployfiles import DEPLOY, entrypoint_env_names, literal_env_names, settings_env_names, yaml_documents
+
+K8S = DEPLOY / "k8s"
+EXPECTED_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
+                  "ScaledObject", "TriggerAuthentication"}
+
+
+@pytest.fixture(scope="module")
+def kustomization() -> dict:
+    (doc,) = yaml_documents(K8S / "kustomization.yaml")
+    return doc
+
+
+@pytest.fixture(scope="module")
+def objects(kustomization) -> dict[str, dict]:
+    """kind -> object for every manifest the kustomization lists (one object per kind here)."""
+    found: dict[str, dict] = {}
+    for resource in kustomization["resources"]:
+        for doc in yaml_documents(K8S / resource):
+            assert doc["kind"] not in found, f"two objects of kind {doc['kind']}"
+            found[doc["kind"]] = doc
+    return found
+
+
+@pytest.fixture(scope="module")
+def container(objects) -> dict:
+    (c,) = objects["Deployment"]["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+@pytest.fixture(scope="module")
+def settings(objects, container, tmp_path_factory):
+    """The Deployment's settings: the ConfigMap's config.toml plus the container's literal env."""
+    path = tmp_path_factory.mktemp("k8s") / "config.toml"
+    path.write_text(objects["ConfigMap"]["data"]["config.toml"])
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.pop("KAFKA_CLIENT_PROPERTIES_FILE")  # a mounted Secret in the cluster
+    return load_settings(path, env=env)
+
+
+def test_every_manifest_is_listed_and_has_the_required_fields(kustomization, objects):
+    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert set(kustomization["resources"]) == on_disk
+    assert set(objects) == EXPECTED_KINDS
+    for kind, obj in objects.items():
+        assert obj["apiVersion"] and obj["metadata"]["name"]
+        if kind != "Namespace":
+            assert obj["metadata"]["namespace"] == kustomization["namespace"]
+
+
+def test_configmap_is_the_rubin_config_and_loads(objects):
+    text = objects["ConfigMap"]["data"]["config.toml"]
+    assert text == (DEPLOY / "config" / "rubin.toml").read_text()
+
+
+def test_deployment_requests_a_gpu_and_runs_the_service(objects, container, settings):
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert container["args"] == ["run", "--config", "/etc/survey-classifier/config.toml"]
+    assert settings.engine.backend == "tensorrt" and settings.observability.metrics_host == "0.0.0.0"
+    selector = objects["Deployment"]["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= objects["Deployment"]["spec"]["template"]["metadata"]["labels"].items()
+    assert objects["Deployment"]["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0
+    assert pod["serviceAccountName"] == objects["ServiceAccount"]["metadata"]["name"]
+
+
+def test_probes_hit_the_health_endpoints_on_the_metrics_port(container, settings):
+    (port,) = container["ports"]
+    assert port["containerPort"] == settings.observability.metrics_port
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "TensorRT engine build needs minutes"
+
+
+def test_pod_runs_as_non_root(objects, container):
+    pod_security = objects["Deployment"]["spec"]["template"]["spec"]["securityContext"]
+    assert pod_security["runAsNonRoot"] is True and pod_security["runAsUser"] != 0
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_env_names_are_read_by_the_code(container):
+    known = settings_env_names() | literal_env_names() | entrypoint_env_names()
+    names = {e["name"] for e in container["env"]}
+    assert names <= known, sorted(names - known)
+
+
+def test_config_and_secrets_are_mounted_where_the_env_points(objects, container, kustomization):
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert volumes[mounts["/etc/survey-classifier/config.toml"]]["configMap"]["name"] == objects["ConfigMap"]["metadata"]["name"]
+    env = {e["name"]: e for e in container["env"]}
+    props_file = env["KAFKA_CLIENT_PROPERTIES_FILE"]["value"]
+    directory, filename = props_file.rsplit("/", 1)
+    secret_volume = volumes[mounts[directory]]["secret"]
+    assert filename in [item["path"] for item in secret_volume["items"]]
+    generated = {g["name"]: [f.split("=")[0] for f in g["files"]] for g in kustomization["secretGenerator"]}
+    assert set(item["key"] for item in secret_volume["items"]) <= set(generated[secret_volume["secretName"]])
+    redis_ref = env["REDIS_URL"]["valueFrom"]["secretKeyRef"]
+    assert redis_ref["key"] in generated[redis_ref["name"]]
+    for volume in volumes.values():
+        if "secret" in volume:
+            assert volume["secret"]["secretName"] in generated
+    tls_dir = [path for path, name in mounts.items() if "secret" in volumes[name] and path.endswith("/tls")][0]
+    assert f"ssl_ca_certs={tls_dir}/" in (DEPLOY / "config" / "secure" / "redis-url.example").read_text()
+
+
+def test_service_selects_the_pods_and_exposes_metrics(objects, container):
+    service = objects["Service"]["spec"]
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+    (port,) = service["ports"]
+    assert port["targetPort"] == container["ports"][0]["name"] and port["port"] == container["ports"][0]["containerPort"]
+
+
+def test_pdb_selects_the_pods(objects):
+    pdb = objects["PodDisruptionBudget"]["spec"]
+    labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert pdb["selector"]["matchLabels"].items() <= labels.items()
+    assert pdb.get("maxUnavailable") == 1 or pdb.get("minAvailable") is not None
+
+
+def test_scaledobject_scales_the_deployment_on_the_groups_lag(objects, container, settings):
+    scaled = objects["ScaledObject"]
+    spec = scaled["spec"]
+    assert spec["scaleTargetRef"]["name"] == objects["Deployment"]["metadata"]["name"]
+    partitions = int(scaled["metadata"]["annotations"]["survey-classifier/topic-partitions"])
+    assert 1 <= spec["minReplicaCount"] <= spec["maxReplicaCount"] <= partitions
+    (trigger,) = spec["triggers"]
+    meta = trigger["metadata"]
+    assert trigger["type"] == "kafka"
+    assert meta["consumerGroup"] == settings.kafka.group_id
+    assert meta["topic"] in settings.kafka.alert_topics
+    assert meta["bootstrapServers"] == settings.kafka.bootstrap_servers
+    assert meta["allowIdleConsumers"] == "false"
+    assert trigger["authenticationRef"]["name"] == objects["TriggerAuthentication"]["metadata"]["name"]
+    # lagThreshold = per-pod throughput x 10 s of backlog per replica (deploy/README.md, Scaling).
+    per_pod = int(scaled["metadata"]["annotations"]["survey-classifier/per-pod-throughput"])
+    assert int(meta["lagThreshold"]) == per_pod * 10
+
+
+def test_trigger_authentication_reads_existing_secrets(objects, kustomization):
+    generated = {g["name"]: [f.split("=")[0] for f in g["files"]] for g in kustomization["secretGenerator"]}
+    refs = objects["TriggerAuthentication"]["spec"]["secretTargetRef"]
+    assert {r["parameter"] for r in refs} >= {"sasl", "username", "password", "tls"}
+    for ref in refs:
+        assert ref["key"] in generated[ref["name"]]
+
+
+def test_secret_files_have_examples_and_are_git_ignored(kustomization):
+    secrets_dir = K8S / "secrets"
+    ignore = (secrets_dir / ".gitignore").read_text().split()
+    assert "*" in ignore and "!*.example" in ignore
+    for generator in kustomization["secretGenerator"]:
+        for entry in generator["files"]:
+            path = entry.split("=", 1)[1]
+            if not path.endswith(".crt"):  # CA certificates are the operator's own files
+                assert (K8S / f"{path}.example").is_file(), path
+
+
+def test_rubin_sizing_in_the_readme_follows_its_formula():
+    """The README's table is ceil(h * V / (W * T_pod)) with V = 10,000 alerts, h = 1.5."""
+    readme = (DEPLOY / "README.md").read_text()
+    rows = [l for l in readme.splitlines() if l.startswith("| ") and l.split("|")[1].strip().replace(",", "").isdigit()]
+    assert rows
+    for row in rows:
+        cells = [c.strip().replace(",", "") for c in row.strip("|").split("|")]
+        t_pod, replicas = int(cells[0]), [int(c) for c in cells[1:]]
+        assert replicas == [math.ceil(1.5 * 10_000 / (w * t_pod)) for w in (30, 10, 5)]
