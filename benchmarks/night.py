@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -107,7 +105,7 @@ def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str]
     from stream.config import DecodeSettings  # noqa: PLC0415
 
     notes: list[str] = []
-    min_s = 0.3 if args.quick else 2.0
+    min_s = 0.2 if args.quick else 2.0
     sample = night.alerts[:args.limit_alerts]
     values = [m.value for m in sample]
     decode_settings = DecodeSettings()
@@ -168,9 +166,10 @@ def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str]
 def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: list[str]) -> dict[str, Any]:
     from stream.alert import InputKind  # noqa: PLC0415
     from stream.config import DecodeSettings  # noqa: PLC0415
-    from stream.service import load_runners  # noqa: PLC0415
 
     try:
+        from stream.service import load_runners  # noqa: PLC0415
+
         runners = load_runners(_settings(backend, _device_for(backend, device), exposures=True))
     except Exception as exc:  # noqa: BLE001
         notes.append(f"exposure models did not load on {backend}: {type(exc).__name__}: {exc}")
@@ -199,6 +198,8 @@ def run_services(night: Any, args: argparse.Namespace, service_backend: str, dev
     notes: list[str] = []
     env = _engine_env(service_backend, _device_for(service_backend, device))
     out: dict[str, Any] = {"backend": service_backend, "device": _device_for(service_backend, device)}
+    notes.append("asap latency includes the time an alert waited in the pre-loaded backlog (and the service's start); "
+                 "quote the paced run's latency as end-to-end latency")
     with EmbeddedStack() as stack:
         asap = run_service("asap", night.alerts, stack=stack, service_env=env)
         out["asap"] = _run_summary(asap)

@@ -120,8 +120,8 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
         ax.set_title(f"{mode}: classified alerts per second")
         ax.set_ylabel("alerts/s")
         ax = axes[1][col]
-        ax.plot(tl["t_s"], [np.nan if v is None else v for v in tl["p50_ms"]], label="p50")
-        ax.plot(tl["t_s"], [np.nan if v is None else v for v in tl["p95_ms"]], label="p95")
+        ax.plot(tl["t_s"], [np.nan if v is None else v for v in tl["p50_ms"]], "o-", ms=3, label="p50")
+        ax.plot(tl["t_s"], [np.nan if v is None else v for v in tl["p95_ms"]], "o-", ms=3, label="p95")
         ax.set_yscale("log")
         ax.set_ylabel("end-to-end latency (ms)")
         ax.legend()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
 import sys
@@ -81,9 +80,11 @@ class ServiceRunResult:
         if out_ts.size >= 20:
             lo, hi = out_ts[int(0.1 * out_ts.size)], out_ts[int(0.9 * out_ts.size) - 1]
             steady = (int(0.9 * out_ts.size) - int(0.1 * out_ts.size)) / ((hi - lo) / 1000) if hi > lo else None
-        cpu = _cpu_by_role(self.samples)
+        # CPU from the moment the service was ready: model loading and start-up are not the stream's cost
+        cpu = _cpu_by_role([x for x in self.samples if x["t"] >= self.ready_unix] or self.samples)
         rss = [s["service_rss"] for s in self.samples if s.get("service_rss")]
-        wall = (self.samples[-1]["t"] - self.samples[0]["t"]) if len(self.samples) > 1 else 0.0
+        running = [x for x in self.samples if x["t"] >= self.ready_unix] or self.samples
+        wall = (running[-1]["t"] - running[0]["t"]) if len(running) > 1 else 0.0
         return {
             "mode": self.mode,
             "inputs": self.inputs,

@@ -16,7 +16,8 @@ Stamps (real/bogus, IICnet), per stamp and channel:
 
 Raw HST frames (HR-CelestialNet), following the paper's Sec. 2.2 (numbers in models.md): each
 CCD extension is trimmed of pre-/overscan, its amplifier halves merged, giving 2048 x 4096 per
-chip; one network input per chip; scaled by 1/65535 (16-bit data numbers); optionally binned
+chip; each chip is a network input (``raw_exposure_items`` keeps an exposure's chips in one
+row, and the runner averages their scores); scaled by 1/65535 (16-bit data numbers); optionally binned
 (mean over ``binning`` x ``binning`` blocks) for the reduced-resolution network.
 """
 from __future__ import annotations
@@ -44,6 +45,7 @@ __all__ = [
     "raw_chips",
     "raw_exposure_batch",
     "chips_per_exposure",
+    "raw_exposure_items",
     "PREPROCESSORS",
 ]
 
@@ -233,9 +235,21 @@ def raw_exposure_batch(exposures: Sequence[Exposure], binning: int = 1, device: 
     return x
 
 
+def raw_exposure_items(exposures: Sequence[Exposure], binning: int = 1, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, chips, 2048 / binning, 4096 / binning): one row per exposure, its chips side by side
+    (the runner scores each chip and averages). Exposures with fewer chips than the most in the
+    batch repeat theirs cyclically, which keeps the average exact for 1 and 2 chips."""
+    per_item = [raw_exposure_batch([e], binning, device)[:, 0] for e in exposures]
+    h, w = RAW_CHIP_SHAPE
+    if not per_item:
+        return torch.empty((0, 1, h // binning, w // binning), device=device)
+    most = max(p.shape[0] for p in per_item)
+    return torch.stack([p[torch.arange(most, device=p.device) % p.shape[0]] for p in per_item])
+
+
 #: preprocessing name (as model cards give it) -> function(items, device) -> tensor
 PREPROCESSORS = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
     "wise_w123_80": lambda items, device: multiband_batch(items, 80, WISE_BANDS, device),
-    "hst_raw_2048x4096": lambda items, device: raw_exposure_batch(items, 1, device),
+    "hst_raw_2048x4096": lambda items, device: raw_exposure_items(items, 1, device),
 }

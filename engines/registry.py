@@ -21,7 +21,7 @@ from engines.cards import ModelCard, load_card
 from engines.contract import Engine, EngineError, ModelProvenance
 from engines.export import export_onnx, file_sha256
 from engines.networks import build_network
-from engines.preprocess import PREPROCESSORS, chips_per_exposure
+from engines.preprocess import PREPROCESSORS
 from stream.alert import Alert, Exposure, InputKind
 
 __all__ = [
@@ -84,7 +84,12 @@ def onnx_path_for(card: ModelCard, cache_dir: str | Path, precision: str = "fp32
 
 
 class ModelRunner:
-    """One model on one backend: ``preprocess`` -> ``infer`` (probabilities), or ``score``."""
+    """One model on one backend: ``preprocess`` -> ``infer`` (probabilities), or ``score``.
+
+    One preprocessed row per item. For raw exposures a row holds the exposure's CCD chips
+    side by side, (N, chips, H, W) for a (1, H, W) network: ``infer`` scores every chip and
+    returns the mean over an exposure's chips, so the output is still (N, K).
+    """
 
     def __init__(self, card: ModelCard, engine: Engine, provenance: ModelProvenance, device: str) -> None:
         self.card = card
@@ -94,40 +99,31 @@ class ModelRunner:
         self.max_batch: int = card.contract.max_batch
         self.device = device
         self._preprocess = PREPROCESSORS[card.preprocessing]
-        self._per_chip = card.preprocessing.startswith("hst_raw")
-
-    def rows_per_item(self, items: Sequence[Alert | Exposure]) -> list[int]:
-        """Network inputs each item gives: 1, or one per CCD chip for raw exposures."""
-        return [chips_per_exposure(item) if self._per_chip else 1 for item in items]
 
     def preprocess(self, items: Sequence[Alert | Exposure]) -> torch.Tensor:
-        """The batched network input on this runner's device (raw exposures: one row per chip)."""
+        """The batched network input on this runner's device, one row per item."""
         return self._preprocess(items, self.device)
 
     def infer(self, batch: torch.Tensor) -> np.ndarray:
-        """(N, K) float32 probabilities (softmax applied) for a preprocessed batch."""
-        return self.engine.infer(batch)
+        """(N, K) float32 probabilities (softmax applied) for a preprocessed batch; engine calls
+        are chunked to the engine's max batch."""
+        channels = self.card.contract.shape[0]
+        n = int(batch.shape[0])
+        groups = 1
+        if batch.ndim == 4 and batch.shape[1] != channels and channels == 1:
+            groups = int(batch.shape[1])           # chips per exposure, scored separately
+            batch = batch.reshape(n * groups, 1, *batch.shape[2:])
+        step = self.card.contract.max_batch
+        rows = [self.engine.infer(batch[i:i + step]) for i in range(0, int(batch.shape[0]), step)]
+        probabilities = np.concatenate(rows) if rows else np.empty((0, len(self.labels)), np.float32)
+        if groups > 1:
+            probabilities = probabilities.reshape(n, groups, -1).mean(axis=1)
+        return probabilities.astype(np.float32, copy=False)
 
     def score(self, items: Sequence[Alert | Exposure]) -> np.ndarray:
-        """(len(items), K) probabilities, preprocessed and inferred in chunks of ``max_batch``
-        rows. A raw exposure's chips are scored separately and averaged."""
-        rows = self.rows_per_item(items)
-        out = np.empty((len(items), len(self.labels)), dtype=np.float32)
-        start = 0
-        while start < len(items):
-            stop, total = start, 0
-            while stop < len(items) and (total + rows[stop] <= self.max_batch or stop == start):
-                total += rows[stop]
-                stop += 1
-            if total > self.max_batch:
-                raise EngineError(f"{self.card.name}: one item gives {total} rows > max_batch {self.max_batch}")
-            probabilities = self.infer(self.preprocess(items[start:stop]))
-            offset = 0
-            for index in range(start, stop):
-                out[index] = probabilities[offset:offset + rows[index]].mean(axis=0)
-                offset += rows[index]
-            start = stop
-        return out
+        """(len(items), K) probabilities: preprocess + infer in chunks of ``max_batch`` items."""
+        chunks = [self.infer(self.preprocess(items[i:i + self.max_batch])) for i in range(0, len(items), self.max_batch)]
+        return np.concatenate(chunks) if chunks else np.empty((0, len(self.labels)), np.float32)
 
     def close(self) -> None:
         self.engine.close()
@@ -186,9 +182,10 @@ class Registry:
 
             engine: Engine = TorchEngine(load_network(card, self.weights_dir), card.contract, device=device, **engine_options)
         elif backend == "tensorrt":
-            from engines.backends.tensorrt_backend import precision_for_device  # noqa: PLC0415
+            from engines.backends.tensorrt_backend import import_tensorrt, precision_for_device  # noqa: PLC0415
 
-            precision = precision or precision_for_device(device)
+            precision = precision_for_device(device, precision)  # raises EngineError without CUDA
+            import_tensorrt()  # fail before exporting anything when TensorRT cannot load
             onnx = self.export(name, cache_dir, precision)
             extra["onnx_sha256"] = file_sha256(onnx)
             engine = open_onnx_engine(

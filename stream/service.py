@@ -39,6 +39,7 @@ from stream.dedup import DedupUnavailable, RedisDedup
 from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise, make_consumer, make_producer
 from stream.metrics import Metrics, MetricsServer
 from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values, dedup_candidates, score_items
+from stream.stack import die_with_parent
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
 
@@ -86,6 +87,7 @@ class Service:
     _stop: threading.Event = field(default_factory=threading.Event)
     _pending: deque = field(default_factory=deque)
     _last_lag_update: float = 0.0
+    _assigned_at: float | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, *_: object) -> None:
@@ -122,7 +124,9 @@ class Service:
                 self._update_lag()
                 if max_messages is not None and consumed >= max_messages and not self._pending:
                     break
-                if max_idle_s is not None and not self._pending and time.monotonic() - idle_since > max_idle_s:
+                # idle time counts from the later of the last input and the last assignment (a join takes seconds)
+                if (max_idle_s is not None and not self._pending and self._assigned_at is not None
+                        and time.monotonic() - max(idle_since, self._assigned_at) > max_idle_s):
                     break
             self._drain()
         except ServiceStopped:
@@ -159,6 +163,7 @@ class Service:
     # ------------------------------------------------------------------ rebalance callbacks
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.assigned = bool(partitions) or bool(consumer.assignment())
+        self._assigned_at = time.monotonic()
         log.info("partitions assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -414,7 +419,9 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Any]] | N
     metrics.set_redis_up(dedup.ping())
     pool = None
     if settings.batch.decode_workers > 0:
-        pool = cf.ProcessPoolExecutor(max_workers=settings.batch.decode_workers, mp_context=multiprocessing.get_context("spawn"))
+        # spawn (not fork: librdkafka threads); workers die with the service even after SIGKILL
+        pool = cf.ProcessPoolExecutor(max_workers=settings.batch.decode_workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=die_with_parent)
     obs = settings.observability
     # metrics_port None: the configured port (0 there disables the endpoint); an explicit 0 binds a free port
     if metrics_port is None:

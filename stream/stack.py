@@ -25,7 +25,7 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["StackError", "EmbeddedStack", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
+__all__ = ["StackError", "EmbeddedStack", "die_with_parent", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,7 +63,8 @@ def redis_binary() -> Path:
     return Path(found)
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Ask Linux to SIGTERM this process when its parent dies (child processes call it first)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
@@ -160,7 +161,7 @@ class EmbeddedStack:
         logfile = open(Path(self._workdir) / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
         self._procs[name] = subprocess.Popen(
             argv, stdout=logfile if self.quiet else out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, cwd=self._workdir,
+            preexec_fn=die_with_parent, cwd=self._workdir,
         )
         logfile.close()
 

@@ -77,9 +77,14 @@ def _require_cuda(device: str) -> Any:
     return torch
 
 
-def precision_for_device(device: str = "cuda") -> str:
-    """'fp16' on GPUs with tensor cores (compute capability >= 7.0), else 'fp32'."""
+def precision_for_device(device: str = "cuda", precision: str | None = None) -> str:
+    """``precision`` if given, else 'fp16' on GPUs with tensor cores (compute capability >= 7.0),
+    else 'fp32'. Raises EngineError when ``device`` is not an available CUDA device."""
     torch = _require_cuda(device)
+    if precision is not None:
+        if precision not in ("fp16", "fp32"):
+            raise EngineError(f"TensorRT precision must be fp16 or fp32, not {precision!r}")
+        return precision
     major, _minor = torch.cuda.get_device_capability(torch.device(device))
     return "fp16" if major >= 7 else "fp32"
 

@@ -93,18 +93,14 @@ def synthetic_hst(bodies_per_class: int, views_per_body: int, seed: int, binning
     chip is 34 MB; the binned input is 2 MB), so ``images`` are network inputs already."""
     from engines.preprocess import raw_exposure_batch  # noqa: PLC0415
     from engines.training.adapters import hst_exposure  # noqa: PLC0415
-    from engines.training.synth_hst import ACS_WFC, HST_LABELS, RawGeometry, generate  # noqa: PLC0415
+    from engines.training.synth_hst import ACS_WFC_CHIPS, HST_LABELS, generate  # noqa: PLC0415
 
     inputs, labels, groups = [], [], []
-    # Chip 2 ([SCI,1]) keeps its virtual overscan at the top, chip 1 ([SCI,2]) at the bottom.
-    for chip, geometry in ((2, ACS_WFC), (1, RawGeometry(overscan_at_top=False))):
-        frames = generate(bodies_per_class, max(1, views_per_body // 2 + (chip == 2) * (views_per_body % 2)),
-                          seed + chip, binning, geometry)
-        for i, frame in enumerate(frames):
-            exposure = hst_exposure(frame.raw, f"sim-{seed}-{chip}-{i}", chip=chip)
-            inputs.append(raw_exposure_batch([exposure], binning)[0].numpy())
-            labels.append(frame.label)
-            groups.append(frame.body.replace(f"-{seed + chip}-", f"-{seed}-"))
+    for i, frame in enumerate(generate(bodies_per_class, views_per_body, seed, binning, ACS_WFC_CHIPS)):
+        exposure = hst_exposure(frame.raw, f"sim-{seed}-{i}", chip=frame.chip)
+        inputs.append(raw_exposure_batch([exposure], binning)[0].numpy())
+        labels.append(frame.label)
+        groups.append(frame.body)
     images = np.stack(inputs)
     data = LabelledImages(images=images, labels=np.asarray(labels, dtype=np.int64), class_names=HST_LABELS,
                           groups=tuple(groups), sources=tuple(groups), data_sha256=array_sha256(images))

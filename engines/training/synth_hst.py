@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HST_LABELS", "RawGeometry", "ACS_WFC", "HstFrame", "HstSet", "render_scene", "raw_frame", "generate"]
+__all__ = ["HST_LABELS", "RawGeometry", "ACS_WFC", "ACS_WFC_CHIPS", "HstFrame", "HstSet", "render_scene", "raw_frame", "generate"]
 
 HST_LABELS: tuple[str, ...] = ("galaxy", "nebula_star_cluster")   # HR-CelestialNet's column order
 GAIN_E_PER_DN = 2.0
@@ -74,6 +74,9 @@ class RawGeometry:
 
 
 ACS_WFC = RawGeometry()
+#: chip number -> raw geometry: WFC2 is [SCI,1] with its virtual overscan after the exposed rows,
+#: WFC1 is [SCI,2] with it before them (where engines.preprocess trims them).
+ACS_WFC_CHIPS: dict[int, RawGeometry] = {2: ACS_WFC, 1: RawGeometry(overscan_at_top=False)}
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ class HstFrame:
     label: int
     body: str
     exposure_time_s: float
+    chip: int = 2                 # 2: [SCI,1] (overscan at the top); 1: [SCI,2] (at the bottom)
 
 
 @dataclass(frozen=True)
@@ -244,10 +248,13 @@ def raw_frame(scene_binned: np.ndarray, binning: int, exposure_time_s: float, rn
 
 
 def generate(bodies_per_class: int, views_per_body: int, seed: int, binning: int = 4,
-             geometry: RawGeometry = ACS_WFC) -> list[HstFrame]:
-    """Raw frames: ``bodies_per_class`` bodies of each class, ``views_per_body`` views each."""
+             chips: dict[int, RawGeometry] | None = None) -> list[HstFrame]:
+    """Raw frames: ``bodies_per_class`` bodies of each class, ``views_per_body`` views each,
+    each view on a chip drawn from ``chips`` (default: chip 2 only, ``ACS_WFC``)."""
+    chips = chips or {2: ACS_WFC}
+    chip_numbers = sorted(chips)
     rng = np.random.default_rng(seed)
-    h, w = geometry.exposed
+    h, w = ACS_WFC.exposed
     frames = []
     for label in range(len(HST_LABELS)):
         for body in range(bodies_per_class):
@@ -263,8 +270,9 @@ def generate(bodies_per_class: int, views_per_body: int, seed: int, binning: int
                 scene = np.roll(scene, shift, axis=(0, 1))
                 exposure_time = float(rng.uniform(300, 1500))
                 brightness = rng.uniform(0.2, 5.0)   # peak e-/s per binned raw pixel
+                chip = int(chip_numbers[int(rng.integers(0, len(chip_numbers)))])
                 raw = raw_frame(np.ascontiguousarray(scene) * brightness * binning**2, binning, exposure_time,
-                                rng, geometry)
+                                rng, chips[chip])
                 frames.append(HstFrame(raw=raw, label=label, body=f"{HST_LABELS[label]}-{seed}-{body}",
-                                       exposure_time_s=exposure_time))
+                                       exposure_time_s=exposure_time, chip=chip))
     return frames

@@ -99,7 +99,7 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
 
     for path in paths:
         for label, value in iter_inputs(path):
-            for record_index, result in enumerate(decode_results(value)):
+            for record_index, result in decode_results(value):
                 if isinstance(result, DecodeError):
                     yield from flush()
                     yield {"source": label, "record": record_index, "error": result.reason.value, "detail": result.detail}

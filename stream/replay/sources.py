@@ -116,11 +116,14 @@ def alert_fields(record: Mapping[str, Any]) -> tuple[str, str | None, int | None
 
     Raises ``ValueError`` when the record is neither.
     """
-    if isinstance(record.get("candidate"), Mapping) and "objectId" in record:
+    if isinstance(record.get("candidate"), Mapping):
+        # ZTF's pre-survey test packets have no objectId: sent unkeyed (the service decides on them).
         cand = record["candidate"]
         jd = cand.get("jd")
         alert_id = _get(record, "candid") or cand.get("candid")
-        return "ztf", str(record["objectId"]), (int(alert_id) if alert_id is not None else None), (float(jd) - 2400000.5 if jd is not None else None)
+        object_id = record.get("objectId")
+        return ("ztf", (str(object_id) if object_id is not None else None), (int(alert_id) if alert_id is not None else None),
+                (float(jd) - 2400000.5 if jd is not None else None))
     if isinstance(record.get("diaSource"), Mapping):
         src = record["diaSource"]
         obj = _get(record.get("diaObject") or {}, "diaObjectId") or _get(src, "diaObjectId") or _get(record, "diaObjectId")
@@ -129,7 +132,7 @@ def alert_fields(record: Mapping[str, Any]) -> tuple[str, str | None, int | None
         alert_id = _get(record, "diaSourceId", "alertId") or src.get("diaSourceId")
         mjd = _get(src, "midpointMjdTai", "midPointTai")
         return "rubin", (str(obj) if obj is not None else None), (int(alert_id) if alert_id is not None else None), (float(mjd) if mjd is not None else None)
-    raise ValueError("record is neither a ZTF alert (objectId, candidate) nor a Rubin alert (diaSource)")
+    raise ValueError("record is neither a ZTF alert (candidate) nor a Rubin alert (diaSource)")
 
 
 def detect_kind(head: bytes) -> str:

@@ -288,11 +288,13 @@ def render_triplet(alert: Any, record: ClassifiedRecord, path: str | os.PathLike
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
+    cmap = matplotlib.colormaps["gray"].copy()
+    cmap.set_bad("tab:blue")  # pixels without data (NaN, e.g. off the detector) stand out, not white
     fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.8))
     try:
         for ax, title, stamp in zip(axes, ("science", "template", "difference"), (alert.science, alert.template, alert.difference)):
             image, vmin, vmax = _scaled(np.asarray(stamp.data, dtype=np.float32))
-            ax.imshow(image, origin="lower", cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+            ax.imshow(image, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             ax.set_title(f"{title} {image.shape[1]}x{image.shape[0]}", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])

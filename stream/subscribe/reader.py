@@ -241,6 +241,7 @@ class ClassifiedReader:
         self._consumer = Consumer(_base_config(bootstrap_servers, client_config))
         self._closed = False
         self._pending: list[Any] = []
+        self._eof_at_start: set[int] = set()  # partitions already read to their end while assigning
         #: Tansu answers offsets_for_times with too early an offset: older messages are dropped here.
         self._since_ms = self.start if isinstance(self.start, int) else None
         try:
@@ -299,29 +300,36 @@ class ClassifiedReader:
                 continue
             if msg.partition() in at_eof:
                 self._pending.append(msg)
+        self._eof_at_start = at_eof - {m.partition() for m in self._pending}
 
-    def _at_end_by_cached_watermarks(self, positions: Mapping[int, int]) -> bool:
+    def _at_end_by_cached_watermarks(self) -> bool:
         """Every partition's position has reached its cached high watermark (fallback to EOF events)."""
-        for p in self._partitions:
+        try:
+            positions = self._consumer.position([TopicPartition(self.topic, p) for p in self._partitions])
+        except KafkaException:
+            return False
+        for tp in positions:
             try:
-                low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, tp.partition), cached=True)
             except KafkaException:
                 return False
             if high < 0:
                 return False  # not known yet: no fetch response seen
-            if positions.get(p, low) < high:
+            position = tp.offset if tp.offset >= 0 else None
+            if (position if position is not None else low) < high:
                 return False
         return True
 
     def __iter__(self) -> Iterator[ClassifiedRecord]:
-        at_eof: set[int] = set()
-        positions: dict[int, int] = {}
+        at_eof: set[int] = set(self._eof_at_start)
+        if self.until_end and at_eof >= set(self._partitions):
+            return
         idle_polls = 0
         while self.max_records is None or self.stats.kept < self.max_records:
             msg = self._pending.pop(0) if self._pending else self._consumer.poll(self.poll_timeout_s)
             if msg is None:
                 idle_polls += 1
-                if self.until_end and idle_polls >= 2 and self._at_end_by_cached_watermarks(positions):
+                if self.until_end and idle_polls >= 2 and self._at_end_by_cached_watermarks():
                     return
                 continue
             idle_polls = 0
@@ -337,7 +345,6 @@ class ClassifiedReader:
                 log.warning("transient consumer error", topic=self.topic, error=str(err))
                 continue
             at_eof.discard(msg.partition())
-            positions[msg.partition()] = msg.offset() + 1
             ts_type, ts = msg.timestamp()
             if self._since_ms is not None and ts_type != 0 and ts < self._since_ms:
                 continue

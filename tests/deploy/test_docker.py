@@ -108,3 +108,23 @@ def test_entrypoint_is_valid_sh_and_execs_the_cli():
     done = subprocess.run(["sh", str(script), "--version"], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "survey-classifier" in done.stdout
+
+
+def test_entrypoint_engine_build_flags_are_accepted_by_the_engines_command():
+    """The build line parses with the real `engines` subcommand and uses the service's cache dir."""
+    import argparse
+    import importlib
+    import shlex
+
+    text = (DOCKER / "entrypoint.sh").read_text().replace("\\\n", " ")
+    (line,) = [l for l in text.splitlines() if "survey-classifier engines build" in l]
+    words = shlex.split(line.strip())[2:]  # after "survey-classifier engines"
+    resolved = [re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", w) for w in words]
+    sub = argparse.ArgumentParser().add_subparsers()
+    importlib.import_module("stream.commands.engines").register(sub)
+    args = sub.choices["engines"].parse_args(resolved)
+    assert args.action == "build" and args.backend == "tensorrt" and args.models == "all"
+    image_env = " ".join(a for ins, a in _instructions(DOCKERFILES["gpu"]) if ins == "ENV")
+    cache_dir = re.search(r"SC__ENGINE__CACHE_DIR=(\S+)", image_env).group(1)
+    assert args.cache_dir == cache_dir
+    assert "${SC__ENGINE__CACHE_DIR" in line

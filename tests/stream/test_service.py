@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from confluent_kafka import Consumer, TopicPartition
+
 from stream.config import load_settings
 from stream.decode import decode_message
 from stream.decode.errors import DecodeError
@@ -246,22 +248,26 @@ def test_kill_9_mid_stream_then_restart(services, unique_name, engine_cache, run
     name = unique_name
     make_topics(services, name)
     base = [m for p in sample_files() if "kowalski" in str(p) for m in iter_source(p)]
-    values = [(None, make_copy(m, k).value) for k in range(4) for m in base]
+    values = [(None, make_copy(m, k).value) for k in range(8) for m in base]
     produce_values(services.bootstrap_servers, f"{name}-alerts", values)
     n = len(values)
-    env = {**os.environ, **settings_env(services, name, engine_cache, SC__BATCH__MAX_SIZE="2", SC__BATCH__MAX_IN_FLIGHT="1")}
+    env = {**os.environ, **settings_env(services, name, engine_cache, SC__BATCH__MAX_SIZE="2", SC__BATCH__MAX_IN_FLIGHT="1",
+                                        SC__BATCH__DECODE_WORKERS="1")}
     proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "--log-format", "json", "run", "--max-idle", "30"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watcher = Consumer({"bootstrap.servers": services.bootstrap_servers, "group.id": f"{name}-watch", "enable.auto.commit": False})
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if len(read_topic(services.bootstrap_servers, f"{name}-classified", idle_s=0.5, timeout_s=5)) >= n // 4:
-                break
+        watcher.assign([TopicPartition(f"{name}-classified", p, 0) for p in range(4)])
+        seen, deadline = 0, time.monotonic() + 120
+        while seen < n // 5 and time.monotonic() < deadline:
+            msg = watcher.poll(0.05)
+            if msg is not None and not msg.error():
+                seen += 1
             assert proc.poll() is None, "service exited early"
-            time.sleep(0.5)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
+        watcher.close()
         if proc.poll() is None:
             proc.kill()
     before = len(classified(services, name))

@@ -1,0 +1,105 @@
+"""The night benchmark on a tiny night: it runs end to end and writes its outputs.
+
+Structure only, never speed: benchmarks are not timed tests (issue 8). The end-to-end test
+starts its own embedded broker and Redis (as ``python -m benchmarks.night`` does) and runs the
+real service twice (drained backlog, paced bursts).
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.night import compute_ratios, parse_args
+from benchmarks.night_data import build_night, make_hst_raw_fits
+from benchmarks.report import timeline
+from stream.decode import decode_message
+
+
+def test_night_multiplies_the_bundled_packets_with_fresh_unique_ids():
+    night = build_night(200)
+    assert len(night.alerts) == 200
+    assert set(night.describe()["by_survey"]) == {"ztf", "rubin"}
+    keys = [item.key for m in night.alerts for item in decode_message(m.value)]
+    assert len(keys) == 200 and len(set(keys)) == 200, "every copy must carry a fresh alert id"
+    assert all(m.cutouts for m in night.alerts), "the raw baseline needs each alert's cutouts"
+    headers = dict(night.alerts[-1].headers)
+    assert headers["sc-multiply-copy"] == b"2" and "sc-original-alert-id" in headers
+
+
+def test_synthetic_raw_exposure_decodes_to_two_sci_chips():
+    from stream.alert import InputKind
+    from stream.decode import pack_exposure
+
+    fits_bytes = make_hst_raw_fits(seed=1, shape=(120, 200), n_sources=2)
+    value = pack_exposure(fits_bytes, exposure_id="jtest", instrument="ACS/WFC", filter="F606W", exposure_time_s=1.0,
+                          mjd=60000.0, kind=InputKind.RAW_EXPOSURE, compress=True)
+    (exposure,) = decode_message(value)
+    assert sorted(exposure.images) == ["SCI,1", "SCI,2"]
+    assert exposure.images["SCI,1"].shape == (120, 200)
+    assert 0 < float(exposure.images["SCI,2"].min()) <= float(exposure.images["SCI,2"].max()) <= 65535
+
+
+def test_timeline_bins_outputs_and_latency_per_second():
+    tl = timeline([(1000, 10), (1500, 30), (3200, 100)], t0_ms=1000)
+    assert tl["t_s"] == [0.0, 1.0, 2.0]
+    assert tl["per_s"] == [2.0, 0.0, 1.0]
+    assert tl["p50_ms"][0] == 20.0 and tl["p50_ms"][1] is None and tl["p95_ms"][2] == 100.0
+
+
+def test_ratios_use_the_same_run_figures():
+    lim = {"bare_loop": {"per_s": 200.0}, "decode": {"ms_per_item": 3.0}, "raw_gunzip_fits": {"ms_per_item": 2.0},
+           "inference": {"torch": {"batches": {"64": {"per_s": 100.0}}}, "onnxruntime": {"batches": {"64": {"per_s": 250.0}}}}}
+    ratios = {r["name"]: r for r in compute_ratios(lim, {"asap": {"throughput_per_s": 150.0}})}
+    assert ratios["service alerts/s / bare-loop alerts/s"]["value"] == 0.75 and ratios["service alerts/s / bare-loop alerts/s"]["met"] is False
+    assert ratios["decode ms / raw gunzip+FITS ms per alert"]["value"] == 1.5 and ratios["decode ms / raw gunzip+FITS ms per alert"]["met"] is True
+    assert ratios["onnxruntime / torch eager, batch 64"]["value"] == 2.5
+    assert ratios["openvino / torch eager, batch 64"]["value"] is None
+    assert ratios["TensorRT batch 1024 alerts/s (GPU host)"]["met"] is None
+
+
+def test_quick_defaults():
+    args = parse_args(["--alerts", "300", "--quick"])
+    assert (args.exposures, args.limit_alerts, args.bursts, args.burst_period_s) == (0, 300, 2, 10.0)
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
+    from benchmarks.night import main
+
+    out = tmp_path / "results"
+    assert main(["--alerts", "300", "--quick", "--out", str(out), "--backends", "onnxruntime", "torch",
+                 "--bursts", "2", "--burst-period-s", "4"]) == 0
+
+    results = json.loads((out / "night.json").read_text())
+    assert results["night"]["alerts"] == 300
+    assert results["device"] == "cpu" or results["device"].startswith("cuda")
+    m = results["machine"]
+    assert m["cpu_model"] and m["cpu_cores"] >= 1 and m["git_commit"] and m["versions"]["torch"] and len(m["load_average_1_5_15"]) == 3
+
+    lim = results["limits"]
+    assert lim["decode"]["outcomes"] == {"ok": 300}
+    for key in ("decode", "raw_gunzip_fits", "preprocess", "bare_loop"):
+        assert lim[key]["per_s"] > 0, key
+    for backend in ("onnxruntime", "torch"):
+        assert set(lim["inference"][backend]["batches"]) == {"1", "64", "256"}, backend
+
+    for mode in ("asap", "paced"):
+        run = results["service"][mode]
+        assert run["complete"] and run["outputs"] == run["inputs"] and run["dead_letters"] == 0, mode
+        assert run["service_totals"]["published"] == run["inputs"] and run["service_totals"]["balanced"], mode
+        assert run["latency_ms"]["p50"] is not None and run["latency_ms"]["p50"] <= run["latency_ms"]["p99"], mode
+        assert {"decode", "preprocess", "infer", "publish"} <= set(run["stage_seconds"]), mode
+        assert run["service_rss_mib"]["start"] and run["service_rss_mib"]["end"], mode
+        assert sum(run["timeline"]["per_s"]) == pytest.approx(run["outputs"]), mode
+    assert results["service"]["asap"]["inputs"] == 300
+    assert results["service"]["paced"]["plan"]["bursts"] == 2
+
+    names = [r["name"] for r in results["ratios"]]
+    assert "service alerts/s / bare-loop alerts/s" in names and "decode ms / raw gunzip+FITS ms per alert" in names
+    assert next(r for r in results["ratios"] if r["name"].startswith("service"))["value"] > 0
+
+    md = (out / "night.md").read_text()
+    assert "| service alerts/s / bare-loop alerts/s |" in md and "| asap |" in md
+    assert (out / "night.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,38 @@
+"""``survey-classifier engines describe|build|list`` through the real CLI entry point."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from stream.cli import main
+
+
+def test_describe_prints_counts_and_shapes(capsys) -> None:
+    assert main(["engines", "describe"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["realbogus"]["parameters"] == 1_420_738
+    assert described["hrcelestialnet"]["parameters"] == 97_048_130
+    assert described["hrcelestialnet"]["input_shape"] == [1, 2048, 4096]
+    assert described["iicnet"]["output_shape"] == [3]
+    assert abs(described["iicnet"]["macs"] / 218.66e6 - 1) < 0.1
+
+
+def test_build_then_list(tmp_path: Path, capsys) -> None:
+    cache = tmp_path / "engines"
+    assert main(["engines", "build", "--backend", "onnxruntime", "--models", "realbogus", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    assert "realbogus onnxruntime: ok" in out
+    assert len(list(cache.glob("realbogus-*-fp32.onnx"))) == 1
+    assert main(["engines", "list", "--cache-dir", str(cache)]) == 0
+    listing = capsys.readouterr().out
+    assert "realbogus" in listing and "-fp32.onnx" in listing and "(not built)" in listing  # iicnet not built
+
+
+def test_build_of_tensorrt_without_gpu_reports_failure(tmp_path: Path, capsys) -> None:
+    import pytest
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this host has CUDA; the failure path is not reachable here")
+    assert main(["engines", "build", "--backend", "tensorrt", "--models", "realbogus", "--cache-dir", str(tmp_path)]) == 1
+    assert "FAILED" in capsys.readouterr().out

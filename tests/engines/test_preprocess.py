@@ -1,0 +1,177 @@
+"""Device preprocessing (torch) against a plain numpy reference, on real ZTF stamps.
+
+No real raw HST frame or WISE cutout is in ../shared/data, so the raw-frame geometry is checked
+on frames built with the instruments' layout (each overscan region filled with a marker value),
+and the multi-band path on real ZTF stamp planes standing in for bands.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engines.preprocess import (
+    PreprocessError,
+    difference_alert_batch,
+    fill_and_normalise,
+    multiband_batch,
+    raw_exposure_batch,
+    raw_exposure_items,
+)
+from stream.alert import Exposure, InputKind
+from tests.engines.real_stamps import real_alerts
+
+ATOL = 1e-5  # float32 arithmetic in a different order
+
+
+# --- the numpy reference --------------------------------------------------------------------
+
+def np_frame(data: np.ndarray, frame: int = 63) -> np.ndarray:
+    out = np.full((frame, frame), np.nan, dtype=np.float64)
+    h, w = data.shape
+    top, left = (frame - h) // 2, (frame - w) // 2
+    out[top:top + h, left:left + w] = data
+    return out
+
+
+def np_fill_normalise(plane: np.ndarray) -> np.ndarray:
+    plane = plane.astype(np.float64)
+    finite = np.isfinite(plane)
+    values = np.sort(plane[finite])
+    median = values[(len(values) - 1) // 2] if len(values) else 0.0   # lower median
+    filled = np.where(finite, plane, median)
+    low, high = filled.min(), filled.max()
+    return (filled - low) / (high - low) if high > low else np.zeros_like(filled)
+
+
+def np_bilinear(plane: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear resize, half-pixel centres (align_corners=False), edges clamped."""
+    def axis(n_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        src = np.maximum((np.arange(size) + 0.5) * n_in / size - 0.5, 0.0)
+        i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
+        i1 = np.minimum(i0 + 1, n_in - 1)
+        return i0, i1, src - i0
+    y0, y1, fy = axis(plane.shape[0])
+    x0, x1, fx = axis(plane.shape[1])
+    top = plane[y0][:, x0] * (1 - fx) + plane[y0][:, x1] * fx
+    bottom = plane[y1][:, x0] * (1 - fx) + plane[y1][:, x1] * fx
+    return top * (1 - fy)[:, None] + bottom * fy[:, None]
+
+
+def np_stamp(data: np.ndarray, size: int) -> np.ndarray:
+    return np_bilinear(np_fill_normalise(np_frame(np.asarray(data))), size)
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def alerts(shared_data: Path):
+    found = real_alerts(shared_data)
+    assert len(found) >= 16
+    return found
+
+
+def test_real_stamps_include_edge_stamps_and_nans(alerts) -> None:
+    assert any(a.science.shape != (63, 63) for a in alerts)
+    assert any(not np.isfinite(s.data).all() for a in alerts for s in (a.science, a.template, a.difference))
+
+
+def test_difference_alert_batch_matches_numpy_reference(alerts) -> None:
+    batch = difference_alert_batch(alerts, size=69, device="cpu")
+    assert batch.shape == (len(alerts), 3, 69, 69) and batch.dtype == torch.float32
+    assert torch.isfinite(batch).all()
+    for row, alert in zip(batch.numpy(), alerts):
+        for channel, stamp in enumerate((alert.science, alert.template, alert.difference)):
+            np.testing.assert_allclose(row[channel], np_stamp(stamp.data, 69), atol=ATOL, rtol=0)
+
+
+def test_iicnet_size_resampling_matches_reference(alerts) -> None:
+    exposures = [
+        Exposure(exposure_id=str(a.alert_id), instrument="WISE", filter="W1W2W3", exposure_time_s=0.0, mjd=a.mjd,
+                 kind=InputKind.MULTIBAND_CUTOUT, images={"W1": a.science.data, "W2": a.template.data, "W3": a.difference.data})
+        for a in alerts[:12]
+    ]
+    batch = multiband_batch(exposures, size=80)
+    assert batch.shape == (12, 3, 80, 80)
+    for row, exposure in zip(batch.numpy(), exposures):
+        for channel, band in enumerate(("W1", "W2", "W3")):
+            plane = np.asarray(exposure.images[band], dtype=np.float64)
+            expected = np_bilinear(np_fill_normalise(plane), 80)  # no frame: cutouts are resampled whole
+            np.testing.assert_allclose(row[channel], expected, atol=ATOL, rtol=0)
+
+
+def test_multiband_missing_band_is_a_preprocess_error(alerts) -> None:
+    exposure = Exposure("x", "WISE", "W1", 0.0, 0.0, InputKind.MULTIBAND_CUTOUT, images={"W1": alerts[0].science.data})
+    with pytest.raises(PreprocessError, match="missing bands"):
+        multiband_batch([exposure])
+
+
+def test_fill_and_normalise_edge_cases() -> None:
+    x = torch.tensor([[[[np.nan, np.nan], [np.nan, np.nan]], [[2.0, 2.0], [2.0, np.inf]], [[0.0, 1.0], [np.nan, 3.0]]]])
+    out = fill_and_normalise(x)
+    assert torch.equal(out[0, 0], torch.zeros(2, 2))  # all missing -> 0
+    assert torch.equal(out[0, 1], torch.zeros(2, 2))  # constant -> 0
+    torch.testing.assert_close(out[0, 2], torch.tensor([[0.0, 1 / 3], [1 / 3, 1.0]]))  # NaN -> lower median 1
+
+
+def _raw_frame(instrument: str, chip: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A raw extension with overscan filled with 60000 DN and its 2048 x 4096 imaging area."""
+    image = rng.integers(0, 5000, size=(2048, 4096)).astype(np.float32)
+    if instrument == "ACS/WFC":
+        raw = np.full((2068, 4144), 60000, dtype=np.float32)
+        rows = slice(20, 2068) if chip == 1 else slice(0, 2048)
+        raw[rows, 24:4120] = image
+    else:
+        raw = np.full((2070, 4206), 60000, dtype=np.float32)
+        rows = slice(22, 2070) if chip == 1 else slice(0, 2048)
+        raw[rows, 25:2073] = image[:, :2048]
+        raw[rows, 2133:4181] = image[:, 2048:]
+    return raw, image
+
+
+@pytest.mark.parametrize("instrument", ["ACS/WFC", "WFC3/UVIS"])
+def test_raw_exposure_trim_and_amplifier_merge(instrument: str) -> None:
+    rng = np.random.default_rng(7)
+    raw1, image1 = _raw_frame(instrument, 1, rng)
+    raw2, image2 = _raw_frame(instrument, 2, rng)
+    exposure = Exposure("e1", instrument, "F606W", 100.0, 60000.0, InputKind.RAW_EXPOSURE,
+                        images={"SCI,1": raw2, "SCI,2": raw1})  # HST: [SCI,1] is chip 2
+    batch = raw_exposure_batch([exposure])
+    assert batch.shape == (2, 1, 2048, 4096)
+    np.testing.assert_array_equal(batch[0, 0].numpy(), image1 / np.float32(65535))
+    np.testing.assert_array_equal(batch[1, 0].numpy(), image2 / np.float32(65535))
+    binned = raw_exposure_batch([exposure], binning=4)
+    expected = (image1 / np.float32(65535)).reshape(512, 4, 1024, 4).mean(axis=(1, 3))
+    np.testing.assert_allclose(binned[0, 0].numpy(), expected, atol=1e-6)
+
+
+def test_raw_exposure_items_keep_chips_in_one_row() -> None:
+    rng = np.random.default_rng(3)
+    raw1, image1 = _raw_frame("ACS/WFC", 1, rng)
+    raw2, image2 = _raw_frame("ACS/WFC", 2, rng)
+    both = Exposure("two", "ACS/WFC", "F814W", 1.0, 0.0, InputKind.RAW_EXPOSURE,
+                    images={"SCI,1": raw2, "SCI,2": raw1}, headers={"SCI,1": {"CCDCHIP": 2}, "SCI,2": {"CCDCHIP": 1}})
+    one = Exposure("one", "ACS/WFC", "F814W", 1.0, 0.0, InputKind.RAW_EXPOSURE, images={"SCI,1": raw2})
+    items = raw_exposure_items([both, one], binning=8)
+    assert items.shape == (2, 2, 256, 512)
+    expected1 = (image1 / np.float32(65535)).reshape(256, 8, 512, 8).mean(axis=(1, 3))
+    np.testing.assert_allclose(items[0, 0].numpy(), expected1, atol=1e-6)
+    torch.testing.assert_close(items[1, 0], items[1, 1])  # a single chip is repeated
+
+
+def test_raw_exposure_wrong_geometry_is_refused() -> None:
+    exposure = Exposure("e2", "ACS/WFC", "F606W", 1.0, 0.0, InputKind.RAW_EXPOSURE, images={"SCI,1": np.zeros((100, 100), np.float32)})
+    with pytest.raises(PreprocessError, match="raw shape"):
+        raw_exposure_batch([exposure])
+
+
+@pytest.mark.gpu
+def test_cuda_preprocessing_matches_cpu(alerts) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available on this host")
+    cpu = difference_alert_batch(alerts, 69, "cpu")
+    gpu = difference_alert_batch(alerts, 69, "cuda")
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)

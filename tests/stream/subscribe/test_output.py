@@ -1,0 +1,157 @@
+"""Writers read back (JSONL, CSV, Parquet, Avro), PNG triplets from real alerts, and the command."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+
+import fastavro
+import pytest
+
+from stream.subscribe.output import CSV_COLUMNS, OutputError, TableWriter, open_writer, png_name, render_triplet
+from stream.subscribe.reader import ClassifiedRecord
+from tests.stream.subscribe.helpers import bundled_messages, classified_records
+
+
+@pytest.fixture(scope="module")
+def typed() -> list[ClassifiedRecord]:
+    return [ClassifiedRecord.from_dict(r, topic="classified", partition=0, offset=i, timestamp_ms=1_700_000_000_500 + i)
+            for i, r in enumerate(classified_records())]
+
+
+def _write(path, records):
+    with open_writer(path) as writer:
+        for r in records:
+            writer.write(r)
+    return path
+
+
+def test_jsonl_round_trip(tmp_path, typed):
+    path = _write(tmp_path / "out.jsonl", typed)
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert rows == [json.loads(json.dumps(r.as_dict())) for r in typed]
+    assert [ClassifiedRecord.from_dict(row, topic=row["topic"], partition=row["partition"], offset=row["offset"],
+                                       timestamp_ms=row["timestamp_ms"]) for row in rows] == typed
+
+
+def test_csv_round_trip(tmp_path, typed):
+    path = _write(tmp_path / "out.csv", typed)
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(CSV_COLUMNS) and len(rows) == len(typed)
+    for row, rec in zip(rows, typed):
+        assert row["alert_id"] == rec.alert_id and row["survey"] == rec.survey
+        assert float(row["real_bogus"]) == pytest.approx(rec.real_bogus)
+        assert row["top_class"] == rec.top_class
+        assert json.loads(row["class_scores"]) == pytest.approx(dict(rec.class_scores))
+        assert [m["name"] for m in json.loads(row["models"])] == [m.name for m in rec.models]
+
+
+def test_parquet_round_trip(tmp_path, typed):
+    import pyarrow.parquet as pq
+
+    path = _write(tmp_path / "out.parquet", typed)
+    table = pq.read_table(path)
+    assert table.num_rows == len(typed)
+    rows = table.to_pylist()
+    for row, rec in zip(rows, typed):
+        assert row["alert_id"] == rec.alert_id
+        assert row["real_bogus"] == pytest.approx(rec.real_bogus)
+        assert dict(row["class_scores"]) == pytest.approx(dict(rec.class_scores))
+        assert row["models"][0]["name"] == "realbogus" and dict(row["models"][0]["scores"])["real"] == pytest.approx(rec.real_bogus)
+        assert row["untrained"] is True and row["offset"] == rec.offset
+
+
+def test_avro_dump_round_trip(tmp_path, typed):
+    from stream.records import decode_classified, encode_classified
+
+    path = _write(tmp_path / "out.avro", typed)
+    with path.open("rb") as fh:
+        back = list(fastavro.reader(fh))
+    assert [decode_classified(encode_classified(r)) for r in back] == classified_records()
+
+
+def test_unknown_format_is_refused(tmp_path):
+    with pytest.raises(OutputError):
+        open_writer(tmp_path / "out.xlsx")
+
+
+def test_table_lines(typed):
+    import io
+
+    out = io.StringIO()
+    writer = TableWriter(out, header_every=50)
+    for r in typed[:3]:
+        writer.write(r)
+    lines = out.getvalue().splitlines()
+    assert lines[0].split()[:3] == ["survey", "alert_id", "object_id"]
+    assert len(lines) == 4 and typed[1].alert_id in lines[2]
+
+
+def test_png_triplet_of_real_alerts(tmp_path, typed):
+    import matplotlib.image as mpimg
+
+    from stream.decode import decode_message
+
+    messages = bundled_messages()
+    for index in (0, len(messages) - 1):  # a Rubin and a ZTF alert
+        alert = decode_message(messages[index].value)[0]
+        record = typed[index]
+        path = render_triplet(alert, record, tmp_path / png_name(record))
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        image = mpimg.imread(path)
+        assert image.shape[0] > 200 and image.shape[1] > 600
+        assert image.std() > 0.01  # something was drawn
+
+
+@pytest.mark.integration
+def test_subscribe_command_files_pngs_and_replayable_dump(services, unique_name, tmp_path, capsys):
+    """Real alerts on an alerts topic, records pointing at them; subscribe writes Parquet and PNGs;
+    its JSONL dump replays back onto a new topic and reads back equal."""
+    from confluent_kafka import Producer
+
+    from stream.commands import subscribe as command
+    from stream.logs import configure_logging
+    from stream.records import encode_classified
+    from stream.replay.publish import replay
+    from stream.stack import create_topics
+    from stream.subscribe import subscribe
+
+    configure_logging("json", "warning")
+    bootstrap = services.bootstrap_servers
+    alerts, classified, again = f"{unique_name}-alerts", f"{unique_name}-classified", f"{unique_name}-again"
+    create_topics(bootstrap, [alerts, classified], partitions=1)
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for message in bundled_messages():
+        producer.produce(alerts, message.value, key=message.object_id.encode())
+    assert producer.flush(30) == 0
+    records = classified_records(source_topic=alerts, offsets=[(0, i) for i in range(len(bundled_messages()))])
+    for r in records:
+        producer.produce(classified, encode_classified(r), key=r["object_id"].encode())
+    assert producer.flush(30) == 0
+
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    pngs = tmp_path / "png"
+    args = parser.parse_args(["subscribe", "--topic", classified, "--bootstrap-servers", bootstrap, "--until-end",
+                              "--min-rb", "0.9", "--output", str(tmp_path / "kept.parquet"), "--png-dir", str(pngs), "--quiet"])
+    assert args.func(args) == 0
+    expected = [r for r in records if r["real_bogus"] >= 0.9]
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert summary["kept"] == len(expected) and summary["read"] == len(records)
+    assert summary["pngs"] == len(expected) and summary["png_failures"] == 0
+    import pyarrow.parquet as pq
+    assert sorted(pq.read_table(tmp_path / "kept.parquet").column("alert_id").to_pylist()) == sorted(r["alert_id"] for r in expected)
+    assert sorted(p.name for p in pngs.glob("*.png")) == sorted(
+        png_name(ClassifiedRecord.from_dict(r)) for r in expected)
+
+    dump = tmp_path / "dump.jsonl"
+    args = parser.parse_args(["subscribe", "--topic", classified, "--bootstrap-servers", bootstrap, "--until-end",
+                              "--where", "survey == 'rubin'", "--output", str(dump), "--quiet"])
+    assert args.func(args) == 0
+    rubin = [r for r in records if r["survey"] == "rubin"]
+    assert len(dump.read_text().splitlines()) == len(rubin)
+    summary = replay(dump, again, bootstrap_servers=bootstrap, progress=False)
+    assert summary.sent == len(rubin) and summary.unreadable == []
+    assert sorted((r.alert_id, r.real_bogus) for r in subscribe(bootstrap, again)) == sorted(
+        (r["alert_id"], r["real_bogus"]) for r in rubin)
