@@ -85,7 +85,7 @@ def markdown(results: Mapping[str, Any]) -> str:
     if lim.get("exposures"):
         lines += ["", "### Raw exposures (seconds per exposure)", "", "```", json.dumps(lim["exposures"], indent=1), "```"]
     lines += ["", "## The real service (embedded Tansu broker + Redis, 4 partitions)", "",
-              "| run | alerts | alerts/s | steady alerts/s | latency p50 / p95 / p99 ms | service CPU s (cores busy) | broker CPU s | RSS start / end / peak MiB |",
+              "| run | alerts | alerts/s | steady alerts/s | latency p50 / p95 / p99 ms | service CPU s (cores busy) | broker CPU s | RSS MiB start / 25% / 50% / 75% / end / peak |",
               "|---|---|---|---|---|---|---|---|"]
     for mode, run in svc.items():
         if not isinstance(run, Mapping) or "latency_ms" not in run:
@@ -94,7 +94,7 @@ def markdown(results: Mapping[str, Any]) -> str:
         label = mode if mode != "paced" else f"paced ({run['plan'].get('bursts')} bursts of {run['plan'].get('size')} in {run['plan'].get('window_s')} s every {run['plan'].get('period_s')} s)"
         lines.append(f"| {label} | {run['outputs']:,}/{run['inputs']:,} | {_fmt(run['throughput_per_s'])} | {_fmt(run['steady_throughput_per_s'])} | "
                      f"{_fmt(lat['p50'], 0)} / {_fmt(lat['p95'], 0)} / {_fmt(lat['p99'], 0)} | {_fmt(cpu.get('service'))} ({_fmt(busy.get('service'), 2)}) | "
-                     f"{_fmt(cpu.get('broker'))} | {_fmt(rss['start'])} / {_fmt(rss['end'])} / {_fmt(rss['sampled_peak'])} |")
+                     f"{_fmt(cpu.get('broker'))} | {' / '.join(_fmt(rss[k], 0) for k in ('start', 'at_25pct', 'at_50pct', 'at_75pct', 'end', 'peak_vmhwm'))} |")
     for mode, run in svc.items():
         if isinstance(run, Mapping) and run.get("stage_seconds"):
             stages = ", ".join(f"{k} {v.get('sum', 0):.2f} s" for k, v in sorted(run["stage_seconds"].items()))

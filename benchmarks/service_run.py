@@ -80,10 +80,10 @@ class ServiceRunResult:
         if out_ts.size >= 20:
             lo, hi = out_ts[int(0.1 * out_ts.size)], out_ts[int(0.9 * out_ts.size) - 1]
             steady = (int(0.9 * out_ts.size) - int(0.1 * out_ts.size)) / ((hi - lo) / 1000) if hi > lo else None
-        # CPU from the moment the service was ready: model loading and start-up are not the stream's cost
-        cpu = _cpu_by_role([x for x in self.samples if x["t"] >= self.ready_unix] or self.samples)
-        rss = [s["service_rss"] for s in self.samples if s.get("service_rss")]
+        # CPU and memory from the moment the service was ready: model loading and start-up are not the stream's cost
         running = [x for x in self.samples if x["t"] >= self.ready_unix] or self.samples
+        cpu = _cpu_by_role(running)
+        rss = [s["service_rss"] for s in running if s.get("service_rss")]
         wall = (running[-1]["t"] - running[0]["t"]) if len(running) > 1 else 0.0
         return {
             "mode": self.mode,
@@ -97,14 +97,19 @@ class ServiceRunResult:
             "latency_ms": percentiles(lat),
             "plan": self.plan,
             "cpu_seconds": cpu,
+            "service_cpu_ms_per_alert": round(1000 * cpu["service"] / self.outputs, 3) if cpu.get("service") and self.outputs else None,
             "cpu_cores_busy": {k: round(v / wall, 2) for k, v in cpu.items()} if wall > 0 else {},
             "service_rss_mib": {
                 "start": _mib(self.worker.get("rss_start_bytes")),
                 "end": _mib(self.worker.get("rss_end_bytes")),
-                "sampled_first": _mib(rss[0]) if rss else None,
-                "sampled_last": _mib(rss[-1]) if rss else None,
+                # quarters of the run: flat memory means these stay level once the first batches are in
+                "at_25pct": _mib(rss[len(rss) // 4]) if rss else None,
+                "at_50pct": _mib(rss[len(rss) // 2]) if rss else None,
+                "at_75pct": _mib(rss[3 * len(rss) // 4]) if rss else None,
                 "sampled_peak": _mib(max(rss)) if rss else None,
-                "ru_maxrss": round(self.worker.get("usage_self", {}).get("maxrss_kib", 0) / 1024, 1) or None,
+                # VmHWM: the process's own peak (ru_maxrss is not used: Linux carries the benchmark's
+                # peak into a child across fork+exec, so it reports the parent's gigabytes)
+                "peak_vmhwm": _mib(self.worker.get("peak_rss_bytes")),
             },
             "stage_seconds": self.worker.get("stage_seconds", {}),
             "service_totals": self.worker.get("totals", {}),
@@ -155,15 +160,24 @@ class _Sampler(threading.Thread):
             service = psutil.Process(self.service_pid)
         except psutil.Error:
             return
+        # CPU seconds per pid ever seen: a decode worker that exits at shutdown keeps its share
+        cpu_by_pid: dict[int, float] = {}
         while not self._stop_event.is_set():
             row: dict[str, float] = {"t": time.time()}
             try:
-                procs = [service] + service.children(recursive=True)
-                row["service_cpu"] = sum(sum(p.cpu_times()[:2]) for p in procs)
                 row["service_rss"] = service.memory_info().rss
-                row["service_tree_rss"] = sum(p.memory_info().rss for p in procs)
+                procs = [service] + service.children(recursive=True)
             except psutil.Error:
-                break
+                break  # the service itself is gone
+            tree_rss = 0
+            for p in procs:
+                try:
+                    cpu_by_pid[p.pid] = sum(p.cpu_times()[:2])
+                    tree_rss += p.memory_info().rss
+                except psutil.Error:
+                    continue  # a child that just exited
+            row["service_cpu"] = sum(cpu_by_pid.values())
+            row["service_tree_rss"] = tree_rss
             for child in me.children():
                 try:
                     name = child.name()

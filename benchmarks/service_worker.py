@@ -6,8 +6,8 @@ mapping (the ``SC__*`` variables, read by :func:`stream.config.load_settings`); 
 built by :func:`stream.service.build_service`, the one place that wires it, and runs until
 SIGTERM (the benchmark sends it once every output is read). The summary written to ``OUT_JSON``:
 totals, per-stage seconds from ``Metrics.stage_seconds``, the latency histogram's sum/count,
-``getrusage`` for this process and its reaped children, ``ru_maxrss``, RSS after start-up and
-at the end.
+``getrusage`` for this process and its reaped children, RSS after start-up and at the end, and
+the peak RSS (``VmHWM``).
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from typing import Any
 __all__ = ["main", "histogram_sums", "rss_bytes"]
 
 
-def rss_bytes() -> int:
-    """Current resident set size of this process (from /proc; 0 where unavailable)."""
+def rss_bytes(field: str = "VmRSS") -> int:
+    """Resident set size of this process from /proc (``VmRSS`` now, ``VmHWM`` its peak); 0 where unavailable."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = service.run()
     summary["run_ended_unix"] = time.time()
     summary["rss_end_bytes"] = rss_bytes()
+    summary["peak_rss_bytes"] = rss_bytes("VmHWM")
     totals = metrics.totals()
     summary["totals"] = {"consumed": totals.consumed, "published": totals.published, "duplicates": totals.duplicates,
                          "dead_lettered": totals.dead_lettered, "balanced": totals.balanced}

@@ -59,12 +59,14 @@ class PreprocessError(ValueError):
     """An input cannot be turned into a network input (wrong kind, missing band, bad geometry)."""
 
 
-def frame_stamp(data: np.ndarray, frame: int = STAMP_FRAME) -> np.ndarray:
-    """``data`` centred in a ``frame`` x ``frame`` float32 array; outside pixels are NaN.
+def frame_stamp(data: np.ndarray, frame: int = STAMP_FRAME, *, position_px: tuple[float, float] | None = None,
+                detector_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """``data`` in a ``frame`` x ``frame`` float32 array; outside pixels are NaN.
 
-    Stamps that fit use the decoder's :func:`stream.decode.stamps.place_in_frame` (centred, as
-    no candidate position is carried by :class:`~stream.alert.Alert`); bigger ones (Rubin
-    cutouts vary in size) are centre-cropped first.
+    Stamps that fit use the decoder's :func:`stream.decode.stamps.place_in_frame`: a stamp cut
+    at the detector edge keeps its pixels on the side away from the edge, decided from the
+    candidate's detector position (``position_px`` with ``detector_shape``), else centred.
+    Bigger ones (Rubin cutouts vary in size) are centre-cropped first.
     """
     from stream.decode.errors import DecodeError  # noqa: PLC0415
     from stream.decode.stamps import place_in_frame  # noqa: PLC0415
@@ -76,7 +78,8 @@ def frame_stamp(data: np.ndarray, frame: int = STAMP_FRAME) -> np.ndarray:
     top, left = max((h - frame) // 2, 0), max((w - frame) // 2, 0)
     cropped = data[top:top + frame, left:left + frame]
     try:
-        framed, _mask = place_in_frame(cropped, (frame, frame), detector_shape=None)
+        xpos, ypos = position_px if (position_px is not None and detector_shape is not None) else (None, None)
+        framed, _mask = place_in_frame(cropped, (frame, frame), xpos=xpos, ypos=ypos, detector_shape=detector_shape)
     except DecodeError as exc:
         raise PreprocessError(f"stamp of shape {data.shape} cannot be framed: {exc}") from exc
     return framed
@@ -122,7 +125,8 @@ def difference_alert_batch(alerts: Sequence[Alert], size: int = 69, device: str 
     for alert in alerts:
         if not isinstance(alert, Alert):
             raise PreprocessError(f"expected an Alert, got {type(alert).__name__}")
-        frames.append(np.stack([frame_stamp(np.asarray(s.data)) for s in (alert.science, alert.template, alert.difference)]))
+        frames.append(np.stack([frame_stamp(np.asarray(s.data), position_px=alert.position_px, detector_shape=alert.detector_shape)
+                                for s in (alert.science, alert.template, alert.difference)]))
     if not frames:
         return torch.empty((0, 3, size, size), device=device)
     x = to_device(_host_batch(frames), device)

@@ -61,6 +61,11 @@ class Alert:
     #: Versions of those scores where the packet says (ZTF drbversion, Rubin reliabilityVersion).
     survey_score_versions: Mapping[str, str] = field(default_factory=dict)
     kind: InputKind = InputKind.DIFFERENCE_ALERT
+    #: The candidate's detector pixel (x, y), 1-based as the survey gives it (ZTF xpos/ypos,
+    #: Rubin diaSource x/y), and the detector's (rows, cols): together they say on which side
+    #: a stamp cut at the detector edge is missing pixels. None where unknown.
+    position_px: tuple[float, float] | None = None
+    detector_shape: tuple[int, int] | None = None
 
     @property
     def key(self) -> str:

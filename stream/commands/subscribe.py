@@ -33,6 +33,9 @@ filters (all given must hold):
   Operators: == != < <= > >= in, not in, and, or, not, parentheses; literals: numbers,
   'strings', true false null. A comparison with a missing value is false.
 
+table (on a terminal): latency_ms = classified_ms - source alert timestamp; a model name
+followed by * ran with untrained placeholder weights (its scores mean nothing).
+
 outputs: --output FILE.jsonl | .csv | .parquet | .avro (the .jsonl and .avro dumps can be
 replayed with `survey-classifier replay`); --png-dir DIR writes science/template/difference
 cutouts with the scores for kept alerts, fetching each original alert from its source topic.

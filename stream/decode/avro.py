@@ -31,6 +31,7 @@ __all__ = [
     "read_schemaless",
     "parse_schema_cached",
     "projection_schema",
+    "check_schema_is_safe",
     "HISTORY_FIELDS",
 ]
 
@@ -86,6 +87,90 @@ def projection_schema(definition: Any) -> Any | None:
         return None
 
 
+_PRIMITIVE_ZERO_SIZE = {"null"}
+
+
+def _zero_size(schema: Any, named: dict[str, Any], seen: set[str]) -> bool:
+    """True if a value of ``schema`` can be encoded in zero bytes."""
+    if isinstance(schema, str):
+        if schema in _PRIMITIVE_ZERO_SIZE:
+            return True
+        target = named.get(schema)
+        if target is None or schema in seen:
+            return False
+        return _zero_size(target, named, seen | {schema})
+    if isinstance(schema, list):
+        return False  # a union index takes at least one byte
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind == "record" or kind == "error":
+            return all(_zero_size(f.get("type"), named, seen) for f in schema.get("fields") or [])
+        if kind == "fixed":
+            return schema.get("size") == 0
+        if kind in ("array", "map", "enum"):
+            return False  # block count / index take at least one byte
+        return _zero_size(kind, named, seen)
+    return False
+
+
+def _collect_named(schema: Any, named: dict[str, Any], namespace: str = "") -> None:
+    if isinstance(schema, list):
+        for branch in schema:
+            _collect_named(branch, named, namespace)
+    elif isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind in ("record", "error", "enum", "fixed") and isinstance(schema.get("name"), str):
+            name = schema["name"]
+            ns = schema.get("namespace", namespace) or ""
+            full = name if "." in name or not ns else f"{ns}.{name}"
+            named[full] = schema
+            named.setdefault(name, schema)
+            namespace = full.rsplit(".", 1)[0] if "." in full else ns
+        for field in schema.get("fields") or []:
+            if isinstance(field, dict):
+                _collect_named(field.get("type"), named, namespace)
+        for key in ("items", "values"):
+            if key in schema:
+                _collect_named(schema[key], named, namespace)
+        if isinstance(kind, (dict, list)):
+            _collect_named(kind, named, namespace)
+
+
+def check_schema_is_safe(definition: Any) -> None:
+    """Refuse schemas whose arrays/maps could hold zero-byte items.
+
+    With such a schema (only ever seen from a corrupted container header, e.g. a record that
+    lost its ``fields``), a garbage block count makes fastavro loop for billions of items
+    without consuming input: a hang and an out-of-memory kill, never an error.
+    """
+    named: dict[str, Any] = {}
+    _collect_named(definition, named)
+
+    def walk(schema: Any, seen: set[int]) -> None:
+        if isinstance(schema, list):
+            for branch in schema:
+                walk(branch, seen)
+        elif isinstance(schema, dict):
+            if id(schema) in seen:
+                return
+            seen.add(id(schema))
+            kind = schema.get("type")
+            if kind in ("array", "map"):
+                items = schema.get("items" if kind == "array" else "values")
+                if _zero_size(items, named, set()):
+                    raise DecodeError(Reason.TRUNCATED_AVRO, f"writer schema has an {kind} of zero-size items")
+                walk(items, seen)
+            for field in schema.get("fields") or []:
+                if isinstance(field, dict):
+                    walk(field.get("type"), seen)
+            if isinstance(kind, (dict, list)):
+                walk(kind, seen)
+        elif isinstance(schema, str) and schema in named:
+            walk(named[schema], seen)
+
+    walk(definition, set())
+
+
 def parse_schema_cached(key: bytes, schema_json: bytes | None = None, schema: dict | None = None) -> tuple[Any, Any, dict]:
     """(parsed writer schema, parsed projection reader or None, schema dict), cached by ``key``."""
     hit = _SCHEMA_CACHE.get(key)
@@ -94,7 +179,10 @@ def parse_schema_cached(key: bytes, schema_json: bytes | None = None, schema: di
         return hit
     try:
         definition = schema if schema is not None else json.loads(schema_json)
+        check_schema_is_safe(definition)
         parsed = fastavro.parse_schema(definition)
+    except DecodeError:
+        raise
     except Exception as exc:
         raise DecodeError(Reason.TRUNCATED_AVRO, f"unreadable writer schema: {type(exc).__name__}: {exc}") from exc
     _SCHEMA_CACHE[key] = (parsed, projection_schema(definition), definition)

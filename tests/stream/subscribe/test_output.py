@@ -111,13 +111,11 @@ def test_subscribe_command_files_pngs_and_replayable_dump(services, unique_name,
     from confluent_kafka import Producer
 
     from stream.commands import subscribe as command
-    from stream.logs import configure_logging
     from stream.records import encode_classified
     from stream.replay.publish import replay
     from stream.stack import create_topics
     from stream.subscribe import subscribe
 
-    configure_logging("json", "warning")
     bootstrap = services.bootstrap_servers
     alerts, classified, again = f"{unique_name}-alerts", f"{unique_name}-classified", f"{unique_name}-again"
     create_topics(bootstrap, [alerts, classified], partitions=1)

@@ -1,0 +1,109 @@
+"""The classified output record: built from real alerts, encoded, decoded, across versions."""
+from __future__ import annotations
+
+import io
+import math
+import struct
+
+import fastavro
+import numpy as np
+import pytest
+
+import schemas
+from engines.contract import ModelProvenance
+from stream.alert import Exposure, InputKind
+from stream.decode import DecodeError, Reason, decode_message
+from stream.records import (
+    LATEST_CLASSIFIED_VERSION, build_classified_record, classified_schema_id, decode_classified, encode_classified,
+)
+from tests.stream.decode.packets import SAMPLES
+
+RB = ModelProvenance("realbogus", "0.3.0", "a" * 64, trained=True, backend="onnxruntime")
+CLS = ModelProvenance("alert-class", "0.1.0", "b" * 64, trained=False, backend="onnxruntime")
+SOURCE = dict(source_topic="ztf-alerts", source_partition=3, source_offset=123456789012,
+              source_timestamp_ms=1_700_000_000_000, ingested_ms=1_700_000_000_100, classified_ms=1_700_000_000_150)
+
+
+def _ztf_alert():
+    (alert,) = decode_message((SAMPLES / "ztf" / "alerce" / "3044341005815015012.avro").read_bytes())
+    return alert
+
+
+def test_build_from_ztf_alert():
+    alert = _ztf_alert()
+    record = build_classified_record(alert, [(RB, {"bogus": 0.25, "real": 0.75}), (CLS, {"sn": 0.6, "agn": 0.4})], **SOURCE)
+    assert record["schema_version"] == "%d.%d" % LATEST_CLASSIFIED_VERSION
+    assert record["survey"] == "ztf" and record["kind"] == "difference_alert"
+    assert record["alert_id"] == str(alert.alert_id) and record["object_id"] == alert.object_id
+    assert (record["ra"], record["dec"], record["mjd"], record["band"]) == (alert.ra, alert.dec, alert.mjd, alert.band)
+    assert record["real_bogus"] == 0.75
+    assert record["class_scores"] == {"sn": 0.6, "agn": 0.4}
+    assert [m["name"] for m in record["models"]] == ["realbogus", "alert-class"]
+    assert record["untrained"] is True
+    assert record["survey_scores"] == dict(alert.survey_scores) and "drb" in record["survey_scores"]
+    assert record["survey_score_versions"]["drb"] == alert.survey_score_versions["drb"]
+
+
+def test_real_bogus_absent_and_label_clash():
+    record = build_classified_record(_ztf_alert(), [(CLS, {"sn": 0.5}), (ModelProvenance("x", "1", "c" * 64, True), {"sn": 0.1})], **SOURCE)
+    assert record["real_bogus"] is None
+    assert record["class_scores"] == {"sn": 0.5, "x.sn": 0.1}
+    record = build_classified_record(_ztf_alert(), [], **SOURCE)
+    assert record["models"] == [] and record["untrained"] is False and record["class_scores"] == {}
+
+
+def test_round_trip_wire_framing():
+    record = build_classified_record(_ztf_alert(), [(RB, {"bogus": 0.1, "real": 0.9})], **SOURCE)
+    value = encode_classified(record)
+    assert value[0] == 0 and struct.unpack(">i", value[1:5])[0] == classified_schema_id(*LATEST_CLASSIFIED_VERSION) == 101
+    assert decode_classified(value) == record
+
+
+def test_exposure_record():
+    exposure = Exposure(exposure_id="j8xi01x1q", instrument="ACS/WFC", filter="F606W", exposure_time_s=507.0,
+                        mjd=52345.25, kind=InputKind.RAW_EXPOSURE, images={"SCI,1": np.zeros((2, 2), np.float32)})
+    record = build_classified_record(exposure, [(ModelProvenance("deepcr", "1", "d" * 64, True, "torch"), {"cosmic_ray_fraction": 0.02})], **SOURCE)
+    assert (record["survey"], record["kind"], record["alert_id"], record["band"]) == ("exposure", "raw_exposure", "j8xi01x1q", "F606W")
+    assert record["ra"] is None and record["real_bogus"] is None
+    assert decode_classified(encode_classified(record)) == record
+
+
+def test_version_1_0_is_written_and_resolved_to_latest():
+    record = build_classified_record(_ztf_alert(), [(RB, {"real": 0.5, "bogus": 0.5})], **SOURCE, processing_host="pod-7")
+    old = dict(record, schema_version="1.0")
+    value = encode_classified(old)
+    assert struct.unpack(">i", value[1:5])[0] == 100
+    decoded = decode_classified(value)
+    assert decoded["processing_host"] is None  # v1.1 field, default when read from v1.0 data
+    assert {k: v for k, v in decoded.items() if k != "processing_host"} == {k: v for k, v in old.items() if k != "processing_host"}
+
+
+def test_nan_scores_survive():
+    record = build_classified_record(_ztf_alert(), [(RB, {"real": float("nan"), "bogus": 0.1})], **SOURCE)
+    decoded = decode_classified(encode_classified(record))
+    assert math.isnan(decoded["models"][0]["scores"]["real"]) and math.isnan(decoded["real_bogus"])
+
+
+def test_bad_values():
+    with pytest.raises(DecodeError) as info:
+        decode_classified(b"\x00" + struct.pack(">i", 104) + b"\x00")
+    assert info.value.reason is Reason.UNKNOWN_SCHEMA_ID
+    with pytest.raises(DecodeError) as info:
+        decode_classified(b"\x01\x00\x00\x00\x65")
+    assert info.value.reason is Reason.BAD_MAGIC
+    record = build_classified_record(_ztf_alert(), [], **SOURCE)
+    with pytest.raises(DecodeError) as info:
+        decode_classified(encode_classified(record)[:20])
+    assert info.value.reason is Reason.TRUNCATED_AVRO
+    with pytest.raises(ValueError):
+        encode_classified(dict(record, schema_version="7.0"))
+    with pytest.raises(ValueError):
+        encode_classified(dict(record, source_partition="three"))
+
+
+def test_encoding_uses_the_shipped_schema_independently():
+    """Decode our bytes with plain fastavro and the .avsc file, not through stream.records."""
+    record = build_classified_record(_ztf_alert(), [(RB, {"real": 0.2, "bogus": 0.8})], **SOURCE)
+    value = encode_classified(record)
+    schema = fastavro.parse_schema(schemas.load_schema("classified", 1, 1))
+    assert fastavro.schemaless_reader(io.BytesIO(value[5:]), schema) == record
