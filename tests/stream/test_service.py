@@ -282,3 +282,70 @@ def test_kill_9_mid_stream_then_restart(services, unique_name, engine_cache, run
     dups = sum(v - 1 for v in got.values())
     # The one window: output acknowledged, Redis mark not yet written, then SIGKILL. At most one batch.
     assert dups <= 2, f"{dups} duplicates: more than one batch of the documented window"
+
+
+def _wise_cutout_message(index: int) -> bytes:
+    """A multi-band cutout exposure (W1, W2, W3 as named extensions) packed in our exposure schema."""
+    import io
+
+    import numpy as np
+    from astropy.io import fits
+
+    from engines.training.synth_wise import render_cutout
+    from stream.decode import pack_exposure
+
+    cube, _ = render_cutout(("star", "galaxy", "quasar")[index % 3], np.random.default_rng(index))
+    hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(cube[b].astype(np.float32), name=f"W{b + 1}") for b in range(3)]
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return pack_exposure(buf.getvalue(), exposure_id=f"wise-{index}", instrument="WISE", filter="W1,W2,W3",
+                         exposure_time_s=7.7, mjd=55300.0 + index, kind="multiband_cutout", object_id=f"J{index:04d}",
+                         ra=150.0, dec=2.0, compress=True)
+
+
+def test_exposure_topic_is_scored_by_the_models_for_its_kind(services, unique_name, engine_cache):
+    """Alerts and multi-band cutouts in one member: each kind gets its registry's models and output topic."""
+    from stream.service import build_service
+
+    name = unique_name
+    create_topics(services.bootstrap_servers, [f"{name}-alerts", f"{name}-exposures", f"{name}-classified",
+                                               f"{name}-classified-exp", f"{name}-dlq"], partitions=2)
+    produce_values(services.bootstrap_servers, f"{name}-exposures", [(None, _wise_cutout_message(i)) for i in range(6)])
+    files = [p for p in sample_files() if "kowalski" in str(p)][:4]
+    produce_files(services.bootstrap_servers, f"{name}-alerts", files)
+    env = settings_env(services, name, engine_cache, SC__KAFKA__EXPOSURE_TOPICS=f"{name}-exposures",
+                       SC__KAFKA__EXPOSURE_OUTPUT_TOPIC=f"{name}-classified-exp", SC__ENGINE__MODELS="realbogus,iicnet")
+    service = build_service(load_settings(env=env), metrics_port=0)
+    assert {k.value: [r.provenance.name for r in rs] for k, rs in service.runners.items()} == {
+        "difference_alert": ["realbogus"], "multiband_cutout": ["iicnet"]}
+    service.run(max_idle_s=4)
+
+    exposures = [decode_classified(r.value) for r in read_topic(services.bootstrap_servers, f"{name}-classified-exp", expect=6)]
+    assert sorted(r["alert_id"] for r in exposures) == [f"wise-{i}" for i in range(6)]
+    for r in exposures:
+        assert r["kind"] == "multiband_cutout" and r["real_bogus"] is None
+        assert set(r["class_scores"]) == {"galaxy", "quasar", "star"}
+        assert abs(sum(r["class_scores"].values()) - 1.0) < 1e-4
+        assert [m["name"] for m in r["models"]] == ["iicnet"]
+    assert len(classified(services, name, expect=4)) == 4
+    assert service.metrics.totals().balanced and service.metrics.totals().published == 10
+
+
+def test_service_refuses_untrained_models_without_the_flag(services, unique_name, engine_cache):
+    """With any card still untrained, start-up fails unless engine.allow_untrained says otherwise."""
+    from engines.contract import EngineError
+    from engines.registry import load_registry
+    from stream.alert import InputKind
+    from stream.service import load_runners
+
+    cards = load_registry().cards_for(InputKind.DIFFERENCE_ALERT)
+    settings = load_settings(env=settings_env(services, unique_name, engine_cache, SC__ENGINE__ALLOW_UNTRAINED="false"))
+    if all(card.trained for card in cards):
+        runners = load_runners(settings)
+        assert all(r.provenance.trained for rs in runners.values() for r in rs)
+        for rs in runners.values():
+            for r in rs:
+                r.close()
+    else:
+        with pytest.raises(EngineError, match="untrained"):
+            load_runners(settings)
