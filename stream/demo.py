@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import statistics
+import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,24 +122,29 @@ def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAM
     with EmbeddedStack() as stack:
         print(f"[1/4] embedded stack up: kafka {stack.bootstrap_servers}, redis {stack.redis_url}", flush=True)
         create_topics(stack.bootstrap_servers, [ALERTS, CLASSIFIED, DEAD], partitions=4)
-        summary = replay(samples, ALERTS, bootstrap_servers=stack.bootstrap_servers, progress=False)
-        first = sorted(samples.rglob("*.avro"))[0].read_bytes()
-        producer = Producer({"bootstrap.servers": stack.bootstrap_servers})
-        producer.produce(ALERTS, first[: len(first) // 3], key=b"truncated-on-purpose")
-        producer.flush(10)
-        print(f"[2/4] replayed {summary.sent} real packets from {samples} (+1 truncated on purpose); "
-              f"not alerts, skipped: {sum(summary.skipped.values()) + len(summary.unreadable)}", flush=True)
-
         env = {"KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "REDIS_URL": stack.redis_url,
                "SC__KAFKA__ALERT_TOPICS": ALERTS, "SC__KAFKA__OUTPUT_TOPIC": CLASSIFIED, "SC__KAFKA__DEAD_LETTER_TOPIC": DEAD,
                "SC__KAFKA__ASSIGNMENT_STRATEGY": "range", "SC__KAFKA__SESSION_TIMEOUT_MS": "6000",
                "SC__ENGINE__BACKEND": backend, "SC__ENGINE__ALLOW_UNTRAINED": "true",
                "SC__ENGINE__CACHE_DIR": str(out_dir / "engines"), "SC__OBSERVABILITY__METRICS_PORT": "0"}
-        settings = load_settings(env=env)
-        service = build_service(settings)
-        metrics = service.run(max_idle_s=4)
-        totals = metrics.totals()
-        print(f"[3/4] service drained the topic: consumed {totals.consumed}, published {totals.published}, "
+        service = build_service(load_settings(env=env))
+        worker = threading.Thread(target=service.run, kwargs={"max_idle_s": 4}, name="demo-service", daemon=True)
+        worker.start()
+        deadline = time.monotonic() + 60
+        while not service.metrics.assigned and worker.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        print(f"[2/4] service running (backend {backend}), partitions assigned: {service.metrics.assigned}", flush=True)
+
+        summary = replay(samples, ALERTS, bootstrap_servers=stack.bootstrap_servers, progress=False)
+        first = sorted(samples.rglob("*.avro"))[0].read_bytes()
+        producer = Producer({"bootstrap.servers": stack.bootstrap_servers})
+        producer.produce(ALERTS, first[: len(first) // 3], key=b"truncated-on-purpose")
+        producer.flush(10)
+        print(f"[3/4] replayed {summary.sent} real packets from {samples} (+1 truncated on purpose); "
+              f"unreadable files: {len(summary.unreadable)}", flush=True)
+        worker.join(300)
+        totals = service.metrics.totals()
+        print(f"      service drained the topic: consumed {totals.consumed}, published {totals.published}, "
               f"duplicates {totals.duplicates}, dead-lettered {totals.dead_lettered}, balanced {totals.balanced}", flush=True)
 
         records = list(subscribe(stack.bootstrap_servers, CLASSIFIED, until_end=True))
