@@ -4,15 +4,30 @@ Pure functions from :mod:`stream.alert` objects to batched tensors; no Kafka, Re
 imports. Host arrays are gathered into one (pinned, on CUDA) host tensor and copied with
 ``non_blocking=True``; everything after the copy is batched tensor arithmetic on the device.
 
-Stamps (real/bogus, IICnet), per stamp and channel:
+Difference-alert stamps (real/bogus), per stamp and channel:
 1. frame: stamps smaller than the 63 x 63 frame (cut at the detector edge) are centred in it,
    bigger ones centre-cropped; pixels outside the stamp count as missing;
 2. NaN handling: missing and non-finite pixels take the stamp's median of finite pixels (the
    lower median, ``torch.nanmedian``'s definition), i.e. the background; all-missing -> 0;
 3. per-stamp normalisation: min-max to [0, 1] (the paper's input scaling); constant -> 0;
-4. resampling: bilinear (``align_corners=False``, no antialiasing), 63 -> 69 for real/bogus,
-   -> 80 for IICnet;
-5. channels stacked: (science, template, difference) or (W1, W2, W3).
+4. resampling: bilinear (``align_corners=False``, no antialiasing), 63 -> 69;
+5. channels stacked: (science, template, difference).
+
+Multi-band cutouts (IICnet, W1 / W2 / W3), per cutout (:func:`fill_and_stretch_shared`):
+1. NaN handling as for stamps: missing and non-finite pixels take the band's lower median of
+   finite pixels; an all-missing band -> 0;
+2. background: each band's median is subtracted (so filled pixels sit at 0);
+3. ONE scale for all bands of the cutout: the robust noise of the reference band (W1),
+   1.4826 x the lower median of its finite |pixel - median|; where that is 0 (constant or
+   mostly identical pixels) the largest |pixel| of the cutout; an all-zero cutout uses 1;
+4. resampling of the linear, scaled flux: bilinear (``align_corners=False``) to 80 x 80;
+5. stretch: ``asinh`` (Lupton et al. 1999), linear within the noise, logarithmic above it, so
+   bright sources do not swamp the input and the output grows only as log(flux / noise).
+Why one shared scale: the classes differ in *colour* (quasars W1-W2 >~ 0.8 mag, stars ~ 0,
+star-forming galaxies red in W2-W3; shared/design/models.md section 1). A colour is a ratio of band
+fluxes; min-max scaling each band separately divides each by its own peak and erases it.
+With one divisor per cutout the ratios survive, and after the asinh stretch they appear as
+differences between channels (asinh(a f) - asinh(f) -> ln a for bright pixels).
 
 Raw HST frames (HR-CelestialNet), following the paper's Sec. 2.2 (numbers in models.md): each
 CCD extension is trimmed of pre-/overscan, its amplifier halves merged, giving 2048 x 4096 per
@@ -39,6 +54,7 @@ __all__ = [
     "frame_stamp",
     "to_device",
     "fill_and_normalise",
+    "fill_and_stretch_shared",
     "resample",
     "difference_alert_batch",
     "multiband_batch",
@@ -50,6 +66,8 @@ __all__ = [
 ]
 
 STAMP_FRAME = 63
+#: 1.4826 x MAD estimates a Gaussian sigma
+MAD_TO_SIGMA = 1.4826
 WISE_BANDS: tuple[str, ...] = ("W1", "W2", "W3")
 RAW_CHIP_SHAPE: tuple[int, int] = (2048, 4096)
 _DN_SCALE = 65535.0
@@ -108,6 +126,38 @@ def fill_and_normalise(x: torch.Tensor) -> torch.Tensor:
     return scaled.reshape(n, c, h, w)
 
 
+def _shared_scale(centred: torch.Tensor, finite: torch.Tensor, reference_band: int) -> torch.Tensor:
+    """(N, C, P) background-subtracted planes -> (N, 1, 1) divisor, one per cutout (step 3)."""
+    reference = torch.where(finite[:, reference_band], centred[:, reference_band].abs(),
+                            torch.full_like(centred[:, reference_band], float("nan")))
+    noise = MAD_TO_SIGMA * torch.nan_to_num(torch.nanmedian(reference, dim=1).values, nan=0.0)
+    peak = centred.abs().amax(dim=(1, 2))
+    scale = torch.where(noise > 0, noise, torch.where(peak > 0, peak, torch.ones_like(peak)))
+    return scale.reshape(-1, 1, 1)
+
+
+def fill_and_stretch_shared(x: torch.Tensor, size: int | None = None, reference_band: int = 0) -> torch.Tensor:
+    """(N, C, H, W) band images with NaN/inf for missing pixels -> colour-preserving network input.
+
+    Per band: missing pixels take the lower median of finite ones, and that median is
+    subtracted; then every band of one cutout is divided by the same scale (the robust noise of
+    band ``reference_band``), resampled to ``size`` (if given) and asinh-stretched. Band flux
+    ratios (colours) survive, unlike :func:`fill_and_normalise`; see the module docstring.
+    """
+    n, c, h, w = x.shape
+    if not 0 <= reference_band < c:
+        raise PreprocessError(f"reference band {reference_band} not in 0..{c - 1}")
+    flat = x.reshape(n, c, h * w).float()
+    finite = torch.isfinite(flat)
+    flat = torch.where(finite, flat, torch.full_like(flat, float("nan")))
+    median = torch.nan_to_num(torch.nanmedian(flat, dim=2).values, nan=0.0).unsqueeze(-1)
+    centred = torch.where(finite, flat - median, torch.zeros_like(flat))
+    scaled = (centred / _shared_scale(centred, finite, reference_band)).reshape(n, c, h, w)
+    if size is not None:
+        scaled = resample(scaled, size)
+    return torch.asinh(scaled)
+
+
 def resample(x: torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of (N, C, H, W) to ``size`` x ``size`` (align_corners=False)."""
     if x.shape[-2:] == (size, size):
@@ -138,8 +188,11 @@ def multiband_batch(
 ) -> torch.Tensor:
     """(N, len(bands), size, size) from multi-band cutouts (images keyed by band name).
 
-    Bands of one cutout must share a shape; cutouts of different shapes are resampled in
-    same-shape groups (one batched interpolate per group) and returned in input order.
+    Colour-preserving: background-subtracted bands share one scale per cutout (the first
+    band's robust noise) before an asinh stretch (:func:`fill_and_stretch_shared`), so the
+    band flux ratios the classes differ by reach the network. Bands of one cutout must share a
+    shape; cutouts of different shapes are processed in same-shape groups (batched per group)
+    and returned in input order.
     """
     groups: dict[tuple[int, int], list[int]] = {}
     arrays: list[np.ndarray] = []
@@ -158,7 +211,7 @@ def multiband_batch(
     out = torch.empty((len(arrays), len(bands), size, size), device=device)
     for indices in groups.values():
         x = to_device(torch.from_numpy(np.stack([arrays[i] for i in indices])), device)
-        out[torch.as_tensor(indices, device=device)] = resample(fill_and_normalise(x), size)
+        out[torch.as_tensor(indices, device=device)] = fill_and_stretch_shared(x, size)
     return out
 
 

@@ -88,6 +88,7 @@ class Service:
     _pending: deque = field(default_factory=deque)
     _last_lag_update: float = 0.0
     _assigned_at: float | None = None
+    _failed: bool = False
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, *_: object) -> None:
@@ -130,10 +131,26 @@ class Service:
                     break
             self._drain()
         except ServiceStopped:
-            log.warning("stopped while waiting for Redis; the batch in hand stays uncommitted and will be redelivered")
+            # Later batches must not be committed past the one left waiting: drop them all.
+            self._abandon("stopped while waiting for Redis")
+        except BaseException:
+            self._abandon("failed")
+            raise
         finally:
             self.close()
         return self.metrics
+
+    def _abandon(self, why: str) -> None:
+        """Drop every batch in hand uncommitted (their inputs are redelivered to the next owner).
+
+        Committing a later batch would move the offsets past an earlier one that never finished,
+        so after a failure nothing more is processed, not even by the revoke callback on close.
+        """
+        self._failed = True
+        dropped = len(self._pending)
+        self._pending.clear()
+        self.metrics.in_flight.set(0)
+        log.warning(f"{why}: batches in hand left uncommitted; they will be redelivered", dropped_batches=dropped)
 
     def close(self) -> None:
         """Close clients in order: consumer (leaves the group), producer (flushed), pools, Redis."""
@@ -169,15 +186,16 @@ class Service:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("partitions revoked: finishing batches in hand", partitions=[f"{p.topic}[{p.partition}]" for p in partitions],
                  batches=len(self._pending))
-        self._drain()
+        if not self._failed:
+            self._drain()
         self.metrics.assigned = False
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        lost = {(p.topic, p.partition) for p in partitions}
-        kept = deque(b for b in self._pending if not any((e.topic, e.partition) in lost for e in b.envelopes))
-        log.warning("partitions lost: dropping their uncommitted batches (the new owner resumes from committed offsets)",
-                    dropped=len(self._pending) - len(kept))
-        self._pending = kept
+        # The assignment is gone (session timed out): nothing in hand can be committed any more.
+        log.warning("partitions lost: dropping uncommitted batches (the new owner resumes from committed offsets)",
+                    partitions=[f"{p.topic}[{p.partition}]" for p in partitions], dropped=len(self._pending))
+        self._pending.clear()
+        self.metrics.in_flight.set(0)
         self.metrics.assigned = False
 
     def _drain(self) -> None:

@@ -27,7 +27,7 @@ of ours. So each base is *cleaned* (:func:`clean_base`):
 Injections (all on the cleaned base, centred within +-1 px as alerts are):
 
 * real ``point``: a Moffat PSF (beta 2.5..4.5) with FWHM = the alert's ``candidate.fwhm`` x
-  U(0.9, 1.1), flux for a PSF-fit S/N log-uniform in [5, 300] (ZTF detects at 5 sigma), Poisson noise of the source
+  U(0.9, 1.1), flux for a PSF-fit S/N log-uniform in [4, 300], Poisson noise of the source
   (gain 6.2 e-/DN), added to science and difference.
 * real ``variable``: a star in the template of flux F0 that brightens by dF in the science
   image: template gets F0, science F0 + dF, difference dF (a clean subtraction of a variable).
@@ -41,12 +41,10 @@ Injections (all on the cleaned base, centred within +-1 px as alerts are):
 * bogus ``saturated``: a bright star in template and science whose science core is clipped at a
   saturation level, with a bleed trail along the column: the difference shows a negative core,
   a positive ring and the trail.
-* bogus ``noise``: a detection on a noise fluctuation: the cleaned base alone, or (70 %) with a
-  bump below the 5 sigma threshold (S/N 1..3.5, FWHM 0.4..1 x the seeing).
+* bogus ``noise``: the cleaned base alone (a detection on a noise fluctuation).
 
 Each stamp triplet (science, template, difference) is rotated by a multiple of 90 degrees and
-maybe flipped, the same for all three; 8 % of either class get a detector edge (pixels beyond a
-straight line set to 0 in one or more planes), as stamps near a chip edge show. The FWHM, S/N and amplitude ranges are chosen to span
+maybe flipped, the same for all three. The FWHM, S/N and amplitude ranges are chosen to span
 what ZTF sends; they are our choice, not measured distributions, and the class balance is ours.
 
 What this means: a network trained here learns "PSF-shaped positive source on a clean
@@ -214,7 +212,7 @@ def _inject_real(base: BaseStamp, kind: str, rng: np.random.Generator) -> tuple[
     beta = rng.uniform(2.5, 4.5)
     y0, x0 = _centre(rng)
     psf = moffat_psf(STAMP_SIZE, x0, y0, fwhm, beta)
-    snr = float(np.exp(rng.uniform(np.log(5.0), np.log(300.0))))
+    snr = float(np.exp(rng.uniform(np.log(4.0), np.log(300.0))))
     flux = _flux_for_snr(snr, base.noise_sigma, fwhm)
     source = flux * psf
     shot = _poisson(source, rng)
@@ -302,35 +300,14 @@ def _inject_bogus(base: BaseStamp, kind: str, rng: np.random.Generator) -> tuple
         sci = sci + science_star
         dif = dif + (science_star - star) + _poisson(science_star, rng)
     elif kind == "noise":
-        # A detection on a noise fluctuation: often nothing, else a bump below ZTF's 5 sigma
-        # detection threshold (PSF-like or sharper than the PSF).
-        if rng.random() < 0.7:
-            fwhm = base.fwhm_px * rng.uniform(0.4, 1.0)
-            bump = _flux_for_snr(rng.uniform(1.0, 3.5), sigma, fwhm) * moffat_psf(size, x0, y0, fwhm, 3.0)
-            sci = sci + bump
-            dif = dif + bump
+        pass
     else:
         raise ValueError(f"unknown bogus kind {kind!r}")
     return sci, tpl, dif
 
 
-def _edge_mask(triplet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A detector / template-footprint edge crossing the stamp: the pixels beyond a straight
-    line (at least 12 px from the centre) set to 0, as ZTF stamps near a chip edge show."""
-    yy, xx = np.mgrid[0:STAMP_SIZE, 0:STAMP_SIZE] - (STAMP_SIZE - 1) / 2
-    angle = rng.uniform(0, 2 * np.pi)
-    beyond = xx * np.cos(angle) + yy * np.sin(angle) > rng.uniform(12.0, 28.0)
-    out = triplet.copy()
-    for plane in rng.choice(3, size=int(rng.integers(1, 4)), replace=False):
-        out[plane][beyond] = 0.0
-    return out
-
-
 def _augment(triplet: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The same random rotation by k x 90 degrees and flip for all three stamps; 8 % of stamps
-    (either class) also get a detector edge (:func:`_edge_mask`)."""
-    if rng.random() < 0.08:
-        triplet = _edge_mask(triplet, rng)
+    """The same random rotation by k x 90 degrees and flip for all three stamps."""
     out = np.rot90(triplet, k=int(rng.integers(0, 4)), axes=(1, 2))
     if rng.random() < 0.5:
         out = out[:, :, ::-1]

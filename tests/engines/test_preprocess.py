@@ -16,6 +16,7 @@ from engines.preprocess import (
     PreprocessError,
     difference_alert_batch,
     fill_and_normalise,
+    fill_and_stretch_shared,
     multiband_batch,
     raw_exposure_batch,
     raw_exposure_items,
@@ -56,6 +57,36 @@ def np_fill_normalise(plane: np.ndarray) -> np.ndarray:
     filled = np.where(finite, plane, median)
     low, high = filled.min(), filled.max()
     return (filled - low) / (high - low) if high > low else np.zeros_like(filled)
+
+
+def _np_lower_median(values: np.ndarray) -> float:
+    values = np.sort(values.ravel())
+    return float(values[(len(values) - 1) // 2]) if len(values) else float("nan")
+
+
+def np_multiband_scale(planes: np.ndarray) -> float:
+    """The shared divisor of one cutout (see :func:`np_multiband`)."""
+    return float(_np_multiband(planes, 1)[1])
+
+
+def np_multiband(planes: np.ndarray, size: int) -> np.ndarray:
+    return _np_multiband(planes, size)[0]
+
+
+def _np_multiband(planes: np.ndarray, size: int) -> tuple[np.ndarray, float]:
+    """(C, H, W) band images -> (C, size, size): per-band median subtracted (NaN -> it), one
+    shared scale (1.4826 MAD of band 0, else the cutout's max |pixel|, else 1), bilinear, asinh."""
+    planes = planes.astype(np.float64)
+    centred = np.zeros_like(planes)
+    for band, plane in enumerate(planes):
+        finite = np.isfinite(plane)
+        median = _np_lower_median(plane[finite]) if finite.any() else 0.0
+        centred[band] = np.where(finite, plane - median, 0.0)
+    finite0 = np.isfinite(planes[0])
+    noise = 1.4826 * _np_lower_median(np.abs(centred[0][finite0])) if finite0.any() else 0.0
+    peak = np.abs(centred).max()
+    scale = noise if noise > 0 else (peak if peak > 0 else 1.0)
+    return np.arcsinh(np.stack([np_bilinear(plane / scale, size) for plane in centred])), scale
 
 
 def np_bilinear(plane: np.ndarray, size: int) -> np.ndarray:
@@ -100,19 +131,68 @@ def test_difference_alert_batch_matches_numpy_reference(alerts) -> None:
             np.testing.assert_allclose(row[channel], expected, atol=ATOL, rtol=0)
 
 
-def test_iicnet_size_resampling_matches_reference(alerts) -> None:
-    exposures = [
+def _stand_in_exposures(alerts, count: int = 12, gain: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> list[Exposure]:
+    """Real ZTF stamp planes standing in for W1 / W2 / W3 (no real WISE cutout is available)."""
+    return [
         Exposure(exposure_id=str(a.alert_id), instrument="WISE", filter="W1W2W3", exposure_time_s=0.0, mjd=a.mjd,
-                 kind=InputKind.MULTIBAND_CUTOUT, images={"W1": a.science.data, "W2": a.template.data, "W3": a.difference.data})
-        for a in alerts[:12]
+                 kind=InputKind.MULTIBAND_CUTOUT,
+                 images={band: np.asarray(stamp.data, dtype=np.float32) * np.float32(g)
+                         for band, stamp, g in zip(("W1", "W2", "W3"), (a.science, a.template, a.difference), gain)})
+        for a in alerts[:count]
     ]
+
+
+def test_iicnet_size_resampling_matches_reference(alerts) -> None:
+    exposures = _stand_in_exposures(alerts)
+    assert any(not np.isfinite(e.images[b]).all() for e in exposures for b in e.images)  # NaN path exercised
+    assert any(e.images["W1"].shape != (63, 63) for e in exposures)                      # not all one shape
     batch = multiband_batch(exposures, size=80)
-    assert batch.shape == (12, 3, 80, 80)
+    assert batch.shape == (12, 3, 80, 80) and batch.dtype == torch.float32
+    assert torch.isfinite(batch).all()
     for row, exposure in zip(batch.numpy(), exposures):
-        for channel, band in enumerate(("W1", "W2", "W3")):
-            plane = np.asarray(exposure.images[band], dtype=np.float64)
-            expected = np_bilinear(np_fill_normalise(plane), 80)  # no frame: cutouts are resampled whole
-            np.testing.assert_allclose(row[channel], expected, atol=ATOL, rtol=0)
+        planes = np.stack([np.asarray(exposure.images[b], dtype=np.float64) for b in ("W1", "W2", "W3")])
+        expected = np_multiband(planes, 80)  # no frame: cutouts are resampled whole
+        # float32 rounding of raw counts (up to ~1e4) is amplified by the division by a noise of
+        # a few counts: allow a few float32 ulps of the largest raw value, in noise units.
+        rounding = 8 * np.finfo(np.float32).eps * np.nanmax(np.abs(planes[np.isfinite(planes)])) / np_multiband_scale(planes)
+        np.testing.assert_allclose(row, expected, atol=ATOL + rounding, rtol=0)
+
+
+def test_multiband_keeps_band_ratios(alerts) -> None:
+    """W2 = 2.5 x W1 (+ a different sky level) must come out 2.5 x brighter in linear flux;
+    per-band min-max scaling (the old transform) made both bands identical."""
+    base = [np.asarray(a.science.data, dtype=np.float32) for a in alerts[:6]]
+    exposures = [Exposure(f"ratio-{i}", "WISE", "W1W2W3", 0.0, 0.0, InputKind.MULTIBAND_CUTOUT,
+                          images={"W1": plane, "W2": np.float32(2.5) * plane + np.float32(40.0), "W3": plane})
+                 for i, plane in enumerate(base)]
+    batch = multiband_batch(exposures, size=80).double()
+    w1, w2, w3 = torch.sinh(batch[:, 0]), torch.sinh(batch[:, 1]), torch.sinh(batch[:, 2])
+    torch.testing.assert_close(w2, 2.5 * w1, atol=1e-3, rtol=1e-4)
+    torch.testing.assert_close(w3, w1, atol=1e-5, rtol=1e-5)
+    assert (batch[:, 1] - batch[:, 0]).abs().amax() > 0.5     # the colour is visible to the network
+
+
+def test_multiband_scale_is_shared_and_set_by_w1(alerts) -> None:
+    """Scaling W1 and W2 together changes nothing; scaling W2 alone changes only W2."""
+    plain = multiband_batch(_stand_in_exposures(alerts, 6), size=80)
+    together = multiband_batch(_stand_in_exposures(alerts, 6, gain=(3.0, 3.0, 3.0)), size=80)
+    w2_only = multiband_batch(_stand_in_exposures(alerts, 6, gain=(1.0, 3.0, 1.0)), size=80)
+    torch.testing.assert_close(together, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(w2_only[:, [0, 2]], plain[:, [0, 2]], atol=1e-6, rtol=0)
+    assert not torch.allclose(w2_only[:, 1], plain[:, 1], atol=1e-2)
+
+
+def test_fill_and_stretch_shared_edge_cases() -> None:
+    nan = float("nan")
+    # all-missing W1: noise falls back to the cutout's largest |pixel| (3 - median 1 = 2)
+    x = torch.tensor([[[[nan, nan], [nan, nan]], [[2.0, 2.0], [2.0, float("inf")]], [[0.0, 1.0], [nan, 3.0]]]])
+    out = fill_and_stretch_shared(x)
+    assert torch.equal(out[0, 0], torch.zeros(2, 2))   # all missing -> 0
+    assert torch.equal(out[0, 1], torch.zeros(2, 2))   # constant (inf -> median) -> 0
+    torch.testing.assert_close(out[0, 2], torch.asinh(torch.tensor([[-0.5, 0.0], [0.0, 1.0]])))
+    assert torch.equal(fill_and_stretch_shared(torch.full((1, 3, 4, 4), 7.0)), torch.zeros(1, 3, 4, 4))
+    with pytest.raises(PreprocessError, match="reference band"):
+        fill_and_stretch_shared(x, reference_band=3)
 
 
 def test_multiband_missing_band_is_a_preprocess_error(alerts) -> None:
@@ -186,6 +266,17 @@ def test_cuda_preprocessing_matches_cpu(alerts) -> None:
         pytest.skip("CUDA is not available on this host")
     cpu = difference_alert_batch(alerts, 69, "cpu")
     gpu = difference_alert_batch(alerts, 69, "cuda")
+    assert gpu.device.type == "cuda"
+    torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
+
+
+@pytest.mark.gpu
+def test_cuda_multiband_matches_cpu(alerts) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available on this host")
+    exposures = _stand_in_exposures(alerts)
+    cpu = multiband_batch(exposures, 80, device="cpu")
+    gpu = multiband_batch(exposures, 80, device="cuda")
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-5, rtol=0)
 

@@ -29,10 +29,16 @@ def test_cards_for_each_input_kind(registry) -> None:
     assert registry.card("hrcelestialnet").labels == ("galaxy", "nebula_star_cluster")
 
 
-def test_untrained_model_is_refused_unless_allowed(registry) -> None:
-    assert not registry.card("realbogus").trained
+def test_untrained_model_is_refused_unless_allowed(tmp_path: Path) -> None:
+    """A card marked untrained is refused unless allowed, whatever the shipped cards say now."""
+    card = dataclasses.replace(load_card(CARDS_DIR / "realbogus.toml"), trained=False)
+    write_card(card, tmp_path / "realbogus.toml")
+    registry = load_registry(tmp_path, WEIGHTS_DIR)
     with pytest.raises(EngineError, match="not trained"):
-        registry.load_runner("realbogus", "torch")
+        registry.load_runner("realbogus", "torch", cache_dir=str(tmp_path))
+    runner = registry.load_runner("realbogus", "torch", cache_dir=str(tmp_path), allow_untrained=True)
+    assert runner.provenance.trained is False
+    runner.close()
 
 
 def test_card_round_trips_through_toml(tmp_path: Path) -> None:
@@ -40,7 +46,7 @@ def test_card_round_trips_through_toml(tmp_path: Path) -> None:
     path = write_card(card, tmp_path / "iicnet.toml")
     again = load_card(path)
     assert dataclasses.replace(again, path=None) == dataclasses.replace(card, path=None)
-    assert "trained = false" in card_to_toml(card)
+    assert f"trained = {str(card.trained).lower()}" in card_to_toml(card)
 
 
 def test_weights_hash_mismatch_is_refused(tmp_path: Path) -> None:
@@ -73,7 +79,7 @@ def test_score_chunks_by_max_batch_and_keeps_order(registry, shared_data: Path, 
     small.max_batch = 7
     scored = small.score(alerts)
     np.testing.assert_allclose(scored, whole, atol=1e-5, rtol=0)  # batch size changes kernel order
-    assert runner.provenance.name == "realbogus" and runner.provenance.trained is False
+    assert runner.provenance.name == "realbogus" and runner.provenance.trained is registry.card("realbogus").trained
     assert runner.provenance.weights_sha256 == registry.card("realbogus").weights_sha256
     runner.close()
 

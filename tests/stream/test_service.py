@@ -349,3 +349,54 @@ def test_service_refuses_untrained_models_without_the_flag(services, unique_name
     else:
         with pytest.raises(EngineError, match="untrained"):
             load_runners(settings)
+
+
+class _FailingRunner:
+    """Fault injection: the real runner, raising on its ``fail_on``-th inference (an engine crash)."""
+
+    def __init__(self, runner, fail_on: int) -> None:
+        self._runner, self._calls, self._fail_on = runner, 0, fail_on
+        self.provenance, self.labels, self.max_batch = runner.provenance, runner.labels, runner.max_batch
+
+    def preprocess(self, items):
+        return self._runner.preprocess(items)
+
+    def infer(self, batch):
+        self._calls += 1
+        if self._calls == self._fail_on:
+            raise RuntimeError("injected engine failure")
+        return self._runner.infer(batch)
+
+    def close(self) -> None:
+        pass
+
+
+def test_engine_failure_crashes_loudly_and_commits_nothing_past_it(services, unique_name, engine_cache, runners):
+    from stream.alert import InputKind
+    from stream.service import build_service
+
+    name = unique_name
+    make_topics(services, name, partitions=1)
+    files = [p for p in sample_files() if "kowalski" in str(p)][:20]
+    keys = expected_keys(files)
+    produce_files(services.bootstrap_servers, f"{name}-alerts", files)
+    settings = load_settings(env=settings_env(services, name, engine_cache, SC__BATCH__MAX_SIZE="4", SC__BATCH__MAX_IN_FLIGHT="3",
+                                              SC__BATCH__DECODE_WORKERS="1"))
+    rb = runners[InputKind.DIFFERENCE_ALERT][0]
+    # The first batch fails while later ones wait, decoded, behind it (the decode worker's start
+    # makes the first batch slow): none of them may be published or committed on the way out.
+    failing = build_service(settings, runners={InputKind.DIFFERENCE_ALERT: [_FailingRunner(rb, fail_on=1)]}, metrics_port=0)
+    with pytest.raises(RuntimeError, match="injected engine failure"):
+        failing.run(max_idle_s=5)
+    assert failing.metrics.totals().published == 0
+
+    probe = Consumer({"bootstrap.servers": services.bootstrap_servers, "group.id": f"{name}-group"})
+    committed = probe.committed([TopicPartition(f"{name}-alerts", 0)], timeout=10)[0].offset
+    probe.close()
+    assert committed < 0, f"nothing may be committed past the failed batch, found offset {committed}"
+    assert len(read_topic(services.bootstrap_servers, f"{name}-classified", idle_s=1.0)) == 0
+
+    again, thread = start_service(settings, runners, max_idle_s=4)
+    thread.join(120)
+    got = Counter(f"{r['survey']}:{r['alert_id']}" for r in classified(services, name, expect=len(keys)))
+    assert set(got) == set(keys) and max(got.values()) == 1
