@@ -7,6 +7,15 @@ accuracy, a checkpoint (model, optimiser, epoch, RNG states, history) for ``--re
 best-validation weights are kept; training stops after ``patience`` epochs without a better
 validation loss or when ``max_minutes`` is spent.
 
+Batch-norm statistics: before each validation the running mean / variance of every BatchNorm
+layer are recomputed as a plain average over the first ``bn_recalibration_examples`` training
+examples with the epoch's final weights (no gradient, dropout off, no RNG draw). The running
+averages that training leaves (momentum 0.1) lag weights that Adam keeps moving and were far
+from the batch statistics: IICnet at epoch 6 of a 1.1.0 trial scored 57 % in eval mode on
+training examples it fitted at 91 % with batch statistics (50 % -> 71 % on validation after
+recomputing). Validation, early stopping and the saved weights all use the recomputed values;
+networks without BatchNorm are unaffected.
+
 Outputs in ``out_dir``: ``<model>.pt`` (state dict of the inference network, float32),
 ``<model>.train.json`` (config, data hashes, versions, history), ``checkpoint.pt``.
 """
@@ -29,8 +38,8 @@ from torch import nn
 
 from engines.training.ztf_files import TrainingDataError
 
-__all__ = ["TrainConfig", "TrainingData", "TrainResult", "train_network", "serving_state_dict", "set_seed",
-           "array_sha256"]
+__all__ = ["TrainConfig", "TrainingData", "TrainResult", "train_network", "recalibrate_batch_norm",
+           "serving_state_dict", "set_seed", "array_sha256"]
 
 log = structlog.get_logger(__name__)
 
@@ -53,6 +62,7 @@ class TrainConfig:
     optimizer: str = "adam"                # "adam" or "sgd"
     threads: int = 2
     network_kwargs: dict[str, Any] = field(default_factory=dict)
+    bn_recalibration_examples: int = 2048  # 0: keep the running averages training leaves
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,33 @@ def _evaluate_loss(network: nn.Module, x: np.ndarray, y: np.ndarray, to_input: C
     return total_loss / max(len(y), 1), correct / max(len(y), 1)
 
 
+def recalibrate_batch_norm(network: nn.Module, x: np.ndarray, to_input: Callable[[np.ndarray], torch.Tensor],
+                           batch_size: int, device: torch.device) -> int:
+    """Recompute every BatchNorm layer's running statistics as the average over ``x``.
+
+    Only the BatchNorm layers run in training mode (dropout stays off, so no RNG is drawn);
+    returns how many layers were reset (0: nothing to do). The network is left in eval mode.
+    """
+    layers = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not layers or len(x) == 0:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    network.eval()
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None            # cumulative (equal-weight) average over the batches
+        layer.train()
+    try:
+        with torch.no_grad():
+            for idx in _batches(len(x), batch_size, None):
+                network(to_input(x[idx]).to(device))
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+        network.eval()
+    return len(layers)
+
+
 def train_network(
     data: TrainingData,
     to_input: Callable[[np.ndarray], torch.Tensor],
@@ -206,6 +243,9 @@ def train_network(
             running += float(loss.detach()) * len(idx)
             seen += len(idx)
             bar.set_postfix(loss=f"{running / seen:.4f}")
+        if config.bn_recalibration_examples > 0:
+            recalibrate_batch_norm(network, data.train_x[:config.bn_recalibration_examples], to_input,
+                                   config.batch_size, device)
         val_loss, val_acc = _evaluate_loss(network, data.val_x, data.val_y, to_input, config.batch_size, device)
         row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
                "seconds": time.monotonic() - started}
