@@ -20,7 +20,7 @@ from engines.backends import BACKENDS, open_onnx_engine
 from engines.cards import ModelCard, load_card
 from engines.contract import Engine, EngineError, ModelProvenance
 from engines.export import export_onnx, file_sha256
-from engines.networks import build_network
+from engines.networks import build_network, load_weights
 from engines.preprocess import PREPROCESSORS
 from stream.alert import Alert, Exposure, InputKind
 
@@ -61,13 +61,10 @@ def load_network(card: ModelCard, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
         actual = file_sha256(path)
         if actual != card.weights_sha256:
             raise EngineError(f"{card.name}: weights {path} sha256 {actual} != card {card.weights_sha256}")
-        network = build_network(card.network, **card.network_args)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            network.load_state_dict(state)
+            return load_weights(card.network, path, **card.network_args)
         except (RuntimeError, OSError, KeyError) as exc:
             raise EngineError(f"{card.name}: cannot load weights {path}: {exc}") from exc
-        return network.eval()
     if card.init_seed is None:
         raise EngineError(f"{card.name}: card names neither a weights file nor an init_seed")
     torch.manual_seed(card.init_seed)

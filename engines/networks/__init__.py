@@ -15,7 +15,7 @@ from engines.networks.hrcelestial import HRCELESTIAL_INPUT, HRCELESTIAL_LABELS, 
 from engines.networks.iicnet import IICNET_INPUT, IICNET_LABELS, IICNet
 from engines.networks.realbogus import REALBOGUS_INPUT, REALBOGUS_LABELS, RealBogusCNN
 
-__all__ = ["NetworkSpec", "NETWORKS", "build_network", "ScoredNetwork"]
+__all__ = ["NetworkSpec", "NETWORKS", "build_network", "load_weights", "ScoredNetwork"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,16 @@ def build_network(name: str, **kwargs) -> nn.Module:
     except KeyError:
         raise KeyError(f"unknown network {name!r}; known: {sorted(NETWORKS)}") from None
     return spec.factory(**kwargs).eval()
+
+
+def load_weights(name: str, path, **kwargs) -> nn.Module:
+    """Network ``name`` with the state dict saved at ``path``, in eval mode.
+
+    Raises ``OSError``/``RuntimeError``/``KeyError`` as torch does; callers re-raise their own error.
+    """
+    network = build_network(name, **kwargs)
+    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return network.eval()
 
 
 class ScoredNetwork(nn.Module):

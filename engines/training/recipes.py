@@ -156,15 +156,12 @@ def predict(network: torch.nn.Module, inputs: np.ndarray, batch_size: int = 256,
 
 
 def load_trained(network: str, weights: Path, network_kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
-    from engines.networks import build_network  # noqa: PLC0415
+    from engines.networks import load_weights  # noqa: PLC0415
 
-    model = build_network(network, **(network_kwargs or {}))
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        return load_weights(network, weights, **(network_kwargs or {}))
     except (OSError, RuntimeError, KeyError) as exc:
         raise TrainingDataError(f"cannot load weights {weights} into {network}: {exc}") from exc
-    return model.eval()
 
 
 def train_and_evaluate(
