@@ -22,7 +22,8 @@ Format (``engines/cards/<name>.toml``; every key below is required unless marked
     [weights]
     file = "realbogus.pt"              # in engines/weights/; "" = rebuild from init_seed
     sha256 = "..."                     # of the file; of the state (state_sha256) when file = ""
-    init_seed = 20261122               # optional; the seed of untrained weights
+    init_seed = 20261122               # optional; the seed of untrained weights, or of the base of a delta file
+    base_sha256 = "..."                # optional, delta files: state_sha256 of the seeded base network
 
     [network_args]                     # optional: keyword arguments of the network constructor
 
@@ -61,6 +62,7 @@ class ModelCard:
     weights_file: str
     weights_sha256: str
     init_seed: int | None = None
+    base_sha256: str = ""
     network_args: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
     evaluation: Mapping[str, Any] = field(default_factory=dict)
@@ -96,6 +98,7 @@ def load_card(path: str | Path) -> ModelCard:
             weights_file=str(weights["file"]),
             weights_sha256=str(weights["sha256"]),
             init_seed=int(weights["init_seed"]) if "init_seed" in weights else None,
+            base_sha256=str(weights.get("base_sha256", "")),
             network_args=dict(doc.get("network_args", {})),
             training=dict(doc.get("training", {})),
             evaluation=dict(doc.get("evaluation", {})),
@@ -155,6 +158,8 @@ def card_to_toml(card: ModelCard) -> str:
     ]
     if card.init_seed is not None:
         lines.append(f"init_seed = {card.init_seed}")
+    if card.base_sha256:
+        lines.append(f"base_sha256 = {_toml_value(card.base_sha256)}")
     for table, values in (("network_args", card.network_args), ("training", card.training), ("evaluation", card.evaluation)):
         lines += ["", f"[{table}]"] + [f"{key} = {_toml_value(val)}" for key, val in values.items()]
     return "\n".join(lines) + "\n"

@@ -309,4 +309,6 @@ PREPROCESSORS = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
     "wise_w123_80": lambda items, device: multiband_batch(items, 80, WISE_BANDS, device),
     "hst_raw_2048x4096": lambda items, device: raw_exposure_items(items, 1, device),
+    # the reduced-resolution HR-CelestialNet: the same trimmed chips, binned 4 x 4 to 512 x 1024
+    "hst_raw_binned4": lambda items, device: raw_exposure_items(items, 4, device),
 }

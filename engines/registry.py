@@ -20,7 +20,8 @@ from engines.backends import BACKENDS, open_onnx_engine
 from engines.cards import ModelCard, load_card
 from engines.contract import Engine, EngineError, ModelProvenance
 from engines.export import export_onnx, file_sha256
-from engines.networks import build_network, load_weights
+from engines.networks import build_network, seeded_network
+from engines.networks.delta_weights import SEED_KEY, apply_delta_state, is_delta_state
 from engines.preprocess import PREPROCESSORS
 from stream.alert import Alert, Exposure, InputKind
 
@@ -53,7 +54,12 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
 
 
 def load_network(card: ModelCard, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
-    """The card's network with its weights, checked against the card's sha256 (eval mode)."""
+    """The card's network with its weights, checked against the card's sha256 (eval mode).
+
+    Three forms: a full state dict file; a delta file (trained tensors and low-rank updates over
+    the seeded network, :mod:`engines.networks.delta_weights`), whose seeded base is checked
+    against the card's ``base_sha256``; no file, the seeded network itself (untrained).
+    """
     if card.weights_file:
         path = weights_dir / card.weights_file
         if not path.is_file():
@@ -62,16 +68,34 @@ def load_network(card: ModelCard, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
         if actual != card.weights_sha256:
             raise EngineError(f"{card.name}: weights {path} sha256 {actual} != card {card.weights_sha256}")
         try:
-            return load_weights(card.network, path, **card.network_args)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not is_delta_state(state):
+                network = build_network(card.network, **card.network_args)
+                network.load_state_dict(state)
+                return network.eval()
+            seed = int(state[SEED_KEY])
+            if card.init_seed is not None and seed != card.init_seed:
+                raise EngineError(f"{card.name}: delta file {path} is over seed {seed}, the card says {card.init_seed}")
+            base = _seeded(card, seed, card.base_sha256)
+            return apply_delta_state(base, state).eval()
+        except EngineError:
+            raise
         except (RuntimeError, OSError, KeyError) as exc:
             raise EngineError(f"{card.name}: cannot load weights {path}: {exc}") from exc
     if card.init_seed is None:
         raise EngineError(f"{card.name}: card names neither a weights file nor an init_seed")
-    torch.manual_seed(card.init_seed)
-    network = build_network(card.network, **card.network_args)
-    actual = state_sha256(network.state_dict())
-    if actual != card.weights_sha256:
-        raise EngineError(f"{card.name}: seeded weights (seed {card.init_seed}) hash {actual} != card {card.weights_sha256}")
+    return _seeded(card, card.init_seed, card.weights_sha256)
+
+
+def _seeded(card: ModelCard, seed: int, expected_sha256: str) -> nn.Module:
+    """The card's network at its seeded initialisation; its state hash must be ``expected_sha256``
+    (when given): a torch whose initialisation differs cannot rebuild the weights silently."""
+    network = seeded_network(card.network, seed, **card.network_args)
+    if expected_sha256:
+        actual = state_sha256(network.state_dict())
+        if actual != expected_sha256:
+            raise EngineError(f"{card.name}: seeded weights (seed {seed}, torch {torch.__version__}) hash {actual} "
+                              f"!= card {expected_sha256}")
     return network.eval()
 
 

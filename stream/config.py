@@ -142,6 +142,8 @@ class DecodeSettings:
     max_inflated_bytes: int = 16 * 1024 * 1024
     #: Cap on one Kafka message value.
     max_message_bytes: int = 10 * 1024 * 1024
+    #: Cap on the inflated FITS file of one exposure (a raw ACS/WFC or WFC3/UVIS frame is ~35 MB).
+    max_exposure_fits_bytes: int = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from stream.kafka_clients import TopicRecord, read_topic  # noqa: F401 - re-expo
 
 
 def produce_values(bootstrap: str, topic: str, values: Iterable[tuple[bytes | None, bytes]]) -> int:
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5,
+                         "message.max.bytes": 10485760})  # as the service's producer: raw frames are MBs
     n = 0
     for key, value in values:
         producer.produce(topic, value, key=key)

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from engines.networks.delta_weights import SEED_KEY, apply_delta_state, is_delta_state
 from engines.networks.hrcelestial import HRCELESTIAL_INPUT, HRCELESTIAL_LABELS, HRCelestialNet
 from engines.networks.iicnet import IICNET_INPUT, IICNET_LABELS, IICNet
 from engines.networks.realbogus import REALBOGUS_INPUT, REALBOGUS_LABELS, RealBogusCNN
 
-__all__ = ["NetworkSpec", "NETWORKS", "build_network", "load_weights", "ScoredNetwork"]
+__all__ = ["NetworkSpec", "NETWORKS", "build_network", "seeded_network", "load_weights", "ScoredNetwork"]
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,23 @@ def load_weights(name: str, path, **kwargs) -> nn.Module:
     """Network ``name`` with the state dict saved at ``path``, in eval mode.
 
     Raises ``OSError``/``RuntimeError``/``KeyError`` as torch does; callers re-raise their own error.
+    A delta file (:mod:`engines.networks.delta_weights`: trained tensors and low-rank updates
+    over a seeded initialisation) is applied to the network built from its seed.
     """
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if is_delta_state(state):
+        return apply_delta_state(seeded_network(name, int(state[SEED_KEY]), **kwargs), state).eval()
     network = build_network(name, **kwargs)
-    network.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    network.load_state_dict(state)
     return network.eval()
+
+
+def seeded_network(name: str, seed: int, **kwargs) -> nn.Module:
+    """``torch.manual_seed(seed)`` then the network's default initialisation (eval mode); the
+    global RNG state is restored afterwards."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_network(name, **kwargs)
 
 
 class ScoredNetwork(nn.Module):

@@ -32,8 +32,13 @@ def publish_run(
     evaluation: dict[str, Any],
     description: str | None = None,
     engines_dir: Path = ENGINES_DIR,
+    **card_changes: Any,
 ) -> Path:
-    """Copy ``run_dir``'s weights + record + test report into the engines tree and update the card."""
+    """Copy ``run_dir``'s weights + record + test report into the engines tree and update the card.
+
+    A head run (:mod:`engines.training.head`) ships a delta file: the card keeps its seed and the
+    hash of the seeded base, which the registry checks. ``card_changes`` replace other card
+    fields (e.g. ``preprocessing``, ``contract``, ``network_args`` of a reduced network)."""
     card_path = engines_dir / "cards" / f"{card_name}.toml"
     card = load_card(card_path)
     record_path = run_dir / f"{card.network}.train.json"
@@ -49,9 +54,11 @@ def publish_run(
     reports.mkdir(parents=True, exist_ok=True)
     for item in (run_dir / "report").iterdir():
         shutil.copyfile(item, reports / item.name)
+    head = record.get("head")
     new = replace(card, version=version, trained=True, weights_file=weights_dst.name, weights_sha256=sha,
-                  init_seed=None, training=training, evaluation=evaluation,
-                  description=description if description is not None else card.description)
+                  init_seed=int(head["init_seed"]) if head else None, base_sha256=str(head["base_sha256"]) if head else "",
+                  training=training, evaluation=evaluation,
+                  description=description if description is not None else card.description, **card_changes)
     write_card(new, card_path)
     load_card(card_path)  # round-trip check
     log.info("weights_published", model=card_name, version=version, sha256=sha)

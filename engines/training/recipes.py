@@ -18,6 +18,7 @@ import torch
 from engines.training.adapters import model_inputs
 from engines.training.datasets import LabelledImages
 from engines.training.evaluate import write_report
+from engines.training.head import HeadPlan, train_head
 from engines.training.splits import Split, grouped_split
 from engines.training.train import TrainConfig, TrainingData, TrainResult, array_sha256, train_network
 from engines.training.ztf_files import TrainingDataError
@@ -93,10 +94,10 @@ def synthetic_hst(bodies_per_class: int, views_per_body: int, seed: int, binning
     chip is 34 MB; the binned input is 2 MB), so ``images`` are network inputs already."""
     from engines.preprocess import raw_exposure_batch  # noqa: PLC0415
     from engines.training.adapters import hst_exposure  # noqa: PLC0415
-    from engines.training.synth_hst import ACS_WFC_CHIPS, HST_LABELS, generate  # noqa: PLC0415
+    from engines.training.synth_hst import ACS_WFC_CHIPS, HST_LABELS, iter_frames  # noqa: PLC0415
 
     inputs, labels, groups = [], [], []
-    for i, frame in enumerate(generate(bodies_per_class, views_per_body, seed, binning, ACS_WFC_CHIPS)):
+    for i, frame in enumerate(iter_frames(bodies_per_class, views_per_body, seed, binning, ACS_WFC_CHIPS)):
         exposure = hst_exposure(frame.raw, f"sim-{seed}-{i}", chip=frame.chip)
         inputs.append(raw_exposure_batch([exposure], binning)[0].numpy())
         labels.append(frame.label)
@@ -176,8 +177,12 @@ def train_and_evaluate(
     resume: Path | None = None,
     progress: bool = True,
     notes: Sequence[str] = (),
+    head: HeadPlan | None = None,
 ) -> TrainedModel:
-    """Grouped split -> train on train/validation -> evaluate on the held-out test groups."""
+    """Grouped split -> train on train/validation -> evaluate on the held-out test groups.
+
+    ``head``: train only the head of the seeded network on its frozen prefix's features
+    (:mod:`engines.training.head`); the weights are then a delta file over the seed."""
     spec = _network_spec(config.model)
     _check_classes(config.model, data)
     data = _reorder_to_network(config.model, data)
@@ -201,8 +206,11 @@ def train_and_evaluate(
                                "validation_groups": len({data.groups[i] for i in split.validation}),
                                "test_groups": len(test_groups), "test_examples": int(len(split.test))}},
     )
-    result = train_network(training, lambda x: torch.from_numpy(np.ascontiguousarray(x)), config, out_dir,
-                           resume=resume, progress=progress)
+    to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
+    if head is not None:
+        result = train_head(training, to_input, config, head, out_dir, resume=resume, progress=progress)
+    else:
+        result = train_network(training, to_input, config, out_dir, resume=resume, progress=progress)
     network = load_trained(config.model, result.weights_path, config.network_kwargs)
     probabilities = predict(network, inputs[split.test], device=config.device)
     record = json.loads(result.record_path.read_text())

@@ -41,11 +41,12 @@ raw-frame nuisances, not that it reproduces the paper's 89 % on real MAST data.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HST_LABELS", "RawGeometry", "ACS_WFC", "ACS_WFC_CHIPS", "HstFrame", "HstSet", "render_scene", "raw_frame", "generate"]
+__all__ = ["HST_LABELS", "RawGeometry", "ACS_WFC", "ACS_WFC_CHIPS", "HstFrame", "HstSet", "render_scene", "raw_frame", "generate", "iter_frames"]
 
 HST_LABELS: tuple[str, ...] = ("galaxy", "nebula_star_cluster")   # HR-CelestialNet's column order
 GAIN_E_PER_DN = 2.0
@@ -250,12 +251,18 @@ def raw_frame(scene_binned: np.ndarray, binning: int, exposure_time_s: float, rn
 def generate(bodies_per_class: int, views_per_body: int, seed: int, binning: int = 4,
              chips: dict[int, RawGeometry] | None = None) -> list[HstFrame]:
     """Raw frames: ``bodies_per_class`` bodies of each class, ``views_per_body`` views each,
-    each view on a chip drawn from ``chips`` (default: chip 2 only, ``ACS_WFC``)."""
+    each view on a chip drawn from ``chips`` (default: chip 2 only, ``ACS_WFC``). A raw chip is
+    34 MB: for more than a few frames use :func:`iter_frames`."""
+    return list(iter_frames(bodies_per_class, views_per_body, seed, binning, chips))
+
+
+def iter_frames(bodies_per_class: int, views_per_body: int, seed: int, binning: int = 4,
+                chips: dict[int, RawGeometry] | None = None) -> Iterator[HstFrame]:
+    """The frames of :func:`generate`, one at a time (same seed, same frames)."""
     chips = chips or {2: ACS_WFC}
     chip_numbers = sorted(chips)
     rng = np.random.default_rng(seed)
     h, w = ACS_WFC.exposed
-    frames = []
     for label in range(len(HST_LABELS)):
         for body in range(bodies_per_class):
             body_seed = int(rng.integers(0, 2**31))
@@ -273,6 +280,5 @@ def generate(bodies_per_class: int, views_per_body: int, seed: int, binning: int
                 chip = int(chip_numbers[int(rng.integers(0, len(chip_numbers)))])
                 raw = raw_frame(np.ascontiguousarray(scene) * brightness * binning**2, binning, exposure_time,
                                 rng, chips[chip])
-                frames.append(HstFrame(raw=raw, label=label, body=f"{HST_LABELS[label]}-{seed}-{body}",
-                                       exposure_time_s=exposure_time, chip=chip))
-    return frames
+                yield HstFrame(raw=raw, label=label, body=f"{HST_LABELS[label]}-{seed}-{body}",
+                               exposure_time_s=exposure_time, chip=chip)

@@ -39,7 +39,7 @@ from torch import nn
 from engines.training.ztf_files import TrainingDataError
 
 __all__ = ["TrainConfig", "TrainingData", "TrainResult", "train_network", "recalibrate_batch_norm",
-           "serving_state_dict", "set_seed", "array_sha256"]
+           "serving_state_dict", "set_seed", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason", "write_training_record"]
 
 log = structlog.get_logger(__name__)
 
@@ -122,18 +122,74 @@ def serving_state_dict(trained: nn.Module, serving: nn.Module) -> dict[str, torc
     return out
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+def make_optimizer(parameters, config: TrainConfig) -> torch.optim.Optimizer:
+    """``config.optimizer``: "sgd" (momentum 0.9) or "adam", with ``config.lr`` and weight decay."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=config.lr, momentum=0.9, weight_decay=config.weight_decay)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(parameters, lr=config.lr, weight_decay=config.weight_decay)
+    raise TrainingDataError(f"unknown optimizer {config.optimizer!r} (sgd or adam)")
+
+
+def prepare_run(data: TrainingData, config: TrainConfig, out_dir: Path) -> torch.device:
+    """Checks and settings every training run starts with: data on both sides, the output
+    folder, CPU threads, the device (CUDA asked for must exist), the seeds. Returns the device."""
+    if len(data.train_y) == 0 or len(data.val_y) == 0:
+        raise TrainingDataError(f"need training and validation examples, got {len(data.train_y)} and {len(data.val_y)}")
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(max(1, config.threads))
+    device = torch.device(config.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainingDataError("--device cuda asked for, but torch sees no CUDA device")
+    set_seed(config.seed)
+    return device
+
+
+def stop_reason(config: TrainConfig, epoch: int, best_epoch: int, started: float) -> str | None:
+    """Why training stops after (0-based) ``epoch``, or None to go on: patience or time budget."""
+    if epoch + 1 - best_epoch >= config.patience:
+        return f"no better validation loss for {config.patience} epochs"
+    if config.max_minutes is not None and (time.monotonic() - started) / 60 >= config.max_minutes:
+        return f"time budget of {config.max_minutes} min spent"
+    return None
+
+
+def write_training_record(config: TrainConfig, data: TrainingData, history: list[dict[str, float]], best_epoch: int,
+                          best_val_loss: float, stopped_because: str, weights_path: Path,
+                          extra: dict[str, Any] | None = None) -> Path:
+    """``<model>.train.json`` beside the weights: config, data hashes, history, versions, weights sha256."""
+    record = {
+        "model": config.model,
+        "config": asdict(config),
+        "class_names": list(data.class_names),
+        "data": {**data.description, "train_examples": int(len(data.train_y)), "val_examples": int(len(data.val_y)),
+                 "train_sha256": array_sha256(data.train_x, data.train_y), "val_sha256": array_sha256(data.val_x, data.val_y)},
+        "history": history,
+        "best_epoch": best_epoch,
+        "best_val_loss": best_val_loss,
+        "stopped_because": stopped_because,
+        "weights_file": weights_path.name,
+        "weights_sha256": hashlib.sha256(weights_path.read_bytes()).hexdigest(),
+        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
+        **(extra or {}),
+    }
+    record_path = weights_path.parent / f"{config.model}.train.json"
+    record_path.write_text(json.dumps(record, indent=2, default=str))
+    return record_path
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
     order = rng.permutation(n) if rng is not None else np.arange(n)
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _evaluate_loss(network: nn.Module, x: np.ndarray, y: np.ndarray, to_input: Callable[[np.ndarray], torch.Tensor],
+def evaluate_loss(network: nn.Module, x: np.ndarray, y: np.ndarray, to_input: Callable[[np.ndarray], torch.Tensor],
                    batch_size: int, device: torch.device) -> tuple[float, float]:
     network.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     total_loss, correct = 0.0, 0
     with torch.inference_mode():
-        for idx in _batches(len(y), batch_size, None):
+        for idx in batches(len(y), batch_size, None):
             logits = network(to_input(x[idx]).to(device))
             target = torch.from_numpy(y[idx]).to(device)
             total_loss += float(loss_fn(logits, target))
@@ -159,7 +215,7 @@ def recalibrate_batch_norm(network: nn.Module, x: np.ndarray, to_input: Callable
         layer.train()
     try:
         with torch.no_grad():
-            for idx in _batches(len(x), batch_size, None):
+            for idx in batches(len(x), batch_size, None):
                 network(to_input(x[idx]).to(device))
     finally:
         for layer, momentum in zip(layers, momenta):
@@ -181,24 +237,13 @@ def train_network(
 
     from engines.networks import build_network  # noqa: PLC0415
 
-    if len(data.train_y) == 0 or len(data.val_y) == 0:
-        raise TrainingDataError(f"need training and validation examples, got {len(data.train_y)} and {len(data.val_y)}")
+    device = prepare_run(data, config, out_dir)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(max(1, config.threads))
-    device = torch.device(config.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainingDataError("--device cuda asked for, but torch sees no CUDA device")
-    set_seed(config.seed)
     train_kwargs = dict(config.network_kwargs)
     if config.dropout > 0:
         train_kwargs["dropout"] = config.dropout
     network = build_network(config.model, **train_kwargs).to(device)
-    if config.optimizer == "sgd":
-        optimizer: torch.optim.Optimizer = torch.optim.SGD(network.parameters(), lr=config.lr, momentum=0.9,
-                                                           weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.Adam(network.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(network.parameters(), config)
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, float]] = []
@@ -229,8 +274,8 @@ def train_network(
                 group["lr"] = group["lr"] / 2
         network.train()
         running, seen = 0.0, 0
-        batches = _batches(len(data.train_y), config.batch_size, rng)
-        bar = tqdm(batches, desc=f"{config.model} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+        epoch_batches = batches(len(data.train_y), config.batch_size, rng)
+        bar = tqdm(epoch_batches, desc=f"{config.model} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         for idx in bar:
             inputs = to_input(data.train_x[idx]).to(device)
             target = torch.from_numpy(data.train_y[idx]).to(device)
@@ -246,7 +291,7 @@ def train_network(
         if config.bn_recalibration_examples > 0:
             recalibrate_batch_norm(network, data.train_x[:config.bn_recalibration_examples], to_input,
                                    config.batch_size, device)
-        val_loss, val_acc = _evaluate_loss(network, data.val_x, data.val_y, to_input, config.batch_size, device)
+        val_loss, val_acc = evaluate_loss(network, data.val_x, data.val_y, to_input, config.batch_size, device)
         row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
                "seconds": time.monotonic() - started}
         history.append(row)
@@ -258,11 +303,9 @@ def train_network(
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
                     "epoch": epoch, "best_val_loss": best_val_loss, "best_state": best_state,
                     "best_epoch": best_epoch}, checkpoint_path)
-        if epoch + 1 - best_epoch >= config.patience:
-            stopped_because = f"no better validation loss for {config.patience} epochs"
-            break
-        if config.max_minutes is not None and (time.monotonic() - started) / 60 >= config.max_minutes:
-            stopped_because = f"time budget of {config.max_minutes} min spent"
+        reason = stop_reason(config, epoch, best_epoch, started)
+        if reason:
+            stopped_because = reason
             break
     if best_state is None:
         raise TrainingDataError("no epoch ran (is --epochs below the resumed epoch?)")
@@ -271,23 +314,7 @@ def train_network(
     state = serving_state_dict(network, serving)
     weights_path = out_dir / f"{config.model}.pt"
     torch.save(state, weights_path)
-    weights_sha = hashlib.sha256(weights_path.read_bytes()).hexdigest()
-    record = {
-        "model": config.model,
-        "config": asdict(config),
-        "class_names": list(data.class_names),
-        "data": {**data.description, "train_examples": int(len(data.train_y)), "val_examples": int(len(data.val_y)),
-                 "train_sha256": array_sha256(data.train_x, data.train_y), "val_sha256": array_sha256(data.val_x, data.val_y)},
-        "history": history,
-        "best_epoch": best_epoch,
-        "best_val_loss": best_val_loss,
-        "stopped_because": stopped_because,
-        "weights_file": weights_path.name,
-        "weights_sha256": weights_sha,
-        "versions": {"torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version()},
-    }
-    record_path = out_dir / f"{config.model}.train.json"
-    record_path.write_text(json.dumps(record, indent=2, default=str))
+    record_path = write_training_record(config, data, history, best_epoch, best_val_loss, stopped_because, weights_path)
     log.info("training_done", model=config.model, best_epoch=best_epoch, best_val_loss=best_val_loss,
              stopped_because=stopped_because, weights=str(weights_path))
     return TrainResult(weights_path=weights_path, record_path=record_path, checkpoint_path=checkpoint_path,

@@ -36,6 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also write the real/bogus agreement with ZTF drb to DIR")
     p.add_argument("--agreement-model", default="realbogus", help="model compared with drb (default: realbogus)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--max-file-bytes", type=int, default=256 * 1024 * 1024,
+                   help="largest input file decoded (default 256 MiB: raw HST frames are tens of MB; the service's "
+                        "decode.max_message_bytes applies to Kafka messages)")
     p.set_defaults(func=_run)
 
 
@@ -59,7 +62,7 @@ def _identity(item: Any) -> dict[str, Any]:
 
 
 def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, models: list[str],
-                   allow_untrained: bool, cache_dir: str, batch_size: int):
+                   allow_untrained: bool, cache_dir: str, batch_size: int, decode_settings: Any = None):
     """Yield one JSON-able record per decoded item (or decode error), in file order."""
     from stream.commands.inspect import iter_inputs  # noqa: PLC0415
     from stream.decode.message import decode_results  # noqa: PLC0415
@@ -99,7 +102,7 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
 
     for path in paths:
         for label, value in iter_inputs(path):
-            for record_index, result in decode_results(value):
+            for record_index, result in decode_results(value, decode_settings):
                 if isinstance(result, DecodeError):
                     yield from flush()
                     yield {"source": label, "record": record_index, "error": result.reason.value, "detail": result.detail}
@@ -137,12 +140,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
     models = [m for m in args.models.split(",") if m]
+    from stream.config import DecodeSettings  # noqa: PLC0415
+
+    decode_settings = DecodeSettings(max_message_bytes=args.max_file_bytes)
     try:
         registry = load_registry()
         records = []
         errors = 0
         for record in classify_paths(paths, registry, args.backend, args.device, models, args.allow_untrained,
-                                     args.cache_dir, args.batch_size):
+                                     args.cache_dir, args.batch_size, decode_settings):
             print(json.dumps(record), flush=False)
             errors += "error" in record
             if args.agreement_report is not None:

@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=1, help="seed of the simulated set (--synthetic)")
     p.add_argument("--weights", type=Path, default=None, help="weights file (default: the card's shipped weights)")
     p.add_argument("--binning", type=int, default=4, help="hrcelestialnet: input binning")
+    p.add_argument("--views-per-body", type=int, default=3, help="hrcelestialnet --synthetic: exposures of each body")
     p.add_argument("--report", type=Path, default=Path("var/evaluation"), help="report folder")
     p.add_argument("--threshold", type=float, default=None, help="two-class decision threshold (default: arg-max)")
     p.add_argument("--device", default="cpu")
@@ -81,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
             elif network_name == "iicnet":
                 data, _ = synthetic_wise(args.synthetic, args.seed)
             else:
-                data, _ = synthetic_hst(max(1, args.synthetic // 6), 3, args.seed, args.binning)
+                views = max(1, args.views_per_body)
+                data, _ = synthetic_hst(max(1, args.synthetic // (2 * views)), views, args.seed, args.binning)
                 preprocessed = True
         elif args.data is not None:
             data = load_labelled(args.data, labels_csv=args.labels, group_column=args.group_column)

@@ -41,10 +41,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--dropout", type=float, default=None)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay of the optimiser")
+    p.add_argument("--views-per-body", type=int, default=3,
+                   help="hrcelestialnet --synthetic: exposures simulated of each body (the split is by body)")
     p.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better validation loss")
     p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--binning", type=int, default=4, help="hrcelestialnet: input binning (1, 2 or 4)")
+    p.add_argument("--head-blocks", type=int, default=None, metavar="K",
+                   help="train only the last K pooled conv blocks + dense layers of the seeded network, on features of "
+                        "its frozen prefix (low-rank updates; the CPU route for hrcelestialnet; see engines/training/head.py)")
+    p.add_argument("--rank", type=int, default=8, help="with --head-blocks: rank of the conv/dense weight updates")
+    p.add_argument("--init-seed", type=int, default=None,
+                   help="with --head-blocks: seed of the frozen initialisation (default: the cards' seed, 20261122)")
+    p.add_argument("--calibration-examples", type=int, default=48,
+                   help="with --head-blocks: training inputs over which BatchNorm statistics are recomputed")
     p.add_argument("--out", type=Path, default=Path("var/training"), help="output folder (weights, record, checkpoint)")
     p.add_argument("--report", type=Path, default=None, help="test-report folder (default: OUT/report)")
     p.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="continue from a checkpoint.pt")
@@ -75,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
         synthetic_wise,
         train_and_evaluate,
     )
+    from engines.seed_weights import INIT_SEED  # noqa: PLC0415
+    from engines.training.head import HeadPlan  # noqa: PLC0415
     from engines.training.train import TrainConfig  # noqa: PLC0415
     from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
 
@@ -88,9 +101,15 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model, epochs=args.epochs,
         batch_size=args.batch_size or defaults["batch_size"], lr=args.lr or defaults["lr"],
         dropout=defaults["dropout"] if args.dropout is None else args.dropout, seed=args.seed, device=args.device,
-        patience=args.patience, max_minutes=args.max_minutes, optimizer=defaults["optimizer"], threads=args.threads,
+        weight_decay=args.weight_decay, patience=args.patience, max_minutes=args.max_minutes,
+        # the head route trains low-rank factors that start at zero: Adam, whatever the paper used
+        optimizer="adam" if args.head_blocks is not None else defaults["optimizer"], threads=args.threads,
         network_kwargs=kwargs,
     )
+    head = None
+    if args.head_blocks is not None:
+        head = HeadPlan(init_seed=INIT_SEED if args.init_seed is None else args.init_seed, blocks=args.head_blocks,
+                        rank=args.rank, calibration_examples=args.calibration_examples)
     preprocessed = False
     notes: list[str] = []
     try:
@@ -101,8 +120,9 @@ def _run(args: argparse.Namespace) -> int:
             elif args.model == "iicnet":
                 data, description = synthetic_wise(args.synthetic, args.seed)
             else:
-                bodies = max(2, args.synthetic // 6)
-                data, description = synthetic_hst(bodies, 3, args.seed, args.binning)
+                views = max(1, args.views_per_body)
+                bodies = max(2, args.synthetic // (2 * views))
+                data, description = synthetic_hst(bodies, views, args.seed, args.binning)
                 preprocessed = True
         else:
             if args.data is None:
@@ -115,7 +135,7 @@ def _run(args: argparse.Namespace) -> int:
                          f"({'by ' + args.group_column if args.group_column else 'each file its own group'}).")
         trained = train_and_evaluate(
             data, config, args.out, args.report or args.out / "report", description, preprocessed=preprocessed,
-            binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=notes)
+            binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=notes, head=head)
     except TrainingDataError as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         return 1

@@ -57,7 +57,7 @@ def decode_record(record: Any, *, schema_version: str, settings: DecodeSettings)
     if is_rubin_record(record):
         return alert_from_rubin_record(record, schema_version=schema_version, max_inflated_bytes=cap)
     if is_exposure_record(record):
-        return exposure_from_record(record, max_inflated_bytes=cap)
+        return exposure_from_record(record, max_inflated_bytes=settings.max_exposure_fits_bytes)
     raise DecodeError(Reason.MISSING_FIELD, "record has neither candidate, diaSource nor exposure fields")
 
 

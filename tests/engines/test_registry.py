@@ -58,11 +58,19 @@ def test_weights_hash_mismatch_is_refused(tmp_path: Path) -> None:
         load_network(card, tmp_path)
 
 
-def test_seeded_hrcelestialnet_card_rebuilds_the_hashed_state() -> None:
+def test_hrcelestialnet_card_rebuilds_its_seeded_base_and_applies_the_delta() -> None:
+    """HR-CelestialNet ships a delta file over a seeded network (97 M parameters, 388 MB, cannot
+    ship whole): the registry rebuilds the seed, checks its hash, then applies the file."""
     card = load_card(CARDS_DIR / "hrcelestialnet.toml")
-    assert card.weights_file == "" and card.init_seed is not None
-    network = load_network(card)  # raises if the seeded state does not hash to the card's
+    assert card.trained and card.weights_file and card.init_seed is not None and card.base_sha256
+    assert (WEIGHTS_DIR / card.weights_file).stat().st_size < 4 << 20
+    network = load_network(card)
     assert sum(p.numel() for p in network.parameters()) == 97_048_130
+    assert tuple(card.contract.shape) == (1, *card.network_args["input_hw"])
+    with pytest.raises(EngineError, match="seeded weights"):
+        load_network(dataclasses.replace(card, base_sha256="0" * 64))   # a torch whose init differs
+    with pytest.raises(EngineError, match="seed"):
+        load_network(dataclasses.replace(card, init_seed=card.init_seed + 1))
 
 
 def test_bad_card_names_the_file(tmp_path: Path) -> None:

@@ -71,3 +71,22 @@ def test_agreement_report_against_drb(tmp_path, capsys):
     assert report["run"]["alerts"] == sum(
         1 for a in _decoded(SAMPLES / "ztf" / "kowalski") if "drb" in a.survey_scores) - report["run"]["excluded_as_injection_bases"]
     assert (tmp_path / "drb_agreement_roc.png").stat().st_size > 0
+
+
+def test_classify_scores_a_full_size_raw_hst_exposure_once_with_the_shipped_hrcelestialnet(tmp_path, capsys):
+    """A raw ACS/WFC frame (2 SCI chips of 2068 x 4144, ~20 MB packed: over the Kafka-sized
+    message cap, under classify's file cap) gets one record: both chips scored, averaged."""
+    from benchmarks.night_data import build_exposures
+
+    path = tmp_path / "jsynth000q_raw.avro"
+    path.write_bytes(build_exposures(1)[0])
+    code = main(["classify", str(path), "--models", "hrcelestialnet", "--threads", "2"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(out) == 1
+    record = json.loads(out[0])
+    assert "error" not in record, record
+    assert record["kind"] == "raw_exposure" and record["alert_id"] == "jsynth000q_raw"
+    scores = record["scores"]["hrcelestialnet"]
+    assert set(scores) == {"galaxy", "nebula_star_cluster"} and sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+    card = load_registry().card("hrcelestialnet")
+    assert record["models"]["hrcelestialnet"]["version"] == card.version and record["models"]["hrcelestialnet"]["trained"]

@@ -331,6 +331,57 @@ def test_exposure_topic_is_scored_by_the_models_for_its_kind(services, unique_na
     assert service.metrics.totals().balanced and service.metrics.totals().published == 10
 
 
+def _raw_hst_message(index: int) -> bytes:
+    """A full-size raw ACS/WFC frame (2 SCI chips of 2068 x 4144 uint16: bias, sky, a galaxy-like
+    blob), noise-free so that it packs small enough for the embedded broker's message limit."""
+    import io
+
+    import numpy as np
+    from astropy.io import fits
+
+    from stream.decode import pack_exposure
+
+    yy, xx = np.mgrid[0:2068, 0:4144]
+    hdus = [fits.PrimaryHDU()]
+    for chip in (1, 2):
+        frame = 2100.0 + 40.0 + 3000.0 * np.exp(-(((yy - 1000) / 300.0) ** 2 + ((xx - 1500 - 300 * index) / 500.0) ** 2))
+        hdus.append(fits.ImageHDU(np.round(frame).astype(np.uint16), name="SCI", ver=chip))
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return pack_exposure(buf.getvalue(), exposure_id=f"jraw{index}q", instrument="ACS/WFC", filter="F606W",
+                         exposure_time_s=500.0, mjd=60000.0 + index, kind="raw_exposure", compress=True)
+
+
+def test_raw_hst_exposures_are_scored_by_the_shipped_hrcelestialnet(services, unique_name, engine_cache):
+    """Full-size raw frames through the service (torch backend: the 388 MB ONNX export is left to
+    `engines build`): one record per exposure, its two chips averaged, HR-CelestialNet's provenance."""
+    from engines.registry import load_registry
+    from stream.alert import InputKind
+    from stream.service import build_service
+
+    name = unique_name
+    create_topics(services.bootstrap_servers, [f"{name}-alerts", f"{name}-exposures", f"{name}-classified",
+                                               f"{name}-classified-exp", f"{name}-dlq"], partitions=1)
+    values = [_raw_hst_message(i) for i in range(2)]
+    assert all(len(v) < 4 << 20 for v in values)
+    produce_values(services.bootstrap_servers, f"{name}-exposures", [(None, v) for v in values])
+    env = settings_env(services, name, engine_cache, SC__KAFKA__EXPOSURE_TOPICS=f"{name}-exposures",
+                       SC__KAFKA__EXPOSURE_OUTPUT_TOPIC=f"{name}-classified-exp", SC__ENGINE__MODELS="hrcelestialnet",
+                       SC__ENGINE__BACKEND="torch", SC__ENGINE__ALLOW_UNTRAINED="false")
+    service = build_service(load_settings(env=env), metrics_port=0)
+    assert [r.provenance.name for r in service.runners.get(InputKind.RAW_EXPOSURE, [])] == ["hrcelestialnet"]
+    service.run(max_idle_s=4)
+    records = [decode_classified(r.value) for r in read_topic(services.bootstrap_servers, f"{name}-classified-exp", expect=2)]
+    assert sorted(r["alert_id"] for r in records) == ["jraw0q", "jraw1q"]
+    card = load_registry().card("hrcelestialnet")
+    for r in records:
+        assert r["kind"] == "raw_exposure" and set(r["class_scores"]) == {"galaxy", "nebula_star_cluster"}
+        assert abs(sum(r["class_scores"].values()) - 1.0) < 1e-4
+        assert [(m["name"], m["version"], m["trained"]) for m in r["models"]] == [("hrcelestialnet", card.version, True)]
+    totals = service.metrics.totals()
+    assert totals.balanced and totals.published == 2 and totals.dead_lettered == 0
+
+
 def test_service_refuses_untrained_models_without_the_flag(services, unique_name, engine_cache):
     """With any card still untrained, start-up fails unless engine.allow_untrained says otherwise."""
     from engines.contract import EngineError

@@ -10,6 +10,7 @@ import pytest
 from astropy.io import fits
 
 from stream.alert import Exposure, InputKind
+from stream.config import DecodeSettings
 from stream.decode import EXPOSURE_SCHEMA_ID, DecodeError, Reason, decode_message, pack_exposure
 from stream.decode.exposure import exposure_schema_id
 
@@ -89,7 +90,7 @@ def test_exposure_bad_inputs():
     bomb = gzip.compress(b"\x00" * (17 * 1024 * 1024))
     value = pack_exposure(bomb, exposure_id="x", instrument="WISE", filter="W1", exposure_time_s=1, mjd=1, kind="multiband_cutout")
     with pytest.raises(DecodeError) as info:
-        decode_message(value)
+        decode_message(value, DecodeSettings(max_exposure_fits_bytes=16 * 1024 * 1024))
     assert info.value.reason is Reason.GZIP_BOMB
     value = pack_exposure(b"not a fits file at all", exposure_id="x", instrument="WISE", filter="W1",
                           exposure_time_s=1, mjd=1, kind="multiband_cutout")
@@ -100,3 +101,22 @@ def test_exposure_bad_inputs():
     with pytest.raises(DecodeError) as info:
         decode_message(unknown)
     assert info.value.reason is Reason.UNKNOWN_SCHEMA_ID
+
+
+def test_full_size_raw_frame_passes_the_cutout_cap_but_an_exposure_bomb_does_not():
+    """A real-size ACS/WFC raw frame (2 x SCI 2068 x 4144 uint16, ~34 MB of FITS) inflates past
+    the 16 MB cutout cap; exposures have their own cap, so it decodes, and a bigger bomb is refused."""
+    primary = fits.PrimaryHDU()
+    hdus = [primary] + [fits.ImageHDU(np.full((2068, 4144), 2100 + chip, np.uint16), name="SCI", ver=chip) for chip in (1, 2)]
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    assert buf.tell() > DecodeSettings().max_inflated_bytes
+    value = pack_exposure(buf.getvalue(), exposure_id="jfull", instrument="ACS/WFC", filter="F606W",
+                          exposure_time_s=500.0, mjd=60000.0, kind=InputKind.RAW_EXPOSURE, compress=True)
+    assert len(value) < DecodeSettings().max_message_bytes        # constant frames compress well
+    (exp,) = decode_message(value)
+    assert exp.images["SCI,2"].shape == (2068, 4144) and float(exp.images["SCI,2"][0, 0]) == 2102.0
+    tight = DecodeSettings(max_exposure_fits_bytes=buf.tell() - 1)
+    with pytest.raises(DecodeError) as info:
+        decode_message(value, tight)
+    assert info.value.reason is Reason.GZIP_BOMB
