@@ -2,9 +2,11 @@
 
 Until trained weights ship, every model has a card with ``trained = false`` and weights from
 ``torch.manual_seed(INIT_SEED)`` + the network's default initialisation, so ONNX export,
-backends and the service can be exercised end to end. HR-CelestialNet (97 M parameters,
-~390 MB) ships no file: its card records the seed and the state hash, and the registry
-rebuilds the same weights at load time (and checks the hash).
+backends and the service can be exercised end to end. HR-CelestialNet's untrained card
+(97 M parameters, ~390 MB) names no file: it records the seed and the state hash, and the
+registry rebuilds the same weights at load time (and checks the hash). Running this module
+overwrites the named cards with untrained ones; the trained cards are written by
+``engines.training.publish``.
 """
 from __future__ import annotations
 

@@ -27,9 +27,23 @@ class CommitError(RuntimeError):
     """A partition's offset commit failed for a reason other than losing the partition."""
 
 
+#: Tunable defaults: a ``kafka.client`` property of the same name wins over these.
+CONSUMER_DEFAULTS: dict[str, Any] = {
+    "max.poll.interval.ms": 600000,        # a Redis outage may hold a batch for minutes
+    "fetch.max.bytes": 52428800,
+    "max.partition.fetch.bytes": 10485760,
+}
+PRODUCER_DEFAULTS: dict[str, Any] = {
+    "linger.ms": 5,
+    "compression.type": "lz4",
+    "message.max.bytes": 10485760,         # raw HST frames need more: raise it with the broker's limit
+    "delivery.timeout.ms": 120000,         # librdkafka retries a broker outage this long
+}
+
+
 def consumer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
-    conf = settings.common_config()
-    conf.update({
+    conf = {**CONSUMER_DEFAULTS, **settings.common_config()}
+    conf.update({                              # what the delivery guarantee rests on: not overridable
         "group.id": settings.group_id,
         "enable.auto.commit": False,           # offsets only after output is acknowledged
         "enable.auto.offset.store": False,
@@ -37,23 +51,16 @@ def consumer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
         "partition.assignment.strategy": settings.assignment_strategy,
         "session.timeout.ms": settings.session_timeout_ms,
         "allow.auto.create.topics": False,
-        "max.poll.interval.ms": 600000,        # a Redis outage may hold a batch for minutes
-        "fetch.max.bytes": 52428800,
-        "max.partition.fetch.bytes": 10485760,
     })
     conf.update(overrides)
     return conf
 
 
 def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
-    conf = settings.common_config()
+    conf = {**PRODUCER_DEFAULTS, **settings.common_config()}
     conf.update({
         "enable.idempotence": True,            # implies acks=all and safe retries
         "acks": "all",
-        "linger.ms": 5,
-        "compression.type": "lz4",
-        "message.max.bytes": 10485760,
-        "delivery.timeout.ms": 120000,         # librdkafka retries a broker outage this long
     })
     # client passthrough keys that are consumer-only would make the producer warn; keep them out
     for key in ("group.id", "auto.offset.reset", "enable.auto.commit"):

@@ -36,7 +36,7 @@ from stream import __version__
 from stream.alert import InputKind
 from stream.config import Settings
 from stream.dedup import DedupUnavailable, RedisDedup
-from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise, make_consumer, make_producer
+from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise, make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
 from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values, dedup_candidates, score_items
 from stream.stack import die_with_parent
@@ -44,6 +44,9 @@ from stream.stack import die_with_parent
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
 
 log = structlog.get_logger(__name__)
+
+#: room left for a dead letter's headers under the producer's message.max.bytes
+DEAD_LETTER_HEADER_ROOM = 64 * 1024
 
 REAL_BOGUS_MODEL = "realbogus"
 
@@ -84,6 +87,11 @@ class Service:
     metrics_server: MetricsServer | None = None
     #: False when the runners were handed in (tests share them): close() leaves them open.
     owns_runners: bool = True
+    #: Dead letters carry the original value up to this size (the producer's message.max.bytes
+    #: less room for headers); a bigger one (a raw HST frame over decode.max_message_bytes, say)
+    #: is dead-lettered without its value, which stays at the source topic/partition/offset, rather
+    #: than failing to produce and stopping the line on every restart.
+    dead_letter_max_value_bytes: int = 10485760 - DEAD_LETTER_HEADER_ROOM
     _stop: threading.Event = field(default_factory=threading.Event)
     _pending: deque = field(default_factory=deque)
     _last_lag_update: float = 0.0
@@ -340,7 +348,12 @@ class Service:
         ]
         if outcome.record_index is not None:
             headers.append(("sc-record-index", str(outcome.record_index).encode()))
-        self._produce(self.settings.kafka.dead_letter_topic, env.value or b"", key=env.key, headers=headers,
+        value = env.value or b""
+        if len(value) > self.dead_letter_max_value_bytes:
+            headers.append(("sc-value-omitted", f"{len(value)} bytes > {self.dead_letter_max_value_bytes}: read it at the "
+                                                 f"source topic/partition/offset".encode()))
+            value = b""
+        self._produce(self.settings.kafka.dead_letter_topic, value, key=env.key, headers=headers,
                       callback=tracker.callback_for(("dlq", env.topic, env.partition, env.offset)))
 
     def _produce(self, topic: str, value: bytes, *, key: bytes | None, headers: list, callback: Callable) -> None:
@@ -447,6 +460,8 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Any]] | N
     else:
         server = MetricsServer(metrics, obs.metrics_host, metrics_port).start()
     consumer = make_consumer(settings.kafka, **(consumer_overrides or {}))
-    producer = make_producer(settings.kafka)
+    producer_conf = producer_config(settings.kafka)
+    producer = Producer(producer_conf)
     return Service(settings=settings, consumer=consumer, producer=producer, dedup=dedup, runners=runners,
-                   metrics=metrics, decode_pool=pool, metrics_server=server, owns_runners=owns_runners)
+                   metrics=metrics, decode_pool=pool, metrics_server=server, owns_runners=owns_runners,
+                   dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM)

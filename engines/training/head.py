@@ -28,6 +28,7 @@ the whole network with ``train`` (no ``--head-blocks``).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -45,6 +46,7 @@ from engines.training.train import (
     TrainConfig,
     TrainingData,
     TrainResult,
+    array_sha256,
     batches,
     evaluate_loss,
     make_optimizer,
@@ -100,10 +102,6 @@ def _prefix_maps(prefix: nn.Module, x: np.ndarray, to_input: Callable[[np.ndarra
 
 def _maps_key(data: TrainingData, config: TrainConfig, plan: HeadPlan, base_sha256: str) -> str:
     """What the frozen prefix's output maps depend on, hashed."""
-    import hashlib  # noqa: PLC0415
-
-    from engines.training.train import array_sha256  # noqa: PLC0415
-
     parts = [array_sha256(data.train_x, data.val_x), base_sha256, repr(sorted(config.network_kwargs.items())),
              repr((plan.blocks, plan.calibration_examples, plan.prefix_batch)), torch.__version__]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()

@@ -145,8 +145,17 @@ def _reorder_to_network(network: str, data: LabelledImages) -> LabelledImages:
     return replace(data, labels=mapping[data.labels], class_names=tuple(labels))
 
 
-def predict(network: torch.nn.Module, inputs: np.ndarray, batch_size: int = 256, device: str = "cpu") -> np.ndarray:
-    """Softmax probabilities (N, K) of a logits network on prepared inputs."""
+#: input values per forward batch when no batch size is given: 256 stamps of 3 x 69 x 69, but 8
+#: binned HST chips (1 x 512 x 1024), whose first conv maps alone are 66 MB per chip
+PREDICT_BATCH_VALUES = 1 << 22
+
+
+def predict(network: torch.nn.Module, inputs: np.ndarray, batch_size: int | None = None, device: str = "cpu") -> np.ndarray:
+    """Softmax probabilities (N, K) of a logits network on prepared inputs, in batches of
+    ``batch_size`` (default: as many as fit :data:`PREDICT_BATCH_VALUES` input values, at most 256)."""
+    if batch_size is None:
+        per_example = int(np.prod(inputs.shape[1:])) if inputs.ndim > 1 else 1
+        batch_size = max(1, min(256, PREDICT_BATCH_VALUES // max(per_example, 1)))
     network = network.to(device).eval()
     out = []
     with torch.inference_mode():

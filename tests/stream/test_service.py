@@ -382,6 +382,32 @@ def test_raw_hst_exposures_are_scored_by_the_shipped_hrcelestialnet(services, un
     assert totals.balanced and totals.published == 2 and totals.dead_lettered == 0
 
 
+def test_message_too_big_for_the_dead_letter_topic_is_dead_lettered_without_its_value(services, unique_name, engine_cache):
+    """A raw frame over decode.max_message_bytes and over what the producer may send: its dead
+    letter keeps the reason and where the original sits, not the bytes, and the line goes on
+    (a dead letter that cannot be produced would stop the service on every restart)."""
+    from stream.service import build_service
+
+    name = unique_name
+    make_topics(services, name, partitions=1)
+    big = _raw_hst_message(0)                                             # ~2.3 MB
+    files = [p for p in sample_files() if "kowalski" in str(p)][:3]
+    produce_values(services.bootstrap_servers, f"{name}-alerts", [(b"big", big)])
+    produce_files(services.bootstrap_servers, f"{name}-alerts", files)
+    env = settings_env(services, name, engine_cache, SC__DECODE__MAX_MESSAGE_BYTES="1000000",
+                       SC_KAFKA__MESSAGE_MAX_BYTES="2000000", SC__ENGINE__MODELS="realbogus")
+    service = build_service(load_settings(env=env), metrics_port=0)
+    assert service.dead_letter_max_value_bytes < len(big)
+    service.run(max_idle_s=4)
+    (dead,) = read_topic(services.bootstrap_servers, f"{name}-dlq", expect=1)
+    assert dead.headers["sc-reason"].decode() == "too_large" and dead.value in (None, b"")
+    assert str(len(big)) in dead.headers["sc-value-omitted"].decode()
+    assert int(dead.headers["sc-source-offset"]) == 0
+    assert len(classified(services, name, expect=len(expected_keys(files)))) == len(expected_keys(files))
+    totals = service.metrics.totals()
+    assert totals.balanced and totals.dead_lettered == 1
+
+
 def test_service_refuses_untrained_models_without_the_flag(services, unique_name, engine_cache):
     """With any card still untrained, start-up fails unless engine.allow_untrained says otherwise."""
     from engines.contract import EngineError

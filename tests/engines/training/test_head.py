@@ -95,3 +95,4 @@ def test_train_command_head_route_on_simulated_raw_frames(tmp_path: Path, capsys
     assert record["data"]["split"]["by"] == "group" and summary["test_examples"] >= 3
     report = json.loads((out / "report" / "test.json").read_text())
     assert set(report["per_class"]) == {"galaxy", "nebula_star_cluster"}
+

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from engines.training import synth_realbogus
 from engines.training.evaluate import classification_metrics, roc_auc, threshold_for_recall
+from engines.training.recipes import predict
 from stream.alert import Alert
 from stream.cli import main
 from stream.decode import iter_file
@@ -98,3 +100,19 @@ def test_metrics_match_hand_computed_values():
     assert roc_auc(np.array([0.5, 0.5]), np.array([True, False])) == pytest.approx(0.5)
     t = threshold_for_recall(probabilities[:, 1], labels == 1, 1.0)
     assert t == pytest.approx(0.3)
+
+
+def test_predict_batches_large_inputs_small_enough_to_fit_memory() -> None:
+    """256 binned HST chips in one forward pass would need ~17 GB for the first conv maps."""
+    seen: list[int] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(int(x.shape[0]))
+            return torch.zeros(x.shape[0], 2)
+
+    predict(Probe(), np.zeros((20, 1, 512, 1024), np.float32))
+    assert max(seen) == 8 and sum(seen) == 20
+    seen.clear()
+    predict(Probe(), np.zeros((300, 3, 69, 69), np.float32))
+    assert seen == [256, 44]
