@@ -74,7 +74,7 @@ def test_agreement_report_against_drb(tmp_path, capsys):
 
 
 def test_classify_scores_a_full_size_raw_hst_exposure_once_with_the_shipped_hrcelestialnet(tmp_path, capsys):
-    """A raw ACS/WFC frame (2 SCI chips of 2068 x 4144, ~20 MB packed: over the Kafka-sized
+    """A raw ACS/WFC frame (2 SCI chips of 2068 x 4144, ~16 MB packed: over the Kafka-sized
     message cap, under classify's file cap) gets one record: both chips scored, averaged."""
     from benchmarks.night_data import build_exposures
 
