@@ -20,8 +20,7 @@ from engines.backends import BACKENDS, open_onnx_engine
 from engines.cards import ModelCard, load_card
 from engines.contract import Engine, EngineError, ModelProvenance
 from engines.export import export_onnx, file_sha256
-from engines.networks import build_network, seeded_network
-from engines.networks.delta_weights import SEED_KEY, apply_delta_state, is_delta_state
+from engines.networks import load_weights, seeded_network
 from engines.preprocess import PREPROCESSORS
 from stream.alert import Alert, Exposure, InputKind
 
@@ -67,36 +66,33 @@ def load_network(card: ModelCard, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
         actual = file_sha256(path)
         if actual != card.weights_sha256:
             raise EngineError(f"{card.name}: weights {path} sha256 {actual} != card {card.weights_sha256}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if not is_delta_state(state):
-                network = build_network(card.network, **card.network_args)
-                network.load_state_dict(state)
-                return network.eval()
-            seed = int(state[SEED_KEY])
+
+        def check_base(seed: int, base: nn.Module) -> None:
             if card.init_seed is not None and seed != card.init_seed:
                 raise EngineError(f"{card.name}: delta file {path} is over seed {seed}, the card says {card.init_seed}")
-            base = _seeded(card, seed, card.base_sha256)
-            return apply_delta_state(base, state).eval()
+            _check_seeded(card, seed, base, card.base_sha256)
+
+        try:
+            return load_weights(card.network, path, check_base=check_base, **card.network_args)
         except EngineError:
             raise
         except (RuntimeError, OSError, KeyError) as exc:
             raise EngineError(f"{card.name}: cannot load weights {path}: {exc}") from exc
     if card.init_seed is None:
         raise EngineError(f"{card.name}: card names neither a weights file nor an init_seed")
-    return _seeded(card, card.init_seed, card.weights_sha256)
+    network = seeded_network(card.network, card.init_seed, **card.network_args)
+    _check_seeded(card, card.init_seed, network, card.weights_sha256)
+    return network
 
 
-def _seeded(card: ModelCard, seed: int, expected_sha256: str) -> nn.Module:
-    """The card's network at its seeded initialisation; its state hash must be ``expected_sha256``
-    (when given): a torch whose initialisation differs cannot rebuild the weights silently."""
-    network = seeded_network(card.network, seed, **card.network_args)
+def _check_seeded(card: ModelCard, seed: int, network: nn.Module, expected_sha256: str) -> None:
+    """A seeded network's state hash must be ``expected_sha256`` (when given): a torch whose
+    initialisation differs cannot rebuild the weights silently."""
     if expected_sha256:
         actual = state_sha256(network.state_dict())
         if actual != expected_sha256:
             raise EngineError(f"{card.name}: seeded weights (seed {seed}, torch {torch.__version__}) hash {actual} "
                               f"!= card {expected_sha256}")
-    return network.eval()
 
 
 def onnx_path_for(card: ModelCard, cache_dir: str | Path, precision: str = "fp32") -> Path:

@@ -45,16 +45,21 @@ def build_network(name: str, **kwargs) -> nn.Module:
     return spec.factory(**kwargs).eval()
 
 
-def load_weights(name: str, path, **kwargs) -> nn.Module:
+def load_weights(name: str, path, check_base: Callable[[int, nn.Module], None] | None = None, **kwargs) -> nn.Module:
     """Network ``name`` with the state dict saved at ``path``, in eval mode.
 
     Raises ``OSError``/``RuntimeError``/``KeyError`` as torch does; callers re-raise their own error.
     A delta file (:mod:`engines.networks.delta_weights`: trained tensors and low-rank updates
-    over a seeded initialisation) is applied to the network built from its seed.
+    over a seeded initialisation) is applied to the network built from its seed, after
+    ``check_base(seed, seeded_network)`` (when given) has had its say.
     """
     state = torch.load(path, map_location="cpu", weights_only=True)
     if is_delta_state(state):
-        return apply_delta_state(seeded_network(name, int(state[SEED_KEY]), **kwargs), state).eval()
+        seed = int(state[SEED_KEY])
+        base = seeded_network(name, seed, **kwargs)
+        if check_base is not None:
+            check_base(seed, base)
+        return apply_delta_state(base, state).eval()
     network = build_network(name, **kwargs)
     network.load_state_dict(state)
     return network.eval()
