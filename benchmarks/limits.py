@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from stream.alert import InputKind
+from schemas.alert import InputKind
 from stream.config import DecodeSettings, Settings
 from stream.pipeline import StageTimer, decode_values, score_items
 

@@ -88,7 +88,7 @@ def _device_for(backend: str, device: str) -> str:
 
 
 def _load_alert_runners(backend: str, device: str) -> list[Any]:
-    from stream.alert import InputKind  # noqa: PLC0415
+    from schemas.alert import InputKind  # noqa: PLC0415
     from stream.service import load_runners  # noqa: PLC0415
 
     return load_runners(_settings(backend, _device_for(backend, device))).get(InputKind.DIFFERENCE_ALERT, [])
@@ -101,7 +101,7 @@ def _close(runners: Sequence[Any]) -> None:
 
 def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str], service_backend: str, device: str) -> tuple[dict[str, Any], list[str]]:
     """Every limit, on the first ``args.limit_alerts`` alerts of the night."""
-    from stream.alert import InputKind  # noqa: PLC0415
+    from schemas.alert import InputKind  # noqa: PLC0415
     from stream.config import DecodeSettings  # noqa: PLC0415
 
     notes: list[str] = []
@@ -164,7 +164,7 @@ def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str]
 
 
 def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: list[str]) -> dict[str, Any]:
-    from stream.alert import InputKind  # noqa: PLC0415
+    from schemas.alert import InputKind  # noqa: PLC0415
     from stream.config import DecodeSettings  # noqa: PLC0415
 
     try:

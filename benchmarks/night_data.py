@@ -1,13 +1,13 @@
 """The night the benchmark replays, built once in memory and reused by every stage.
 
-Alerts: the bundled real packets (``stream/samples``: ZTF and Rubin) multiplied with fresh ids
+Alerts: the bundled real packets (``schemas/samples``: ZTF and Rubin) multiplied with fresh ids
 by the replay's own rule (:func:`stream.replay.rewrite.make_copy`) until there are at least
 ``n_alerts``. Copies are interleaved (copy 1 of every packet, then copy 2, ...) so any prefix
 keeps the survey mix. Each message carries the headers ``replay`` would give it.
 
 Raw exposures: synthetic HST ACS/WFC-like raw frames (two ``SCI`` extensions of 2068 x 4144
 uint16 with pre-scan and overscan columns, sky + noise + a few sources), packed with
-:func:`stream.decode.pack_exposure`. Synthetic because the shared data holds no HST raw file
+:func:`schemas.decode.pack_exposure`. Synthetic because the shared data holds no HST raw file
 that we may bundle; the decoder and the model see the same shapes and dtype as a real one.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ __all__ = ["NightMessage", "Night", "build_night", "cutout_bytes", "make_hst_raw
 
 log = structlog.get_logger(__name__)
 
-SAMPLES = Path(__file__).resolve().parents[1] / "stream" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "schemas" / "samples"
 #: Rows x columns of one ACS/WFC raw SCI extension (2048 x 4096 plus 20 overscan rows, 2 x 24 pre-scan columns).
 ACS_RAW_SHAPE: tuple[int, int] = (2068, 4144)
 
@@ -124,7 +124,7 @@ def build_night(n_alerts: int, *, source: Path = SAMPLES, exposures: int = 0) ->
     if exposures > 0:
         night.exposures = build_exposures(exposures)
         night.exposure_note = (f"{exposures} synthetic ACS/WFC-like raw exposures (2 x SCI {ACS_RAW_SHAPE[0]}x{ACS_RAW_SHAPE[1]} uint16), "
-                               "packed with stream.decode.pack_exposure")
+                               "packed with schemas.decode.pack_exposure")
     night.build_seconds = time.perf_counter() - t0
     log.info("night built", **night.describe())
     return night
@@ -171,8 +171,8 @@ def make_hst_raw_fits(seed: int, shape: tuple[int, int] = ACS_RAW_SHAPE, n_sourc
 
 def build_exposures(count: int) -> list[bytes]:
     """``count`` packed raw-exposure message values (gzip FITS, the way a producer would send them)."""
-    from stream.alert import InputKind  # noqa: PLC0415
-    from stream.decode import pack_exposure  # noqa: PLC0415
+    from schemas.alert import InputKind  # noqa: PLC0415
+    from schemas.decode import pack_exposure  # noqa: PLC0415
 
     values = []
     for i in range(count):

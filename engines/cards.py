@@ -6,7 +6,7 @@ Format (``engines/cards/<name>.toml``; every key below is required unless marked
     version = "0.1.0"                  # bump when the weights change
     network = "realbogus"              # engines.networks.NETWORKS key
     trained = false                    # false: seeded initial weights, refused unless allow_untrained
-    input_kinds = ["difference_alert"] # stream.alert.InputKind values this model scores
+    input_kinds = ["difference_alert"] # schemas.alert.InputKind values this model scores
     preprocessing = "difference_stamps_69"   # engines.preprocess.PREPROCESSORS key
     labels = ["bogus", "real"]         # output columns, in order
     description = "..."                # optional
@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.contract import EngineError, InputContract
-from stream.alert import InputKind
+from schemas.alert import InputKind
 
 __all__ = ["ModelCard", "load_card", "card_to_toml", "write_card"]
 

@@ -1,12 +1,14 @@
 """The engine contract every backend honours: load once, ``infer(batch) -> scores``, ``close()``."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+
+from schemas.provenance import ModelProvenance
 
 import numpy as np
 
-__all__ = ["InputContract", "ModelProvenance", "Engine", "EngineError"]
+__all__ = ["InputContract", "ModelProvenance", "Engine", "EngineError"]  # ModelProvenance lives in schemas
 
 
 class EngineError(RuntimeError):
@@ -24,18 +26,6 @@ class InputContract:
     dtype: str = "float32"
     max_batch: int = 1024
     opt_batch: int = 256
-
-
-@dataclass(frozen=True)
-class ModelProvenance:
-    """What every published record says about the model that scored it."""
-
-    name: str
-    version: str
-    weights_sha256: str
-    trained: bool
-    backend: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @runtime_checkable

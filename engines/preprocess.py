@@ -1,6 +1,6 @@
 """Per-model input transforms, written once in torch so the same code runs on CUDA and the CPU.
 
-Pure functions from :mod:`stream.alert` objects to batched tensors; no Kafka, Redis or backend
+Pure functions from :mod:`schemas.alert` objects to batched tensors; no Kafka, Redis or backend
 imports. Host arrays are gathered into one (pinned, on CUDA) host tensor and copied with
 ``non_blocking=True``; everything after the copy is batched tensor arithmetic on the device.
 
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stream.alert import Alert, Exposure
+from schemas.alert import Alert, Exposure
 
 __all__ = [
     "PreprocessError",
@@ -81,13 +81,13 @@ def frame_stamp(data: np.ndarray, frame: int = STAMP_FRAME, *, position_px: tupl
                 detector_shape: tuple[int, int] | None = None) -> np.ndarray:
     """``data`` in a ``frame`` x ``frame`` float32 array; outside pixels are NaN.
 
-    Stamps that fit use the decoder's :func:`stream.decode.stamps.place_in_frame`: a stamp cut
+    Stamps that fit use the decoder's :func:`schemas.decode.stamps.place_in_frame`: a stamp cut
     at the detector edge keeps its pixels on the side away from the edge, decided from the
     candidate's detector position (``position_px`` with ``detector_shape``), else centred.
     Bigger ones (Rubin cutouts vary in size) are centre-cropped first.
     """
-    from stream.decode.errors import DecodeError  # noqa: PLC0415
-    from stream.decode.stamps import place_in_frame  # noqa: PLC0415
+    from schemas.decode.errors import DecodeError  # noqa: PLC0415
+    from schemas.decode.stamps import place_in_frame  # noqa: PLC0415
 
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 2:

@@ -22,7 +22,7 @@ from engines.contract import Engine, EngineError, ModelProvenance
 from engines.export import export_onnx, file_sha256
 from engines.networks import load_weights, seeded_network
 from engines.preprocess import PREPROCESSORS
-from stream.alert import Alert, Exposure, InputKind
+from schemas.alert import Alert, Exposure, InputKind
 
 __all__ = [
     "CARDS_DIR",

@@ -20,7 +20,7 @@ from engines.contract import InputContract
 from engines.export import file_sha256
 from engines.networks import NETWORKS, build_network
 from engines.registry import CARDS_DIR, WEIGHTS_DIR, state_sha256
-from stream.alert import InputKind
+from schemas.alert import InputKind
 
 __all__ = ["INIT_SEED", "UNTRAINED_CARDS", "write_seeded"]
 

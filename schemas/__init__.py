@@ -10,9 +10,11 @@ import json
 import re
 from pathlib import Path
 
-__all__ = ["SCHEMA_DIR", "schema_path", "load_schema", "available_versions", "latest_version"]
+__all__ = ["SCHEMA_DIR", "SAMPLES_DIR", "schema_path", "load_schema", "available_versions", "latest_version"]
 
 SCHEMA_DIR = Path(__file__).resolve().parent
+#: Real survey packets bundled with the package (provenance and licences in its README).
+SAMPLES_DIR = SCHEMA_DIR / "samples"
 _VERSION_RE = re.compile(r"^v(\d+)_(\d+)\.avsc$")
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from schemas.decode.limits import DecodeSettings
+
 __all__ = [
     "ConfigError",
     "KafkaSettings",
@@ -134,16 +136,6 @@ class EngineSettings:
     allow_untrained: bool = False
     #: Model names to run; empty runs every registered model that applies to an input kind.
     models: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    #: Cap on the inflated size of one gzip cutout (gzip bomb guard).
-    max_inflated_bytes: int = 16 * 1024 * 1024
-    #: Cap on one Kafka message value.
-    max_message_bytes: int = 10 * 1024 * 1024
-    #: Cap on the inflated FITS file of one exposure (a raw ACS/WFC or WFC3/UVIS frame is ~35 MB).
-    max_exposure_fits_bytes: int = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,13 @@ from typing import Any
 
 import structlog
 
+import schemas
+
 __all__ = ["DemoSummary", "summarise", "run_demo", "SAMPLES_DIR"]
 
 log = structlog.get_logger(__name__)
 
-SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLES_DIR = schemas.SAMPLES_DIR
 ALERTS, CLASSIFIED, DEAD = "demo-alerts", "demo-classified", "demo-dead-letter"
 
 
@@ -109,7 +111,7 @@ def _format(s: DemoSummary) -> str:
 def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAMPLES_DIR, png_count: int = 3) -> DemoSummary:
     from stream.config import load_settings  # noqa: PLC0415
     from stream.kafka_clients import read_topic  # noqa: PLC0415
-    from stream.decode import decode_message  # noqa: PLC0415
+    from schemas.decode import decode_message  # noqa: PLC0415
     from stream.replay.publish import replay  # noqa: PLC0415
     from stream.service import build_service  # noqa: PLC0415
     from stream.stack import EmbeddedStack, create_topics  # noqa: PLC0415

@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from stream.alert import Alert, Exposure
+from schemas.alert import Alert, Exposure
 from stream.config import DecodeSettings
-from stream.decode.errors import DecodeError
+from schemas.decode.errors import DecodeError
 
 __all__ = ["Envelope", "DecodeOutcome", "decode_values", "dedup_candidates", "ModelResults", "score_items", "StageTimer"]
 
@@ -54,9 +54,9 @@ def _resolver(schema_registry_url: str) -> Any:
     """One schema resolver per process (its cache of Rubin schemas outlives a batch)."""
     global _RESOLVER  # noqa: PLW0603 - per-process cache
     if _RESOLVER is None:
-        from stream.decode import SchemaResolver  # noqa: PLC0415
+        from stream.schema_registry import resolver_for  # noqa: PLC0415
 
-        _RESOLVER = SchemaResolver(schema_registry_url)
+        _RESOLVER = resolver_for(schema_registry_url)
     return _RESOLVER
 
 
@@ -67,7 +67,7 @@ def decode_values(values: Sequence[bytes | None], settings: DecodeSettings, sche
     dead-letter topic with the exception text rather than killing the batch. An unreachable
     schema registry is our fault, not the message's: it raises, and the batch is not committed.
     """
-    from stream.decode import SchemaRegistryError, decode_message  # noqa: PLC0415
+    from schemas.decode import SchemaRegistryError, decode_message  # noqa: PLC0415
 
     t0 = time.perf_counter()
     resolver = _resolver(schema_registry_url)

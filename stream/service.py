@@ -33,7 +33,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from stream import __version__
-from stream.alert import InputKind
+from schemas.alert import InputKind
 from stream.config import Settings
 from stream.dedup import DedupUnavailable, RedisDedup
 from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise, make_consumer, producer_config
@@ -324,12 +324,12 @@ class Service:
             log.info("batch done", messages=len(envelopes), published=len(outputs), duplicates=len(dups), dead_lettered=len(dead))
 
     def _encode(self, env: Envelope, item: Any, model_results: list, ingested_ms: int, classified_ms: int) -> bytes:
-        from stream.records import build_classified_record, encode_classified  # noqa: PLC0415
+        from schemas.classified_record import build_classified_record, encode_classified  # noqa: PLC0415
 
         record = build_classified_record(
             item, model_results, source_topic=env.topic, source_partition=env.partition, source_offset=env.offset,
             source_timestamp_ms=env.timestamp_ms, ingested_ms=ingested_ms, classified_ms=classified_ms,
-            real_bogus_model=REAL_BOGUS_MODEL,
+            classifier_version=__version__, real_bogus_model=REAL_BOGUS_MODEL,
         )
         return encode_classified(record)
 

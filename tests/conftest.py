@@ -16,7 +16,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-SAMPLES = REPO / "stream" / "samples"
+SAMPLES = REPO / "schemas" / "samples"
 
 
 @dataclass(frozen=True)

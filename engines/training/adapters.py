@@ -1,7 +1,7 @@
 """Raw training arrays -> network inputs, through the service's own preprocessing.
 
 Training must see exactly what inference sees, so raw arrays are wrapped in the same
-:class:`stream.alert.Alert` / :class:`stream.alert.Exposure` objects the decoders produce and
+:class:`schemas.alert.Alert` / :class:`schemas.alert.Exposure` objects the decoders produce and
 passed through :mod:`engines.preprocess` (framing, NaN fill, per-stamp min-max, resampling;
 raw-frame trimming, 16-bit scaling, binning). Nothing here normalises on its own, except for
 user images of HST-like sets that are not raw frames (see :func:`hst_inputs`).
@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from engines.training.ztf_files import TrainingDataError
-from stream.alert import Alert, Exposure, InputKind, Stamp
+from schemas.alert import Alert, Exposure, InputKind, Stamp
 
 __all__ = ["stamp_triplets_to_alerts", "realbogus_inputs", "wise_inputs", "hst_exposure", "hst_inputs", "model_inputs",
            "CHUNK"]

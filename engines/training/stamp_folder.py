@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.training.ztf_files import TrainingDataError
-from stream.alert import Alert
+from schemas.alert import Alert
 
 __all__ = ["score_label", "labels_from_csv", "write_stamp_folder"]
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from stream.alert import Alert
+from schemas.alert import Alert
 
 __all__ = [
     "STAMP_SIZE",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import structlog
 
-from stream.alert import Alert
+from schemas.alert import Alert
 
 __all__ = ["ZtfAlertSplit", "TrainingDataError", "candidate_fields", "iter_alerts", "split_ztf_alerts"]
 
@@ -52,7 +52,7 @@ def candidate_fields(path: Path, names: tuple[str, ...] = ("fwhm",)) -> dict[int
 def iter_alerts(paths: Iterable[Path]) -> Iterator[tuple[Path, Alert]]:
     """Every decodable ZTF :class:`Alert` in the files (decode errors are logged and skipped:
     these are training inputs, not the stream; the stream dead-letters them)."""
-    from stream.decode import iter_file  # noqa: PLC0415
+    from schemas.decode import iter_file  # noqa: PLC0415
 
     for path in paths:
         for _, item in iter_file(path):

@@ -1,6 +1,6 @@
 """``survey-classifier classify PATH...``: score alert / exposure files offline.
 
-The same decode (:mod:`stream.decode`), preprocessing and engines (:mod:`engines.registry`) as
+The same decode (:mod:`schemas.decode`), preprocessing and engines (:mod:`engines.registry`) as
 the service, without Kafka or Redis. Prints one JSON line per alert or exposure: every model's
 scores for its kind, each model's provenance (name, version, weights sha256, trained, backend)
 and, where the packet has them, the survey's own scores (ZTF ``rb`` / ``drb``, Rubin
@@ -49,7 +49,7 @@ def _finite(value: Any) -> Any:
 
 
 def _identity(item: Any) -> dict[str, Any]:
-    from stream.alert import Alert  # noqa: PLC0415
+    from schemas.alert import Alert  # noqa: PLC0415
 
     if isinstance(item, Alert):
         return {"survey": item.survey, "alert_id": item.alert_id, "object_id": item.object_id, "kind": item.kind.value,
@@ -65,8 +65,8 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
                    allow_untrained: bool, cache_dir: str, batch_size: int, decode_settings: Any = None):
     """Yield one JSON-able record per decoded item (or decode error), in file order."""
     from stream.commands.inspect import iter_inputs  # noqa: PLC0415
-    from stream.decode.message import decode_results  # noqa: PLC0415
-    from stream.decode.errors import DecodeError  # noqa: PLC0415
+    from schemas.decode.message import decode_results  # noqa: PLC0415
+    from schemas.decode.errors import DecodeError  # noqa: PLC0415
 
     runners: dict[str, Any] = {}
 

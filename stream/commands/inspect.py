@@ -69,7 +69,7 @@ def _num(value: float | None) -> float | None:
 
 def describe(item: Any) -> dict[str, Any]:
     """The JSON-able summary of one decoded Alert or Exposure."""
-    from stream.alert import Alert
+    from schemas.alert import Alert
 
     if isinstance(item, Alert):
         return {
@@ -102,12 +102,13 @@ def describe(item: Any) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.config import DecodeSettings
-    from stream.decode import DecodeError, SchemaResolver
-    from stream.decode.message import decode_results
+    from schemas.decode import DecodeError
+    from schemas.decode.limits import DecodeSettings
+    from stream.schema_registry import resolver_for
+    from schemas.decode.message import decode_results
 
     settings = DecodeSettings() if args.max_inflated_bytes is None else DecodeSettings(max_inflated_bytes=args.max_inflated_bytes)
-    resolver = SchemaResolver(args.schema_registry)
+    resolver = resolver_for(args.schema_registry)
     counts: Counter[str] = Counter()
     files = ok = failed = 0
     out = sys.stdout

@@ -33,10 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> int:
     from engines.training.stamp_folder import labels_from_csv, score_label, write_stamp_folder  # noqa: PLC0415
     from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
-    from stream.alert import Alert  # noqa: PLC0415
+    from schemas.alert import Alert  # noqa: PLC0415
     from stream.commands.inspect import iter_inputs  # noqa: PLC0415
-    from stream.decode.errors import DecodeError  # noqa: PLC0415
-    from stream.decode.message import decode_results  # noqa: PLC0415
+    from schemas.decode.errors import DecodeError  # noqa: PLC0415
+    from schemas.decode.message import decode_results  # noqa: PLC0415
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:

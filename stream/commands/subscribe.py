@@ -89,8 +89,8 @@ class _PngMaker:
         self.failed = 0
 
     def __call__(self, record) -> None:
-        from stream.decode import decode_message  # noqa: PLC0415
-        from stream.decode.errors import DecodeError  # noqa: PLC0415
+        from schemas.decode import decode_message  # noqa: PLC0415
+        from schemas.decode.errors import DecodeError  # noqa: PLC0415
         from stream.subscribe.output import png_name, render_triplet  # noqa: PLC0415
         from stream.subscribe.reader import SubscribeError  # noqa: PLC0415
 

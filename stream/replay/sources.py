@@ -12,7 +12,7 @@ its name:
   schemaless Avro), one per file;
 * a dump of a classified topic written by ``survey-classifier subscribe``: JSON lines
   (``.jsonl``) or an Avro container of classified records. Each record is encoded again with
-  :func:`stream.records.encode_classified`, so it can be replayed back onto a topic.
+  :func:`schemas.classified_record.encode_classified`, so it can be replayed back onto a topic.
 
 Files and archive members are read one at a time (an archive is never loaded whole); a
 multi-record container larger than :data:`SMALL_FILE_BYTES` is streamed record by record.
@@ -148,7 +148,7 @@ def detect_kind(head: bytes) -> str:
 
 def _rubin_schema(schema_id: int) -> Any:
     """Parsed Rubin schema for a Confluent-wire id (id = major*100 + minor), shared with the decoder."""
-    from stream.decode.rubin import load_rubin_schema  # noqa: PLC0415 - only wire payloads need it
+    from schemas.decode.rubin import load_rubin_schema  # noqa: PLC0415 - only wire payloads need it
 
     return load_rubin_schema(schema_id)
 
@@ -160,7 +160,7 @@ def _alert_message(value: bytes, record: Mapping[str, Any], origin: str, kind: s
 
 
 def _classified_message(record: Mapping[str, Any], origin: str, kind: str) -> SourceMessage:
-    from stream.records import encode_classified  # noqa: PLC0415 - only dumps need it
+    from schemas.classified_record import encode_classified  # noqa: PLC0415 - only dumps need it
 
     mjd = record.get("mjd")
     alert_id = record.get("alert_id")

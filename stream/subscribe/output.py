@@ -281,7 +281,7 @@ def _scaled(image: np.ndarray) -> tuple[np.ndarray, float, float]:
 def render_triplet(alert: Any, record: ClassifiedRecord, path: str | os.PathLike[str]) -> Path:
     """Write a PNG with the science, template and difference cutouts and the record's scores.
 
-    ``alert`` is a :class:`stream.alert.Alert` decoded from the original message.
+    ``alert`` is a :class:`schemas.alert.Alert` decoded from the original message.
     """
     import matplotlib  # noqa: PLC0415
 

@@ -103,7 +103,7 @@ class ClassifiedRecord:
     @classmethod
     def from_dict(cls, record: Mapping[str, Any], *, topic: str = "", partition: int = -1, offset: int = -1,
                   timestamp_ms: int | None = None) -> "ClassifiedRecord":
-        """Build from a decoded record (``stream.records.decode_classified``); missing optionals are None."""
+        """Build from a decoded record (``schemas.classified_record.decode_classified``); missing optionals are None."""
         def opt_float(name: str) -> float | None:
             v = record.get(name)
             return None if v is None else float(v)
@@ -204,7 +204,7 @@ def _base_config(bootstrap_servers: str, client_config: Mapping[str, Any] | None
 
 
 def _default_decoder() -> Callable[[bytes], dict]:
-    from stream.records import decode_classified  # noqa: PLC0415 - owned by the records module
+    from schemas.classified_record import decode_classified  # noqa: PLC0415 - owned by the records module
 
     return decode_classified
 

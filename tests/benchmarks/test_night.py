@@ -13,7 +13,7 @@ import pytest
 from benchmarks.night import compute_ratios, parse_args
 from benchmarks.night_data import build_night, make_hst_raw_fits
 from benchmarks.report import timeline
-from stream.decode import decode_message
+from schemas.decode import decode_message
 
 
 def test_night_multiplies_the_bundled_packets_with_fresh_unique_ids():
@@ -28,8 +28,8 @@ def test_night_multiplies_the_bundled_packets_with_fresh_unique_ids():
 
 
 def test_synthetic_raw_exposure_decodes_to_two_sci_chips():
-    from stream.alert import InputKind
-    from stream.decode import pack_exposure
+    from schemas.alert import InputKind
+    from schemas.decode import pack_exposure
 
     fits_bytes = make_hst_raw_fits(seed=1, shape=(120, 200), n_sources=2)
     value = pack_exposure(fits_bytes, exposure_id="jtest", instrument="ACS/WFC", filter="F606W", exposure_time_s=1.0,

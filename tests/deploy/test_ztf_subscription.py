@@ -16,7 +16,7 @@ from .deployfiles import DEPLOY, REPO
 
 pytestmark = pytest.mark.integration
 
-ZTF_PACKET = sorted((REPO / "stream" / "samples" / "ztf" / "fink").glob("*.avro"))[0]
+ZTF_PACKET = sorted((REPO / "schemas" / "samples" / "ztf" / "fink").glob("*.avro"))[0]
 
 
 def _produce(bootstrap: str, topic: str, value: bytes) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from stream.alert import Alert
-from stream.decode import iter_file
+from schemas.alert import Alert
+from schemas.decode import iter_file
 
 __all__ = ["real_alerts"]
 

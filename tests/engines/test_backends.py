@@ -15,7 +15,7 @@ import torch
 
 from engines.contract import Engine, EngineError
 from engines.registry import load_registry
-from stream.alert import Exposure, InputKind
+from schemas.alert import Exposure, InputKind
 from tests.engines.real_stamps import real_alerts
 
 TOLERANCE = {("onnxruntime", None): 1e-5, ("openvino", "f32"): 1e-4, ("openvino", "bf16"): 5e-2}

@@ -21,7 +21,7 @@ from engines.preprocess import (
     raw_exposure_batch,
     raw_exposure_items,
 )
-from stream.alert import Exposure, InputKind
+from schemas.alert import Exposure, InputKind
 from tests.engines.real_stamps import real_alerts
 
 ATOL = 1e-5  # float32 arithmetic in a different order
@@ -284,7 +284,7 @@ def test_cuda_multiband_matches_cpu(alerts) -> None:
 def test_edge_stamp_is_placed_away_from_the_detector_edge_it_was_cut_at():
     """A 41-row stamp of a candidate 10 px from the bottom edge keeps its rows at the top."""
     from engines.preprocess import frame_stamp
-    from stream.decode.stamps import ZTF_QUADRANT_SHAPE
+    from schemas.decode.stamps import ZTF_QUADRANT_SHAPE
 
     stamp = np.arange(41 * 63, dtype=np.float32).reshape(41, 63)
     framed = frame_stamp(stamp, 63, position_px=(2647.1, 10.4), detector_shape=ZTF_QUADRANT_SHAPE)

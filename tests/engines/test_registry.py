@@ -11,7 +11,7 @@ import pytest
 from engines.cards import card_to_toml, load_card, write_card
 from engines.contract import EngineError
 from engines.registry import CARDS_DIR, WEIGHTS_DIR, ModelRunner, load_network, load_registry
-from stream.alert import InputKind
+from schemas.alert import InputKind
 from tests.engines.real_stamps import real_alerts
 
 

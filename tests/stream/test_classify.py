@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from engines.registry import load_registry
-from stream.alert import Alert
+from schemas.alert import Alert
 from stream.cli import main
-from stream.decode import iter_file
-from stream.decode.errors import DecodeError
+from schemas.decode import iter_file
+from schemas.decode.errors import DecodeError
 
-SAMPLES = Path(__file__).resolve().parents[2] / "stream" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
 
 
 def _decoded(root: Path) -> list:

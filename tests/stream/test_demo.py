@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from stream.decode import decode_message
+from schemas.decode import decode_message
 from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.integration

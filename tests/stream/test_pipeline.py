@@ -1,7 +1,7 @@
 """The pure batch steps: decode outcomes for every message, in-batch and cross-batch dedup."""
 from __future__ import annotations
 
-from stream.config import DecodeSettings
+from schemas.decode.limits import DecodeSettings
 from stream.pipeline import Envelope, decode_values, dedup_candidates
 from tests.conftest import SAMPLES
 
@@ -23,7 +23,7 @@ def test_decode_values_gives_one_outcome_per_message_with_reasons():
 
 
 def test_dedup_candidates_catches_published_and_in_batch_copies():
-    from stream.decode import decode_message
+    from schemas.decode import decode_message
 
     alert = decode_message(sorted((SAMPLES / "ztf" / "kowalski").glob("*.avro"))[0].read_bytes())[0]
     other = decode_message(sorted((SAMPLES / "ztf" / "kowalski").glob("*.avro"))[1].read_bytes())[0]

@@ -20,9 +20,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from stream.config import load_settings
-from stream.decode import decode_message
-from stream.decode.errors import DecodeError
-from stream.records import decode_classified
+from schemas.decode import decode_message
+from schemas.decode.errors import DecodeError
+from schemas.classified_record import decode_classified
 from stream.stack import create_topics
 from tests.conftest import REPO, SAMPLES
 from tests.kafka_helpers import produce_files, produce_values, read_topic
@@ -292,7 +292,7 @@ def _wise_cutout_message(index: int) -> bytes:
     from astropy.io import fits
 
     from engines.training.synth_wise import render_cutout
-    from stream.decode import pack_exposure
+    from schemas.decode import pack_exposure
 
     cube, _ = render_cutout(("star", "galaxy", "quasar")[index % 3], np.random.default_rng(index))
     hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(cube[b].astype(np.float32), name=f"W{b + 1}") for b in range(3)]
@@ -339,7 +339,7 @@ def _raw_hst_message(index: int) -> bytes:
     import numpy as np
     from astropy.io import fits
 
-    from stream.decode import pack_exposure
+    from schemas.decode import pack_exposure
 
     yy, xx = np.mgrid[0:2068, 0:4144]
     hdus = [fits.PrimaryHDU()]
@@ -356,7 +356,7 @@ def test_raw_hst_exposures_are_scored_by_the_shipped_hrcelestialnet(services, un
     """Full-size raw frames through the service (torch backend: the 388 MB ONNX export is left to
     `engines build`): one record per exposure, its two chips averaged, HR-CelestialNet's provenance."""
     from engines.registry import load_registry
-    from stream.alert import InputKind
+    from schemas.alert import InputKind
     from stream.service import build_service
 
     name = unique_name
@@ -412,7 +412,7 @@ def test_service_refuses_untrained_models_without_the_flag(services, unique_name
     """With any card still untrained, start-up fails unless engine.allow_untrained says otherwise."""
     from engines.contract import EngineError
     from engines.registry import load_registry
-    from stream.alert import InputKind
+    from schemas.alert import InputKind
     from stream.service import load_runners
 
     cards = load_registry().cards_for(InputKind.DIFFERENCE_ALERT)
@@ -449,7 +449,7 @@ class _FailingRunner:
 
 
 def test_engine_failure_crashes_loudly_and_commits_nothing_past_it(services, unique_name, engine_cache, runners):
-    from stream.alert import InputKind
+    from schemas.alert import InputKind
     from stream.service import build_service
 
     name = unique_name

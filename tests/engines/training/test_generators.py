@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from engines.training import synth_hst, synth_realbogus, synth_wise
-from stream.alert import Alert
-from stream.decode import iter_file
+from schemas.alert import Alert
+from schemas.decode import iter_file
 
-BUNDLED_ZTF = Path(__file__).resolve().parents[3] / "stream" / "samples" / "ztf"
+BUNDLED_ZTF = Path(__file__).resolve().parents[3] / "schemas" / "samples" / "ztf"
 
 
 def _bundled_alerts() -> list[Alert]:

@@ -9,11 +9,11 @@ import numpy as np
 from astropy.io import fits
 
 from engines.training.datasets import load_labelled
-from stream.alert import Alert
+from schemas.alert import Alert
 from stream.cli import main
-from stream.decode import iter_file
+from schemas.decode import iter_file
 
-BUNDLED_ZTF = Path(__file__).resolve().parents[3] / "stream" / "samples" / "ztf"
+BUNDLED_ZTF = Path(__file__).resolve().parents[3] / "schemas" / "samples" / "ztf"
 
 
 def _alerts() -> list[Alert]:

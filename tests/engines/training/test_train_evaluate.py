@@ -12,11 +12,11 @@ import torch
 from engines.training import synth_realbogus
 from engines.training.evaluate import classification_metrics, roc_auc, threshold_for_recall
 from engines.training.recipes import predict
-from stream.alert import Alert
+from schemas.alert import Alert
 from stream.cli import main
-from stream.decode import iter_file
+from schemas.decode import iter_file
 
-BUNDLED_ZTF = Path(__file__).resolve().parents[3] / "stream" / "samples" / "ztf"
+BUNDLED_ZTF = Path(__file__).resolve().parents[3] / "schemas" / "samples" / "ztf"
 
 
 @pytest.fixture(scope="module")

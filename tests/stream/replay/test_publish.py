@@ -8,7 +8,7 @@ import tarfile
 import fastavro
 import pytest
 
-from stream.decode import decode_message
+from schemas.decode import decode_message
 from stream.replay.pacing import Pacer
 from stream.replay.publish import ReplayError, replay
 from stream.replay.sources import SourceMessage, iter_source

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from stream.decode import decode_message
+from schemas.decode import decode_message
 from stream.replay.rewrite import COPY_ID_BIT, MAX_COPIES, MultiplyError, copy_alert_id, multiply
 from stream.replay.sources import SourceMessage
 from tests.stream.subscribe.helpers import bundled_messages

@@ -1,7 +1,7 @@
 """Real classified records for tests: real bundled packets decoded, scored with stated test scores.
 
 The scores are inputs the tests choose (so filters have something to select on), not model
-outputs; the records go through the real builder and encoder (stream.records).
+outputs; the records go through the real builder and encoder (schemas.classified_record).
 """
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from engines.contract import ModelProvenance
-from stream.decode import decode_message
-from stream.records import build_classified_record
+from schemas.decode import decode_message
+from schemas.classified_record import build_classified_record
 from stream.replay.sources import SourceMessage, iter_source
 
-SAMPLES = Path(__file__).resolve().parents[3] / "stream" / "samples"
+SAMPLES = Path(__file__).resolve().parents[3] / "schemas" / "samples"
 
 REALBOGUS = ModelProvenance(name="realbogus", version="test-1", weights_sha256="a" * 64, trained=True, backend="onnxruntime")
 MORPHOLOGY = ModelProvenance(name="morphology", version="test-2", weights_sha256="b" * 64, trained=False, backend="pytorch")
@@ -34,7 +34,7 @@ def test_scores(index: int, count: int) -> list[tuple[ModelProvenance, dict[str,
 
 
 def classified_records(source_topic: str = "alerts", offsets: list[tuple[int, int]] | None = None) -> list[dict]:
-    """One classified record per bundled real packet (84), built with stream.records."""
+    """One classified record per bundled real packet (84), built with schemas.classified_record."""
     messages = bundled_messages()
     records = []
     for i, message in enumerate(messages):
@@ -43,7 +43,7 @@ def classified_records(source_topic: str = "alerts", offsets: list[tuple[int, in
         records.append(build_classified_record(
             alert, test_scores(i, len(messages)), source_topic=source_topic, source_partition=partition,
             source_offset=offset, source_timestamp_ms=1_700_000_000_000 + i, ingested_ms=1_700_000_000_100 + i,
-            classified_ms=1_700_000_000_200 + 2 * i))
+            classified_ms=1_700_000_000_200 + 2 * i, classifier_version="0.1.0"))
     return records
 
 

@@ -63,7 +63,7 @@ def test_parquet_round_trip(tmp_path, typed):
 
 
 def test_avro_dump_round_trip(tmp_path, typed):
-    from stream.records import decode_classified, encode_classified
+    from schemas.classified_record import decode_classified, encode_classified
 
     path = _write(tmp_path / "out.avro", typed)
     with path.open("rb") as fh:
@@ -91,7 +91,7 @@ def test_table_lines(typed):
 def test_png_triplet_of_real_alerts(tmp_path, typed):
     import matplotlib.image as mpimg
 
-    from stream.decode import decode_message
+    from schemas.decode import decode_message
 
     messages = bundled_messages()
     for index in (0, len(messages) - 1):  # a Rubin and a ZTF alert
@@ -111,7 +111,7 @@ def test_subscribe_command_files_pngs_and_replayable_dump(services, unique_name,
     from confluent_kafka import Producer
 
     from stream.commands import subscribe as command
-    from stream.records import encode_classified
+    from schemas.classified_record import encode_classified
     from stream.replay.publish import replay
     from stream.stack import create_topics
     from stream.subscribe import subscribe

@@ -6,7 +6,7 @@ import time
 import pytest
 from confluent_kafka import Producer
 
-from stream.records import encode_classified
+from schemas.classified_record import encode_classified
 from stream.stack import create_topics
 from stream.subscribe import ClassifiedRecord, SubscribeError, subscribe
 from stream.subscribe.filters import flag_predicate

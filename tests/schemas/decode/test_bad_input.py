@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stream.config import DecodeSettings
-from stream.decode import DecodeError, Reason, SchemaResolver, decode_message, load_rubin_schema
-from tests.stream.decode.packets import SAMPLES
+from schemas.decode.limits import DecodeSettings
+from stream.schema_registry import resolver_for
+from schemas.decode import DecodeError, Reason, decode_message, load_rubin_schema
+from tests.schemas.decode.packets import SAMPLES
 
 ZTF_PATH = SAMPLES / "ztf" / "kowalski"
 RUBIN_WIRE = SAMPLES / "rubin" / "alerce-kafka" / "message_0.avro"
@@ -111,14 +112,14 @@ class _Registry(http.server.BaseHTTPRequestHandler):
 
 
 def test_registry_resolves_ids_and_refuses_unknown_ones():
-    from stream.decode.rubin import rubin_schema_definition
+    from schemas.decode.rubin import rubin_schema_definition
 
     _Registry.schema_text = json.dumps(rubin_schema_definition(704))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        resolver = SchemaResolver(f"http://127.0.0.1:{server.server_port}")
+        resolver = resolver_for(f"http://127.0.0.1:{server.server_port}")
         wire = RUBIN_WIRE.read_bytes()
         (alert,) = decode_message(b"\x00" + struct.pack(">i", 42) + wire[5:], resolver=resolver)
         (expected,) = decode_message(wire)
@@ -132,10 +133,10 @@ def test_registry_resolves_ids_and_refuses_unknown_ones():
 
 
 def test_registry_unreachable_is_our_fault_not_the_message():
-    from stream.decode import SchemaRegistryError
+    from schemas.decode import SchemaRegistryError
 
     with pytest.raises(SchemaRegistryError):
-        decode_message(RUBIN_WIRE.read_bytes(), resolver=SchemaResolver("http://127.0.0.1:9", timeout_s=1))
+        decode_message(RUBIN_WIRE.read_bytes(), resolver=resolver_for("http://127.0.0.1:9", timeout_s=1))
 
 
 def test_missing_required_fields():

@@ -19,10 +19,10 @@ import fastavro
 import numpy as np
 
 import schemas
-from stream.alert import Exposure, InputKind
-from stream.decode.avro import frame_wire
-from stream.decode.errors import DecodeError, Reason
-from stream.decode.fits import inflate, is_gzip, read_fits
+from schemas.alert import Exposure, InputKind
+from schemas.decode.avro import frame_wire
+from schemas.decode.errors import DecodeError, Reason
+from schemas.decode.fits import inflate, is_gzip, read_fits
 
 __all__ = [
     "EXPOSURE_ID_OFFSET",

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from tests.stream.decode.packets import REPO, SAMPLES
+from tests.schemas.decode.packets import REPO, SAMPLES
 
 
 def _inspect(*args: str, module: str = "stream.commands.inspect") -> tuple[int, list[dict]]:

@@ -17,13 +17,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from stream.alert import Alert, Exposure
-from stream.config import DecodeSettings
-from stream.decode.avro import is_container, read_container, read_schemaless, split_wire
-from stream.decode.errors import DecodeError, Reason
-from stream.decode.exposure import exposure_from_record, is_exposure_record
-from stream.decode.rubin import SchemaResolver, alert_from_rubin_record, is_rubin_record
-from stream.decode.ztf import alert_from_ztf_record, is_ztf_record
+from schemas.alert import Alert, Exposure
+from schemas.decode.avro import is_container, read_container, read_schemaless, split_wire
+from schemas.decode.errors import DecodeError, Reason
+from schemas.decode.limits import DecodeSettings
+from schemas.decode.exposure import exposure_from_record, is_exposure_record
+from schemas.decode.rubin import SchemaResolver, alert_from_rubin_record, is_rubin_record
+from schemas.decode.ztf import alert_from_ztf_record, is_ztf_record
 
 __all__ = ["decode_message", "decode_record", "decode_results", "iter_file", "default_resolver"]
 

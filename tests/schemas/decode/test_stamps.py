@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stream.decode import DecodeError, Reason, decode_message, place_in_frame
-from tests.stream.decode.packets import raw_records
+from schemas.decode import DecodeError, Reason, decode_message, place_in_frame
+from tests.schemas.decode.packets import raw_records
 
 
 def test_full_stamp_unchanged():

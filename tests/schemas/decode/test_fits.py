@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stream.decode.errors import DecodeError, Reason
-from stream.decode.fits import _astropy_read, _fast_read, inflate, read_fits
-from tests.stream.decode.packets import SAMPLES, cutout_bytes, packet_files, raw_records
+from schemas.decode.errors import DecodeError, Reason
+from schemas.decode.fits import _astropy_read, _fast_read, inflate, read_fits
+from tests.schemas.decode.packets import SAMPLES, cutout_bytes, packet_files, raw_records
 
 CUTOUTS = ("cutoutScience", "cutoutTemplate", "cutoutDifference")
 

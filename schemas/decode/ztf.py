@@ -1,13 +1,13 @@
-"""ZTF alert record (any schema version, v1 pre-survey to v4.02) -> :class:`~stream.alert.Alert`."""
+"""ZTF alert record (any schema version, v1 pre-survey to v4.02) -> :class:`~schemas.alert.Alert`."""
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from stream.alert import Alert
-from stream.decode.errors import DecodeError, Reason
-from stream.decode.stamps import ZTF_QUADRANT_SHAPE, stamp_from_cutout
+from schemas.alert import Alert
+from schemas.decode.errors import DecodeError, Reason
+from schemas.decode.stamps import ZTF_QUADRANT_SHAPE, stamp_from_cutout
 
 __all__ = ["alert_from_ztf_record", "ZTF_BANDS", "is_ztf_record"]
 

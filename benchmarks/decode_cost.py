@@ -1,4 +1,4 @@
-"""Measure decode cost per message: ``python -m stream.decode.benchmark [DATA_DIR] [-n N]``.
+"""Measure decode cost per message: ``python -m benchmarks.decode_cost [DATA_DIR] [-n N]``.
 
 Decodes real packets in a loop in one process (after a warm-up pass that also fills the schema
 caches) and prints throughput and p50/p95/p99 latency per message for each packet family.
@@ -10,7 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
-from stream.decode.message import decode_message
+from schemas.decode.message import decode_message
 
 __all__ = ["bench", "main"]
 
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     default = Path(__file__).resolve().parents[2].parent / "shared" / "data"
     if not default.is_dir():
-        default = Path(__file__).resolve().parents[1] / "samples"
+        default = Path(__file__).resolve().parents[1] / "schemas" / "samples"
     parser.add_argument("data", nargs="?", type=Path, default=default)
     parser.add_argument("-n", type=int, default=2000)
     args = parser.parse_args(argv)

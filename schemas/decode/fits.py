@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from stream.decode.errors import DecodeError, Reason
+from schemas.decode.errors import DecodeError, Reason
 
 __all__ = ["FitsHDU", "read_fits", "inflate", "is_gzip", "is_jpeg", "is_fits", "parse_header"]
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stream.alert import Alert
-from stream.decode import DecodeError, Reason, decode_message, iter_file
-from tests.stream.decode.packets import (
+from schemas.alert import Alert
+from schemas.decode import DecodeError, Reason, decode_message, iter_file
+from tests.schemas.decode.packets import (
     JPEG_FILE_COUNT, JPEG_PACKET_IDS, SAMPLES, SHARED_PACKET_COUNT, cutout_bytes, packet_files, raw_records,
 )
 

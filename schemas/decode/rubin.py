@@ -1,34 +1,32 @@
 """Rubin alerts: schema ids (registry or shipped ``lsst-alert-packet``) and record -> Alert.
 
 Schema ids follow Rubin's rule ``id = major * 100 + minor`` (``lsst.alert.packet.Schema
-.get_schema_id``); no id is assumed. With a schema-registry URL the id is fetched from a
-Confluent-compatible registry (``GET {url}/schemas/ids/{id}``, cached per process); without
-one it is looked up among the schemas shipped in ``lsst-alert-packet``.
+.get_schema_id``); no id is assumed. With a fetcher (``stream.schema_registry`` builds one for a
+Confluent-compatible registry) the id is looked up there, cached per resolver; without one it is
+looked up among the schemas shipped in ``lsst-alert-packet``.
 """
 from __future__ import annotations
 
 import functools
-import json
 import math
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import fastavro
 
-from stream.alert import Alert
-from stream.decode.avro import check_schema_is_safe, projection_schema
-from stream.decode.errors import DecodeError, Reason
-from stream.decode.stamps import stamp_from_cutout
+from schemas.alert import Alert
+from schemas.decode.avro import check_schema_is_safe, projection_schema
+from schemas.decode.errors import DecodeError, Reason
+from schemas.decode.stamps import stamp_from_cutout
 
 __all__ = [
     "load_rubin_schema",
     "rubin_schema_definition",
     "rubin_schema_id",
     "SchemaResolver",
+    "SchemaFetcher",
     "SchemaRegistryError",
     "alert_from_rubin_record",
     "is_rubin_record",
@@ -66,19 +64,26 @@ def rubin_schema_definition(schema_id: int) -> dict:
     return Schema.from_file(str(path)).definition
 
 
+#: Fetches a schema definition (parsed JSON) by id from a schema registry. Raises
+#: ``DecodeError(UNKNOWN_SCHEMA_ID)`` when the registry does not know the id (the message's
+#: fault) and :class:`SchemaRegistryError` when it cannot answer (ours). The HTTP client that
+#: implements it lives in ``stream.schema_registry``: this package does no I/O.
+SchemaFetcher = Callable[[int], Any]
+
+
 class SchemaResolver:
     """Schema id -> (parsed writer schema, projection reader or None, version label).
 
-    From a registry when configured.
-
-    ``registry_url`` empty: Rubin schemas shipped in lsst-alert-packet. Ids at or above
-    :data:`stream.decode.exposure.EXPOSURE_ID_OFFSET` are our exposure schemas (always local).
+    ``fetch`` None: Rubin schemas shipped in lsst-alert-packet. Otherwise ``fetch(id)`` returns
+    the definition (a registry lookup). Ids at or above
+    :data:`schemas.decode.exposure.EXPOSURE_ID_OFFSET` are our exposure schemas (always local).
     Thread-safe; results are cached for the life of the resolver.
     """
 
-    def __init__(self, registry_url: str = "", *, timeout_s: float = 5.0) -> None:
-        self.registry_url = registry_url.rstrip("/")
-        self.timeout_s = timeout_s
+    def __init__(self, fetch: SchemaFetcher | None = None, *, source: str = "") -> None:
+        self.fetch = fetch
+        #: Where fetched schemas come from, for labels and messages (credentials already removed).
+        self.source = source
         self._cache: dict[int, tuple[Any, Any, str]] = {}
         self._lock = threading.Lock()
 
@@ -87,35 +92,25 @@ class SchemaResolver:
         if hit is not None:
             return hit
         with self._lock:
-            hit = self._cache.get(schema_id) or self._fetch(schema_id)
+            hit = self._cache.get(schema_id) or self._load(schema_id)
             self._cache[schema_id] = hit
             return hit
 
-    def _fetch(self, schema_id: int) -> tuple[Any, Any, str]:
-        from stream.decode.exposure import EXPOSURE_ID_OFFSET, load_exposure_schema
+    def _load(self, schema_id: int) -> tuple[Any, Any, str]:
+        from schemas.decode.exposure import EXPOSURE_ID_OFFSET, load_exposure_schema
 
         if schema_id >= EXPOSURE_ID_OFFSET:
             return load_exposure_schema(schema_id), None, "exposure"
-        if not self.registry_url:
+        if self.fetch is None:
             major, minor = divmod(schema_id, 100)
             definition = rubin_schema_definition(schema_id)
             return fastavro.parse_schema(definition), projection_schema(definition), f"lsst.v{major}_{minor}"
-        url = f"{self.registry_url}/schemas/ids/{schema_id}"
+        definition = self.fetch(schema_id)
         try:
-            with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
-                body = json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise DecodeError(Reason.UNKNOWN_SCHEMA_ID, f"schema id {schema_id} not in {self.registry_url}") from exc
-            raise SchemaRegistryError(f"{url}: HTTP {exc.code}") from exc
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise SchemaRegistryError(f"{url}: {exc}") from exc
-        try:
-            definition = json.loads(body["schema"])
             check_schema_is_safe(definition)
             parsed = fastavro.parse_schema(definition)
         except Exception as exc:
-            raise SchemaRegistryError(f"{url}: unusable schema: {exc}") from exc
+            raise SchemaRegistryError(f"{self.source or 'registry'}: schema id {schema_id} is unusable: {exc}") from exc
         name = definition.get("name", "") if isinstance(definition, dict) else ""
         label = name.rsplit(".", 1)[0] if name.startswith("lsst.") else f"registry:{schema_id}"
         return parsed, projection_schema(definition), label

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from stream.alert import Exposure, InputKind
-from stream.config import DecodeSettings
-from stream.decode import EXPOSURE_SCHEMA_ID, DecodeError, Reason, decode_message, pack_exposure
-from stream.decode.exposure import exposure_schema_id
+from schemas.alert import Exposure, InputKind
+from schemas.decode.limits import DecodeSettings
+from schemas.decode import EXPOSURE_SCHEMA_ID, DecodeError, Reason, decode_message, pack_exposure
+from schemas.decode.exposure import exposure_schema_id
 
 rng = np.random.default_rng(3)
 

@@ -1,4 +1,4 @@
-"""Cutout bytes -> :class:`~stream.alert.Stamp`, and placing edge stamps in a fixed frame.
+"""Cutout bytes -> :class:`~schemas.alert.Stamp`, and placing edge stamps in a fixed frame.
 
 Decoding keeps each stamp as the survey sent it (float32, FITS orientation, never padded or
 resized). Engines need a fixed frame; :func:`place_in_frame` is the pure helper their
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from stream.alert import Stamp
-from stream.decode.errors import DecodeError, Reason
-from stream.decode.fits import FitsHDU, inflate, is_gzip, is_jpeg, read_fits
+from schemas.alert import Stamp
+from schemas.decode.errors import DecodeError, Reason
+from schemas.decode.fits import FitsHDU, inflate, is_gzip, is_jpeg, read_fits
 
 __all__ = ["stamp_from_cutout", "place_in_frame", "ZTF_QUADRANT_SHAPE", "RUBIN_EXTRA_PLANES"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import fastavro
 
-from stream.decode.errors import DecodeError, Reason
+from schemas.decode.errors import DecodeError, Reason
 
 __all__ = [
     "CONTAINER_MAGIC",

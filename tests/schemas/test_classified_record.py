@@ -11,17 +11,18 @@ import pytest
 
 import schemas
 from engines.contract import ModelProvenance
-from stream.alert import Exposure, InputKind
-from stream.decode import DecodeError, Reason, decode_message
-from stream.records import (
+from schemas.alert import Exposure, InputKind
+from schemas.decode import DecodeError, Reason, decode_message
+from schemas.classified_record import (
     LATEST_CLASSIFIED_VERSION, build_classified_record, classified_schema_id, decode_classified, encode_classified,
 )
-from tests.stream.decode.packets import SAMPLES
+from tests.schemas.decode.packets import SAMPLES
 
 RB = ModelProvenance("realbogus", "0.3.0", "a" * 64, trained=True, backend="onnxruntime")
 CLS = ModelProvenance("alert-class", "0.1.0", "b" * 64, trained=False, backend="onnxruntime")
 SOURCE = dict(source_topic="ztf-alerts", source_partition=3, source_offset=123456789012,
-              source_timestamp_ms=1_700_000_000_000, ingested_ms=1_700_000_000_100, classified_ms=1_700_000_000_150)
+              source_timestamp_ms=1_700_000_000_000, ingested_ms=1_700_000_000_100, classified_ms=1_700_000_000_150,
+              classifier_version="0.1.0")
 
 
 def _ztf_alert():
@@ -102,7 +103,7 @@ def test_bad_values():
 
 
 def test_encoding_uses_the_shipped_schema_independently():
-    """Decode our bytes with plain fastavro and the .avsc file, not through stream.records."""
+    """Decode our bytes with plain fastavro and the .avsc file, not through schemas.classified_record."""
     record = build_classified_record(_ztf_alert(), [(RB, {"real": 0.2, "bogus": 0.8})], **SOURCE)
     value = encode_classified(record)
     schema = fastavro.parse_schema(schemas.load_schema("classified", 1, 1))

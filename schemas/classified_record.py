@@ -15,11 +15,10 @@ from typing import Any
 import fastavro
 
 import schemas
-from engines.contract import ModelProvenance
-from stream import __version__
-from stream.alert import Alert, Exposure
-from stream.decode.avro import frame_wire, split_wire
-from stream.decode.errors import DecodeError, Reason
+from schemas.provenance import ModelProvenance
+from schemas.alert import Alert, Exposure
+from schemas.decode.avro import frame_wire, split_wire
+from schemas.decode.errors import DecodeError, Reason
 
 __all__ = [
     "CLASSIFIED_VERSIONS",
@@ -66,6 +65,7 @@ def build_classified_record(
     source_timestamp_ms: int,
     ingested_ms: int,
     classified_ms: int,
+    classifier_version: str,
     real_bogus_model: str = "realbogus",
     processing_host: str | None = None,
 ) -> dict:
@@ -123,7 +123,7 @@ def build_classified_record(
         "source_timestamp_ms": int(source_timestamp_ms),
         "ingested_ms": int(ingested_ms),
         "classified_ms": int(classified_ms),
-        "classifier_version": __version__,
+        "classifier_version": classifier_version,
         "processing_host": processing_host,   # added in v1.1
     }
 

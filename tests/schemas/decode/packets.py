@@ -8,7 +8,7 @@ from pathlib import Path
 import fastavro
 
 REPO = Path(__file__).resolve().parents[3]
-SAMPLES = REPO / "stream" / "samples"
+SAMPLES = REPO / "schemas" / "samples"
 
 #: Files under ../shared/data (see its README): 209 .avro files.
 SHARED_PACKET_COUNT = 209

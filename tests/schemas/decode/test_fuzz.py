@@ -9,10 +9,10 @@ from astropy.io import fits
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stream.alert import Alert, Exposure
-from stream.config import DecodeSettings
-from stream.decode import DecodeError, decode_message, pack_exposure
-from tests.stream.decode.packets import SAMPLES
+from schemas.alert import Alert, Exposure
+from schemas.decode.limits import DecodeSettings
+from schemas.decode import DecodeError, decode_message, pack_exposure
+from tests.schemas.decode.packets import SAMPLES
 
 
 def _exposure_packet() -> bytes:
