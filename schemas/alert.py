@@ -5,14 +5,38 @@ the FITS file stores them (row 0 = first row of the FITS data, i.e. the FITS y =
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
 import numpy as np
 
-__all__ = ["InputKind", "Stamp", "Alert", "Exposure", "dedup_key"]
+__all__ = ["InputKind", "Stamp", "Alert", "Exposure", "ReadOnlyFields", "dedup_key"]
+
+
+class ReadOnlyFields(Mapping[str, Any]):
+    """A survey record's fields, read-only, picklable (alerts cross process boundaries)."""
+
+    __slots__ = ("_fields",)
+
+    def __init__(self, fields: Mapping[str, Any] | None = None) -> None:
+        self._fields = dict(fields or {})
+
+    def __getitem__(self, key: str) -> Any:
+        return self._fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReadOnlyFields, (self._fields,))
+
+    def __repr__(self) -> str:
+        return f"ReadOnlyFields({len(self._fields)} fields)"
 
 
 class InputKind(str, Enum):
@@ -66,6 +90,10 @@ class Alert:
     #: a stamp cut at the detector edge is missing pixels. None where unknown.
     position_px: tuple[float, float] | None = None
     detector_shape: tuple[int, int] | None = None
+    #: Every field of the survey's detection record as the packet carried it, read-only
+    #: (ZTF: ``candidate``; Rubin: ``diaSource``). Models that read catalogue features (ACAI)
+    #: take them from here; a field the packet's schema lacks is absent, never zero-filled.
+    candidate: Mapping[str, Any] = field(default_factory=ReadOnlyFields)
 
     @property
     def key(self) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 import fastavro
 
-from schemas.alert import Alert
+from schemas.alert import Alert, ReadOnlyFields
 from schemas.decode.avro import check_schema_is_safe, projection_schema
 from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.stamps import stamp_from_cutout
@@ -190,4 +190,5 @@ def alert_from_rubin_record(record: Mapping[str, Any], *, schema_version: str, m
         survey_scores=scores,
         survey_score_versions=versions,
         position_px=(float(source["x"]), float(source["y"])) if _finite(source.get("x")) and _finite(source.get("y")) else None,
+        candidate=ReadOnlyFields(source),
     )

@@ -5,7 +5,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from schemas.alert import Alert
+from schemas.alert import Alert, ReadOnlyFields
 from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.stamps import ZTF_QUADRANT_SHAPE, stamp_from_cutout
 
@@ -86,6 +86,7 @@ def alert_from_ztf_record(record: Mapping[str, Any], *, max_inflated_bytes: int)
         survey_score_versions=versions,
         position_px=_position(candidate),
         detector_shape=ZTF_QUADRANT_SHAPE,
+        candidate=ReadOnlyFields(candidate),
     )
 
 
