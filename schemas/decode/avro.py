@@ -214,14 +214,14 @@ def check_alert_schema(definition: Any) -> None:
     if not isinstance(definition, dict) or definition.get("type") not in ("record", "error"):
         shown = definition if isinstance(definition, str) else type(definition).__name__
         raise DecodeError(Reason.BAD_SCHEMA, f"top-level writer schema is {shown!r}, not a record")
+    if min_encoded_size(definition) == 0:
+        raise DecodeError(Reason.BAD_SCHEMA, "writer schema encodes records in zero bytes")
+    check_schema_is_safe(definition)
     names = {f.get("name") for f in definition.get("fields") or [] if isinstance(f, dict)}
     if not any(marker <= names for marker in _INPUT_MARKERS):
         # the reason decode_record gives a record of no known kind, found before any record is read
         raise DecodeError(Reason.MISSING_FIELD, "writer schema has neither candidate, diaSource nor exposure fields "
                                                 f"({len(names)} fields)")
-    check_schema_is_safe(definition)
-    if min_encoded_size(definition) == 0:
-        raise DecodeError(Reason.BAD_SCHEMA, "writer schema encodes records in zero bytes")
 
 
 def projection_schema(definition: Any) -> Any | None:
@@ -271,15 +271,17 @@ def parse_schema_cached(key: bytes, schema_json: bytes | None = None, schema: An
         definition = schema if schema is not None else json.loads(schema_json or b"")
     except (ValueError, RecursionError) as exc:
         raise DecodeError(Reason.BAD_SCHEMA, f"writer schema is not JSON: {type(exc).__name__}: {exc}"[:300]) from exc
-    if check:
-        check_alert_schema(definition)
-    else:
-        check_schema_is_safe(definition)
-    size = min_encoded_size(definition)
-    if size == 0:
-        raise DecodeError(Reason.BAD_SCHEMA, "writer schema encodes values in zero bytes")
     try:
+        if check:
+            check_alert_schema(definition)
+        else:
+            check_schema_is_safe(definition)
+        size = min_encoded_size(definition)
+        if size == 0:
+            raise DecodeError(Reason.BAD_SCHEMA, "writer schema encodes values in zero bytes")
         parsed = fastavro.parse_schema(definition)
+    except DecodeError:
+        raise
     except RecursionError as exc:
         raise DecodeError(Reason.BAD_SCHEMA, "writer schema nests too deeply") from exc
     except Exception as exc:  # noqa: BLE001 - fastavro raises SchemaParseError, ValueError, TypeError, ...
@@ -373,6 +375,8 @@ def _inflate(codec: str, block: bytes, cap: int) -> bytes:
                 raise DecodeError(Reason.TRUNCATED_AVRO, f"{codec} block ends early")
         else:
             raise DecodeError(Reason.UNSUPPORTED_CODEC, f"codec {codec!r}")
+    except DecodeError:
+        raise
     except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
         raise DecodeError(Reason.TRUNCATED_AVRO, f"{codec} block: {type(exc).__name__}: {exc}"[:300]) from exc
     if len(out) > cap:

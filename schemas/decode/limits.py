@@ -20,4 +20,5 @@ class DecodeSettings:
     #: read as files, record by record, not as one message).
     max_records_per_message: int = 1000
     #: Cap on one inflated Avro block (records are read from it; deflate/snappy/... bombs stop here).
-    max_block_bytes: int = 64 * 1024 * 1024
+    #: Java and Spark writers cut blocks near 64 kB; a ZTF alert is one ~70 kB block.
+    max_block_bytes: int = 32 * 1024 * 1024
