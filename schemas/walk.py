@@ -93,6 +93,10 @@ class WalkLimits:
     max_block_bytes: int = 32 * 1024 * 1024
     #: One line of a JSON-lines file.
     max_line_bytes: int = 16 * 1024 * 1024
+    #: Records of one container block, and of one file. Java and Spark writers cut blocks near
+    #: 64 kB (a few alerts each); these stop a file of millions of two-byte records.
+    max_records_per_block: int = 10_000
+    max_records_per_file: int = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +262,8 @@ def _container_entries(fh: BinaryIO, source: str, limits: WalkLimits, whole: byt
             return
     index = 0
     try:
-        for datum in reader.records(raw=True):
+        for datum in reader.records(raw=True, max_records=limits.max_records_per_file,
+                                    max_block_records=limits.max_records_per_block):
             yield Entry(f"{source}#{index}", source, index, EntryKind.CONTAINER,
                         value=one_record_container(reader.schema_json, datum, reader.sync))
             index += 1

@@ -494,20 +494,24 @@ class ContainerReader:
                                                          f"(each takes at least {self.schema.min_record_bytes})")
             yield count, data
 
-    def records(self, *, max_records: int | None = None, raw: bool = False) -> Iterator[Any]:
+    def records(self, *, max_records: int | None = None, max_block_records: int | None = None,
+                raw: bool = False) -> Iterator[Any]:
         """Each record (or, with ``raw``, its encoded bytes), in order; errors raise :class:`DecodeError`.
 
-        ``max_records`` caps the total (``TOO_MANY_RECORDS``), checked per block before reading it.
+        ``max_records`` caps the total and ``max_block_records`` each block (``TOO_MANY_RECORDS``),
+        checked from a block's declared count before any of its records is read.
         """
         total = 0
         for count, data in self.blocks():
             total += count
             if max_records is not None and total > max_records:
                 raise DecodeError(Reason.TOO_MANY_RECORDS, f"more than {max_records} records")
+            if max_block_records is not None and count > max_block_records:
+                raise DecodeError(Reason.TOO_MANY_RECORDS, f"a block of {count} records (cap {max_block_records})")
             stream = io.BytesIO(data)
             for _ in range(count):
                 start = stream.tell()
-                record = _read_one(stream, self.schema.parsed, None if raw else self._reader)
+                record = _read_one(stream, self.schema.parsed, self._reader)
                 yield data[start:stream.tell()] if raw else record
             if stream.tell() != len(data):
                 raise DecodeError(Reason.TRUNCATED_AVRO, "block holds bytes past its records")

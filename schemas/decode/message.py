@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from schemas.alert import Alert, Exposure
@@ -134,8 +133,12 @@ def decode_results(value: bytes, settings: DecodeSettings | None = None,
 
 def iter_file(path: str | os.PathLike[str], settings: DecodeSettings | None = None,
               resolver: SchemaResolver | None = None) -> Iterator[tuple[int, Alert | Exposure | DecodeError]]:
-    """(record index, result) for every record of a file: a container file or one wire message.
+    """(record index, result) for every record of a file, read by :func:`schemas.walk.walk_decoded`.
 
-    Bad records are yielded as DecodeError (never raised), so a caller sees them all.
+    A container file, one wire message, a tarball or a Parquet dump; bad records and refused
+    files are yielded as DecodeError (never raised), so a caller sees them all.
     """
-    yield from decode_results(Path(path).read_bytes(), settings, resolver)
+    from schemas.walk import walk_decoded
+
+    for _, index, result in walk_decoded([path], settings, resolver):
+        yield index, result

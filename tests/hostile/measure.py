@@ -10,29 +10,35 @@ import json
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
+from pathlib import Path
 
 __all__ = ["measure_one", "main"]
 
 
-def measure_one(name: str) -> dict[str, object]:
-    """Decode case ``name`` in this process through the service's decode step and measure it."""
+def measure_one(path: Path) -> dict[str, object]:
+    """Decode the message value in ``path`` in this process through the service's decode step and measure it.
+
+    The value is read from a file (written by :func:`main`'s parent process) so that building
+    the corpus, which allocates what the bombs claim, does not count in this process's peak.
+    """
     from schemas.decode.limits import DecodeSettings
     from stream.pipeline import decode_values
-    from tests.hostile.corpus import hostile_cases
 
-    case = next(c for c in hostile_cases() if c.name == name)
+    value = path.read_bytes()
+    expected = json.loads((path.parent / "expected.json").read_text())[path.stem]
     decode_values([b"\x00"], DecodeSettings())  # warm imports and caches
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     tracemalloc.start()
     start = time.perf_counter()
-    (outcome,), _ = decode_values([case.value], DecodeSettings())
+    (outcome,), _ = decode_values([value], DecodeSettings())
     elapsed = time.perf_counter() - start
     traced = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"case": name, "bytes": len(case.value), "expected": case.reason, "reason": outcome.reason,
+    return {"case": path.stem, "bytes": len(value), "expected": expected, "reason": outcome.reason,
             "ms": round(elapsed * 1000, 1), "rss_growth_mb": round((peak - base) / 1024, 1),
             "traced_peak_mb": round(traced / 2**20, 1)}
 
@@ -40,13 +46,14 @@ def measure_one(name: str) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--one"]:
-        print(json.dumps(measure_one(args[1])))
+        print(json.dumps(measure_one(Path(args[1]))))
         return 0
-    from tests.hostile.corpus import hostile_cases
+    from tests.hostile.corpus import build_corpus
 
     worst = 0
-    for case in hostile_cases():
-        out = subprocess.run([sys.executable, "-m", "tests.hostile.measure", "--one", case.name],
+    directory = Path(tempfile.mkdtemp(prefix="hostile-"))
+    for case in build_corpus(directory):
+        out = subprocess.run([sys.executable, "-m", "tests.hostile.measure", "--one", str(directory / f"{case.name}.avro")],
                              capture_output=True, text=True, timeout=300, check=True)
         row = json.loads(out.stdout)
         worst = 1 if row["reason"] != row["expected"] else worst
