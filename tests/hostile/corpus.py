@@ -63,12 +63,12 @@ def _bytes(data: bytes) -> bytes:
     return _long(len(data)) + data
 
 
-def container(schema: Any, blocks: list[tuple[int, bytes]], codec: str = "null") -> bytes:
+def container(schema: Any, blocks: list[tuple[int, bytes]], codec: str = "null", *, sync: bytes = _SYNC) -> bytes:
     """An Avro container written by hand: any schema, any declared counts, any block bytes."""
     schema_json = schema if isinstance(schema, bytes) else json.dumps(schema).encode()
     header = b"Obj\x01" + _long(2) + _bytes(b"avro.schema") + _bytes(schema_json) + _bytes(b"avro.codec") \
-        + _bytes(codec.encode()) + _long(0) + _SYNC
-    return header + b"".join(_long(count) + _bytes(data) + _SYNC for count, data in blocks)
+        + _bytes(codec.encode()) + _long(0) + sync
+    return header + b"".join(_long(count) + _bytes(data) + sync for count, data in blocks)
 
 
 def _deflate_zeros(size: int) -> bytes:
