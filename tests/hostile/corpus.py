@@ -36,6 +36,9 @@ from astropy.io import fits
 __all__ = ["HostileCase", "hostile_cases", "build_corpus", "SAMPLES"]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
+#: ``tile_compressed_16000x16000.fits.gz``: a valid RICE tile-compressed 16000 x 16000 uint8 image of
+#: zeros (astropy ``CompImageHDU``), 52 kB gzipped, 3.2 MB inflated: under the gzip cap, 1 GB as float32.
+DATA = Path(__file__).resolve().parent / "data"
 _SYNC = hashlib.blake2b(b"hostile corpus", digest_size=16).digest()
 
 
@@ -249,6 +252,8 @@ def hostile_cases() -> list[HostileCase]:
                     b"Obj\x01" + _long(1) + _bytes(b"avro.schema") + _long(2**40) + b"{}", "truncated_avro"),
         HostileCase("tile_compressed_cutout_declares_16000x16000",
                     _ztf_with(_science(gzip.compress(_tile_compressed_fits()))), "bad_fits_header"),
+        HostileCase("tile_compressed_cutout_16000x16000_valid",
+                    _ztf_with(_science((DATA / "tile_compressed_16000x16000.fits.gz").read_bytes())), "bad_fits_header"),
         HostileCase("cutout_naxis1_2p62_plus_1", _ztf_with(_science(gzip.compress(naxis_huge))), "bad_fits_header"),
         HostileCase("cutout_naxis_1000", _ztf_with(_science(gzip.compress(set_card(_plain_fits(), "NAXIS", 1000)))),
                     "bad_fits_header"),
