@@ -146,3 +146,22 @@ def test_bad_parquet_rows_get_typed_reasons(tmp_path):
         except DecodeError as exc:
             encoded.append((entry.index, exc.reason.value))
     assert decoded == encoded == [(0, Reason.NOT_FITS.value), (1, Reason.MISSING_FIELD.value)]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_inspect_and_replay_refuse_special_files_without_hanging(tmp_path):
+    import json
+
+    from stream.replay.sources import SourceMessage, Unreadable, iter_source
+
+    os.mkfifo(tmp_path / "fifo.avro")
+    (tmp_path / "zero.avro").symlink_to("/dev/zero")
+    shutil.copy(ZTF[0], tmp_path / "good.avro")
+    proc = subprocess.run([sys.executable, "-m", "stream.commands.inspect", str(tmp_path)],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert lines[-1]["decoded"] == 1 and lines[-1]["reasons"] == {"not_a_regular_file": 2}
+    items = list(iter_source(tmp_path))
+    assert [type(i) for i in items] == [Unreadable, SourceMessage, Unreadable]
+    assert all(i.reason.startswith("not_a_regular_file") for i in items if isinstance(i, Unreadable))
