@@ -124,6 +124,9 @@ def exposure_from_record(record: Mapping[str, Any], *, max_inflated_bytes: int) 
     elif record.get("fits_encoding") == "gzip":
         raise DecodeError(Reason.CORRUPT_GZIP, "fits_encoding says gzip but the bytes are not")
     hdus = read_fits(raw, max_data_bytes=max_inflated_bytes)
+    planes = sum(h.data.size for h in hdus if h.data is not None) * 4
+    if planes > 2 * max_inflated_bytes:  # float32 planes, checked before converting (uint8 data grows 4x)
+        raise DecodeError(Reason.TOO_LARGE, f"exposure planes need {planes} bytes as float32 > {2 * max_inflated_bytes}")
     images: dict[str, np.ndarray] = {}
     headers: dict[str, Mapping[str, Any]] = {"PRIMARY": hdus[0].header}
     for hdu in hdus:
