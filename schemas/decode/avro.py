@@ -263,6 +263,7 @@ def parse_schema_cached(key: bytes, schema_json: bytes | None = None, schema: An
 
     ``check`` False skips :func:`check_alert_schema` (zero-size schemas are refused regardless).
     """
+    key = (b"checked:" if check else b"unchecked:") + key  # a schema read unchecked is checked again
     hit = _SCHEMA_CACHE.get(key)
     if hit is not None:
         _SCHEMA_CACHE.move_to_end(key)
@@ -517,7 +518,7 @@ class ContainerReader:
                 raise DecodeError(Reason.TRUNCATED_AVRO, "block holds bytes past its records")
 
 
-def read_container(value: bytes, *, max_block_bytes: int = 64 * 1024 * 1024,
+def read_container(value: bytes, *, max_block_bytes: int = 32 * 1024 * 1024,
                    max_records: int | None = None) -> tuple[Any, list[Any]]:
     """(writer schema definition, records) of an Avro object-container file held in memory.
 
