@@ -138,3 +138,25 @@ def test_subscribe_dumps_are_re_encoded(tmp_path):
     assert [m.kind for m in messages] == [SourceKind.CLASSIFIED_AVRO] * 6
     assert [decode_classified(m.value) for m in messages] == records
     assert [m.object_id for m in messages] == [r["object_id"] for r in records]
+
+
+POOL = Path(__file__).resolve().parents[3].parent / "shared" / "ztf_pool" / "alerts.parquet"
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(not POOL.is_file(), reason="../shared/ztf_pool is not beside the repo")
+def test_parquet_dump_replays_onto_a_topic_as_decodable_ztf_packets(services, unique_name, tmp_path):
+    import pyarrow.parquet as pq
+
+    from stream.replay.publish import replay
+    from tests.stream.subscribe.helpers import consume_all
+
+    rows = pq.ParquetFile(POOL).read_row_group(1).slice(0, 40)
+    dump = tmp_path / "dump.parquet"
+    pq.write_table(rows, dump, row_group_size=16)
+    topic = f"{unique_name}-alerts"
+    summary = replay(dump, topic, bootstrap_servers=services.bootstrap_servers, partitions=2, progress=False)
+    assert summary.sent == 40 and summary.unreadable == []
+    messages = consume_all(services.bootstrap_servers, topic)
+    alerts = {decode_message(m.value())[0].alert_id: m.key() for m in messages}
+    assert alerts == {r["candid"]: r["objectId"].encode() for r in rows.select(["candid", "objectId"]).to_pylist()}
