@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from schemas.alert import Alert
 from schemas.decode import DecodeError, Reason, decode_message
@@ -165,3 +167,47 @@ def test_inspect_and_replay_refuse_special_files_without_hanging(tmp_path):
     items = list(iter_source(tmp_path))
     assert [type(i) for i in items] == [Unreadable, SourceMessage, Unreadable]
     assert all(i.reason.startswith("not_a_regular_file") for i in items if isinstance(i, Unreadable))
+
+
+def _walk_fuzz_bases() -> list[tuple[str, bytes]]:
+    import fastavro
+
+    schema, records = None, []
+    for path in sorted((SAMPLES / "rubin" / "fink" / "v7_4").glob("*.avro"))[:4]:
+        with path.open("rb") as fh:
+            reader = fastavro.reader(fh)
+            schema = schema or reader.writer_schema
+            records += list(reader)
+    multi = io.BytesIO()
+    fastavro.writer(multi, schema, records, codec="deflate", sync_interval=1000)  # several blocks
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for path in ZTF[:3]:
+            tar.add(path, arcname=path.name)
+    return [("part.avro", multi.getvalue()), ("night.tar.gz", archive.getvalue())]
+
+
+WALK_BASES = _walk_fuzz_bases()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(base=st.integers(0, len(WALK_BASES) - 1),
+       ops=st.lists(st.tuples(st.sampled_from(["flip", "cut", "smear"]), st.floats(0, 1, exclude_max=True),
+                              st.integers(0, 255)), min_size=1, max_size=3))
+def test_mutated_files_walk_to_alerts_or_typed_reasons(tmp_path, base, ops):
+    name, value = WALK_BASES[base]
+    data = bytearray(value)
+    for kind, where, arg in ops:
+        if not data:
+            break
+        pos = int(where * len(data))
+        if kind == "flip":
+            data[pos] ^= 1 << (arg % 8)
+        elif kind == "cut":
+            del data[pos:]
+        else:
+            data[pos:pos + 8] = bytes([arg]) * 8
+    path = tmp_path / name
+    path.write_bytes(bytes(data))
+    for _, _, result in walk_decoded([path]):  # never raises: every outcome is an item or a reason
+        assert isinstance(result, (Alert, DecodeError))
