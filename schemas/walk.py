@@ -5,7 +5,7 @@ training loaders) walks its paths here, so they agree on what is read, what is s
 what is refused:
 
 * **Directories** are walked recursively in sorted order; symbolic links to directories are
-  not followed (no loops). Documentation beside packets is skipped: hidden files, names
+  not followed (no loops). Documentation beside packets is skipped: hidden files and folders, names
   starting with LICENSE / README / NOTICE / COPYING, and :data:`SKIPPED_SUFFIXES`.
 * **Files** must be regular files: a device (``/dev/zero``), a FIFO, a socket, or a symbolic
   link to one is refused with ``NOT_A_REGULAR_FILE`` and never opened for reading (the file is
@@ -137,7 +137,7 @@ def _is_tar_head(head: bytes) -> bool:
 def list_files(directory: str | os.PathLike[str]) -> Iterator[Path]:
     """Candidate files under ``directory``, recursively, sorted, documentation skipped."""
     for root, dirs, files in os.walk(directory):  # followlinks=False: no loops through links
-        dirs.sort()
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .ipynb_checkpoints, ...
         for name in sorted(files):
             if is_message_name(name):
                 yield Path(root) / name
@@ -207,7 +207,7 @@ def _walk_file(path: Path, limits: WalkLimits, decode_parquet: DecodeSettings | 
         elif head.lstrip()[:1] == b"{":
             yield from _json_lines(fh, source, limits)
         else:
-            yield from _entries_from_bytes(fh.read(size + 1)[:limits.max_file_bytes + 1], source, limits, decode_parquet)
+            yield from _entries_from_bytes(fh.read(limits.max_file_bytes + 1), source, limits, decode_parquet)
 
 
 def _entries_from_bytes(value: bytes, source: str, limits: WalkLimits, decode_parquet: DecodeSettings | None) -> Iterator[Entry]:
