@@ -157,7 +157,8 @@ def _open_regular(path: Path) -> tuple[BinaryIO | None, int, Entry | None]:
         return None, 0, _refused(source, Reason.NOT_A_REGULAR_FILE, f"cannot resolve: {type(exc).__name__}: {exc}")
     if not stat.S_ISREG(st.st_mode):
         where = f" (a link to {real})" if real != path.absolute() else ""
-        return None, 0, _refused(source, Reason.NOT_A_REGULAR_FILE, f"not a regular file{where}: mode {stat.filemode(st.st_mode)}")
+        return None, 0, _refused(source, Reason.NOT_A_REGULAR_FILE,
+                                 f"not a regular file{where}: mode {stat.filemode(st.st_mode)}")
     try:
         fd = os.open(real, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except OSError as exc:

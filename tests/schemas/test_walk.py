@@ -90,7 +90,7 @@ def test_empty_and_multi_record_containers(tmp_path):
     entries = list(walk([tmp_path]))
     assert [e.origin.rsplit("/", 1)[-1] for e in entries] == ["part-00001.avro#0", "part-00001.avro#1"]
     assert [decode_message(e.value)[0].alert_id for e in entries] == [r["candid"] for r in records]
-    assert all(e.kind == EntryKind.CONTAINER and datum in e.value for e, datum in zip(entries, datums))
+    assert all(e.kind == EntryKind.CONTAINER and datum in e.value for e, datum in zip(entries, datums, strict=True))
     proc = subprocess.run([sys.executable, "-m", "stream.commands.inspect", str(tmp_path / "part-00000.avro")],
                           capture_output=True, text=True, cwd=REPO, timeout=120)
     assert proc.returncode == 0, proc.stderr  # zero records is zero alerts, not an error
