@@ -328,8 +328,8 @@ def _astropy_read(buf: bytes) -> list[FitsHDU]:
                     name = hdu.name or ("PRIMARY" if i == 0 else "")
                     out.append(FitsHDU(header, None if data is None else np.array(data), name.upper(), int(hdu.ver or 1)))
                 return out
-    except DecodeError:
-        raise
+    except (DecodeError, MemoryError):
+        raise  # a MemoryError is the decode's memory limit, not a malformed file
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError, VerifyError...
         raise DecodeError(Reason.BAD_FITS, f"astropy: {type(exc).__name__}: {exc}") from exc
 
