@@ -34,51 +34,45 @@ class ZtfAlertSplit:
 
 
 def candidate_fields(path: Path, names: tuple[str, ...] = ("fwhm",)) -> dict[int, dict[str, float]]:
-    """``candid -> {name: value}`` for candidate fields the Alert model does not carry (e.g. fwhm)."""
-    import fastavro  # noqa: PLC0415
+    """``candid -> {name: value}`` of candidate fields in the ZTF alerts under ``path`` (e.g. fwhm).
 
+    Read through the one walker, so files, directories, tarballs and Parquet dumps all work;
+    the values come from each alert's candidate record (``Alert.candidate``).
+    """
     out: dict[int, dict[str, float]] = {}
-    try:
-        with open(path, "rb") as fh:
-            for record in fastavro.reader(fh):
-                cand = record.get("candidate") or {}
-                if "candid" in cand:
-                    out[int(cand["candid"])] = {n: cand.get(n) for n in names if cand.get(n) is not None}
-    except (OSError, ValueError, EOFError, KeyError, TypeError) as exc:
-        raise TrainingDataError(f"cannot read candidate fields of {path}: {exc}") from exc
+    for _, alert in iter_alerts([path]):
+        out[alert.alert_id] = {n: alert.candidate[n] for n in names if alert.candidate.get(n) is not None}
     return out
 
 
 def iter_alerts(paths: Iterable[Path]) -> Iterator[tuple[Path, Alert]]:
-    """Every decodable ZTF :class:`Alert` in the files (decode errors are logged and skipped:
-    these are training inputs, not the stream; the stream dead-letters them)."""
-    from schemas.decode import iter_file  # noqa: PLC0415
+    """Every decodable ZTF :class:`Alert` under ``paths`` (files, directories, tarballs, Parquet
+    dumps: :func:`schemas.walk.walk_decoded`); decode errors are logged and skipped: these are
+    training inputs, not the stream; the stream dead-letters them."""
+    from schemas.walk import walk_decoded  # noqa: PLC0415
 
-    for path in paths:
-        for _, item in iter_file(path):
-            if isinstance(item, Alert) and item.survey == "ztf":
-                yield path, item
-            elif isinstance(item, Exception):
-                log.info("training_input_skipped", path=str(path), reason=str(item))
+    for entry, index, item in walk_decoded(list(paths)):
+        if isinstance(item, Alert) and item.survey == "ztf":
+            yield Path(entry.source), item
+        elif isinstance(item, Exception):
+            log.info("training_input_skipped", path=entry.source, index=index, reason=str(item))
 
 
 def split_ztf_alerts(root: Path) -> ZtfAlertSplit:
-    """All ZTF alerts under ``root``: with drb -> checks; without drb and of another object -> bases."""
-    paths = sorted(Path(root).rglob("*.avro"))
-    if not paths:
-        raise TrainingDataError(f"no .avro files under {root}")
+    """All ZTF alerts under ``root``: with drb -> checks; without drb and of another object -> bases.
+
+    ``root`` is anything the walker reads: a directory of packets, a tarball, a Parquet dump.
+    """
     with_drb: list[Alert] = []
     without_drb: list[Alert] = []
     fwhm: dict[int, float] = {}
-    for path, alert in iter_alerts(paths):
+    for _, alert in iter_alerts([Path(root)]):
         (with_drb if "drb" in alert.survey_scores else without_drb).append(alert)
-        try:
-            fields = candidate_fields(path)
-        except TrainingDataError:
-            fields = {}
-        for candid, values in fields.items():
-            if "fwhm" in values:
-                fwhm[candid] = float(values["fwhm"])
+        value = alert.candidate.get("fwhm")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            fwhm[alert.alert_id] = float(value)
+    if not with_drb and not without_drb:
+        raise TrainingDataError(f"no ZTF alert under {root}")
     check_objects = {a.object_id for a in with_drb}
     bases = tuple(a for a in without_drb if a.object_id not in check_objects)
     log.info("ztf_split", checks=len(with_drb), bases=len(bases),

@@ -1,21 +1,37 @@
-"""Avro framing: object-container files and the Confluent wire format, as pure functions.
+"""Avro framing: object-container files and the Confluent wire format, bounded by construction.
 
-The container reader parses the file header itself and caches the parsed writer schema by
-its JSON text, so a stream of ZTF messages (one container file each, all carrying the same
-schema) pays for schema parsing once instead of per message (``fastavro.reader`` re-parses
-it every time: ~1 ms of a ~1.5 ms decode). Records are then read with
-``fastavro.schemaless_reader``. Codecs other than ``null``/``deflate`` go through
-``fastavro.reader``. Every failure becomes :class:`DecodeError`.
+The container reader parses the header itself and caches the parsed writer schema by its JSON
+text, so a stream of ZTF messages (one container each, all with the same schema) pays for schema
+parsing once. Records are read with ``fastavro.schemaless_reader`` through a *reader schema* that
+keeps only the top-level fields the alert model reads (:data:`ALERT_FIELDS`: the whole
+``candidate`` / ``diaSource`` records, ids, cutouts); histories such as ``prv_candidates``,
+``fp_hists`` and ``prvDiaSources`` are skipped without building Python objects.
+
+What a hostile container cannot do here (each check runs before anything is allocated):
+
+* a writer schema whose values can encode in zero bytes (``"null"``, a record without fields,
+  an array of nulls) is refused: with one, a block count of 2**62 loops forever in any reader;
+* a top-level schema that is not a record, or a record with none of the fields of an alert or
+  an exposure, is refused (``BAD_SCHEMA``) before any record is read;
+* a block's record count must fit its inflated size (each record takes at least the schema's
+  minimum encoded size) and the message's record total is capped;
+* every block is inflated with an output cap, whatever its codec: ``null``, ``deflate``,
+  ``snappy`` (Spark's default; via cramjam), ``zstandard``, ``bzip2``, ``xz``.
+
+Every failure becomes :class:`DecodeError`.
 """
 from __future__ import annotations
 
+import bz2
 import io
 import json
+import lzma
 import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, BinaryIO
 
 import fastavro
 
@@ -24,6 +40,11 @@ from schemas.decode.errors import DecodeError, Reason
 __all__ = [
     "CONTAINER_MAGIC",
     "WIRE_MAGIC",
+    "CODECS",
+    "ALERT_FIELDS",
+    "HISTORY_FIELDS",
+    "ParsedSchema",
+    "ContainerReader",
     "is_container",
     "split_wire",
     "frame_wire",
@@ -32,20 +53,39 @@ __all__ = [
     "parse_schema_cached",
     "projection_schema",
     "check_schema_is_safe",
-    "HISTORY_FIELDS",
+    "check_alert_schema",
+    "min_encoded_size",
+    "one_record_container",
 ]
 
 CONTAINER_MAGIC = b"Obj\x01"
 WIRE_MAGIC = 0
-#: Top-level history arrays the Alert model does not carry. Reading through a reader schema
-#: without them lets fastavro skip them (still parsed, so still validated, but no Python
-#: objects built): halves decode time for ZTF v4 packets with prv_candidates + fp_hists.
+#: Block codecs of the Avro specification and the Java/Spark writers that we read.
+CODECS = ("null", "deflate", "snappy", "zstandard", "bzip2", "xz")
+#: Top-level fields the Alert model (and replay's keys) read; every other field is skipped.
+ALERT_FIELDS = frozenset({
+    # ZTF
+    "objectId", "candid", "candidate", "cutoutScience", "cutoutTemplate", "cutoutDifference", "schemavsn", "publisher",
+    # Rubin (and Fink's Spark-rewritten topLevelRecord)
+    "alertId", "diaSourceId", "diaSource", "diaObject", "ssObject", "diaObjectId", "reliabilityVersion",
+    "lsst_schema_version",
+})
+#: History arrays never read (kept for reference: :data:`ALERT_FIELDS` already leaves them out).
 HISTORY_FIELDS = frozenset({
     "prv_candidates", "fp_hists",                                        # ZTF
     "prvDiaSources", "prvDiaForcedSources", "prvDiaNondetectionLimits",  # Rubin
 })
-_SCHEMA_CACHE: OrderedDict[bytes, tuple[Any, Any, dict]] = OrderedDict()
+#: A record must have one of these field sets to be an input (ZTF, Rubin, our exposures, or a
+#: classified record of a ``subscribe`` dump, which replay re-publishes).
+_INPUT_MARKERS = (frozenset({"candidate"}), frozenset({"diaSource"}), frozenset({"exposure_id", "fits"}),
+                  frozenset({"classifier_version"}))
+_EXPOSURE_MARKER = frozenset({"exposure_id", "fits"})
+_SCHEMA_CACHE: OrderedDict[bytes, "ParsedSchema"] = OrderedDict()
 _SCHEMA_CACHE_SIZE = 64
+_MAX_SCHEMA_BYTES = 4 * 1024 * 1024
+#: zstd and xz decoders reserve their window / dictionary up front: cap what a header may ask.
+_ZSTD_MAX_WINDOW = 1 << 27
+_XZ_MEMLIMIT = 1 << 28
 
 
 def is_container(value: bytes) -> bool:
@@ -67,51 +107,7 @@ def frame_wire(schema_id: int, payload: bytes) -> bytes:
     return struct.pack(">bi", WIRE_MAGIC, schema_id) + payload
 
 
-def projection_schema(definition: Any) -> Any | None:
-    """A parsed reader schema = ``definition`` without :data:`HISTORY_FIELDS`, or None.
-
-    None when there is nothing to drop or a dropped field defines a named type used later
-    (then the full schema is read).
-    """
-    if not isinstance(definition, dict) or definition.get("type") != "record":
-        return None
-    fields = definition.get("fields") or []
-    kept = [f for f in fields if f.get("name") not in HISTORY_FIELDS]
-    if len(kept) == len(fields):
-        return None
-    reader = {k: v for k, v in definition.items() if k != "fields"}
-    reader["fields"] = kept
-    try:
-        return fastavro.parse_schema(json.loads(json.dumps(reader)))
-    except Exception:
-        return None
-
-
-_PRIMITIVE_ZERO_SIZE = {"null"}
-
-
-def _zero_size(schema: Any, named: dict[str, Any], seen: set[str]) -> bool:
-    """True if a value of ``schema`` can be encoded in zero bytes."""
-    if isinstance(schema, str):
-        if schema in _PRIMITIVE_ZERO_SIZE:
-            return True
-        target = named.get(schema)
-        if target is None or schema in seen:
-            return False
-        return _zero_size(target, named, seen | {schema})
-    if isinstance(schema, list):
-        return False  # a union index takes at least one byte
-    if isinstance(schema, dict):
-        kind = schema.get("type")
-        if kind == "record" or kind == "error":
-            return all(_zero_size(f.get("type"), named, seen) for f in schema.get("fields") or [])
-        if kind == "fixed":
-            return schema.get("size") == 0
-        if kind in ("array", "map", "enum"):
-            return False  # block count / index take at least one byte
-        return _zero_size(kind, named, seen)
-    return False
-
+# --- schema checks ----------------------------------------------------------------------------
 
 def _collect_named(schema: Any, named: dict[str, Any], namespace: str = "") -> None:
     if isinstance(schema, list):
@@ -136,12 +132,46 @@ def _collect_named(schema: Any, named: dict[str, Any], namespace: str = "") -> N
             _collect_named(kind, named, namespace)
 
 
-def check_schema_is_safe(definition: Any) -> None:
-    """Refuse schemas whose arrays/maps could hold zero-byte items.
+_PRIMITIVE_MIN = {"null": 0, "boolean": 1, "int": 1, "long": 1, "float": 4, "double": 8, "bytes": 1, "string": 1}
 
-    With such a schema (only ever seen from a corrupted container header, e.g. a record that
-    lost its ``fields``), a garbage block count makes fastavro loop for billions of items
-    without consuming input: a hang and an out-of-memory kill, never an error.
+
+def _min_size(schema: Any, named: dict[str, Any], seen: frozenset[str]) -> int:
+    if isinstance(schema, str):
+        if schema in _PRIMITIVE_MIN:
+            return _PRIMITIVE_MIN[schema]
+        target = named.get(schema)
+        if target is None or schema in seen:
+            return 1  # unknown (fastavro refuses it) or recursive: a recursive record takes >= 1 byte
+        return _min_size(target, named, seen | {schema})
+    if isinstance(schema, list):
+        return 1  # a union index takes at least one byte
+    if isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind in ("record", "error"):
+            name = schema.get("name")
+            inner = seen | {name} if isinstance(name, str) else seen
+            return sum(_min_size(f.get("type"), named, inner) for f in schema.get("fields") or [] if isinstance(f, dict))
+        if kind == "fixed":
+            size = schema.get("size")
+            return size if isinstance(size, int) and size >= 0 else 0
+        if kind in ("array", "map", "enum"):
+            return 1  # block count / index take at least one byte
+        return _min_size(kind, named, seen)
+    return 0
+
+
+def min_encoded_size(definition: Any) -> int:
+    """The fewest bytes one value of ``definition`` can encode to (0 means a zero-size schema)."""
+    named: dict[str, Any] = {}
+    _collect_named(definition, named)
+    return _min_size(definition, named, frozenset())
+
+
+def check_schema_is_safe(definition: Any) -> None:
+    """Refuse schemas whose arrays or maps could hold zero-byte items (``BAD_SCHEMA``).
+
+    With such a schema a garbage block count makes fastavro loop for billions of items without
+    consuming input: a hang and an out-of-memory kill, never an error.
     """
     named: dict[str, Any] = {}
     _collect_named(definition, named)
@@ -157,8 +187,8 @@ def check_schema_is_safe(definition: Any) -> None:
             kind = schema.get("type")
             if kind in ("array", "map"):
                 items = schema.get("items" if kind == "array" else "values")
-                if _zero_size(items, named, set()):
-                    raise DecodeError(Reason.TRUNCATED_AVRO, f"writer schema has an {kind} of zero-size items")
+                if _min_size(items, named, frozenset()) == 0:
+                    raise DecodeError(Reason.BAD_SCHEMA, f"writer schema has an {kind} of zero-size items")
                 walk(items, seen)
             for field in schema.get("fields") or []:
                 if isinstance(field, dict):
@@ -168,153 +198,357 @@ def check_schema_is_safe(definition: Any) -> None:
         elif isinstance(schema, str) and schema in named:
             walk(named[schema], seen)
 
-    walk(definition, set())
+    try:
+        walk(definition, set())
+    except RecursionError as exc:
+        raise DecodeError(Reason.BAD_SCHEMA, "writer schema nests too deeply") from exc
 
 
-def parse_schema_cached(key: bytes, schema_json: bytes | None = None, schema: dict | None = None) -> tuple[Any, Any, dict]:
-    """(parsed writer schema, parsed projection reader or None, schema dict), cached by ``key``."""
+def check_alert_schema(definition: Any) -> None:
+    """Refuse a top-level writer schema that cannot hold an input (``BAD_SCHEMA``, ``MISSING_FIELD``).
+
+    An input is a record with the fields of a ZTF alert (``candidate``), a Rubin alert
+    (``diaSource``), an exposure (``exposure_id`` + ``fits``) or a classified record; its
+    encoding must take at least one byte (a zero-size record lets a block count loop forever).
+    """
+    if not isinstance(definition, dict) or definition.get("type") not in ("record", "error"):
+        shown = definition if isinstance(definition, str) else type(definition).__name__
+        raise DecodeError(Reason.BAD_SCHEMA, f"top-level writer schema is {shown!r}, not a record")
+    if min_encoded_size(definition) == 0:
+        raise DecodeError(Reason.BAD_SCHEMA, "writer schema encodes records in zero bytes")
+    check_schema_is_safe(definition)
+    names = {f.get("name") for f in definition.get("fields") or [] if isinstance(f, dict)}
+    if not any(marker <= names for marker in _INPUT_MARKERS):
+        # the reason decode_record gives a record of no known kind, found before any record is read
+        raise DecodeError(Reason.MISSING_FIELD, "writer schema has neither candidate, diaSource nor exposure fields "
+                                                f"({len(names)} fields)")
+
+
+def projection_schema(definition: Any) -> Any | None:
+    """A parsed reader schema keeping only :data:`ALERT_FIELDS` of ``definition``, or None.
+
+    None when nothing would be dropped, for exposures and classified records (read whole),
+    or when a dropped field defines a named type a kept one uses (then the full schema is read).
+    """
+    if not isinstance(definition, dict) or definition.get("type") != "record":
+        return None
+    fields = [f for f in definition.get("fields") or [] if isinstance(f, dict)]
+    names = {f.get("name") for f in fields}
+    if _EXPOSURE_MARKER <= names or "classifier_version" in names:
+        return None
+    kept = [f for f in fields if f.get("name") in ALERT_FIELDS]
+    if len(kept) == len(fields) or not kept:
+        return None
+    reader = {k: v for k, v in definition.items() if k != "fields"}
+    reader["fields"] = kept
+    try:
+        return fastavro.parse_schema(json.loads(json.dumps(reader)))
+    except Exception:  # noqa: BLE001 - a dropped field defined a named type: read the full schema
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedSchema:
+    """A checked writer schema: parsed, its projection reader (or None), its JSON, min record bytes."""
+
+    parsed: Any
+    reader: Any
+    definition: Any
+    min_record_bytes: int
+
+
+def parse_schema_cached(key: bytes, schema_json: bytes | None = None, schema: Any = None,
+                        *, check: bool = True) -> ParsedSchema:
+    """The checked, parsed writer schema cached by ``key`` (its JSON text).
+
+    ``check`` False skips :func:`check_alert_schema` (zero-size schemas are refused regardless).
+    """
+    key = (b"checked:" if check else b"unchecked:") + key  # a schema read unchecked is checked again
     hit = _SCHEMA_CACHE.get(key)
     if hit is not None:
         _SCHEMA_CACHE.move_to_end(key)
         return hit
     try:
-        definition = schema if schema is not None else json.loads(schema_json)
-        check_schema_is_safe(definition)
+        definition = schema if schema is not None else json.loads(schema_json or b"")
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(Reason.BAD_SCHEMA, f"writer schema is not JSON: {type(exc).__name__}: {exc}"[:300]) from exc
+    try:
+        if check:
+            check_alert_schema(definition)
+        else:
+            check_schema_is_safe(definition)
+        size = min_encoded_size(definition)
+        if size == 0:
+            raise DecodeError(Reason.BAD_SCHEMA, "writer schema encodes values in zero bytes")
         parsed = fastavro.parse_schema(definition)
     except DecodeError:
         raise
-    except Exception as exc:
-        raise DecodeError(Reason.TRUNCATED_AVRO, f"unreadable writer schema: {type(exc).__name__}: {exc}") from exc
-    _SCHEMA_CACHE[key] = (parsed, projection_schema(definition), definition)
+    except RecursionError as exc:
+        raise DecodeError(Reason.BAD_SCHEMA, "writer schema nests too deeply") from exc
+    except Exception as exc:  # noqa: BLE001 - fastavro raises SchemaParseError, ValueError, TypeError, ...
+        raise DecodeError(Reason.BAD_SCHEMA, f"unreadable writer schema: {type(exc).__name__}: {exc}"[:300]) from exc
+    entry = ParsedSchema(parsed, projection_schema(definition), definition, size)
+    _SCHEMA_CACHE[key] = entry
     if len(_SCHEMA_CACHE) > _SCHEMA_CACHE_SIZE:
         _SCHEMA_CACHE.popitem(last=False)
-    return _SCHEMA_CACHE[key]
+    return entry
 
 
-def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
+# --- container reading ------------------------------------------------------------------------
+
+def _read_long(fh: BinaryIO, first: bytes = b"") -> int:
     shift = 0
     acc = 0
     while True:
-        if pos >= len(buf):
+        b = first or fh.read(1)
+        first = b""
+        if not b:
             raise DecodeError(Reason.TRUNCATED_AVRO, "varint runs past the end")
-        b = buf[pos]
-        pos += 1
-        acc |= (b & 0x7F) << shift
-        if not b & 0x80:
+        acc |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
             break
         shift += 7
         if shift > 63:
             raise DecodeError(Reason.TRUNCATED_AVRO, "varint too long")
-    return (acc >> 1) ^ -(acc & 1), pos
+    return (acc >> 1) ^ -(acc & 1)
 
 
-def _read_bytes(buf: bytes, pos: int) -> tuple[bytes, int]:
-    size, pos = _read_long(buf, pos)
-    if size < 0 or pos + size > len(buf):
-        raise DecodeError(Reason.TRUNCATED_AVRO, "length runs past the end")
-    return buf[pos:pos + size], pos + size
+def _read_exact(fh: BinaryIO, size: int, what: str) -> bytes:
+    data = fh.read(size)
+    if len(data) != size:
+        raise DecodeError(Reason.TRUNCATED_AVRO, f"{what} runs past the end")
+    return data
 
 
-def _read_header(buf: bytes) -> tuple[dict[str, bytes], bytes, int]:
-    pos = 4
+def _encode_long(value: int) -> bytes:
+    acc = (value << 1) ^ (value >> 63)
+    out = bytearray()
+    while acc & ~0x7F:
+        out.append((acc & 0x7F) | 0x80)
+        acc >>= 7
+    out.append(acc)
+    return bytes(out)
+
+
+def _read_header(fh: BinaryIO) -> tuple[dict[str, bytes], bytes]:
+    if fh.read(4) != CONTAINER_MAGIC:
+        raise DecodeError(Reason.UNKNOWN_FORMAT, "not an Avro container")
     meta: dict[str, bytes] = {}
     while True:
-        count, pos = _read_long(buf, pos)
+        count = _read_long(fh)
         if count == 0:
             break
         if count < 0:
             count = -count
-            _, pos = _read_long(buf, pos)
+            _read_long(fh)
         for _ in range(count):
-            key, pos = _read_bytes(buf, pos)
-            value, pos = _read_bytes(buf, pos)
-            meta[key.decode("utf-8", "replace")] = value
-    sync = buf[pos:pos + 16]
-    if len(sync) != 16:
-        raise DecodeError(Reason.TRUNCATED_AVRO, "container header ends before the sync marker")
-    return meta, sync, pos + 16
+            key_size = _read_long(fh)
+            if not 0 <= key_size <= 1024:
+                raise DecodeError(Reason.TRUNCATED_AVRO, f"container metadata key of {key_size} bytes")
+            key = _read_exact(fh, key_size, "container metadata")
+            value_size = _read_long(fh)
+            if not 0 <= value_size <= _MAX_SCHEMA_BYTES:
+                raise DecodeError(Reason.TRUNCATED_AVRO, f"container metadata value of {value_size} bytes")
+            meta[key.decode("utf-8", "replace")] = _read_exact(fh, value_size, "container metadata")
+    return meta, _read_exact(fh, 16, "container header (sync marker)")
 
 
-def _records(stream: io.BytesIO, parsed: Any, count: int, reader: Any = None) -> Iterator[dict]:
-    for _ in range(count):
-        try:
-            yield fastavro.schemaless_reader(stream, parsed, reader)
-        except DecodeError:
-            raise
-        except Exception as exc:  # EOFError, ValueError, UnicodeDecodeError, struct.error, ...
-            raise DecodeError(Reason.TRUNCATED_AVRO, f"{type(exc).__name__}: {exc}") from exc
-
-
-def read_container(value: bytes, *, max_block_bytes: int = 64 * 1024 * 1024) -> tuple[dict, list[dict | DecodeError]]:
-    """(writer schema dict, records) of an Avro object-container file held in memory.
-
-    ``max_block_bytes`` caps the inflated size of one deflate block (``TOO_LARGE`` past it).
-    A record that cannot be read becomes a :class:`DecodeError` in the list and ends the read
-    (Avro cannot resynchronise inside a block). A broken header raises.
-    """
-    buf = bytes(value)
-    if not is_container(buf):
-        raise DecodeError(Reason.UNKNOWN_FORMAT, "not an Avro container")
-    meta, sync, pos = _read_header(buf)
-    codec = meta.get("avro.codec", b"null").decode("ascii", "replace")
-    schema_json = meta.get("avro.schema")
-    if schema_json is None:
-        raise DecodeError(Reason.TRUNCATED_AVRO, "container header has no avro.schema")
-    if codec not in ("null", "deflate"):
-        return _read_container_fastavro(buf)
-    parsed, reader, definition = parse_schema_cached(schema_json, schema_json)
-    out: list[dict | DecodeError] = []
-    n = len(buf)
-    while pos < n:
-        try:
-            count, pos = _read_long(buf, pos)
-            size, pos = _read_long(buf, pos)
-            if count < 0 or size < 0 or pos + size + 16 > n:
-                raise DecodeError(Reason.TRUNCATED_AVRO, "block runs past the end of the message")
-            block = buf[pos:pos + size]
-            pos += size
-            if buf[pos:pos + 16] != sync:
-                raise DecodeError(Reason.TRUNCATED_AVRO, "sync marker mismatch")
-            pos += 16
-            if codec == "deflate":
-                try:
-                    inflater = zlib.decompressobj(-15)
-                    block = inflater.decompress(block, max_block_bytes + 1)
-                    if len(block) > max_block_bytes or inflater.unconsumed_tail:
-                        raise DecodeError(Reason.TOO_LARGE, f"deflate block inflates past {max_block_bytes} bytes")
-                except zlib.error as exc:
-                    raise DecodeError(Reason.TRUNCATED_AVRO, f"deflate block: {exc}") from exc
-            stream = io.BytesIO(block)
-            for record in _records(stream, parsed, count, reader):
-                out.append(record)
-            if stream.tell() != len(block):
-                raise DecodeError(Reason.TRUNCATED_AVRO, "block holds bytes past its records")
-        except DecodeError as exc:
-            exc.record_index = len(out)
-            out.append(exc)
-            break
-    return definition, out
-
-
-def _read_container_fastavro(buf: bytes) -> tuple[dict, list[dict | DecodeError]]:
-    out: list[dict | DecodeError] = []
+def _inflate(codec: str, block: bytes, cap: int) -> bytes:
+    """One block's bytes after its codec, never producing more than ``cap`` bytes."""
+    too_large = DecodeError(Reason.TOO_LARGE, f"{codec} block inflates past {cap} bytes")
     try:
-        reader = fastavro.reader(io.BytesIO(buf))
-        schema = reader.writer_schema
-        for record in reader:
+        if codec == "null":
+            out = block
+        elif codec == "deflate":
+            inflater = zlib.decompressobj(-15)
+            out = inflater.decompress(block, cap + 1)
+            if inflater.unconsumed_tail:
+                raise too_large
+        elif codec == "snappy":
+            out = _snappy(block, cap)
+        elif codec == "zstandard":
+            out = _zstd(block, cap)
+        elif codec in ("bzip2", "xz"):
+            inflater2 = (bz2.BZ2Decompressor() if codec == "bzip2"
+                         else lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=_XZ_MEMLIMIT))
+            out = inflater2.decompress(block, cap + 1)
+            if len(out) <= cap and not inflater2.eof:
+                raise DecodeError(Reason.TRUNCATED_AVRO, f"{codec} block ends early")
+        else:
+            raise DecodeError(Reason.UNSUPPORTED_CODEC, f"codec {codec!r}")
+    except DecodeError:
+        raise
+    except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
+        raise DecodeError(Reason.TRUNCATED_AVRO, f"{codec} block: {type(exc).__name__}: {exc}"[:300]) from exc
+    if len(out) > cap:
+        raise too_large
+    return out
+
+
+def _snappy(block: bytes, cap: int) -> bytes:
+    """Avro's snappy framing: raw snappy data, then the big-endian CRC-32 of the inflated bytes."""
+    import cramjam
+
+    if len(block) < 5:
+        raise DecodeError(Reason.TRUNCATED_AVRO, "snappy block shorter than its checksum")
+    data, (crc,) = block[:-4], struct.unpack(">I", block[-4:])
+    declared = _snappy_length(data)
+    if declared > cap:
+        raise DecodeError(Reason.TOO_LARGE, f"snappy block declares {declared} bytes > {cap}")
+    try:
+        out = bytes(cramjam.snappy.decompress_raw(data))
+    except Exception as exc:  # noqa: BLE001 - cramjam raises its own DecompressionError
+        raise DecodeError(Reason.TRUNCATED_AVRO, f"snappy block: {exc}"[:300]) from exc
+    if zlib.crc32(out) != crc:
+        raise DecodeError(Reason.TRUNCATED_AVRO, "snappy block checksum mismatch")
+    return out
+
+
+def _snappy_length(data: bytes) -> int:
+    shift = acc = 0
+    for b in data[:10]:
+        acc |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return acc
+        shift += 7
+    raise DecodeError(Reason.TRUNCATED_AVRO, "snappy block has no length preamble")
+
+
+def _zstd(block: bytes, cap: int) -> bytes:
+    import zstandard
+
+    try:
+        reader = zstandard.ZstdDecompressor(max_window_size=_ZSTD_MAX_WINDOW).stream_reader(io.BytesIO(block))
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            chunk = reader.read(min(1 << 20, cap + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:
+                raise DecodeError(Reason.TOO_LARGE, f"zstandard block inflates past {cap} bytes")
+    except zstandard.ZstdError as exc:
+        raise DecodeError(Reason.TRUNCATED_AVRO, f"zstandard block: {exc}"[:300]) from exc
+    return b"".join(chunks)
+
+
+def _read_one(stream: io.BytesIO, parsed: Any, reader: Any) -> Any:
+    try:
+        return fastavro.schemaless_reader(stream, parsed, reader)
+    except DecodeError:
+        raise
+    except MemoryError as exc:
+        raise DecodeError(Reason.DECODE_MEMORY_LIMIT, "reading a record ran out of memory") from exc
+    except RecursionError as exc:
+        raise DecodeError(Reason.BAD_SCHEMA, "record nests too deeply") from exc
+    except Exception as exc:  # noqa: BLE001 - EOFError, ValueError, UnicodeDecodeError, struct.error, ...
+        raise DecodeError(Reason.TRUNCATED_AVRO, f"{type(exc).__name__}: {exc}"[:300]) from exc
+
+
+class ContainerReader:
+    """An Avro object-container read block by block from a binary stream, with caps.
+
+    ``check_alert`` refuses writer schemas that are not alert/exposure records (see
+    :func:`check_alert_schema`); ``project`` reads records through the :data:`ALERT_FIELDS`
+    projection. The header is read (and refused if bad) by the constructor.
+    """
+
+    def __init__(self, fh: BinaryIO, *, max_block_bytes: int, check_alert: bool = True, project: bool = True) -> None:
+        self._fh = fh
+        self.max_block_bytes = max_block_bytes
+        meta, self.sync = _read_header(fh)
+        self.codec = meta.get("avro.codec", b"null").decode("ascii", "replace") or "null"
+        if self.codec not in CODECS:
+            raise DecodeError(Reason.UNSUPPORTED_CODEC, f"codec {self.codec!r}")
+        schema_json = meta.get("avro.schema")
+        if schema_json is None:
+            raise DecodeError(Reason.TRUNCATED_AVRO, "container header has no avro.schema")
+        self.schema_json = schema_json
+        self.schema = parse_schema_cached(schema_json, schema_json, check=check_alert)
+        self._reader = self.schema.reader if project else None
+
+    @property
+    def definition(self) -> Any:
+        return self.schema.definition
+
+    def blocks(self) -> Iterator[tuple[int, bytes]]:
+        """(record count, inflated bytes) of each block, checked and capped, in order."""
+        cap = self.max_block_bytes
+        while True:
+            head = self._fh.read(1)
+            if not head:
+                return
+            count = _read_long(self._fh, head)
+            size = _read_long(self._fh)
+            if count < 0 or size < 0:
+                raise DecodeError(Reason.TRUNCATED_AVRO, f"block declares {count} records in {size} bytes")
+            if size > cap:
+                raise DecodeError(Reason.TOO_LARGE, f"block of {size} bytes > {cap}")
+            block = _read_exact(self._fh, size, "block")
+            if _read_exact(self._fh, 16, "block sync marker") != self.sync:
+                raise DecodeError(Reason.TRUNCATED_AVRO, "sync marker mismatch")
+            data = _inflate(self.codec, block, cap)
+            if count > len(data) // self.schema.min_record_bytes:
+                raise DecodeError(Reason.TRUNCATED_AVRO, f"block declares {count} records in {len(data)} bytes "
+                                                         f"(each takes at least {self.schema.min_record_bytes})")
+            yield count, data
+
+    def records(self, *, max_records: int | None = None, max_block_records: int | None = None,
+                raw: bool = False) -> Iterator[Any]:
+        """Each record (or, with ``raw``, its encoded bytes), in order; errors raise :class:`DecodeError`.
+
+        ``max_records`` caps the total and ``max_block_records`` each block (``TOO_MANY_RECORDS``),
+        checked from a block's declared count before any of its records is read.
+        """
+        total = 0
+        for count, data in self.blocks():
+            total += count
+            if max_records is not None and total > max_records:
+                raise DecodeError(Reason.TOO_MANY_RECORDS, f"more than {max_records} records")
+            if max_block_records is not None and count > max_block_records:
+                raise DecodeError(Reason.TOO_MANY_RECORDS, f"a block of {count} records (cap {max_block_records})")
+            stream = io.BytesIO(data)
+            for _ in range(count):
+                start = stream.tell()
+                record = _read_one(stream, self.schema.parsed, self._reader)
+                yield data[start:stream.tell()] if raw else record
+            if stream.tell() != len(data):
+                raise DecodeError(Reason.TRUNCATED_AVRO, "block holds bytes past its records")
+
+
+def read_container(value: bytes, *, max_block_bytes: int = 32 * 1024 * 1024,
+                   max_records: int | None = None) -> tuple[Any, list[Any]]:
+    """(writer schema definition, records) of an Avro object-container file held in memory.
+
+    A broken header or an unusable schema raises. A record that cannot be read becomes a
+    :class:`DecodeError` at the end of the list (Avro cannot resynchronise inside a block).
+    """
+    container = ContainerReader(io.BytesIO(value), max_block_bytes=max_block_bytes)
+    out: list[Any] = []
+    try:
+        for record in container.records(max_records=max_records):
             out.append(record)
-    except Exception as exc:
-        if not out and "reader" not in locals():
-            raise DecodeError(Reason.TRUNCATED_AVRO, f"{type(exc).__name__}: {exc}") from exc
-        out.append(DecodeError(Reason.TRUNCATED_AVRO, f"{type(exc).__name__}: {exc}", record_index=len(out)))
-        schema = locals().get("schema", {})
-    return schema, out
+    except DecodeError as exc:
+        exc.record_index = len(out)
+        out.append(exc)
+    return container.definition, out
 
 
-def read_schemaless(payload: bytes | memoryview, parsed_schema: Any, reader_schema: Any = None) -> dict:
+def one_record_container(schema_json: bytes, datum: bytes, sync: bytes) -> bytes:
+    """A ``null``-codec container holding one already-encoded record (exact original bytes)."""
+    meta = _encode_long(2)
+    for key, value in ((b"avro.schema", schema_json), (b"avro.codec", b"null")):
+        meta += _encode_long(len(key)) + key + _encode_long(len(value)) + value
+    meta += _encode_long(0)
+    return CONTAINER_MAGIC + meta + sync + _encode_long(1) + _encode_long(len(datum)) + datum + sync
+
+
+def read_schemaless(payload: bytes | memoryview, parsed_schema: Any, reader_schema: Any = None) -> Any:
     """One record of schemaless Avro; the payload must be used exactly (no trailing bytes)."""
     stream = io.BytesIO(payload)
-    (record,) = list(_records(stream, parsed_schema, 1, reader_schema))
+    record = _read_one(stream, parsed_schema, reader_schema)
     if stream.tell() != len(payload):
         raise DecodeError(Reason.TRUNCATED_AVRO, f"{len(payload) - stream.tell()} bytes left after the record")
     return record

@@ -26,6 +26,13 @@ class Reason(str, Enum):
     BAD_NAXIS = "bad_naxis"                  # not a 2-D image where one is needed
     ALL_NAN = "all_nan"                      # a stamp with no finite pixel
     BAD_STAMP_SHAPE = "bad_stamp_shape"      # a stamp larger than the frame or empty
+    BAD_SCHEMA = "bad_schema"                # writer schema unusable: unparseable, zero-size, not an alert record
+    BAD_FIELD_TYPE = "bad_field_type"        # a field of the wrong type (a string candid, a cutout given as a long)
+    BAD_FITS_HEADER = "bad_fits_header"      # FITS header declares impossible or over-cap sizes (NAXISn, ZNAXISn, ZTILEn)
+    UNSUPPORTED_CODEC = "unsupported_codec"  # Avro container codec we do not read
+    TOO_MANY_RECORDS = "too_many_records"    # a container over decode.max_records_per_message
+    DECODE_MEMORY_LIMIT = "decode_memory_limit"  # decoding this input ran out of memory (MemoryError)
+    NOT_A_REGULAR_FILE = "not_a_regular_file"    # a device, FIFO, socket (or a link to one) given as an input file
 
 
 class DecodeError(ValueError):

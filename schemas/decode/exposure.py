@@ -100,18 +100,33 @@ def exposure_from_record(record: Mapping[str, Any], *, max_inflated_bytes: int) 
     for key in ("exposure_id", "instrument", "filter", "exposure_time_s", "mjd", "kind", "fits"):
         if record.get(key) is None:
             raise DecodeError(Reason.MISSING_FIELD, f"{key} is missing")
+    for key in ("exposure_id", "instrument", "filter", "kind"):
+        if not isinstance(record[key], str):
+            raise DecodeError(Reason.BAD_FIELD_TYPE, f"{key} is a {type(record[key]).__name__}, not a string")
     kind = record["kind"]
     if kind not in _KINDS:
         raise DecodeError(Reason.INVALID_FIELD, f"kind = {kind!r}")
-    for key in ("exposure_time_s", "mjd"):
-        if not math.isfinite(record[key]):
-            raise DecodeError(Reason.INVALID_FIELD, f"{key} = {record[key]!r}")
+    for key in ("exposure_time_s", "mjd", "ra", "dec"):
+        value = record.get(key)
+        if value is None and key in ("ra", "dec"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DecodeError(Reason.BAD_FIELD_TYPE, f"{key} is a {type(value).__name__}, not a number")
+        if not math.isfinite(value):
+            raise DecodeError(Reason.INVALID_FIELD, f"{key} = {value!r}")
+    if not isinstance(record["fits"], (bytes, bytearray, memoryview)):
+        raise DecodeError(Reason.BAD_FIELD_TYPE, f"fits is a {type(record['fits']).__name__}, not bytes")
+    if not isinstance(record.get("object_id") or "", str):
+        raise DecodeError(Reason.BAD_FIELD_TYPE, "object_id is not a string")
     raw = bytes(record["fits"])
     if is_gzip(raw):
         raw = inflate(raw, max_inflated_bytes)
     elif record.get("fits_encoding") == "gzip":
         raise DecodeError(Reason.CORRUPT_GZIP, "fits_encoding says gzip but the bytes are not")
-    hdus = read_fits(raw)
+    hdus = read_fits(raw, max_data_bytes=max_inflated_bytes)
+    planes = sum(h.data.size for h in hdus if h.data is not None) * 4
+    if planes > 2 * max_inflated_bytes:  # float32 planes, checked before converting (uint8 data grows 4x)
+        raise DecodeError(Reason.TOO_LARGE, f"exposure planes need {planes} bytes as float32 > {2 * max_inflated_bytes}")
     images: dict[str, np.ndarray] = {}
     headers: dict[str, Mapping[str, Any]] = {"PRIMARY": hdus[0].header}
     for hdu in hdus:

@@ -12,6 +12,7 @@ Anything else (tables, random groups, compressed images, malformed cards, ``BITP
 from __future__ import annotations
 
 import io
+import math
 import re
 import warnings
 import zlib
@@ -22,7 +23,7 @@ import numpy as np
 
 from schemas.decode.errors import DecodeError, Reason
 
-__all__ = ["FitsHDU", "read_fits", "inflate", "is_gzip", "is_jpeg", "is_fits", "parse_header"]
+__all__ = ["FitsHDU", "read_fits", "check_fits_sizes", "inflate", "is_gzip", "is_jpeg", "is_fits", "parse_header"]
 
 BLOCK = 2880
 CARD = 80
@@ -110,12 +111,21 @@ def _parse_value(text: str) -> Any:
     raise _NotUnderstood(f"value {value!r}")
 
 
-def parse_header(block: bytes, start: int = 0) -> tuple[dict[str, Any], int]:
+def _lenient_value(text: str) -> Any:
+    try:
+        return _parse_value(text)
+    except _NotUnderstood:
+        return None
+
+
+def parse_header(block: bytes, start: int = 0, *, lenient: bool = False) -> tuple[dict[str, Any], int]:
     """Parse cards from ``block[start:]`` up to ``END``; returns (cards, bytes used incl. padding).
 
     Only the first occurrence of a keyword is kept (FITS forbids duplicates for valued cards);
     COMMENT/HISTORY/blank cards are skipped; long strings with CONTINUE are joined.
+    ``lenient``: a value the fast path does not understand becomes None instead of raising.
     """
+    parse = _lenient_value if lenient else _parse_value
     cards: dict[str, Any] = {}
     n = len(block)
     pos = start
@@ -130,7 +140,7 @@ def parse_header(block: bytes, start: int = 0) -> tuple[dict[str, Any], int]:
             break
         if key == "CONTINUE" and last_key is not None and isinstance(cards.get(last_key), str):
             prev = cards[last_key]
-            more = _parse_value(card[8:])
+            more = parse(card[8:])
             if prev.endswith("&") and isinstance(more, str):
                 cards[last_key] = prev[:-1] + more
             continue
@@ -141,13 +151,13 @@ def parse_header(block: bytes, start: int = 0) -> tuple[dict[str, Any], int]:
             name, value = body.split("=", 1)
             key = name.strip()
             if key not in cards:
-                cards[key] = _parse_value(value)
+                cards[key] = parse(value)
             last_key = key
             continue
         if card[8:10] != "= ":
             continue  # COMMENT, HISTORY, blank or commentary card
         if key not in cards:
-            cards[key] = _parse_value(card[10:])
+            cards[key] = parse(card[10:])
         last_key = key
     used = -(-(pos - start) // BLOCK) * BLOCK
     return cards, used
@@ -187,7 +197,78 @@ def _scale_like_astropy(raw: np.ndarray, bitpix: int, bscale: float, bzero: floa
     return data
 
 
-def _fast_read(buf: bytes) -> list[FitsHDU]:
+def _int_card(header: dict[str, Any], key: str, low: int, high: int, default: int | None = None) -> int:
+    value = header.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise DecodeError(Reason.BAD_FITS_HEADER, f"{key} = {value!r}")
+    return value
+
+
+def _bitpix(header: dict[str, Any], key: str) -> int:
+    value = header.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value not in _BITPIX_DTYPE:
+            raise DecodeError(Reason.UNSUPPORTED_BITPIX, f"{key} = {value}")
+        return value
+    raise DecodeError(Reason.BAD_FITS_HEADER, f"{key} = {value!r}")
+
+
+def _axes(header: dict[str, Any], prefix: str, naxis: int) -> list[int]:
+    return [_int_card(header, f"{prefix}{i}", 0, 1 << 62) for i in range(1, naxis + 1)]
+
+
+def _hdu_data_bytes(header: dict[str, Any], pos: int, used: int, n: int, first: bool, max_data_bytes: int) -> int:
+    """Bytes of data the HDU at ``pos`` declares, after checking every size it declares."""
+    bitpix = _bitpix(header, "BITPIX")
+    naxis = _int_card(header, "NAXIS", 0, 999)
+    dims = _axes(header, "NAXIS", naxis)
+    pcount = _int_card(header, "PCOUNT", 0, 1 << 62, default=0)
+    gcount = _int_card(header, "GCOUNT", 1, 1 << 62, default=1)
+    if first and header.get("GROUPS") is True and dims and dims[0] == 0:
+        dims = dims[1:]
+    nbytes = abs(bitpix) // 8 * gcount * (pcount + (math.prod(dims) if dims else 0))
+    if nbytes > max_data_bytes:
+        raise DecodeError(Reason.BAD_FITS_HEADER, f"HDU declares {nbytes} bytes of data (axes {dims}), cap {max_data_bytes}")
+    start = pos + used
+    if start + nbytes > n:
+        raise DecodeError(Reason.BAD_FITS, f"data ends early: need {nbytes} bytes, have {n - start}")
+    if header.get("ZIMAGE") is True:
+        zbitpix = _bitpix(header, "ZBITPIX")
+        znaxis = _int_card(header, "ZNAXIS", 0, 999)
+        zdims = _axes(header, "ZNAXIS", znaxis)
+        image = abs(zbitpix) // 8 * (math.prod(zdims) if zdims else 0)
+        tiles = [_int_card(header, f"ZTILE{i}", 1, 1 << 62, default=(zdims[0] if i == 1 else 1))
+                 for i in range(1, znaxis + 1)]
+        tile = 8 * math.prod(tiles) if tiles else 0
+        if max(image, tile) > max_data_bytes:
+            raise DecodeError(Reason.BAD_FITS_HEADER, f"tile-compressed image declares {zdims} pixels in tiles of "
+                                                      f"{tiles} (BITPIX {zbitpix}), cap {max_data_bytes} bytes")
+    return nbytes
+
+
+def check_fits_sizes(buf: bytes, max_data_bytes: int) -> None:
+    """Check every HDU's declared sizes against ``max_data_bytes`` and the bytes present.
+
+    Runs before any pixel is allocated: ``BITPIX``, ``NAXIS``/``NAXISn``, ``PCOUNT``/``GCOUNT``
+    and, for tile-compressed images, ``ZBITPIX``, ``ZNAXIS``/``ZNAXISn`` and ``ZTILEn`` (the
+    image astropy would allocate when decompressing). ``BAD_FITS_HEADER`` for a missing,
+    malformed or over-cap size, ``UNSUPPORTED_BITPIX``, ``BAD_FITS`` when the data is not there.
+    """
+    pos = 0
+    n = len(buf)
+    first = True
+    while pos < n:
+        if n - pos < BLOCK:
+            if not first and not buf[pos:].strip(b"\x00 "):
+                return  # trailing padding
+            raise DecodeError(Reason.BAD_FITS, "truncated FITS header block")
+        header, used = parse_header(buf, pos, lenient=True)
+        nbytes = _hdu_data_bytes(header, pos, used, n, first, max_data_bytes)
+        first = False
+        pos += used + -(-nbytes // BLOCK) * BLOCK
+
+
+def _fast_read(buf: bytes, max_data_bytes: int = 16 * 1024 * 1024) -> list[FitsHDU]:
     hdus: list[FitsHDU] = []
     pos = 0
     n = len(buf)
@@ -207,22 +288,13 @@ def _fast_read(buf: bytes) -> list[FitsHDU]:
             raise _NotUnderstood(f"extension {header.get('XTENSION')!r}")
         if header.get("ZIMAGE") is True:
             raise _NotUnderstood("tile-compressed image")
-        bitpix = header.get("BITPIX")
-        naxis = header.get("NAXIS")
-        if isinstance(bitpix, int) and bitpix not in _BITPIX_DTYPE:
-            raise DecodeError(Reason.UNSUPPORTED_BITPIX, f"BITPIX = {bitpix}")
-        if bitpix not in _BITPIX_DTYPE or not isinstance(naxis, int) or not 0 <= naxis <= 999:
-            raise _NotUnderstood(f"BITPIX {bitpix!r} NAXIS {naxis!r}")
-        dims = [header.get(f"NAXIS{i}") for i in range(1, naxis + 1)]
-        if not all(isinstance(d, int) and d >= 0 for d in dims):
-            raise _NotUnderstood("NAXISn missing")
+        nbytes = _hdu_data_bytes(header, pos, used, n, first, max_data_bytes)
         if header.get("PCOUNT", 0) != 0 or header.get("GCOUNT", 1) != 1:
             raise _NotUnderstood("PCOUNT/GCOUNT")
-        count = int(np.prod(dims)) if naxis else 0
+        bitpix = header["BITPIX"]
+        dims = [header[f"NAXIS{i}"] for i in range(1, header["NAXIS"] + 1)]
+        count = math.prod(dims) if dims else 0
         start = pos + used
-        nbytes = count * abs(bitpix) // 8
-        if start + nbytes > n:
-            raise DecodeError(Reason.BAD_FITS, f"data ends early: need {nbytes} bytes, have {n - start}")
         data = None
         if count:
             raw = np.frombuffer(buf, dtype=_BITPIX_DTYPE[bitpix], count=count, offset=start)
@@ -256,15 +328,16 @@ def _astropy_read(buf: bytes) -> list[FitsHDU]:
                     name = hdu.name or ("PRIMARY" if i == 0 else "")
                     out.append(FitsHDU(header, None if data is None else np.array(data), name.upper(), int(hdu.ver or 1)))
                 return out
-    except DecodeError:
-        raise
+    except (DecodeError, MemoryError):
+        raise  # a MemoryError is the decode's memory limit, not a malformed file
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError, VerifyError...
         raise DecodeError(Reason.BAD_FITS, f"astropy: {type(exc).__name__}: {exc}") from exc
 
 
-def read_fits(buf: bytes, *, use_fast_path: bool = True) -> list[FitsHDU]:
+def read_fits(buf: bytes, *, max_data_bytes: int = 16 * 1024 * 1024, use_fast_path: bool = True) -> list[FitsHDU]:
     """All HDUs of a FITS file held in memory; data as ``astropy.io.fits`` would return it.
 
+    Every declared size is checked against ``max_data_bytes`` first (:func:`check_fits_sizes`).
     Raises :class:`DecodeError` ``NOT_FITS`` when ``buf`` does not start like FITS and
     ``BAD_FITS`` when it is truncated or inconsistent.
     """
@@ -272,7 +345,8 @@ def read_fits(buf: bytes, *, use_fast_path: bool = True) -> list[FitsHDU]:
         raise DecodeError(Reason.NOT_FITS, f"starts with {bytes(buf[:8])!r}")
     if use_fast_path:
         try:
-            return _fast_read(buf)
+            return _fast_read(buf, max_data_bytes)  # checks each HDU's sizes as it goes
         except _NotUnderstood:
             pass
+    check_fits_sizes(buf, max_data_bytes)  # every HDU, before astropy allocates anything
     return _astropy_read(buf)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 from schemas.alert import Alert, Exposure
@@ -36,13 +35,13 @@ def default_resolver() -> SchemaResolver:
     return _DEFAULT_RESOLVER
 
 
-def _container_version(schema: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+def _container_version(schema: Any, record: Mapping[str, Any]) -> str:
     name = str(schema.get("name", "")) if isinstance(schema, Mapping) else ""
     namespace = str(schema.get("namespace", "") or "") if isinstance(schema, Mapping) else ""
     full = name if "." in name or not namespace else f"{namespace}.{name}"
     if full.startswith("lsst."):
         return full.rsplit(".", 1)[0]           # lsst.v9_0.alert -> lsst.v9_0
-    if record.get("lsst_schema_version"):
+    if isinstance(record.get("lsst_schema_version"), (str, int)) and record.get("lsst_schema_version"):
         return str(record["lsst_schema_version"])
     return f"fink:{name}" if name else "unknown"
 
@@ -62,20 +61,30 @@ def decode_record(record: Any, *, schema_version: str, settings: DecodeSettings)
 
 
 def _decode_results(value: bytes, settings: DecodeSettings, resolver: SchemaResolver) -> list[Alert | Exposure | DecodeError]:
+    try:
+        return _decode_bounded(value, settings, resolver)
+    except MemoryError as exc:
+        # Caps make this unreachable for anything we know of; an address-space limit around the
+        # decode worker (or a cap set too high for the host) still ends here, as the input's reason.
+        raise DecodeError(Reason.DECODE_MEMORY_LIMIT, f"decoding a {len(value)}-byte message ran out of memory") from exc
+
+
+def _decode_bounded(value: bytes, settings: DecodeSettings, resolver: SchemaResolver) -> list[Alert | Exposure | DecodeError]:
     if len(value) == 0:
         raise DecodeError(Reason.EMPTY, "zero-length message")
     if len(value) > settings.max_message_bytes:
         raise DecodeError(Reason.TOO_LARGE, f"{len(value)} bytes > {settings.max_message_bytes}")
     if is_container(value):
-        schema, records = read_container(value, max_block_bytes=4 * settings.max_message_bytes)
-        if not records:
-            raise DecodeError(Reason.TRUNCATED_AVRO, "container holds no record")
+        schema, records = read_container(value, max_block_bytes=settings.max_block_bytes,
+                                         max_records=settings.max_records_per_message)
         out: list[Alert | Exposure | DecodeError] = []
         for index, record in enumerate(records):
             if isinstance(record, DecodeError):
                 out.append(record)
                 continue
             try:
+                if not isinstance(record, Mapping):
+                    raise DecodeError(Reason.BAD_SCHEMA, f"record is a {type(record).__name__}")
                 out.append(decode_record(record, schema_version=_container_version(schema, record), settings=settings))
             except DecodeError as exc:
                 exc.record_index = index
@@ -95,6 +104,8 @@ def decode_message(value: bytes, settings: DecodeSettings | None = None,
                    resolver: SchemaResolver | None = None) -> list[Alert | Exposure]:
     """Decode one Kafka message value into its alerts/exposures (a container may hold several).
 
+    A container with zero records (Spark writes empty part files) decodes to an empty list.
+
     Raises :class:`DecodeError` if the message, or any record in it, cannot be decoded; the
     error's ``record_index`` says which record. Raises ``SchemaRegistryError`` (not a
     DecodeError) when a configured registry is unreachable: that is not the message's fault.
@@ -109,7 +120,10 @@ def decode_message(value: bytes, settings: DecodeSettings | None = None,
 
 def decode_results(value: bytes, settings: DecodeSettings | None = None,
                    resolver: SchemaResolver | None = None) -> list[tuple[int, Alert | Exposure | DecodeError]]:
-    """(record index, result) for every record of one message; errors are returned, not raised."""
+    """(record index, result) for every record of one message; errors are returned, not raised.
+
+    An empty container gives an empty list (zero alerts, not an error).
+    """
     try:
         results = _decode_results(bytes(value), settings or _DEFAULT_SETTINGS, resolver or _DEFAULT_RESOLVER)
     except DecodeError as exc:
@@ -119,8 +133,12 @@ def decode_results(value: bytes, settings: DecodeSettings | None = None,
 
 def iter_file(path: str | os.PathLike[str], settings: DecodeSettings | None = None,
               resolver: SchemaResolver | None = None) -> Iterator[tuple[int, Alert | Exposure | DecodeError]]:
-    """(record index, result) for every record of a file: a container file or one wire message.
+    """(record index, result) for every record of a file, read by :func:`schemas.walk.walk_decoded`.
 
-    Bad records are yielded as DecodeError (never raised), so a caller sees them all.
+    A container file, one wire message, a tarball or a Parquet dump; bad records and refused
+    files are yielded as DecodeError (never raised), so a caller sees them all.
     """
-    yield from decode_results(Path(path).read_bytes(), settings, resolver)
+    from schemas.walk import walk_decoded
+
+    for _, index, result in walk_decoded([path], settings, resolver):
+        yield index, result

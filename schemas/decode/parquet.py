@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 from schemas.alert import Alert, Exposure
 from schemas.decode.errors import DecodeError, Reason
@@ -35,7 +35,7 @@ def parquet_row_count(path: str | os.PathLike[str]) -> int:
 
 
 def iter_parquet(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | BinaryIO,
     settings: DecodeSettings | None = None,
     *,
     row_groups: Sequence[int] | None = None,
@@ -43,6 +43,7 @@ def iter_parquet(
 ) -> Iterator[tuple[int, Alert | Exposure | DecodeError]]:
     """(row index, Alert or DecodeError) for each row of a Fink-style alert dump.
 
+    ``path`` may also be an open binary file (a tarball member read into memory).
     ``row_groups`` restricts the read to those groups; ``limit`` stops after that many rows.
     A file that is not a readable Parquet file yields one ``DecodeError(UNKNOWN_FORMAT)``.
     """

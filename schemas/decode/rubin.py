@@ -146,6 +146,8 @@ def alert_from_rubin_record(record: Mapping[str, Any], *, schema_version: str, m
         alert_id = _first(record, "diaSourceId", "alertId")
     if alert_id is None:
         raise DecodeError(Reason.MISSING_FIELD, "diaSource.diaSourceId is missing")
+    if isinstance(alert_id, bool) or not isinstance(alert_id, int):
+        raise DecodeError(Reason.BAD_FIELD_TYPE, f"diaSourceId is a {type(alert_id).__name__}, not an integer")
     obj = record.get("diaObject") if isinstance(record.get("diaObject"), Mapping) else {}
     object_id = _first(source, "diaObjectId")
     if object_id is None:
@@ -160,6 +162,8 @@ def alert_from_rubin_record(record: Mapping[str, Any], *, schema_version: str, m
     for key, value in (("ra", ra), ("dec", dec), ("midpointMjdTai", mjd)):
         if value is None:
             raise DecodeError(Reason.MISSING_FIELD, f"diaSource.{key} is missing or null")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DecodeError(Reason.BAD_FIELD_TYPE, f"diaSource.{key} is a {type(value).__name__}, not a number")
         if not _finite(value):
             raise DecodeError(Reason.INVALID_FIELD, f"diaSource.{key} = {value!r}")
     if not (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0):

@@ -71,8 +71,12 @@ def stamp_from_cutout(raw: bytes | None, *, name: str, max_inflated_bytes: int,
     ``keep_extra_planes``: keep the other image HDUs (Rubin variance / mask / PSF) in
     ``Stamp.extra`` under :data:`RUBIN_EXTRA_PLANES` names (else their EXTNAME lower-cased).
     """
-    if raw is None or len(raw) == 0:
+    if raw is None:
         raise DecodeError(Reason.MISSING_FIELD, f"{name} is missing")
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        raise DecodeError(Reason.BAD_FIELD_TYPE, f"{name} is a {type(raw).__name__}, not bytes")
+    if len(raw) == 0:
+        raise DecodeError(Reason.MISSING_FIELD, f"{name} is empty")
     raw = bytes(raw)
     if is_gzip(raw):
         raw = inflate(raw, max_inflated_bytes)
@@ -80,7 +84,7 @@ def stamp_from_cutout(raw: bytes | None, *, name: str, max_inflated_bytes: int,
         raise DecodeError(Reason.TOO_LARGE, f"{name}: {len(raw)} bytes")
     if is_jpeg(raw):
         raise DecodeError(Reason.JPEG_CUTOUT, f"{name} is a JPEG image, not FITS")
-    hdus = read_fits(raw)
+    hdus = read_fits(raw, max_data_bytes=max_inflated_bytes)
     index, hdu = _image_hdu(hdus)
     data = _as_stamp_array(hdu, name)
     extra: dict[str, np.ndarray] = {}

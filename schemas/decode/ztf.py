@@ -29,16 +29,25 @@ def _required(mapping: Mapping[str, Any], key: str, where: str) -> Any:
 
 def _number(mapping: Mapping[str, Any], key: str, where: str) -> float:
     value = _required(mapping, key, where)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise DecodeError(Reason.BAD_FIELD_TYPE, f"{where}{key} is a {type(value).__name__}, not a number")
+    if not math.isfinite(value):
         raise DecodeError(Reason.INVALID_FIELD, f"{where}{key} = {value!r}")
     return float(value)
+
+
+def _typed(mapping: Mapping[str, Any], key: str, where: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = _required(mapping, key, where)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise DecodeError(Reason.BAD_FIELD_TYPE, f"{where}{key} is a {type(value).__name__}, not {what}")
+    return value
 
 
 def _stamp_bytes(record: Mapping[str, Any], field: str) -> bytes | None:
     cutout = record.get(field)
     if isinstance(cutout, Mapping):
         return cutout.get("stampData")
-    return cutout
+    return cutout  # older schemas: the bytes themselves; anything else is refused as BAD_FIELD_TYPE
 
 
 def alert_from_ztf_record(record: Mapping[str, Any], *, max_inflated_bytes: int) -> Alert:
@@ -50,14 +59,14 @@ def alert_from_ztf_record(record: Mapping[str, Any], *, max_inflated_bytes: int)
     candidate = record.get("candidate")
     if not isinstance(candidate, Mapping):
         raise DecodeError(Reason.MISSING_FIELD, "candidate is missing")
-    candid = _required(record, "candid", "")
-    object_id = _required(record, "objectId", "")
+    candid = _typed(record, "candid", "", int, "an integer")
+    object_id = _typed(record, "objectId", "", str, "a string")
     ra = _number(candidate, "ra", "candidate.")
     dec = _number(candidate, "dec", "candidate.")
     jd = _number(candidate, "jd", "candidate.")
     if not (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0):
         raise DecodeError(Reason.INVALID_FIELD, f"position ra={ra} dec={dec}")
-    fid = _required(candidate, "fid", "candidate.")
+    fid = _typed(candidate, "fid", "candidate.", int, "an integer")
     band = ZTF_BANDS.get(fid)
     if band is None:
         raise DecodeError(Reason.INVALID_FIELD, f"candidate.fid = {fid!r}")
@@ -81,7 +90,7 @@ def alert_from_ztf_record(record: Mapping[str, Any], *, max_inflated_bytes: int)
         science=stamps["science"],
         template=stamps["template"],
         difference=stamps["difference"],
-        schema_version=str(record.get("schemavsn") or "unversioned"),
+        schema_version=str(record.get("schemavsn") or "unversioned")[:64],
         survey_scores=scores,
         survey_score_versions=versions,
         position_px=_position(candidate),

@@ -64,9 +64,8 @@ def _identity(item: Any) -> dict[str, Any]:
 def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, models: list[str],
                    allow_untrained: bool, cache_dir: str, batch_size: int, decode_settings: Any = None):
     """Yield one JSON-able record per decoded item (or decode error), in file order."""
-    from stream.commands.inspect import iter_inputs  # noqa: PLC0415
-    from schemas.decode.message import decode_results  # noqa: PLC0415
     from schemas.decode.errors import DecodeError  # noqa: PLC0415
+    from schemas.walk import WalkLimits, walk_decoded  # noqa: PLC0415
 
     runners: dict[str, Any] = {}
 
@@ -100,16 +99,15 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
             yield {"source": source, **_identity(item), "scores": scores[index], "models": provenance[index]}
         pending.clear()
 
-    for path in paths:
-        for label, value in iter_inputs(path):
-            for record_index, result in decode_results(value, decode_settings):
-                if isinstance(result, DecodeError):
-                    yield from flush()
-                    yield {"source": label, "record": record_index, "error": result.reason.value, "detail": result.detail}
-                    continue
-                pending.append((label, result))
-                if len(pending) >= batch_size:
-                    yield from flush()
+    limits = WalkLimits(max_file_bytes=decode_settings.max_message_bytes) if decode_settings is not None else None
+    for entry, record_index, result in walk_decoded(paths, decode_settings, limits=limits):
+        if isinstance(result, DecodeError):
+            yield from flush()
+            yield {"source": entry.source, "record": record_index, "error": result.reason.value, "detail": result.detail}
+            continue
+        pending.append((entry.origin, result))
+        if len(pending) >= batch_size:
+            yield from flush()
     yield from flush()
 
 

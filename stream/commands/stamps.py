@@ -1,6 +1,6 @@
 """``survey-classifier stamps PATH... --out DIR``: real alerts' stamps as a folder-per-class set.
 
-Decodes alert files, directories or tarballs (as ``inspect`` does), labels each alert from
+Decodes alert files, directories, tarballs or Parquet dumps (:mod:`schemas.walk`, as ``inspect`` does), labels each alert from
 ``--labels CSV`` (``alert_id`` or ``objectId`` + ``label`` columns, e.g. a scanning campaign's
 verdicts) or from a score the packets carry (``--label-score drb --threshold 0.5``: a model's
 output, recorded as such), and writes ``DIR/<label>/*.fits`` cubes (science, template,
@@ -34,9 +34,8 @@ def _run(args: argparse.Namespace) -> int:
     from engines.training.stamp_folder import labels_from_csv, score_label, write_stamp_folder  # noqa: PLC0415
     from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
     from schemas.alert import Alert  # noqa: PLC0415
-    from stream.commands.inspect import iter_inputs  # noqa: PLC0415
     from schemas.decode.errors import DecodeError  # noqa: PLC0415
-    from schemas.decode.message import decode_results  # noqa: PLC0415
+    from schemas.walk import walk_decoded  # noqa: PLC0415
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
@@ -47,15 +46,13 @@ def _run(args: argparse.Namespace) -> int:
 
     def alerts():
         nonlocal skipped_kinds
-        for path in args.paths:
-            for label, value in iter_inputs(path):
-                for index, result in decode_results(value):
-                    if isinstance(result, DecodeError):
-                        undecodable.append(f"{label}#{index}: {result.reason.value}")
-                    elif isinstance(result, Alert):
-                        yield result
-                    else:
-                        skipped_kinds += 1
+        for entry, index, result in walk_decoded(args.paths):
+            if isinstance(result, DecodeError):
+                undecodable.append(f"{entry.source}#{index}: {result.reason.value}")
+            elif isinstance(result, Alert):
+                yield result
+            else:
+                skipped_kinds += 1
 
     try:
         labeller = (labels_from_csv(args.labels, args.label_column) if args.labels is not None

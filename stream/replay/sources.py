@@ -1,38 +1,42 @@
-"""Readers that turn an archived night into a stream of Kafka message values (pure: no Kafka).
+"""Replay sources: an archived night as a stream of Kafka message values (pure: no Kafka).
 
-A replay source is one path. What it holds is detected by content (magic bytes), not only by
-its name:
+A replay source is one path, walked by :mod:`schemas.walk` (the walker ``inspect``,
+``classify``, ``stamps`` and training use too: the same skip rules, size caps and refusals of
+devices, FIFOs and links to them). What each file holds is detected by content:
 
-* a directory (walked in sorted order, recursively) or a ``.tar.gz`` / ``.tgz`` / ``.tar``
-  archive of per-alert files: ZTF's public nightly archive form;
-* Avro object-container files (magic ``Obj\\x01``). A file with one record is sent unchanged;
-  a file with many records (e.g. a Spark part file) becomes one message per record, each
-  re-written as a one-record container with the same writer schema and codec;
-* Rubin Confluent-wire payloads (byte ``0x00`` then a big-endian int32 schema id, then
-  schemaless Avro), one per file;
+* a directory or a tarball of per-alert files: ZTF's public nightly archive form;
+* Avro object-container files (any codec). A file with one record is sent unchanged (a codec
+  other than ``null``/``deflate`` is re-framed as ``null``, the record's bytes untouched, so
+  ``--multiply`` can splice ids into it); a file with many records (a Spark part file) becomes
+  one message per record, each a one-record container around the record's original bytes;
+* Rubin Confluent-wire payloads, one per file;
+* Fink-style Parquet alert dumps: each row becomes a one-record Avro container (the writer
+  schema is :func:`schemas.walk.parquet_writer_schema`, derived from the file's columns), which
+  the service decodes like any ZTF packet;
 * a dump of a classified topic written by ``survey-classifier subscribe``: JSON lines
-  (``.jsonl``) or an Avro container of classified records. Each record is encoded again with
-  :func:`schemas.classified_record.encode_classified`, so it can be replayed back onto a topic.
+  (``.jsonl``) or an Avro container of classified records, each encoded again with
+  :func:`schemas.classified_record.encode_classified` so it can be replayed back onto a topic.
 
-Files and archive members are read one at a time (an archive is never loaded whole); a
-multi-record container larger than :data:`SMALL_FILE_BYTES` is streamed record by record.
-Anything that cannot be read is yielded as :class:`Unreadable` with the reason, never dropped.
+Files, archive members, records and row groups are read one at a time. Anything that cannot be
+read is yielded as :class:`Unreadable` with the reason, never dropped.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
 import struct
-import tarfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import fastavro
 import structlog
+
+from schemas.decode.avro import ContainerReader, one_record_container
+from schemas.decode.errors import DecodeError
+from schemas.walk import TAR_SUFFIXES, EntryKind, WalkLimits, list_files, walk
 
 __all__ = [
     "SourceKind",
@@ -53,7 +57,8 @@ log = structlog.get_logger(__name__)
 AVRO_MAGIC = b"Obj\x01"
 #: Files up to this size are read into memory (one alert is ~60 kB); bigger ones are streamed.
 SMALL_FILE_BYTES = 16 * 1024 * 1024
-_TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+#: Cap on one inflated block of a container being replayed.
+_MAX_BLOCK_BYTES = 32 * 1024 * 1024
 #: Fields only our classified output record has (tells a subscribe dump from an alert file).
 _CLASSIFIED_MARKERS = frozenset({"classifier_version", "class_scores", "source_offset"})
 
@@ -172,55 +177,29 @@ def _classified_message(record: Mapping[str, Any], origin: str, kind: str) -> So
     )
 
 
-def _single_container(value: bytes, origin: str, codec: str, schema: Any, record: Mapping[str, Any]) -> SourceMessage:
-    return _alert_message(value, record, origin, SourceKind.CONTAINER, writer_schema=schema, codec=codec)
-
-
-def _one_record_container(schema: Any, codec: str, record: Mapping[str, Any], origin: str) -> bytes:
-    buf = io.BytesIO()
-    # A sync marker derived from the origin (not random): replaying the file again gives the same bytes.
-    marker = hashlib.blake2b(origin.encode(), digest_size=16).digest()
-    fastavro.writer(buf, schema, [record], codec=codec, sync_marker=marker)
-    return buf.getvalue()
-
-
-def _iter_container(stream: BinaryIO, origin: str, whole: bytes | None) -> Iterator[Item]:
-    """Records of one container file; ``whole`` is the file's bytes when it was small enough to read."""
+def _iter_container(value: bytes, origin: str) -> Iterator[Item]:
+    """The record of a one-record container (what the walker hands over) as a message."""
     try:
-        reader = fastavro.reader(stream)
-        schema, codec = reader.writer_schema, reader.codec
-    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on bad input
-        yield Unreadable(origin, f"not a readable Avro container: {exc}")
-        return
-    records = iter(reader)
-    index = 0
-    try:
-        first = next(records, None)
-        if first is None:
+        reader = ContainerReader(io.BytesIO(value), max_block_bytes=_MAX_BLOCK_BYTES, check_alert=False, project=False)
+        data = list(reader.records(raw=True, max_records=1))
+        if not data:
             yield Unreadable(origin, "Avro container holds no records")
             return
-        if isinstance(first, Mapping) and _CLASSIFIED_MARKERS <= set(first):
-            yield _classified_message(first, f"{origin}#0", SourceKind.CLASSIFIED_AVRO)
-            for index, record in enumerate(records, start=1):
-                yield _classified_message(record, f"{origin}#{index}", SourceKind.CLASSIFIED_AVRO)
-            return
-        second = next(records, None)
-        if second is None and whole is not None:  # one alert per file: send the bytes unchanged
-            yield _guard(lambda: _single_container(whole, origin, codec, schema, first), origin)
-            return
-        for index, record in enumerate(_chain(first, second, records)):
-            where = f"{origin}#{index}"
-            yield _guard(lambda r=record, w=where: _alert_message(_one_record_container(schema, codec, r, w), r, w,
-                                                                  SourceKind.CONTAINER, writer_schema=schema, codec=codec), where)
-    except Exception as exc:  # noqa: BLE001 - a truncated or corrupt block ends this file only
-        yield Unreadable(f"{origin}#{index}", f"Avro container unreadable: {type(exc).__name__}: {exc}")
-
-
-def _chain(first: Any, second: Any, rest: Iterator[Any]) -> Iterator[Any]:
-    yield first
-    if second is not None:
-        yield second
-        yield from rest
+        record = fastavro.schemaless_reader(io.BytesIO(data[0]), reader.schema.parsed)
+    except DecodeError as exc:
+        yield Unreadable(origin, f"not a readable Avro container: {exc.reason.value}: {exc.detail}")
+        return
+    except Exception as exc:  # noqa: BLE001 - fastavro raises many types on bad input
+        yield Unreadable(origin, f"Avro container unreadable: {type(exc).__name__}: {exc}")
+        return
+    if isinstance(record, Mapping) and _CLASSIFIED_MARKERS <= set(record):
+        yield _classified_message(record, origin, SourceKind.CLASSIFIED_AVRO)
+        return
+    codec = reader.codec
+    if codec not in ("null", "deflate"):  # re-framed (record bytes untouched) so copies can be spliced
+        value, codec = one_record_container(reader.schema_json, data[0], reader.sync), "null"
+    yield _guard(lambda: _alert_message(value, record, origin, SourceKind.CONTAINER,
+                                        writer_schema=reader.definition, codec=codec), origin)
 
 
 def _guard(make: Callable[[], SourceMessage], origin: str) -> Item:
@@ -245,110 +224,63 @@ def _iter_wire(value: bytes, origin: str) -> Iterator[Item]:
     yield _guard(lambda: _alert_message(value, record, origin, SourceKind.WIRE, writer_schema=schema, wire_schema_id=schema_id), origin)
 
 
-def _iter_jsonl(stream: BinaryIO, origin: str) -> Iterator[Item]:
-    for number, line in enumerate(io.TextIOWrapper(stream, encoding="utf-8"), start=1):
-        if not line.strip():
-            continue
-        where = f"{origin}:{number}"
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("line is not a JSON object")
-            yield _classified_message(record, where, SourceKind.CLASSIFIED_JSONL)
-        except Exception as exc:  # noqa: BLE001 - one bad line is one unreadable entry
-            yield Unreadable(where, f"not a classified record: {type(exc).__name__}: {exc}")
+def _json_line(line: bytes, origin: str) -> Item:
+    try:
+        record = json.loads(line)
+        if not isinstance(record, dict):
+            raise ValueError("line is not a JSON object")
+        return _classified_message(record, origin, SourceKind.CLASSIFIED_JSONL)
+    except Exception as exc:  # noqa: BLE001 - one bad line is one unreadable entry
+        return Unreadable(origin, f"not a classified record: {type(exc).__name__}: {exc}")
 
 
 def iter_bytes(value: bytes, origin: str) -> Iterator[Item]:
-    """Messages in one in-memory file (an archive member, or a small file)."""
+    """Messages in one in-memory message value (a one-record container, a wire payload, a line)."""
     kind = detect_kind(value[:16])
     if kind == SourceKind.CONTAINER:
-        yield from _iter_container(io.BytesIO(value), origin, value)
+        yield from _iter_container(value, origin)
     elif kind == SourceKind.WIRE:
         yield from _iter_wire(value, origin)
     elif kind == SourceKind.CLASSIFIED_JSONL:
-        yield from _iter_jsonl(io.BytesIO(value), origin)
+        for number, line in enumerate(value.splitlines(), start=1):
+            if line.strip():
+                yield _json_line(line, f"{origin}:{number}")
     elif not value:
         yield Unreadable(origin, "empty file")
     else:
         yield Unreadable(origin, f"unknown format (first bytes {value[:8]!r})")
 
 
-def _iter_file(path: Path) -> Iterator[Item]:
-    origin = str(path)
-    try:
-        size = path.stat().st_size
-        if size <= SMALL_FILE_BYTES:
-            yield from iter_bytes(path.read_bytes(), origin)
-            return
-        with path.open("rb") as fh:  # big file: stream it
-            kind = detect_kind(fh.read(16))
-            fh.seek(0)
-            if kind == SourceKind.CONTAINER:
-                yield from _iter_container(fh, origin, None)
-            elif kind == SourceKind.CLASSIFIED_JSONL:
-                yield from _iter_jsonl(fh, origin)
-            else:
-                yield Unreadable(origin, f"{kind} file of {size} bytes is larger than one alert can be")
-    except OSError as exc:
-        yield Unreadable(origin, f"cannot read file: {exc}")
-
-
-def _is_tar(path: Path) -> bool:
-    return path.is_file() and (path.name.endswith(_TAR_SUFFIXES) or tarfile.is_tarfile(path))
-
-
-def _iter_tar(path: Path) -> Iterator[Item]:
-    """Members of a tar archive, read one at a time in archive order (stream mode: no seeking)."""
-    try:
-        with tarfile.open(path, mode="r|*") as archive:
-            for member in archive:
-                if not member.isfile():
-                    continue
-                origin = f"{path}!{member.name}"
-                handle = archive.extractfile(member)
-                if handle is None:
-                    yield Unreadable(origin, "archive member cannot be extracted")
-                    continue
-                if member.size > SMALL_FILE_BYTES:
-                    yield Unreadable(origin, f"archive member of {member.size} bytes is larger than one alert can be")
-                    continue
-                yield from iter_bytes(handle.read(), origin)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        yield Unreadable(str(path), f"archive unreadable: {type(exc).__name__}: {exc}")
-
-
-def _walk(directory: Path) -> Iterator[Path]:
-    for root, dirs, files in os.walk(directory):
-        dirs.sort()
-        for name in sorted(files):
-            if name.startswith(".") or name in ("LICENSE", "README.md"):
-                continue  # licences and notes beside real packets are not alerts
-            yield Path(root) / name
-
-
-def iter_source(path: str | os.PathLike[str]) -> Iterator[Item]:
-    """Every message (or unreadable entry) in a replay source, in a stable order."""
+def iter_source(path: str | os.PathLike[str], *, limits: WalkLimits | None = None) -> Iterator[Item]:
+    """Every message (or unreadable entry) in a replay source, in a stable order (``limits``: the walk's caps)."""
     source = Path(path)
-    if source.is_dir():
-        for file in _walk(source):
-            yield from (_iter_tar(file) if file.name.endswith(_TAR_SUFFIXES) else _iter_file(file))
-    elif _is_tar(source):
-        yield from _iter_tar(source)
-    elif source.is_file():
-        yield from _iter_file(source)
-    else:
+    if not os.path.lexists(source):
         raise ReplaySourceError(f"replay source {source} is neither a file nor a directory")
+    for entry in walk([source], limits=limits):
+        if entry.error is not None:
+            yield Unreadable(entry.origin, f"{entry.error.reason.value}: {entry.error.detail}")
+        elif entry.kind == EntryKind.JSON_LINE:
+            yield _json_line(entry.value or b"", entry.origin)
+        elif entry.value is not None:
+            yield from iter_bytes(entry.value, entry.origin)
 
 
 def count_hint(path: str | os.PathLike[str]) -> int | None:
-    """How many files a source holds when that is cheap to know (a directory), else None.
+    """How many messages a source holds when that is cheap to know, else None.
 
-    Used for the progress bar's total; multi-record files make the real count larger.
+    A directory: its files (multi-record files make the real count larger); a Parquet dump:
+    its rows (from the footer). Used for the progress bar's total.
     """
     source = Path(path)
     if source.is_dir():
-        return sum(1 for f in _walk(source) if not f.name.endswith(_TAR_SUFFIXES))
-    if source.is_file() and not _is_tar(source) and source.stat().st_size <= SMALL_FILE_BYTES:
-        return 1 if detect_kind(source.read_bytes()[:16]) in (SourceKind.CONTAINER, SourceKind.WIRE) else None
+        return sum(1 for f in list_files(source) if not f.name.lower().endswith(TAR_SUFFIXES))
+    if source.is_file():  # a regular file (a link to a device is not): safe to open
+        with source.open("rb") as fh:
+            head = fh.read(16)
+        if head.startswith(b"PAR1"):
+            from schemas.decode.parquet import parquet_row_count  # noqa: PLC0415 - only dumps need pyarrow
+
+            return parquet_row_count(source)
+        if source.stat().st_size <= SMALL_FILE_BYTES:
+            return 1 if detect_kind(head) in (SourceKind.CONTAINER, SourceKind.WIRE) else None
     return None

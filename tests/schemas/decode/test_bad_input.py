@@ -227,3 +227,44 @@ def test_error_says_which_record():
     with pytest.raises(DecodeError) as info:
         decode_message(buf.getvalue())
     assert info.value.reason is Reason.JPEG_CUTOUT and info.value.record_index == 1
+
+
+def test_memory_error_inside_decode_is_a_typed_reason(monkeypatch):
+    """An allocation failing mid-decode (under the decode worker's address-space limit) is the input's reason."""
+    import schemas.decode.stamps as stamps
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(stamps, "read_fits", exhausted)
+    schema, record = _ztf()
+    assert _reason(_container(schema, record)) is Reason.DECODE_MEMORY_LIMIT
+
+
+def test_records_per_message_are_capped():
+    schema, record = _ztf()
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(schema), [record] * 3)
+    assert len(decode_message(buf.getvalue())) == 3
+    assert _reason(buf.getvalue(), settings=DecodeSettings(max_records_per_message=2)) is Reason.TOO_MANY_RECORDS
+
+
+def test_projection_keeps_the_whole_candidate_and_skips_histories():
+    from schemas.decode.avro import ALERT_FIELDS, projection_schema
+
+    schema, record = _ztf()
+    reader = projection_schema(schema)
+    assert {f["name"] for f in reader["fields"]} == {f["name"] for f in schema["fields"]} & ALERT_FIELDS
+    assert "prv_candidates" not in {f["name"] for f in reader["fields"]}
+    (alert,) = decode_message(_container(schema, record))
+    assert dict(alert.candidate) == record["candidate"]
+
+
+def test_exposure_planes_are_capped_before_conversion_to_float32():
+    from schemas.decode import pack_exposure
+
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones((900, 1000), np.uint8), name="W1")]).writeto(buf)
+    value = pack_exposure(buf.getvalue(), exposure_id="e", instrument="WISE", filter="W1", exposure_time_s=1.0,
+                          mjd=55000.0, kind="multiband_cutout")
+    assert decode_message(value, settings=DecodeSettings(max_exposure_fits_bytes=2 << 20))
+    assert _reason(value, settings=DecodeSettings(max_exposure_fits_bytes=1 << 20)) is Reason.TOO_LARGE

@@ -50,7 +50,8 @@ def test_inspect_tarball_and_bad_file(tmp_path):
     broken.write_bytes((SAMPLES / "rubin" / "alerce-kafka" / "message_1.avro").read_bytes()[:300])
     rc, lines = _inspect(str(archive), str(broken))
     assert rc == 1
-    assert [line.get("survey") for line in lines[:2]] == ["rubin", "ztf"]
+    # tarballs are read in archive order, one member at a time (never indexed whole)
+    assert [line.get("survey") for line in lines[:2]] == ["ztf", "rubin"]
     assert lines[2] == {"file": str(broken), "index": 0, "error": "truncated_avro", "detail": lines[2]["detail"]}
     assert lines[3]["files"] == 3 and lines[3]["failed"] == 1
 
