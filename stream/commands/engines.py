@@ -30,9 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _models(registry, spec: str) -> list[str]:
+    from stream.errors import UsageError, did_you_mean  # noqa: PLC0415
+
     names = sorted(registry.cards) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
-        registry.card(name)  # EngineError for an unknown name
+        if name not in registry.cards:  # a typo is the user's to fix: one line, exit status 2
+            raise UsageError(f"--models: no model named {name!r}{did_you_mean(name, registry.cards)} "
+                             f"(known: {', '.join(sorted(registry.cards))}, or 'all')")
     return names
 
 

@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="stop after sending N messages")
     p.add_argument("--partitions", type=int, default=4, help="partitions when the topic has to be created (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the broker's first answer before giving up (default 10)")
     p.add_argument("--flush-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for the last deliveries before failing (default 120)")
     p.set_defaults(func=_run)
@@ -79,6 +81,13 @@ def _run(args: argparse.Namespace) -> int:
         print("replay: --skip and --limit must not be negative", file=sys.stderr)
         return 2
     topic = args.topic or settings.kafka.alert_topics[0]
+    from stream.health import probe_broker  # noqa: PLC0415
+
+    unreachable = probe_broker({"bootstrap.servers": bootstrap, **settings.kafka.client}, timeout_s=args.connect_timeout)
+    if unreachable is not None:
+        print(f"replay: Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): check "
+              f"--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up", file=sys.stderr)
+        return 2
     try:
         summary = replay(args.source, topic, bootstrap_servers=bootstrap, client_config=dict(settings.kafka.client),
                          pacer=pacer, copies=args.multiply, skip=args.skip, limit=args.limit, partitions=args.partitions,

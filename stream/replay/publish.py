@@ -26,6 +26,7 @@ from typing import Any
 
 import structlog
 
+from stream.kafka_logs import with_client_logger
 from stream.replay.pacing import Pacer
 from stream.replay.rewrite import MAX_COPIES, MultiplyError, multiply
 from stream.replay.sources import SourceMessage, Unreadable, count_hint, iter_source
@@ -128,7 +129,7 @@ def _producer(bootstrap_servers: str, client_config: Mapping[str, Any] | None):
     conf.update(client_config or {})
     # Idempotence and acks=all are not negotiable: a replay must neither drop nor duplicate.
     conf.update({"enable.idempotence": True, "acks": "all"})
-    return Producer(conf)
+    return Producer(with_client_logger(conf))
 
 
 def replay(
