@@ -4,12 +4,18 @@ Schema: ``schemas/classified/v<major>_<minor>.avsc``, framed as Confluent wire f
 schema id ``100 * major + minor`` (v1.0 -> 100, v1.1 -> 101), like Rubin's rule. Writers use
 the version named in the record's ``schema_version`` (default: the latest shipped);
 :func:`decode_classified` reads any shipped version and resolves it to the latest.
+
+Where the service is configured with a schema registry, records are framed with the id the
+registry gave the schema instead (``stream.output_registry``); :func:`decode_classified` then
+takes a ``writer_schema`` callable (id -> schema definition, e.g. a registry lookup) for ids it
+does not ship. This module stays pure: the HTTP lives in ``stream/``.
 """
 from __future__ import annotations
 
 import io
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import fastavro
@@ -27,6 +33,7 @@ __all__ = [
     "build_classified_record",
     "encode_classified",
     "decode_classified",
+    "classified_schema",
 ]
 
 FAMILY = "classified"
@@ -46,6 +53,17 @@ _PARSED: dict[int, Any] = {
 _VERSION_BY_ID: dict[int, tuple[int, int]] = {classified_schema_id(*v): v for v in CLASSIFIED_VERSIONS}
 _LATEST_ID = classified_schema_id(*LATEST_CLASSIFIED_VERSION)
 _VERSION_TEXT = {f"{a}.{b}": classified_schema_id(a, b) for a, b in CLASSIFIED_VERSIONS}
+
+
+def classified_schema(version: tuple[int, int] = LATEST_CLASSIFIED_VERSION) -> dict:
+    """The schema definition (JSON object) of a shipped version, as registered in a registry."""
+    if version not in CLASSIFIED_VERSIONS:
+        raise ValueError(f"classified v{version[0]}.{version[1]} is not shipped (have {CLASSIFIED_VERSIONS})")
+    return schemas.load_schema(FAMILY, *version)
+
+
+#: Registry schemas parsed once, keyed by their canonical JSON text.
+_FETCHED: dict[str, Any] = {}
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -146,12 +164,23 @@ def encode_classified(record: Mapping[str, Any]) -> bytes:
     return frame_wire(schema_id, out.getvalue())
 
 
-def decode_classified(value: bytes) -> dict:
-    """A classified record of any shipped version, resolved to the latest schema."""
+def decode_classified(value: bytes, writer_schema: Callable[[int], Any] | None = None) -> dict:
+    """A classified record of any shipped version, resolved to the latest schema.
+
+    ``writer_schema(id)`` returns the schema definition of an id this module does not ship (a
+    registry id); the callable should cache its answers, the parsed schema is cached here.
+    """
     schema_id, payload = split_wire(value)
     writer = _PARSED.get(schema_id)
+    if writer is None and writer_schema is not None:
+        definition = writer_schema(schema_id)
+        key = json.dumps(definition, sort_keys=True)
+        if key not in _FETCHED:
+            _FETCHED[key] = fastavro.parse_schema(definition)
+        writer = _FETCHED[key]
     if writer is None:
-        raise DecodeError(Reason.UNKNOWN_SCHEMA_ID, f"classified schema id {schema_id}")
+        raise DecodeError(Reason.UNKNOWN_SCHEMA_ID, f"classified schema id {schema_id} (not shipped; a registry id needs "
+                                                    f"the registry URL)")
     stream = io.BytesIO(payload)
     try:
         return fastavro.schemaless_reader(stream, writer, _PARSED[_LATEST_ID])

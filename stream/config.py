@@ -85,6 +85,11 @@ class KafkaSettings:
     #: Confluent-compatible schema registry for Rubin schema ids; empty: the ids shipped in
     #: ``lsst-alert-packet`` (id = major*100 + minor).
     schema_registry_url: str = ""
+    #: Confluent-compatible registry where the service registers the classified schema it writes and
+    #: frames records with the id it returns; empty: the fixed ids 100*major+minor (see README).
+    output_schema_registry_url: str = ""
+    #: Subject naming: ``topic`` (``<topic>-value``, TopicNameStrategy) or ``record`` (RecordNameStrategy).
+    output_subject_strategy: str = "topic"
     #: ``run`` exits with status 2 once the broker has been unreachable this long; 0: keep retrying.
     exit_after_unreachable_s: float = 0.0
     #: While the broker or Redis is unreachable, one warning per this many seconds (probes back off up to it).
@@ -180,6 +185,8 @@ class Settings:
             raise ConfigError(f"kafka.assignment_strategy must be one of {sorted(strategies)}, got {k.assignment_strategy!r}")
         if self.engine.backend not in ("onnxruntime", "openvino", "torch", "tensorrt"):
             raise ConfigError(f"engine.backend must be onnxruntime, openvino, torch or tensorrt, got {self.engine.backend!r}")
+        if k.output_subject_strategy not in ("topic", "record"):
+            raise ConfigError(f"kafka.output_subject_strategy must be topic or record, got {k.output_subject_strategy!r}")
         if k.exit_after_unreachable_s < 0 or k.unreachable_warn_interval_s <= 0:
             raise ConfigError("kafka.exit_after_unreachable_s must be >= 0 and kafka.unreachable_warn_interval_s > 0")
         if self.batch.max_size < 1 or self.batch.max_wait_ms < 0 or self.batch.max_in_flight < 1:

@@ -203,10 +203,16 @@ def _base_config(bootstrap_servers: str, client_config: Mapping[str, Any] | None
     return conf
 
 
-def _default_decoder() -> Callable[[bytes], dict]:
+def _default_decoder(schema_registry_url: str | None = None) -> Callable[[bytes], dict]:
+    """Decodes records framed with our fixed ids, and with a registry URL those framed with its ids."""
     from schemas.classified_record import decode_classified  # noqa: PLC0415 - owned by the records module
 
-    return decode_classified
+    if not schema_registry_url:
+        return decode_classified
+    from stream.output_registry import registry_schema_lookup  # noqa: PLC0415
+
+    lookup = registry_schema_lookup(schema_registry_url)
+    return lambda value: decode_classified(value, lookup)
 
 
 class ClassifiedReader:
@@ -229,6 +235,7 @@ class ClassifiedReader:
         poll_timeout_s: float = 0.5,
         metadata_timeout_s: float = 15.0,
         decoder: Callable[[bytes], dict] | None = None,
+        schema_registry_url: str | None = None,
     ) -> None:
         self.topic = topic
         self.until_end = until_end
@@ -237,7 +244,7 @@ class ClassifiedReader:
         self.predicate = combine([predicate, parse_where(where) if where else None])
         self.start = parse_start(start)
         self.stats = ReaderStats()
-        self._decode = decoder or _default_decoder()
+        self._decode = decoder or _default_decoder(schema_registry_url)
         self._consumer = Consumer(_base_config(bootstrap_servers, client_config))
         self._closed = False
         self._pending: list[Any] = []
@@ -385,16 +392,19 @@ def subscribe(
     until_end: bool = True,
     max_records: int | None = None,
     client_config: Mapping[str, Any] | None = None,
+    schema_registry_url: str | None = None,
 ) -> Iterator[ClassifiedRecord]:
     """Typed classified records of ``topic`` that match ``where`` (see :mod:`stream.subscribe.filters`).
 
     ``start``: ``"earliest"``, ``"latest"``, Unix milliseconds, a datetime or ISO-8601 text.
     ``until_end``: stop at the end of the topic (else wait for new records);
     ``max_records``: stop after that many kept records. The consumer is closed when the
-    iterator is exhausted or closed.
+    iterator is exhausted or closed. ``schema_registry_url``: where the service registers its
+    schema (records framed with registry ids); records with our fixed ids read either way.
     """
     with ClassifiedReader(bootstrap_servers, topic, where=where, start=start, until_end=until_end,
-                          max_records=max_records, client_config=client_config) as reader:
+                          max_records=max_records, client_config=client_config,
+                          schema_registry_url=schema_registry_url) as reader:
         yield from reader
 
 
