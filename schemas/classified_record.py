@@ -12,6 +12,7 @@ does not ship. This module stays pure: the HTTP lives in ``stream/``.
 """
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -34,6 +35,8 @@ __all__ = [
     "encode_classified",
     "decode_classified",
     "classified_schema",
+    "utc_mjd_to_tai",
+    "MJD_TIME_SCALE",
 ]
 
 FAMILY = "classified"
@@ -64,6 +67,65 @@ def classified_schema(version: tuple[int, int] = LATEST_CLASSIFIED_VERSION) -> d
 
 #: Registry schemas parsed once, keyed by their canonical JSON text.
 _FETCHED: dict[str, Any] = {}
+
+
+#: The one time scale of ``mjd`` in records from v1.2 on.
+MJD_TIME_SCALE = "tai"
+
+
+@functools.lru_cache(maxsize=4096)
+def _tai_minus_utc_days(utc_day: int) -> float:
+    """TAI - UTC on that UTC day, in days (astropy's leap-second table; constant within a day
+    unless a leap second ends it, which none has since 2017)."""
+    from astropy.time import Time  # noqa: PLC0415 - astropy loads its tables on first use
+
+    t = Time(float(utc_day) + 0.5, format="mjd", scale="utc")
+    return float(t.tai.mjd - t.utc.mjd)
+
+
+def utc_mjd_to_tai(mjd: float | None) -> float | None:
+    """A UTC-based MJD (ZTF's jd - 2400000.5, FITS MJD-OBS) in TAI."""
+    if mjd is None or not math.isfinite(mjd):
+        return None
+    return mjd + _tai_minus_utc_days(int(math.floor(mjd)))
+
+
+def _tai_mjd(item: Any, mjd: float | None) -> float | None:
+    """``mjd`` of ``item`` in TAI: Rubin sends TAI; ZTF and exposures are UTC-based."""
+    if mjd is None:
+        return None
+    return float(mjd) if item.survey == "rubin" else utc_mjd_to_tai(float(mjd))
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if value is None:
+        return None
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        return None
+    return out if not isinstance(out, float) or math.isfinite(out) else None
+
+
+def _detection_fields(item: Any) -> dict[str, Any]:
+    """Survey ids as the survey types them and the detection's photometry (v1.2 fields)."""
+    fields: dict[str, Any] = {name: None for name in ("candid", "dia_source_id", "dia_object_id", "magpsf", "sigmapsf", "fid",
+                                                       "isdiffpos", "psf_flux", "psf_flux_err", "is_negative")}
+    candidate = getattr(item, "candidate", None) or {}
+    if not isinstance(item, Alert):
+        return fields
+    if item.survey == "ztf":
+        isdiffpos = candidate.get("isdiffpos")
+        fields.update(candid=_typed(candidate.get("candid", item.alert_id), int), magpsf=_typed(candidate.get("magpsf"), float),
+                      sigmapsf=_typed(candidate.get("sigmapsf"), float), fid=_typed(candidate.get("fid"), int),
+                      isdiffpos=None if isdiffpos is None else str(isdiffpos))
+    elif item.survey == "rubin":
+        negative = candidate.get("is_negative", candidate.get("isNegative"))
+        fields.update(dia_source_id=_typed(candidate.get("diaSourceId", item.alert_id), int),
+                      dia_object_id=_typed(candidate.get("diaObjectId"), int),
+                      psf_flux=_typed(candidate.get("psfFlux"), float), psf_flux_err=_typed(candidate.get("psfFluxErr"), float),
+                      is_negative=None if negative is None else bool(negative))
+    return fields
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -127,7 +189,7 @@ def build_classified_record(
         "object_id": item.object_id or "",
         "ra": _finite_or_none(item.ra),
         "dec": _finite_or_none(item.dec),
-        "mjd": _finite_or_none(mjd),
+        "mjd": _tai_mjd(item, _finite_or_none(mjd)),
         "band": band,
         "real_bogus": real_bogus,
         "class_scores": class_scores,
@@ -143,6 +205,8 @@ def build_classified_record(
         "classified_ms": int(classified_ms),
         "classifier_version": classifier_version,
         "processing_host": processing_host,   # added in v1.1
+        "mjd_time_scale": MJD_TIME_SCALE if _finite_or_none(mjd) is not None else None,  # added in v1.2
+        **_detection_fields(item),
     }
 
 

@@ -100,6 +100,20 @@ class ClassifiedRecord:
     classified_ms: int | None
     classifier_version: str
     processing_host: str | None = None
+    #: v1.2: "tai" (mjd's time scale); None in records written before v1.2.
+    mjd_time_scale: str | None = None
+    #: v1.2: the survey ids as the surveys type them (ZTF candid; Rubin diaSourceId, diaObjectId).
+    candid: int | None = None
+    dia_source_id: int | None = None
+    dia_object_id: int | None = None
+    #: v1.2: the detection's photometry: ZTF magpsf/sigmapsf (mag), fid, isdiffpos; Rubin psfFlux/psfFluxErr (nJy).
+    magpsf: float | None = None
+    sigmapsf: float | None = None
+    fid: int | None = None
+    isdiffpos: str | None = None
+    psf_flux: float | None = None
+    psf_flux_err: float | None = None
+    is_negative: bool | None = None
     topic: str = ""
     partition: int = -1
     offset: int = -1
@@ -136,7 +150,11 @@ class ClassifiedRecord:
             source_offset=opt_int("source_offset"), source_timestamp_ms=opt_int("source_timestamp_ms"),
             ingested_ms=opt_int("ingested_ms"), classified_ms=opt_int("classified_ms"),
             classifier_version=str(record.get("classifier_version", "")),
-            processing_host=record.get("processing_host"), topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
+            processing_host=record.get("processing_host"), mjd_time_scale=record.get("mjd_time_scale"),
+            candid=opt_int("candid"), dia_source_id=opt_int("dia_source_id"), dia_object_id=opt_int("dia_object_id"),
+            magpsf=opt_float("magpsf"), sigmapsf=opt_float("sigmapsf"), fid=opt_int("fid"), isdiffpos=record.get("isdiffpos"),
+            psf_flux=opt_float("psf_flux"), psf_flux_err=opt_float("psf_flux_err"),
+            is_negative=None if record.get("is_negative") is None else bool(record["is_negative"]), topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
         )
 
     @property
