@@ -15,6 +15,7 @@ import sys
 import traceback
 
 from stream import __version__
+from stream.commands.help import polish
 from stream.errors import USAGE_EXIT_STATUS, UsageError
 from stream.logs import configure_logging
 
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(f"stream.commands.{name}").register(sub)
+    polish(parser)
     return parser
 
 
