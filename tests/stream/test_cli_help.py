@@ -28,3 +28,11 @@ def test_defaults_and_choices_are_shown() -> None:
     assert "(default: 1)" in subs["replay"].format_help()          # --multiply
     assert "(default: 4)" in subs["run"].format_help()             # --partitions
     assert "real_bogus" in subs["subscribe"].format_help() and "--min-rb" in subs["subscribe"].format_help()
+
+
+def test_the_embedded_config_topics_are_all_created_by_stack_up() -> None:
+    from stream.commands.stack import DEFAULT_TOPICS, config_topics
+    from tests.conftest import REPO
+
+    wanted = config_topics(str(REPO / "deploy" / "config" / "embedded.toml"))
+    assert "exposures" in wanted and set(wanted) <= set(DEFAULT_TOPICS.split(","))
