@@ -14,6 +14,7 @@
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -22,19 +23,31 @@ from typing import Any
 
 import structlog
 
-from stream.kafka_logs import with_client_logger
-
 __all__ = ["probe_broker", "probe_redis", "startup_check", "ServiceWatch", "HealthReport"]
 
 log = structlog.get_logger(__name__)
 
 
+def _silent_logger() -> logging.Logger:
+    """A logger that drops librdkafka's lines: a probe's answer is its result, said once by the caller."""
+    logger = logging.getLogger("survey_classifier.librdkafka.probe")
+    if not logger.handlers:
+        logger.addHandler(logging.NullHandler())
+        logger.propagate = False
+    return logger
+
+
 def probe_broker(client_config: Mapping[str, Any], timeout_s: float = 5.0) -> str | None:
-    """``None`` when the brokers answer a metadata request within ``timeout_s``, else the reason."""
+    """``None`` when the brokers answer a metadata request within ``timeout_s``, else the reason.
+
+    The probe's own librdkafka lines (connection refused, ...) are dropped: the caller reports
+    the result in one line.
+    """
     from confluent_kafka import KafkaException  # noqa: PLC0415
     from confluent_kafka.admin import AdminClient  # noqa: PLC0415
 
-    conf = with_client_logger(dict(client_config))
+    conf = dict(client_config)
+    conf["logger"] = _silent_logger()
     for key in ("group.id", "auto.offset.reset", "enable.auto.commit", "enable.auto.offset.store", "enable.idempotence",
                 "acks", "partition.assignment.strategy", "session.timeout.ms", "max.poll.interval.ms"):
         conf.pop(key, None)

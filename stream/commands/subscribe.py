@@ -3,8 +3,9 @@
 Wires :class:`stream.subscribe.reader.ClassifiedReader` (Kafka), the filters and the writers of
 :mod:`stream.subscribe.output`. On a terminal the kept records scroll by as a table; otherwise
 (piped, no ``--output``) they are JSON lines on stdout. A summary (read, kept, undecodable,
-PNGs) goes to stderr as one JSON line at the end. Exit codes: 0, 1 (broker / topic errors),
-2 (bad options), 130 (Ctrl-C; files written so far are closed properly).
+PNGs) goes to stderr as one JSON line at the end. Exit codes: 0, 1 (topic errors, a read
+failing mid-stream), 2 (bad options, a broker that does not answer within --connect-timeout),
+130 (Ctrl-C; files written so far are closed properly).
 
 fink-client habits: ``--list-topics``, ``--dump-schema``, ``--group ID`` (resume from the
 group's committed offsets) and ``--save-alerts DIR`` (the original packets of kept alerts).
@@ -74,6 +75,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--group", default=None, metavar="ID",
                    help="consumer group: resume from its committed offsets and commit as records are handled "
                         "(default: none, read from --from/--since)")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the broker's first answer before giving up (default 10)")
     p.add_argument("--list-topics", action="store_true", help="list the cluster's topics with partition counts, and exit")
     p.add_argument("--dump-schema", action="store_true", help="print the classified record's Avro schema (latest), and exit")
     f = p.add_argument_group("filters")
@@ -222,6 +225,13 @@ def _run(args: argparse.Namespace) -> int:
         print("subscribe: no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
     client_config = dict(settings.kafka.client)
+    from stream.health import probe_broker  # noqa: PLC0415
+
+    unreachable = probe_broker({"bootstrap.servers": bootstrap, **client_config}, timeout_s=args.connect_timeout)
+    if unreachable is not None:
+        print(f"subscribe: Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): check "
+              f"--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up", file=sys.stderr)
+        return 2
     if args.list_topics:
         return _list_topics(bootstrap, client_config)
     topic = args.topic or settings.kafka.output_topic

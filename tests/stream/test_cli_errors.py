@@ -126,3 +126,10 @@ def test_debug_shows_the_traceback(toml) -> None:
     path = toml("[batch]\nmax_wiat_ms = 5\n")
     proc = _cli("--log-level", "debug", "run", "--config", path)
     assert proc.returncode == 2 and "Traceback" in proc.stderr and "did you mean max_wait_ms?" in proc.stderr
+
+
+def test_subscribe_to_a_dead_broker_is_one_line_in_bounded_time() -> None:
+    proc = _cli("subscribe", "--bootstrap-servers", f"127.0.0.1:{_free_port()}", "--connect-timeout", "1", "--until-end",
+                timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [line for line in proc.stderr.strip().splitlines() if "did not answer" in line]
