@@ -1,8 +1,9 @@
 """Prometheus metrics, reconciliation counts and the health endpoints of the service.
 
 ``/metrics`` (Prometheus text), ``/healthz`` (liveness: the main loop turned recently),
-``/readyz`` (readiness: partitions assigned, Redis reachable and the broker not known to be down) and ``/stats`` (JSON: the
-per-partition reconciliation ``consumed = published + duplicates + dead_lettered``).
+``/readyz`` (readiness: partitions assigned, Redis reachable and the broker not known to be
+down) and ``/stats`` (JSON: the per-partition reconciliation
+``consumed = published + duplicates + dead_lettered``).
 """
 from __future__ import annotations
 

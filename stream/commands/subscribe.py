@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dump-schema", action="store_true", help="print the classified record's Avro schema (latest), and exit")
     f = p.add_argument_group("filters")
     f.add_argument("--where", default=None, metavar="EXPR", help="filter expression (see below)")
-    f.add_argument("--min-real-bogus", "--min-rb", dest="min_rb", type=float, default=None, metavar="P",
+    f.add_argument("--min-real-bogus", "--min-rb", dest="min_real_bogus", type=float, default=None, metavar="P",
                    help="keep our real_bogus >= P (default: no cut)")
     f.add_argument("--class", dest="class_label", default=None, metavar="LABEL", help="keep this class (see --min-prob)")
     f.add_argument("--min-prob", type=float, default=None, metavar="P", help="with --class: that class's probability >= P")
@@ -215,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
         settings = load_settings(args.config)
         survey = check_survey(args.survey) if args.survey is not None else None
         class_label = check_class_label(args.class_label) if args.class_label is not None else None
-        predicate = flag_predicate(min_rb=args.min_rb, class_label=class_label, min_prob=args.min_prob,
+        predicate = flag_predicate(min_rb=args.min_real_bogus, class_label=class_label, min_prob=args.min_prob,
                                    survey=survey, model=args.model, untrained=args.untrained)
     except (ConfigError, FilterError, ValueError) as exc:
         print(f"subscribe: {exc}", file=sys.stderr)
