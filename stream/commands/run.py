@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.embedded:
         _require_services(settings, args.config)
     _check_metrics_port(settings.observability.metrics_host, settings.observability.metrics_port)
+    _check_models(settings)
     stack = None
     if args.embedded:
         stack = EmbeddedStack().start()
@@ -114,6 +115,30 @@ def _require_services(settings, config_path: str | None) -> None:
                          f"or pass --embedded to start a local one")
     if not settings.redis.url:
         raise UsageError(f"no Redis named: set REDIS_URL (or redis.url{where}), or pass --embedded to start a local one")
+
+
+def _check_models(settings) -> None:
+    """Refuse unknown names in engine.models, and untrained models without the flag, before anything starts."""
+    from engines.registry import load_registry  # noqa: PLC0415
+    from schemas.alert import InputKind  # noqa: PLC0415
+    from stream.errors import did_you_mean  # noqa: PLC0415
+
+    registry = load_registry()
+    eng = settings.engine
+    for name in eng.models:
+        if name not in registry.cards:
+            raise UsageError(f"engine.models (SC__ENGINE__MODELS): no model named {name!r}{did_you_mean(name, registry.cards)} "
+                             f"(known: {', '.join(sorted(registry.cards))})")
+    if eng.allow_untrained:
+        return
+    kinds = ([InputKind.DIFFERENCE_ALERT] if settings.kafka.alert_topics else []) + (
+        [InputKind.RAW_EXPOSURE, InputKind.MULTIBAND_CUTOUT] if settings.kafka.exposure_topics else [])
+    untrained = sorted({card.name for kind in kinds for card in registry.cards_for(kind)
+                        if not card.trained and (not eng.models or card.name in eng.models)})
+    if untrained:
+        raise UsageError(f"model(s) {', '.join(untrained)} have untrained placeholder weights: pass --allow-untrained "
+                         f"(or engine.allow_untrained = true, SC__ENGINE__ALLOW_UNTRAINED) to run them anyway, or leave "
+                         f"them out of engine.models")
 
 
 def _port_in_use_error(host: str, port: int) -> UsageError:

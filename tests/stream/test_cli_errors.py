@@ -133,3 +133,9 @@ def test_subscribe_to_a_dead_broker_is_one_line_in_bounded_time() -> None:
                 timeout=30)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [line for line in proc.stderr.strip().splitlines() if "did not answer" in line]
+
+
+def test_unknown_model_in_engine_models_suggests() -> None:
+    proc = _cli("run", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0",
+                            "SC__ENGINE__MODELS": "realbogsu", "SC__OBSERVABILITY__METRICS_PORT": "0"})
+    _one_line_error(proc, "SC__ENGINE__MODELS", "did you mean realbogus?")
