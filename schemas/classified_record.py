@@ -4,12 +4,19 @@ Schema: ``schemas/classified/v<major>_<minor>.avsc``, framed as Confluent wire f
 schema id ``100 * major + minor`` (v1.0 -> 100, v1.1 -> 101), like Rubin's rule. Writers use
 the version named in the record's ``schema_version`` (default: the latest shipped);
 :func:`decode_classified` reads any shipped version and resolves it to the latest.
+
+Where the service is configured with a schema registry, records are framed with the id the
+registry gave the schema instead (``stream.output_registry``); :func:`decode_classified` then
+takes a ``writer_schema`` callable (id -> schema definition, e.g. a registry lookup) for ids it
+does not ship. This module stays pure: the HTTP lives in ``stream/``.
 """
 from __future__ import annotations
 
+import functools
 import io
+import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import fastavro
@@ -27,6 +34,9 @@ __all__ = [
     "build_classified_record",
     "encode_classified",
     "decode_classified",
+    "classified_schema",
+    "utc_mjd_to_tai",
+    "MJD_TIME_SCALE",
 ]
 
 FAMILY = "classified"
@@ -46,6 +56,76 @@ _PARSED: dict[int, Any] = {
 _VERSION_BY_ID: dict[int, tuple[int, int]] = {classified_schema_id(*v): v for v in CLASSIFIED_VERSIONS}
 _LATEST_ID = classified_schema_id(*LATEST_CLASSIFIED_VERSION)
 _VERSION_TEXT = {f"{a}.{b}": classified_schema_id(a, b) for a, b in CLASSIFIED_VERSIONS}
+
+
+def classified_schema(version: tuple[int, int] = LATEST_CLASSIFIED_VERSION) -> dict:
+    """The schema definition (JSON object) of a shipped version, as registered in a registry."""
+    if version not in CLASSIFIED_VERSIONS:
+        raise ValueError(f"classified v{version[0]}.{version[1]} is not shipped (have {CLASSIFIED_VERSIONS})")
+    return schemas.load_schema(FAMILY, *version)
+
+
+#: Registry schemas parsed once, keyed by their canonical JSON text.
+_FETCHED: dict[str, Any] = {}
+
+
+#: The one time scale of ``mjd`` in records from v1.2 on.
+MJD_TIME_SCALE = "tai"
+
+
+@functools.lru_cache(maxsize=4096)
+def _tai_minus_utc_days(utc_day: int) -> float:
+    """TAI - UTC on that UTC day, in days (astropy's leap-second table; constant within a day
+    unless a leap second ends it, which none has since 2017)."""
+    from astropy.time import Time  # noqa: PLC0415 - astropy loads its tables on first use
+
+    t = Time(float(utc_day) + 0.5, format="mjd", scale="utc")
+    return float(t.tai.mjd - t.utc.mjd)
+
+
+def utc_mjd_to_tai(mjd: float | None) -> float | None:
+    """A UTC-based MJD (ZTF's jd - 2400000.5, FITS MJD-OBS) in TAI."""
+    if mjd is None or not math.isfinite(mjd):
+        return None
+    return mjd + _tai_minus_utc_days(int(math.floor(mjd)))
+
+
+def _tai_mjd(item: Any, mjd: float | None) -> float | None:
+    """``mjd`` of ``item`` in TAI: Rubin sends TAI; ZTF and exposures are UTC-based."""
+    if mjd is None:
+        return None
+    return float(mjd) if item.survey == "rubin" else utc_mjd_to_tai(float(mjd))
+
+
+def _typed(value: Any, kind: type) -> Any:
+    if value is None:
+        return None
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        return None
+    return out if not isinstance(out, float) or math.isfinite(out) else None
+
+
+def _detection_fields(item: Any) -> dict[str, Any]:
+    """Survey ids as the survey types them and the detection's photometry (v1.2 fields)."""
+    fields: dict[str, Any] = {name: None for name in ("candid", "dia_source_id", "dia_object_id", "magpsf", "sigmapsf", "fid",
+                                                       "isdiffpos", "psf_flux", "psf_flux_err", "is_negative")}
+    candidate = getattr(item, "candidate", None) or {}
+    if not isinstance(item, Alert):
+        return fields
+    if item.survey == "ztf":
+        isdiffpos = candidate.get("isdiffpos")
+        fields.update(candid=_typed(candidate.get("candid", item.alert_id), int), magpsf=_typed(candidate.get("magpsf"), float),
+                      sigmapsf=_typed(candidate.get("sigmapsf"), float), fid=_typed(candidate.get("fid"), int),
+                      isdiffpos=None if isdiffpos is None else str(isdiffpos))
+    elif item.survey == "rubin":
+        negative = candidate.get("is_negative", candidate.get("isNegative"))
+        fields.update(dia_source_id=_typed(candidate.get("diaSourceId", item.alert_id), int),
+                      dia_object_id=_typed(candidate.get("diaObjectId"), int),
+                      psf_flux=_typed(candidate.get("psfFlux"), float), psf_flux_err=_typed(candidate.get("psfFluxErr"), float),
+                      is_negative=None if negative is None else bool(negative))
+    return fields
 
 
 def _finite_or_none(value: Any) -> float | None:
@@ -109,7 +189,7 @@ def build_classified_record(
         "object_id": item.object_id or "",
         "ra": _finite_or_none(item.ra),
         "dec": _finite_or_none(item.dec),
-        "mjd": _finite_or_none(mjd),
+        "mjd": _tai_mjd(item, _finite_or_none(mjd)),
         "band": band,
         "real_bogus": real_bogus,
         "class_scores": class_scores,
@@ -125,6 +205,8 @@ def build_classified_record(
         "classified_ms": int(classified_ms),
         "classifier_version": classifier_version,
         "processing_host": processing_host,   # added in v1.1
+        "mjd_time_scale": MJD_TIME_SCALE if _finite_or_none(mjd) is not None else None,  # added in v1.2
+        **_detection_fields(item),
     }
 
 
@@ -146,12 +228,23 @@ def encode_classified(record: Mapping[str, Any]) -> bytes:
     return frame_wire(schema_id, out.getvalue())
 
 
-def decode_classified(value: bytes) -> dict:
-    """A classified record of any shipped version, resolved to the latest schema."""
+def decode_classified(value: bytes, writer_schema: Callable[[int], Any] | None = None) -> dict:
+    """A classified record of any shipped version, resolved to the latest schema.
+
+    ``writer_schema(id)`` returns the schema definition of an id this module does not ship (a
+    registry id); the callable should cache its answers, the parsed schema is cached here.
+    """
     schema_id, payload = split_wire(value)
     writer = _PARSED.get(schema_id)
+    if writer is None and writer_schema is not None:
+        definition = writer_schema(schema_id)
+        key = json.dumps(definition, sort_keys=True)
+        if key not in _FETCHED:
+            _FETCHED[key] = fastavro.parse_schema(definition)
+        writer = _FETCHED[key]
     if writer is None:
-        raise DecodeError(Reason.UNKNOWN_SCHEMA_ID, f"classified schema id {schema_id}")
+        raise DecodeError(Reason.UNKNOWN_SCHEMA_ID, f"classified schema id {schema_id} (not shipped; a registry id needs "
+                                                    f"the registry URL)")
     stream = io.BytesIO(payload)
     try:
         return fastavro.schemaless_reader(stream, writer, _PARSED[_LATEST_ID])

@@ -18,6 +18,7 @@ Unknown keys, wrong types and missing topic names are refused at start-up with
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 import types
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.decode.limits import DecodeSettings
+from stream.errors import UsageError, did_you_mean
 
 __all__ = [
     "ConfigError",
@@ -47,8 +49,9 @@ KAFKA_CLIENT_ENV_PREFIX = "SC_KAFKA__"
 SECRET_MARKERS = ("password", "secret", "token", "sasl.oauthbearer.config", "key.pem", "private")
 
 
-class ConfigError(ValueError):
-    """The configuration is invalid; the message names the key and what was expected."""
+class ConfigError(UsageError, ValueError):
+    """The configuration is invalid; the message names the file or environment variable, the key
+    and what was expected (with the closest known key for a typo)."""
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -82,6 +85,15 @@ class KafkaSettings:
     #: Confluent-compatible schema registry for Rubin schema ids; empty: the ids shipped in
     #: ``lsst-alert-packet`` (id = major*100 + minor).
     schema_registry_url: str = ""
+    #: Confluent-compatible registry where the service registers the classified schema it writes and
+    #: frames records with the id it returns; empty: the fixed ids 100*major+minor (see README).
+    output_schema_registry_url: str = ""
+    #: Subject naming: ``topic`` (``<topic>-value``, TopicNameStrategy) or ``record`` (RecordNameStrategy).
+    output_subject_strategy: str = "topic"
+    #: ``run`` exits with status 2 once the broker has been unreachable this long; 0: keep retrying.
+    exit_after_unreachable_s: float = 0.0
+    #: While the broker or Redis is unreachable, one warning per this many seconds (probes back off up to it).
+    unreachable_warn_interval_s: float = 30.0
     #: Extra librdkafka properties passed through unchanged (security.protocol, sasl.*, ssl.*...).
     client: Mapping[str, Any] = field(default_factory=dict)
 
@@ -173,6 +185,10 @@ class Settings:
             raise ConfigError(f"kafka.assignment_strategy must be one of {sorted(strategies)}, got {k.assignment_strategy!r}")
         if self.engine.backend not in ("onnxruntime", "openvino", "torch", "tensorrt"):
             raise ConfigError(f"engine.backend must be onnxruntime, openvino, torch or tensorrt, got {self.engine.backend!r}")
+        if k.output_subject_strategy not in ("topic", "record"):
+            raise ConfigError(f"kafka.output_subject_strategy must be topic or record, got {k.output_subject_strategy!r}")
+        if k.exit_after_unreachable_s < 0 or k.unreachable_warn_interval_s <= 0:
+            raise ConfigError("kafka.exit_after_unreachable_s must be >= 0 and kafka.unreachable_warn_interval_s > 0")
         if self.batch.max_size < 1 or self.batch.max_wait_ms < 0 or self.batch.max_in_flight < 1:
             raise ConfigError("batch.max_size and batch.max_in_flight must be >= 1, batch.max_wait_ms >= 0")
         if self.observability.log_format not in ("auto", "json", "console"):
@@ -249,15 +265,29 @@ def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
     raise ConfigError(f"{key}: unsupported setting type {annotation!r}")  # pragma: no cover
 
 
-def _build_section(name: str, cls: type, values: Mapping[str, Any], env_keys: set[str]) -> Any:
+def _env_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any], env_keys: set[str], path: Path | None = None) -> Any:
+    """One section's settings; an error names where the value came from (file or variable)."""
     hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    kwargs = {
-        k: _coerce(f"{name}.{k}", hints[k], v, from_env=f"{name}.{k}" in env_keys) for k, v in values.items()
-    }
+    known = sorted(f.name for f in dataclasses.fields(cls))
+    for key in sorted(set(values) - set(known)):
+        if f"{name}.{key}" in env_keys:
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {_env_name(name, close[0])}?)" if close else f" (known keys of [{name}]: {', '.join(known)})"
+            raise ConfigError(f"environment variable {_env_name(name, key)}: unknown key {key!r} in [{name}]{hint}")
+        hint = did_you_mean(key, known) or f" (known: {', '.join(known)})"
+        raise ConfigError(f"{path or 'settings'}: unknown key {key!r} in [{name}]{hint}")
+    kwargs = {}
+    for k, v in values.items():
+        from_env = f"{name}.{k}" in env_keys
+        try:
+            kwargs[k] = _coerce(f"{name}.{k}", hints[k], v, from_env=from_env)
+        except ConfigError as exc:
+            where = f"environment variable {_env_name(name, k)}" if from_env else str(path or "settings")
+            raise ConfigError(f"{where}: {exc}") from None
     return cls(**kwargs)
 
 
@@ -288,7 +318,8 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
             raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
         for section, values in loaded.items():
             if section not in _SECTIONS:
-                raise ConfigError(f"unknown section [{section}] in {p} (known: {', '.join(_SECTIONS)})")
+                hint = did_you_mean(section, _SECTIONS) or f" (known: {', '.join(_SECTIONS)})"
+                raise ConfigError(f"{p}: unknown section [{section}]{hint}")
             if not isinstance(values, dict):
                 raise ConfigError(f"[{section}] in {p} must be a table")
             data[section] = dict(values)
@@ -299,7 +330,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
             continue
         parts = key[len(ENV_PREFIX):].lower().split("__")
         if len(parts) != 2 or parts[0] not in _SECTIONS:
-            raise ConfigError(f"environment variable {key}: expected {ENV_PREFIX}<SECTION>__<KEY> with a section of {', '.join(_SECTIONS)}")
+            close = difflib.get_close_matches(parts[0], list(_SECTIONS), n=1, cutoff=0.6)
+            hint = (f" (did you mean {_env_name(close[0], parts[1])}?)" if close and len(parts) == 2
+                    else f" (sections: {', '.join(_SECTIONS)})")
+            raise ConfigError(f"environment variable {key}: expected {ENV_PREFIX}<SECTION>__<KEY>{hint}")
         data.setdefault(parts[0], {})[parts[1]] = value
         env_keys.add(f"{parts[0]}.{parts[1]}")
     if env.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -319,5 +353,6 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
         data.setdefault("kafka", {})["client"] = client
 
     types_ = _section_types()
-    sections = {name: _build_section(name, types_[name], data.get(name, {}), env_keys) for name in _SECTIONS}
+    file_path = Path(path) if path is not None else None
+    sections = {name: _build_section(name, types_[name], data.get(name, {}), env_keys, file_path) for name in _SECTIONS}
     return Settings(**sections).validate()

@@ -111,6 +111,7 @@ def _format(s: DemoSummary) -> str:
 def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAMPLES_DIR, png_count: int = 3) -> DemoSummary:
     from stream.config import load_settings  # noqa: PLC0415
     from stream.kafka_clients import read_topic  # noqa: PLC0415
+    from stream.kafka_logs import with_client_logger  # noqa: PLC0415
     from schemas.decode import decode_message  # noqa: PLC0415
     from stream.replay.publish import replay  # noqa: PLC0415
     from stream.service import build_service  # noqa: PLC0415
@@ -139,9 +140,10 @@ def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAM
 
         summary = replay(samples, ALERTS, bootstrap_servers=stack.bootstrap_servers, progress=False)
         first = sorted(samples.rglob("*.avro"))[0].read_bytes()
-        producer = Producer({"bootstrap.servers": stack.bootstrap_servers})
+        producer = Producer(with_client_logger({"bootstrap.servers": stack.bootstrap_servers}))
         producer.produce(ALERTS, first[: len(first) // 3], key=b"truncated-on-purpose")
         producer.flush(10)
+        del producer  # closed before the stack stops: no reconnect noise at shutdown
         print(f"[3/4] replayed {summary.sent} real packets from {samples} (+1 truncated on purpose); "
               f"unreadable files: {len(summary.unreadable)}", flush=True)
         worker.join(300)

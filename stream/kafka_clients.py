@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from stream.config import KafkaSettings
+from stream.kafka_logs import with_client_logger
 
 __all__ = ["PublishError", "consumer_config", "producer_config", "make_consumer", "make_producer",
            "DeliveryTracker", "flush_or_raise", "commit_or_raise", "CommitError", "TopicRecord", "read_topic"]
@@ -53,7 +54,7 @@ def consumer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
         "allow.auto.create.topics": False,
     })
     conf.update(overrides)
-    return conf
+    return with_client_logger(conf)
 
 
 def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]:
@@ -66,7 +67,7 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
     for key in ("group.id", "auto.offset.reset", "enable.auto.commit"):
         conf.pop(key, None)
     conf.update(overrides)
-    return conf
+    return with_client_logger(conf)
 
 
 def make_consumer(settings: KafkaSettings, **overrides: Any) -> Consumer:
@@ -150,8 +151,9 @@ def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, timeout
     duplicate record is still seen), or without ``expect`` after ``idle_s`` with no new record,
     or at ``timeout_s``. For tests, the demo and tools; not used on the service's hot path.
     """
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True})
+    consumer = Consumer(with_client_logger({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
+                                            "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                                            "enable.partition.eof": True}))
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         parts = sorted(meta.partitions)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 import structlog
 
@@ -19,11 +20,16 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
-def configure_logging(fmt: str = "auto", level: str = "info") -> None:
-    """Configure structlog once per process. ``fmt``: ``auto``, ``json`` or ``console``."""
+def configure_logging(fmt: str = "auto", level: str = "info", file: TextIO | None = None) -> None:
+    """Configure structlog once per process. ``fmt``: ``auto``, ``json`` or ``console``.
+
+    ``file``: write log lines there instead of stderr (the demo keeps its terminal for the
+    human summary and names the log file).
+    """
     if fmt == "auto":
-        fmt = "console" if sys.stderr.isatty() else "json"
-    renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()) if fmt == "console" else structlog.processors.JSONRenderer()
+        fmt = "console" if file is None and sys.stderr.isatty() else "json"
+    colors = file is None and sys.stderr.isatty()
+    renderer = structlog.dev.ConsoleRenderer(colors=colors) if fmt == "console" else structlog.processors.JSONRenderer()
     lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
     structlog.configure(
         processors=[
@@ -34,6 +40,6 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
+        logger_factory=structlog.PrintLoggerFactory(file=file if file is not None else _CurrentStderr()),
         cache_logger_on_first_use=False,
     )

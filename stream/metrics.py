@@ -1,8 +1,9 @@
 """Prometheus metrics, reconciliation counts and the health endpoints of the service.
 
 ``/metrics`` (Prometheus text), ``/healthz`` (liveness: the main loop turned recently),
-``/readyz`` (readiness: partitions assigned and Redis reachable) and ``/stats`` (JSON: the
-per-partition reconciliation ``consumed = published + duplicates + dead_lettered``).
+``/readyz`` (readiness: partitions assigned, Redis reachable and the broker not known to be
+down) and ``/stats`` (JSON: the per-partition reconciliation
+``consumed = published + duplicates + dead_lettered``).
 """
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ class Metrics:
     partitions: dict[tuple[str, int], PartitionCounts] = field(default_factory=lambda: defaultdict(PartitionCounts))
     assigned: bool = False
     redis_up: bool = False
+    #: None until a broker probe ran (stream.health.ServiceWatch); False while the broker is unreachable.
+    kafka_up: bool | None = None
     last_loop_monotonic: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -56,6 +59,7 @@ class Metrics:
         self.latency = Histogram("sc_end_to_end_latency_seconds", "Input message timestamp to output acknowledged", buckets=_LATENCY_BUCKETS, registry=r)
         self.lag = Gauge("sc_consumer_lag", "High watermark minus position", ["topic", "partition"], registry=r)
         self.redis_up_gauge = Gauge("sc_redis_up", "1 when the last Redis call succeeded", registry=r)
+        self.kafka_up_gauge = Gauge("sc_kafka_up", "1 when the last broker metadata request succeeded", registry=r)
         self.in_flight = Gauge("sc_in_flight_batches", "Batches consumed but not yet committed", registry=r)
 
     # -- reconciliation -------------------------------------------------------------------------
@@ -67,6 +71,10 @@ class Metrics:
     def set_redis_up(self, up: bool) -> None:
         self.redis_up = up
         self.redis_up_gauge.set(1 if up else 0)
+
+    def set_kafka_up(self, up: bool) -> None:
+        self.kafka_up = up
+        self.kafka_up_gauge.set(1 if up else 0)
 
     def reconciliation(self) -> dict[str, dict[str, int | bool]]:
         with self._lock:
@@ -122,8 +130,8 @@ def _make_handler(metrics: Metrics, liveness_timeout_s: float) -> type[BaseHTTPR
                 alive = time.monotonic() - metrics.last_loop_monotonic < liveness_timeout_s
                 self._send(200 if alive else 503, b"ok\n" if alive else b"main loop stalled\n", "text/plain")
             elif path == "/readyz":
-                ready = metrics.assigned and metrics.redis_up
-                body = json.dumps({"assigned": metrics.assigned, "redis_up": metrics.redis_up}).encode()
+                ready = metrics.assigned and metrics.redis_up and metrics.kafka_up is not False
+                body = json.dumps({"assigned": metrics.assigned, "redis_up": metrics.redis_up, "kafka_up": metrics.kafka_up}).encode()
                 self._send(200 if ready else 503, body, "application/json")
             elif path == "/stats":
                 self._send(200, json.dumps(metrics.reconciliation()).encode(), "application/json")

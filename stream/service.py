@@ -34,10 +34,12 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from stream import __version__
 from schemas.alert import InputKind
+from schemas.classified_record import LATEST_CLASSIFIED_VERSION
 from stream.config import Settings
 from stream.dedup import DedupUnavailable, RedisDedup
 from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise, make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
+from stream.output_registry import OutputFraming, register_output_schemas
 from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values, dedup_candidates, score_items
 from stream.stack import die_with_parent
 
@@ -92,6 +94,8 @@ class Service:
     #: is dead-lettered without its value, which stays at the source topic/partition/offset, rather
     #: than failing to produce and stopping the line on every restart.
     dead_letter_max_value_bytes: int = 10485760 - DEAD_LETTER_HEADER_ROOM
+    #: Registry schema ids per output topic (empty: the fixed shipped ids).
+    framing: OutputFraming = field(default_factory=OutputFraming)
     _stop: threading.Event = field(default_factory=threading.Event)
     _pending: deque = field(default_factory=deque)
     _last_lag_update: float = 0.0
@@ -284,9 +288,9 @@ class Service:
                 ("sc-models", ",".join(f"{p.name}:{p.version}" for p, _ in model_results).encode()),
                 ("sc-untrained", b"true" if any(not p.trained for p, _ in model_results) else b"false"),
                 ("sc-source", f"{env.topic}/{env.partition}/{env.offset}".encode()),
-                ("sc-schema", b"classified/1.0"),
+                ("sc-schema", "classified/{}.{}".format(*LATEST_CLASSIFIED_VERSION).encode()),
             ]
-            self._produce(topic, value, key=str(item.object_id or item.alert_id).encode(), headers=headers,
+            self._produce(topic, self.framing.frame(topic, value), key=str(item.object_id or item.alert_id).encode(), headers=headers,
                           callback=tracker.callback_for(item.key))
             expected += 1
         flush_or_raise(self.producer, tracker, expected, timeout_s=180)
@@ -443,6 +447,9 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Any]] | N
     settings.validate()
     if not settings.kafka.bootstrap_servers:
         raise ValueError("kafka.bootstrap_servers is empty: set KAFKA_BOOTSTRAP_SERVERS (or use --embedded)")
+    k = settings.kafka  # a schema the registry refuses stops us here, before anything is consumed or published
+    framing = register_output_schemas(k.output_schema_registry_url, [k.output_topic] + ([k.exposure_output_topic] if k.exposure_topics else []),
+                                      k.output_subject_strategy)
     metrics = Metrics()
     owns_runners = runners is None
     runners = runners if runners is not None else load_runners(settings)
@@ -464,4 +471,4 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Any]] | N
     producer = Producer(producer_conf)
     return Service(settings=settings, consumer=consumer, producer=producer, dedup=dedup, runners=runners,
                    metrics=metrics, decode_pool=pool, metrics_server=server, owns_runners=owns_runners,
-                   dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM)
+                   dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM, framing=framing)

@@ -1,4 +1,8 @@
-"""``survey-classifier demo``: the whole loop on the embedded stack with the bundled real night."""
+"""``survey-classifier demo``: the whole loop on the embedded stack with the bundled real night.
+
+The terminal gets the human summary only: every log line (the service's, librdkafka's) goes to
+``<out>/demo.log`` as JSON, and the demo names that file at the start and the end.
+"""
 from __future__ import annotations
 
 import argparse
@@ -15,11 +19,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="var/demo", help="where summary.json, PNGs and built engines go (default var/demo)")
     p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "openvino", "torch", "tensorrt"))
     p.add_argument("--pngs", type=int, default=3, help="how many cutout triplets to draw")
+    p.add_argument("--log-file", default=None, metavar="FILE", help="where the log lines go (default: OUT/demo.log)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from stream.demo import run_demo  # noqa: PLC0415
+    from stream.logs import configure_logging  # noqa: PLC0415
 
-    summary = run_demo(Path(args.out), backend=args.backend, png_count=args.pngs)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = Path(args.log_file) if args.log_file else out / "demo.log"
+    with log_path.open("a", encoding="utf-8") as log_file:
+        configure_logging("json", args.log_level or "info", file=log_file)
+        print(f"logs: {log_path} (JSON lines; this terminal shows the summary)", flush=True)
+        try:
+            summary = run_demo(out, backend=args.backend, png_count=args.pngs)
+        finally:
+            configure_logging(args.log_format or "auto", args.log_level or "info")
+        print(f"logs: {log_path}", flush=True)
     return 0 if summary.records > 0 else 1

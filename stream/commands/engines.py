@@ -30,9 +30,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _models(registry, spec: str) -> list[str]:
+    from stream.errors import UsageError, did_you_mean  # noqa: PLC0415
+
     names = sorted(registry.cards) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
-        registry.card(name)  # EngineError for an unknown name
+        if name not in registry.cards:  # a typo is the user's to fix: one line, exit status 2
+            raise UsageError(f"--models: no model named {name!r}{did_you_mean(name, registry.cards)} "
+                             f"(known: {', '.join(sorted(registry.cards))}, or 'all')")
     return names
 
 
@@ -105,7 +109,9 @@ def _describe(_args: argparse.Namespace) -> int:
 
     from engines.macs import count_macs, count_params, output_shape  # noqa: PLC0415
     from engines.networks import NETWORKS, build_network  # noqa: PLC0415
+    from engines.registry import load_registry  # noqa: PLC0415
 
+    cards = {card.network: card for card in load_registry().cards.values()}
     out = {}
     for name, spec in NETWORKS.items():
         device = "meta" if name == "hrcelestialnet" else "cpu"
@@ -118,6 +124,8 @@ def _describe(_args: argparse.Namespace) -> int:
             "input_shape": list(spec.input_shape),
             "output_shape": list(output_shape(network, shape, device)[1:]),
             "labels": list(spec.labels),
+            # which inputs the model scores (difference_alert: ZTF and Rubin alert topics; the others: exposure topics)
+            "input_kinds": [kind.value for kind in cards[name].input_kinds] if name in cards else [],
         }
     print(json.dumps(out, indent=2))
     return 0

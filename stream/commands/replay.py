@@ -46,11 +46,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     pace.add_argument("--rate", type=float, default=None, metavar="N", help="send N messages per second")
     pace.add_argument("--speed", type=float, default=None, metavar="K",
                       help="recorded cadence from the alerts' observation times, K times faster (e.g. 60)")
+    p.add_argument("--max-gap", type=float, default=None, metavar="S",
+                   help="with --speed: cap every idle gap at S seconds (the day between nights, say); default: no cap")
+    p.add_argument("--reorder-window", type=int, default=1000, metavar="N",
+                   help="with --speed: messages read ahead to send them in observation-time order (default 1000)")
     p.add_argument("--multiply", type=int, default=1, metavar="K", help="send each alert K times with fresh unique ids")
     p.add_argument("--skip", type=int, default=0, metavar="N", help="resume: do not send the first N messages again")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="stop after sending N messages")
     p.add_argument("--partitions", type=int, default=4, help="partitions when the topic has to be created (default 4)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the broker's first answer before giving up (default 10)")
     p.add_argument("--flush-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for the last deliveries before failing (default 120)")
     p.set_defaults(func=_run)
@@ -66,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         settings = load_settings(args.config)
-        pacer = Pacer.from_options(rate_per_s=args.rate, speed=args.speed)
+        pacer = Pacer.from_options(rate_per_s=args.rate, speed=args.speed, max_gap_s=args.max_gap)
     except (ConfigError, PacingError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
@@ -75,14 +81,22 @@ def _run(args: argparse.Namespace) -> int:
         print("replay: no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS "
               "(`survey-classifier stack up` starts a local one)", file=sys.stderr)
         return 2
-    if args.skip < 0 or (args.limit is not None and args.limit < 0):
-        print("replay: --skip and --limit must not be negative", file=sys.stderr)
+    if args.skip < 0 or (args.limit is not None and args.limit < 0) or args.reorder_window < 1:
+        print("replay: --skip and --limit must not be negative, --reorder-window at least 1", file=sys.stderr)
         return 2
     topic = args.topic or settings.kafka.alert_topics[0]
+    from stream.health import probe_broker  # noqa: PLC0415
+
+    unreachable = probe_broker({"bootstrap.servers": bootstrap, **settings.kafka.client}, timeout_s=args.connect_timeout)
+    if unreachable is not None:
+        print(f"replay: Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): check "
+              f"--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up", file=sys.stderr)
+        return 2
     try:
         summary = replay(args.source, topic, bootstrap_servers=bootstrap, client_config=dict(settings.kafka.client),
                          pacer=pacer, copies=args.multiply, skip=args.skip, limit=args.limit, partitions=args.partitions,
-                         progress=not args.no_progress, flush_timeout_s=args.flush_timeout)
+                         progress=not args.no_progress, flush_timeout_s=args.flush_timeout,
+                         reorder_window=args.reorder_window)
     except (ReplaySourceError, MultiplyError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2

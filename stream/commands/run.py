@@ -1,21 +1,47 @@
-"""``survey-classifier run``: start one consumer-group member of the classifier service."""
+"""``survey-classifier run``: start one consumer-group member of the classifier service.
+
+Before the service starts, the broker and Redis are asked once (one clear line each); then a
+watch keeps asking (see :mod:`stream.health`): gauges ``sc_kafka_up`` / ``sc_redis_up``,
+readiness false while either is down, one warning per ``kafka.unreachable_warn_interval_s``,
+and exit status 2 after ``kafka.exit_after_unreachable_s`` without a broker when that is set.
+Mistakes a person can fix (no broker named, the metrics port taken) end with one line, status 2.
+"""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import socket
 
 import structlog
+
+from stream.errors import ServiceUnreachable, UsageError
 
 __all__ = ["register"]
 
 log = structlog.get_logger(__name__)
 
+_EPILOG = """\
+examples:
+  survey-classifier run --embedded --allow-untrained --max-idle 10
+      embedded broker + Redis, untrained models allowed, stop after 10 s without input
+  KAFKA_BOOTSTRAP_SERVERS=kafka:9092 REDIS_URL=redis://redis:6379/0 survey-classifier run --config deploy/config/production.toml
+  SC__KAFKA__EXIT_AFTER_UNREACHABLE_S=60 survey-classifier run --config c.toml
+      exit with status 2 once the broker has been unreachable for 60 s (for CI and supervisors)
+  SC__OBSERVABILITY__METRICS_PORT=9109 survey-classifier run --config c.toml
+      a second member on the same host: another metrics port (0 disables the endpoint)
+
+exit status: 0 stopped with every count reconciled, 1 counts not reconciled,
+2 a mistake to fix (configuration, environment, port in use, broker unreachable for too long).
+"""
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="consume, classify and publish (the service)",
                        description="Run the classifier service: settings from --config (TOML) and the environment "
-                                   "(KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SC__SECTION__KEY; see README).")
-    p.add_argument("--config", help="TOML settings file")
+                                   "(KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SC__SECTION__KEY; see README).",
+                       epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="TOML settings file (default: built-in defaults plus the environment)")
     p.add_argument("--embedded", action="store_true",
                    help="start the embedded broker + Redis (memory only) instead of the configured services")
     p.add_argument("--allow-untrained", action="store_true",
@@ -24,12 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop after this long with no input (default: run until SIGTERM/SIGINT)")
     p.add_argument("--create-topics", action="store_true",
                    help="create the input, output and dead-letter topics if missing")
-    p.add_argument("--partitions", type=int, default=4, help="partitions for --create-topics")
+    p.add_argument("--partitions", type=int, default=4, help="partitions for --create-topics (default: 4)")
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from stream.config import load_settings  # noqa: PLC0415
+    from stream.health import ServiceWatch, startup_check  # noqa: PLC0415
+    from stream.kafka_clients import consumer_config  # noqa: PLC0415
     from stream.logs import configure_logging  # noqa: PLC0415
     from stream.service import build_service  # noqa: PLC0415
     from stream.stack import EmbeddedStack, create_topics  # noqa: PLC0415
@@ -39,6 +67,10 @@ def _run(args: argparse.Namespace) -> int:
         configure_logging(args.log_format or settings.observability.log_format, args.log_level or settings.observability.log_level)
     if args.allow_untrained:
         settings = dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, allow_untrained=True))
+    if not args.embedded:
+        _require_services(settings, args.config)
+    _check_metrics_port(settings.observability.metrics_host, settings.observability.metrics_port)
+    _check_models(settings)
     stack = None
     if args.embedded:
         stack = EmbeddedStack().start()
@@ -48,14 +80,102 @@ def _run(args: argparse.Namespace) -> int:
         print(f"embedded stack: KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers} REDIS_URL={stack.redis_url}", flush=True)
     try:
         k = settings.kafka
+        client_conf = consumer_config(k)
+        report = startup_check(client_conf, settings.redis.url, timeout_s=min(5.0, k.unreachable_warn_interval_s))
         if args.create_topics or args.embedded:
+            if report.kafka_error is not None:
+                raise ServiceUnreachable(f"--create-topics: Kafka at {k.bootstrap_servers} did not answer: {report.kafka_error} "
+                                         f"(check KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers)")
             create_topics(k.bootstrap_servers, [*k.alert_topics, *k.exposure_topics, k.output_topic, k.exposure_output_topic,
                                                 k.dead_letter_topic], partitions=args.partitions, config=dict(k.client))
-        service = build_service(settings)
+        service = _build(build_service, settings)
+        watch = ServiceWatch(client_conf, settings.redis.url, service.metrics, warn_interval_s=k.unreachable_warn_interval_s,
+                             exit_after_s=k.exit_after_unreachable_s, on_give_up=service.request_stop)
+        watch.seed(report)
         service.install_signal_handlers()
-        metrics = service.run(max_idle_s=args.max_idle)
+        watch.start()
+        try:
+            metrics = service.run(max_idle_s=args.max_idle)
+        finally:
+            watch.stop()
+        if watch.gave_up:
+            raise ServiceUnreachable(watch.give_up_reason)
         totals = metrics.totals()
         return 0 if totals.balanced else 1
     finally:
         if stack is not None:
             stack.stop()
+
+
+def _require_services(settings, config_path: str | None) -> None:
+    """Refuse to start without a broker or Redis named, saying where to name them."""
+    where = f" or in {config_path}" if config_path else ""
+    if not settings.kafka.bootstrap_servers:
+        raise UsageError(f"no Kafka broker named: set KAFKA_BOOTSTRAP_SERVERS (or kafka.bootstrap_servers{where}), "
+                         f"or pass --embedded to start a local one")
+    if not settings.redis.url:
+        raise UsageError(f"no Redis named: set REDIS_URL (or redis.url{where}), or pass --embedded to start a local one")
+
+
+def _check_models(settings) -> None:
+    """Refuse unknown names in engine.models, and untrained models without the flag, before anything starts."""
+    from engines.registry import load_registry  # noqa: PLC0415
+    from schemas.alert import InputKind  # noqa: PLC0415
+    from stream.errors import did_you_mean  # noqa: PLC0415
+
+    registry = load_registry()
+    eng = settings.engine
+    for name in eng.models:
+        if name not in registry.cards:
+            raise UsageError(f"engine.models (SC__ENGINE__MODELS): no model named {name!r}{did_you_mean(name, registry.cards)} "
+                             f"(known: {', '.join(sorted(registry.cards))})")
+    if eng.allow_untrained:
+        return
+    kinds = ([InputKind.DIFFERENCE_ALERT] if settings.kafka.alert_topics else []) + (
+        [InputKind.RAW_EXPOSURE, InputKind.MULTIBAND_CUTOUT] if settings.kafka.exposure_topics else [])
+    untrained = sorted({card.name for kind in kinds for card in registry.cards_for(kind)
+                        if not card.trained and (not eng.models or card.name in eng.models)})
+    if untrained:
+        raise UsageError(f"model(s) {', '.join(untrained)} have untrained placeholder weights: pass --allow-untrained "
+                         f"(or engine.allow_untrained = true, SC__ENGINE__ALLOW_UNTRAINED) to run them anyway, or leave "
+                         f"them out of engine.models")
+
+
+def _port_in_use_error(host: str, port: int) -> UsageError:
+    return UsageError(f"metrics port {host}:{port} is already in use (another member on this host?): set "
+                      f"observability.metrics_port (SC__OBSERVABILITY__METRICS_PORT) to a free port, or 0 to disable "
+                      f"the endpoint")
+
+
+def _check_metrics_port(host: str, port: int) -> None:
+    """Fail before the models load when the metrics port is taken (binding it is the only honest test)."""
+    if not port:
+        return
+    probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind((host, port))
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise _port_in_use_error(host, port) from exc
+        raise
+    finally:
+        probe.close()
+
+
+def _build(build_service, settings):
+    """The service, with the metrics port in use reported as the setting to change; logs the endpoint URL."""
+    obs = settings.observability
+    try:
+        service = build_service(settings)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise _port_in_use_error(obs.metrics_host, obs.metrics_port) from exc
+        raise
+    if service.metrics_server is not None:
+        base = f"http://{obs.metrics_host}:{service.metrics_server.port}"
+        log.info("metrics_endpoint", metrics=f"{base}/metrics", healthz=f"{base}/healthz", readyz=f"{base}/readyz",
+                 stats=f"{base}/stats")
+    else:
+        log.info("metrics_endpoint_disabled", setting="observability.metrics_port = 0")
+    return service

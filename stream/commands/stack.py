@@ -1,20 +1,38 @@
-"""``survey-classifier stack up``: run the embedded broker + Redis by hand until Ctrl-C."""
+"""``survey-classifier stack up``: run the embedded broker + Redis by hand until Ctrl-C.
+
+It creates every topic a service would use: the default list (which is exactly
+``deploy/config/embedded.toml``'s), or with ``--config`` that file's input, output and
+dead-letter topics, so a service started on it never subscribes to a topic that is missing.
+"""
 from __future__ import annotations
 
 import argparse
 import signal
 import threading
 
-__all__ = ["register"]
+__all__ = ["register", "DEFAULT_TOPICS", "config_topics"]
+
+DEFAULT_TOPICS = "alerts,exposures,classified,classified-exposures,classified-dead-letter"
+
+
+def config_topics(config: str) -> list[str]:
+    """Every topic the service configured by ``config`` reads or writes."""
+    from stream.config import load_settings  # noqa: PLC0415
+
+    k = load_settings(config, env={}).kafka
+    outputs = [k.output_topic, k.dead_letter_topic] + ([k.exposure_output_topic] if k.exposure_topics else [])
+    return list(dict.fromkeys([*k.alert_topics, *k.exposure_topics, *outputs]))
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("stack", help="run the embedded Kafka-protocol broker (Tansu) and Redis")
+    p = sub.add_parser("stack", help="run the embedded Kafka-protocol broker (Tansu) and Redis",
+                       description="Run the embedded broker and Redis (memory only) until Ctrl-C, with the topics created.")
     p.add_argument("action", choices=("up",), help="up: start both, print how to reach them, stop on Ctrl-C")
     p.add_argument("--kafka-port", type=int, default=0, help="broker port (default: a free one)")
     p.add_argument("--redis-port", type=int, default=0, help="Redis port (default: a free one)")
-    p.add_argument("--topics", default="alerts,exposures,classified,classified-exposures,classified-dead-letter",
-                   help="comma-separated topics to create (Tansu auto-creates with 4 partitions otherwise)")
+    p.add_argument("--topics", default=DEFAULT_TOPICS, help="comma-separated topics to create")
+    p.add_argument("--config", default=None, metavar="TOML",
+                   help="create the topics this service config uses instead of --topics")
     p.add_argument("--partitions", type=int, default=4)
     p.set_defaults(func=_run)
 
@@ -25,7 +43,9 @@ def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with EmbeddedStack(kafka_port=args.kafka_port, redis_port=args.redis_port) as stack:
-        create_topics(stack.bootstrap_servers, [t for t in args.topics.split(",") if t], partitions=args.partitions)
+        topics = config_topics(args.config) if args.config else [t for t in args.topics.split(",") if t]
+        create_topics(stack.bootstrap_servers, topics, partitions=args.partitions)
+        print(f"# topics: {', '.join(topics)}", flush=True)
         print(f"export KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers}", flush=True)
         print(f"export REDIS_URL={stack.redis_url}", flush=True)
         print("# embedded stack is up (memory only); Ctrl-C stops it", flush=True)

@@ -3,8 +3,12 @@
 Wires :class:`stream.subscribe.reader.ClassifiedReader` (Kafka), the filters and the writers of
 :mod:`stream.subscribe.output`. On a terminal the kept records scroll by as a table; otherwise
 (piped, no ``--output``) they are JSON lines on stdout. A summary (read, kept, undecodable,
-PNGs) goes to stderr as one JSON line at the end. Exit codes: 0, 1 (broker / topic errors),
-2 (bad options), 130 (Ctrl-C; files written so far are closed properly).
+PNGs) goes to stderr as one JSON line at the end. Exit codes: 0, 1 (topic errors, a read
+failing mid-stream), 2 (bad options, a broker that does not answer within --connect-timeout),
+130 (Ctrl-C; files written so far are closed properly).
+
+fink-client habits: ``--list-topics``, ``--dump-schema``, ``--group ID`` (resume from the
+group's committed offsets) and ``--save-alerts DIR`` (the original packets of kept alerts).
 """
 from __future__ import annotations
 
@@ -20,16 +24,30 @@ __all__ = ["register"]
 log = structlog.get_logger(__name__)
 
 _EPILOG = """\
+examples:
+  survey-classifier subscribe --topic classified --until-end            table on a terminal, JSON lines when piped
+  survey-classifier subscribe --min-real-bogus 0.8 --survey ztf --until-end --output kept.parquet
+  survey-classifier subscribe --where "real_bogus > 0.9 and band in ('g', 'r')" --png-dir pngs --png-max 20
+  survey-classifier subscribe --group my-night --output kept.jsonl      resumes where my-night stopped
+  survey-classifier subscribe --save-alerts originals --min-real-bogus 0.9 --until-end
+  survey-classifier subscribe --list-topics
+  survey-classifier subscribe --dump-schema > classified.avsc
+
 filters (all given must hold):
-  --min-rb 0.8                 real_bogus >= 0.8 (records without a real/bogus score are dropped)
+  --min-real-bogus 0.8         our real_bogus >= 0.8 (records without it are dropped; --min-rb is
+                               the same flag). survey_scores['drb'] is ZTF's own score, a comparison
   --class galaxy --min-prob .7 class_scores['galaxy'] >= 0.7   (--class alone: top class is galaxy)
-  --survey ztf, --model NAME, --trained / --untrained
+  --survey ztf|rubin|exposure, --model NAME, --trained / --untrained (unknown survey or class
+  names are refused with the list of known ones)
   --where EXPR                 e.g. "real_bogus > 0.8 and survey == 'ztf'",
                                "class_scores['galaxy'] >= 0.7 or band in ('g', 'r')",
                                "not untrained and 'braai' in models"
   fields: survey kind alert_id object_id ra dec mjd band real_bogus untrained schema_version
   classifier_version source_topic source_partition source_offset source_timestamp_ms
-  ingested_ms classified_ms; maps class_scores[...] survey_scores[...]; models (names).
+  ingested_ms classified_ms; from v1.2 mjd_time_scale candid dia_source_id dia_object_id
+  magpsf sigmapsf fid isdiffpos psf_flux psf_flux_err is_negative ("magpsf < 18.5");
+  maps class_scores[...] survey_scores[...]; models (names). Units: README, "Reading the
+  classified topic" (mjd is TAI; magpsf AB mag; psf_flux nJy).
   Operators: == != < <= > >= in, not in, and, or, not, parentheses; literals: numbers,
   'strings', true false null. A comparison with a missing value is false.
 
@@ -38,7 +56,13 @@ followed by * ran with untrained placeholder weights (its scores mean nothing).
 
 outputs: --output FILE.jsonl | .csv | .parquet | .avro (the .jsonl and .avro dumps can be
 replayed with `survey-classifier replay`); --png-dir DIR writes science/template/difference
-cutouts with the scores for kept alerts, fetching each original alert from its source topic.
+cutouts with the scores for kept alerts, fetching each original alert from its source topic;
+with --png-max N the subscription stops after the Nth PNG. --save-alerts DIR writes each kept
+alert's original packet (fetched the same way) as DIR/<survey>_<alert_id>.avro, replayable.
+
+records framed with a schema registry's ids (the service's kafka.output_schema_registry_url)
+are read with --schema-registry URL (default: that setting); records with the fixed ids
+(100*major+minor) read either way.
 """
 
 
@@ -49,30 +73,76 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topic", default=None, help="classified topic (default: the configured output topic)")
     p.add_argument("--config", help="TOML settings file (Kafka connection and client properties)")
     p.add_argument("--bootstrap-servers", default=None, help="Kafka brokers (default: settings / KAFKA_BOOTSTRAP_SERVERS)")
+    p.add_argument("--schema-registry", default=None, metavar="URL",
+                   help="registry for records framed with registry ids (default: kafka.output_schema_registry_url)")
+    p.add_argument("--group", default=None, metavar="ID",
+                   help="consumer group: resume from its committed offsets and commit as records are handled "
+                        "(default: none, read from --from/--since)")
+    p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for the broker's first answer before giving up (default 10)")
+    p.add_argument("--list-topics", action="store_true", help="list the cluster's topics with partition counts, and exit")
+    p.add_argument("--dump-schema", action="store_true", help="print the classified record's Avro schema (latest), and exit")
     f = p.add_argument_group("filters")
     f.add_argument("--where", default=None, metavar="EXPR", help="filter expression (see below)")
-    f.add_argument("--min-rb", type=float, default=None, metavar="P", help="keep real_bogus >= P")
+    f.add_argument("--min-real-bogus", "--min-rb", dest="min_real_bogus", type=float, default=None, metavar="P",
+                   help="keep our real_bogus >= P (default: no cut)")
     f.add_argument("--class", dest="class_label", default=None, metavar="LABEL", help="keep this class (see --min-prob)")
     f.add_argument("--min-prob", type=float, default=None, metavar="P", help="with --class: that class's probability >= P")
-    f.add_argument("--survey", default=None, help="ztf or rubin")
-    f.add_argument("--model", default=None, metavar="NAME", help="keep records scored by this model")
+    f.add_argument("--survey", default=None, help="ztf, rubin or exposure (default: all)")
+    f.add_argument("--model", default=None, metavar="NAME", help="keep records scored by this model (default: any)")
     trained = f.add_mutually_exclusive_group()
     trained.add_argument("--trained", dest="untrained", action="store_false", default=None, help="only records of trained models")
     trained.add_argument("--untrained", dest="untrained", action="store_true", help="only records with untrained placeholders")
     s = p.add_argument_group("where to start and stop")
     start = s.add_mutually_exclusive_group()
-    start.add_argument("--from", dest="start", choices=("earliest", "latest"), default=None, help="default: earliest")
+    start.add_argument("--from", dest="start", choices=("earliest", "latest"), default=None,
+                       help="where to start (default: earliest; with --group only where it has no committed offset)")
     start.add_argument("--since", default=None, metavar="TIME", help="ISO-8601 time (UTC if no zone) or Unix milliseconds")
-    s.add_argument("--max", dest="max_records", type=int, default=None, metavar="N", help="stop after N kept records")
+    s.add_argument("--max", dest="max_records", type=int, default=None, metavar="N", help="stop after N kept records (default: no limit)")
     s.add_argument("--until-end", action="store_true", help="stop at the end of the topic instead of following it")
     o = p.add_argument_group("output")
-    o.add_argument("--output", default=None, metavar="FILE", help=".jsonl, .csv, .parquet or .avro")
+    o.add_argument("--output", default=None, metavar="FILE", help=".jsonl, .csv, .parquet or .avro (default: none)")
     o.add_argument("--png-dir", default=None, metavar="DIR", help="write PNG cutout triplets of kept alerts here")
     o.add_argument("--alerts-topic", default=None, metavar="TOPIC",
                    help="topic holding the original alerts for --png-dir (default: each record's source_topic)")
-    o.add_argument("--png-max", type=int, default=None, metavar="N", help="at most N PNGs")
+    o.add_argument("--png-max", type=int, default=None, metavar="N", help="stop after N PNGs (default: no limit)")
+    o.add_argument("--save-alerts", default=None, metavar="DIR", help="write the original packet of each kept alert here")
     o.add_argument("--quiet", action="store_true", help="no table / JSON lines on stdout")
     p.set_defaults(func=_run)
+
+
+class _AlertSaver:
+    """Fetches the original packet of a kept alert from its source topic and writes it to a folder."""
+
+    def __init__(self, bootstrap: str, client_config: dict, directory: Path, alerts_topic: str | None) -> None:
+        from stream.subscribe.reader import AlertFetcher  # noqa: PLC0415
+
+        self.directory = directory
+        self.alerts_topic = alerts_topic
+        self.fetcher = AlertFetcher(bootstrap, client_config)
+        self.written = 0
+        self.failed = 0
+
+    def __call__(self, record) -> None:
+        from stream.subscribe.reader import SubscribeError  # noqa: PLC0415
+
+        if record.source_partition is None or record.source_offset is None or not (self.alerts_topic or record.source_topic):
+            self.failed += 1
+            return
+        topic = self.alerts_topic or record.source_topic
+        try:
+            packet = self.fetcher.fetch(topic, record.source_partition, record.source_offset)
+        except SubscribeError as exc:
+            self.failed += 1
+            log.warning("original_alert_not_saved", alert_id=record.alert_id, source_topic=topic,
+                        source_partition=record.source_partition, source_offset=record.source_offset, error=str(exc))
+            return
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in f"{record.survey}_{record.alert_id}")
+        (self.directory / f"{safe}.avro").write_bytes(packet)
+        self.written += 1
+
+    def close(self) -> None:
+        self.fetcher.close()
 
 
 class _PngMaker:
@@ -113,32 +183,71 @@ class _PngMaker:
         self.fetcher.close()
 
 
+def _dump_schema() -> int:
+    from schemas.classified_record import classified_schema  # noqa: PLC0415
+
+    print(json.dumps(classified_schema(), indent=2))
+    return 0
+
+
+def _list_topics(bootstrap: str, client_config: dict) -> int:
+    from stream.subscribe.reader import SubscribeError, list_topics  # noqa: PLC0415
+
+    try:
+        topics = list_topics(bootstrap, client_config)
+    except SubscribeError as exc:
+        print(f"subscribe: {exc}", file=sys.stderr)
+        return 1
+    width = max((len(t) for t in topics), default=5)
+    print(f"{'topic':<{width}}  partitions")
+    for name, partitions in topics.items():
+        print(f"{name:<{width}}  {partitions}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from stream.config import ConfigError, load_settings  # noqa: PLC0415
     from stream.subscribe.filters import FilterError, flag_predicate  # noqa: PLC0415
+    from stream.subscribe.known import check_class_label, check_survey  # noqa: PLC0415
     from stream.subscribe.output import JsonlWriter, OutputError, TableWriter, open_writer  # noqa: PLC0415
     from stream.subscribe.reader import ClassifiedReader, SubscribeError  # noqa: PLC0415
 
+    if args.dump_schema:
+        return _dump_schema()
     try:
         settings = load_settings(args.config)
-        predicate = flag_predicate(min_rb=args.min_rb, class_label=args.class_label, min_prob=args.min_prob,
-                                   survey=args.survey, model=args.model, untrained=args.untrained)
-    except (ConfigError, FilterError) as exc:
+        survey = check_survey(args.survey) if args.survey is not None else None
+        class_label = check_class_label(args.class_label) if args.class_label is not None else None
+        predicate = flag_predicate(min_rb=args.min_real_bogus, class_label=class_label, min_prob=args.min_prob,
+                                   survey=survey, model=args.model, untrained=args.untrained)
+    except (ConfigError, FilterError, ValueError) as exc:
         print(f"subscribe: {exc}", file=sys.stderr)
         return 2
     bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
     if not bootstrap:
         print("subscribe: no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
-    topic = args.topic or settings.kafka.output_topic
     client_config = dict(settings.kafka.client)
+    from stream.health import probe_broker  # noqa: PLC0415
+
+    unreachable = probe_broker({"bootstrap.servers": bootstrap, **client_config}, timeout_s=args.connect_timeout)
+    if unreachable is not None:
+        print(f"subscribe: Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): check "
+              f"--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up", file=sys.stderr)
+        return 2
+    if args.list_topics:
+        return _list_topics(bootstrap, client_config)
+    topic = args.topic or settings.kafka.output_topic
+    registry = args.schema_registry if args.schema_registry is not None else settings.kafka.output_schema_registry_url
     writers = []
     png = None
+    saver = None
     reader = None
     try:
         reader = ClassifiedReader(bootstrap, topic, where=args.where, predicate=predicate,
                                   start=args.since if args.since is not None else (args.start or "earliest"),
-                                  until_end=args.until_end, max_records=args.max_records, client_config=client_config)
+                                  until_end=args.until_end, max_records=args.max_records, client_config=client_config,
+                                  schema_registry_url=registry or None, group_id=args.group)
         if args.output:
             writers.append(open_writer(args.output))
         if not args.quiet:
@@ -150,11 +259,20 @@ def _run(args: argparse.Namespace) -> int:
             directory = Path(args.png_dir)
             directory.mkdir(parents=True, exist_ok=True)
             png = _PngMaker(bootstrap, client_config, directory, args.alerts_topic, args.png_max)
+        if args.save_alerts:
+            folder = Path(args.save_alerts)
+            folder.mkdir(parents=True, exist_ok=True)
+            saver = _AlertSaver(bootstrap, client_config, folder, args.alerts_topic)
         for record in reader:
             for writer in writers:
                 writer.write(record)
+            if saver is not None:
+                saver(record)
             if png is not None:
                 png(record)
+                if png.limit is not None and png.written >= png.limit:
+                    log.info("png_max_reached", pngs=png.written, note="subscription stopped (--png-max)")
+                    break
     except (FilterError, OutputError) as exc:
         print(f"subscribe: {exc}", file=sys.stderr)
         return 2
@@ -166,11 +284,15 @@ def _run(args: argparse.Namespace) -> int:
             writer.close()
         if png is not None:
             png.close()
+        if saver is not None:
+            saver.close()
         if reader is not None:
             reader.close()
             summary = {"topic": topic, "read": reader.stats.read, "kept": reader.stats.kept,
                        "undecodable": reader.stats.undecodable, "output": args.output,
-                       "pngs": png.written if png else 0, "png_failures": png.failed if png else 0}
+                       "pngs": png.written if png else 0, "png_failures": png.failed if png else 0,
+                       "alerts_saved": saver.written if saver else 0, "alerts_not_saved": saver.failed if saver else 0,
+                       "group": args.group}
             print(json.dumps(summary, sort_keys=True), file=sys.stderr, flush=True)
     return 0
 

@@ -10,6 +10,11 @@ can be measured from it; the original observation time and the source file trave
 * ``sc-multiply-copy`` and ``sc-original-alert-id``: with ``--multiply``, the copy index
   (0 = the original) and the id it was copied from.
 
+At recorded cadence (``--speed``) messages go out in observation-time order, re-ordered within a
+bounded read-ahead window (:mod:`stream.replay.ordering`); an archive spanning more than a night
+is warned about once (``replay_spans_more_than_a_night``, with the ``--max-gap`` hint), and the
+progress line shows when the next message is due.
+
 The producer is idempotent (``acks=all``); every delivery report is checked and the replay
 fails with :class:`ReplayError` if any message failed or is left unflushed.
 """
@@ -26,7 +31,9 @@ from typing import Any
 
 import structlog
 
-from stream.replay.pacing import Pacer
+from stream.kafka_logs import with_client_logger
+from stream.replay.ordering import DEFAULT_WINDOW, NIGHT_DAYS, TimeOrder
+from stream.replay.pacing import SECONDS_PER_DAY, Pacer
 from stream.replay.rewrite import MAX_COPIES, MultiplyError, multiply
 from stream.replay.sources import SourceMessage, Unreadable, count_hint, iter_source
 
@@ -61,6 +68,12 @@ class ReplaySummary:
     unflushed: int = 0
     pacing: str = "asap"
     multiply: int = 1
+    #: At recorded cadence: messages out of time order by more than the read-ahead window (sent at once).
+    late: int = 0
+    #: Observation-time span of the archive read, in days (cadence only).
+    span_days: float = 0.0
+    #: Seconds of idle gaps shortened by --max-gap.
+    gaps_cut_s: float = 0.0
 
     @property
     def rate_per_s(self) -> float:
@@ -69,6 +82,8 @@ class ReplaySummary:
     def to_json(self) -> str:
         data = asdict(self)
         data["elapsed_s"] = round(self.elapsed_s, 3)
+        data["span_days"] = round(self.span_days, 4)
+        data["gaps_cut_s"] = round(self.gaps_cut_s, 3)
         data["rate_per_s"] = round(self.rate_per_s, 1)
         return json.dumps(data, sort_keys=True)
 
@@ -128,7 +143,7 @@ def _producer(bootstrap_servers: str, client_config: Mapping[str, Any] | None):
     conf.update(client_config or {})
     # Idempotence and acks=all are not negotiable: a replay must neither drop nor duplicate.
     conf.update({"enable.idempotence": True, "acks": "all"})
-    return Producer(conf)
+    return Producer(with_client_logger(conf))
 
 
 def replay(
@@ -145,10 +160,12 @@ def replay(
     create_topic: bool = True,
     progress: bool = True,
     flush_timeout_s: float = 120.0,
+    reorder_window: int = DEFAULT_WINDOW,
 ) -> ReplaySummary:
     """Publish every message of ``source`` onto ``topic``; returns the summary.
 
-    ``skip`` resumes a replay: the first ``skip`` messages of the sequence (the ``sent`` of
+    At recorded cadence the messages are re-ordered by observation time within ``reorder_window``
+    messages of read-ahead. ``skip`` resumes a replay: the first ``skip`` messages of the sequence (the ``sent`` of
     an earlier summary) are not sent again. ``limit`` stops after that many sent messages.
     Raises :class:`ReplayError` when a delivery failed or messages were left unflushed.
     """
@@ -177,14 +194,27 @@ def replay(
     bar = tqdm(total=total, unit="msg", file=sys.stderr, disable=not progress, dynamic_ncols=True, desc=f"replay -> {topic}")
     started = time.monotonic()
     resumed = 0
+    items: Iterable[SourceMessage | Unreadable] = iter_source(source)
+    order = TimeOrder(items, reorder_window) if pacer.mode == "cadence" else None
+    warned_span = False
+
+    def show_next_due(delay_s: float) -> None:
+        bar.set_postfix_str(f"next due in {_duration(delay_s)}", refresh=True)
+        if delay_s > 60 and not progress:
+            log.info("replay_waiting", next_due_in_s=round(delay_s, 1), sent=summary.sent)
+
     try:
-        for out in plan_messages(iter_source(source), copies, summary):
+        for out in plan_messages(order if order is not None else items, copies, summary):
             if out.index < skip:
                 resumed += 1
                 continue
             if limit is not None and summary.sent >= limit:
                 break
-            pacer.wait(out.message.observed_mjd)
+            if order is not None and not warned_span and order.span_days > NIGHT_DAYS:
+                warned_span = True
+                _warn_span(order.span_days, pacer)
+            pacer.wait(out.message.observed_mjd, before_sleep=show_next_due)
+            bar.set_postfix_str("", refresh=False)
             key = out.message.object_id.encode() if out.message.object_id is not None else None
             while True:
                 try:
@@ -205,6 +235,8 @@ def replay(
     finally:
         bar.close()
         summary.elapsed_s = time.monotonic() - started
+        if order is not None:
+            summary.late, summary.span_days, summary.gaps_cut_s = order.late, order.span_days, pacer.gaps_cut_s
         if resumed:
             summary.skipped["resume"] = resumed
     summary.delivery_failures = len(failures)
@@ -215,3 +247,22 @@ def replay(
     log.info("replay done", topic=topic, sent=summary.sent, bytes=summary.bytes, elapsed_s=round(summary.elapsed_s, 3),
              unreadable=len(summary.unreadable))
     return summary
+
+
+def _duration(seconds: float) -> str:
+    """``42.0 s``, ``12.5 min``, ``8.6 h``, ``3.2 d``: how long until the next message is due."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * SECONDS_PER_DAY:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / SECONDS_PER_DAY:.1f} d"
+
+
+def _warn_span(span_days: float, pacer: Pacer) -> None:
+    """One warning: at recorded cadence a multi-night archive waits out the days between nights."""
+    at_speed = span_days * SECONDS_PER_DAY / (pacer.speed or 1.0)
+    log.warning("replay_spans_more_than_a_night", span_days=round(span_days, 3), speed=pacer.speed,
+                max_gap_s=pacer.max_gap_s, replay_takes_up_to=_duration(at_speed),
+                hint=None if pacer.max_gap_s is not None else "pass --max-gap S to cap idle gaps at S seconds")

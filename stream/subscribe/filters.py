@@ -36,6 +36,8 @@ FIELDS = frozenset({
     "schema_version", "survey", "kind", "alert_id", "object_id", "ra", "dec", "mjd", "band", "real_bogus",
     "untrained", "classifier_version", "source_topic", "source_partition", "source_offset",
     "source_timestamp_ms", "ingested_ms", "classified_ms",
+    "mjd_time_scale", "candid", "dia_source_id", "dia_object_id", "magpsf", "sigmapsf", "fid", "isdiffpos",
+    "psf_flux", "psf_flux_err", "is_negative",  # v1.2
 })
 #: Map fields an expression may index with a string.
 MAP_FIELDS = frozenset({"class_scores", "survey_scores", "survey_score_versions"})

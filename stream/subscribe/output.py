@@ -5,11 +5,14 @@ Every writer has ``write(record)`` and ``close()`` and is a context manager. Fil
 * ``.jsonl``: one :meth:`ClassifiedRecord.as_dict` object per line (maps and the model list
   kept as JSON objects). Replayable: ``survey-classifier replay dump.jsonl --topic T``.
 * ``.avro``: an Avro container in the classified record's latest schema. Replayable too.
-* ``.csv``: one row per record, scalar fields as columns, plus ``top_class``/``top_prob``;
-  ``class_scores``, ``survey_scores`` and ``models`` as JSON text (labels are not known in
-  advance on a stream, so they cannot be columns).
+* ``.csv``: one row per record, flat: scalar fields as columns, plus ``top_class``/``top_prob``,
+  one ``class_scores.<label>`` column per label our models output (read from the model cards),
+  one ``survey_scores.<name>`` column per survey score (drb, rb, reliability), any other label
+  as ``label=value`` pairs in ``class_scores.other``, and ``models`` as ``name:version`` pairs
+  (``*`` after an untrained one). Header names carry units: ``ra [deg]``, ``mjd [d (MJD, TAI)]``.
 * ``.parquet``: typed columns (maps as ``map<string, double>``, models as a list of structs),
-  written in row groups of :data:`PARQUET_ROW_GROUP` records (pyarrow).
+  written in row groups of :data:`PARQUET_ROW_GROUP` records (pyarrow); each field's metadata
+  holds its ``unit`` and ``doc`` (from the Avro schema).
 
 PNG triplets (:func:`render_triplet`) draw the science, template and difference cutouts of the
 original alert with the record's scores in the title (matplotlib, Agg backend).
@@ -28,6 +31,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from stream.subscribe.reader import ClassifiedRecord
+from stream.subscribe.units import FIELD_UNITS, SURVEY_SCORE_NAMES, csv_header_name, field_docs
 
 __all__ = [
     "OutputError",
@@ -51,8 +55,21 @@ _SCALARS = (
     "survey", "kind", "alert_id", "object_id", "ra", "dec", "mjd", "band", "real_bogus", "untrained",
     "schema_version", "classifier_version", "processing_host", "source_topic", "source_partition", "source_offset",
     "source_timestamp_ms", "ingested_ms", "classified_ms", "topic", "partition", "offset", "timestamp_ms",
+    # v1.2: time scale, survey ids as the surveys type them, the detection's photometry
+    "mjd_time_scale", "candid", "dia_source_id", "dia_object_id", "magpsf", "sigmapsf", "fid", "isdiffpos",
+    "psf_flux", "psf_flux_err", "is_negative",
 )
-CSV_COLUMNS = (*_SCALARS, "top_class", "top_prob", "class_scores", "survey_scores", "survey_score_versions", "models")
+
+
+def _class_labels() -> tuple[str, ...]:
+    from stream.subscribe.known import known_class_labels  # noqa: PLC0415
+
+    return tuple(label for label in known_class_labels() if "." not in label and label not in ("real", "bogus"))
+
+
+#: CSV columns (names before units are added to the header).
+CSV_COLUMNS = (*_SCALARS, "top_class", "top_prob", *(f"class_scores.{label}" for label in _class_labels()),
+               "class_scores.other", *(f"survey_scores.{name}" for name in SURVEY_SCORE_NAMES), "models")
 
 
 class OutputError(RuntimeError):
@@ -84,8 +101,8 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 class TableWriter(RecordWriter):
     """A live, fixed-width table: one line per record as it arrives (header every 40 lines)."""
 
-    COLUMNS = (("survey", 6), ("alert_id", 20), ("object_id", 20), ("band", 4), ("mjd", 12), ("rb", 6),
-               ("class", 16), ("prob", 6), ("latency_ms", 10), ("models", 24))
+    COLUMNS = (("survey", 6), ("alert_id", 20), ("object_id", 20), ("band", 4), ("mjd_tai", 12), ("real_bogus", 10),
+               ("survey_rb", 9), ("class", 16), ("prob", 6), ("latency_ms", 10), ("models", 24))
 
     def __init__(self, stream: TextIO | None = None, header_every: int = 40) -> None:
         self.stream = stream or sys.stdout
@@ -101,9 +118,17 @@ class TableWriter(RecordWriter):
         models = ",".join(f"{m.name}{'' if m.trained else '*'}" for m in record.models)
         latency = record.latency_ms
         print(self._line([record.survey, record.alert_id, record.object_id, record.band or "-", _fmt(record.mjd, 5),
-                          _fmt(record.real_bogus), record.top_class or "-", _fmt(record.top_prob),
+                          _fmt(record.real_bogus), _survey_rb(record), record.top_class or "-", _fmt(record.top_prob),
                           "-" if latency is None else str(latency), models or "-"]), file=self.stream, flush=True)
         self.count += 1
+
+
+def _survey_rb(record: ClassifiedRecord) -> str:
+    """The survey's own real/bogus score beside ours: ZTF drb (rb when older), Rubin reliability."""
+    for name in SURVEY_SCORE_NAMES:
+        if name in record.survey_scores:
+            return f"{name} {_fmt(record.survey_scores[name], 2)}"
+    return "-"
 
 
 def _json_default(value: Any) -> Any:
@@ -145,13 +170,26 @@ class JsonlWriter(RecordWriter):
 
 
 def csv_row(record: ClassifiedRecord) -> dict[str, Any]:
+    """One flat CSV row keyed by :data:`CSV_COLUMNS` (no JSON in cells)."""
     data = record.as_dict()
-    row = {name: data.get(name) for name in _SCALARS}
+    row: dict[str, Any] = {name: data.get(name) for name in _SCALARS}
     row["top_class"] = record.top_class
     row["top_prob"] = record.top_prob
-    for name in ("class_scores", "survey_scores", "survey_score_versions", "models"):
-        row[name] = json.dumps(_clean_floats(data[name]), sort_keys=True, default=_json_default)
+    other = []
+    for label, value in sorted(record.class_scores.items()):
+        column = f"class_scores.{label}"
+        if column in _CSV_COLUMN_SET:
+            row[column] = value
+        else:
+            other.append(f"{label}={value:.6g}")
+    row["class_scores.other"] = ";".join(other) or None
+    for name in SURVEY_SCORE_NAMES:
+        row[f"survey_scores.{name}"] = record.survey_scores.get(name)
+    row["models"] = ";".join(f"{m.name}:{m.version}{'' if m.trained else '*'}" for m in record.models) or None
     return row
+
+
+_CSV_COLUMN_SET = frozenset(CSV_COLUMNS)
 
 
 class CsvWriter(RecordWriter):
@@ -159,7 +197,7 @@ class CsvWriter(RecordWriter):
         self.path = Path(path)
         self._fh = self.path.open("w", encoding="utf-8", newline="")
         self._writer = csv.DictWriter(self._fh, fieldnames=list(CSV_COLUMNS))
-        self._writer.writeheader()
+        self._writer.writerow({c: csv_header_name(c) for c in CSV_COLUMNS})  # the header, with units
         self.count = 0
 
     def write(self, record: ClassifiedRecord) -> None:
@@ -179,12 +217,21 @@ def _arrow_schema():
         "ra": pa.float64(), "dec": pa.float64(), "mjd": pa.float64(), "real_bogus": pa.float64(), "untrained": pa.bool_(),
         "source_partition": pa.int32(), "source_offset": pa.int64(), "source_timestamp_ms": pa.int64(),
         "ingested_ms": pa.int64(), "classified_ms": pa.int64(), "partition": pa.int32(), "offset": pa.int64(),
-        "timestamp_ms": pa.int64(),
+        "timestamp_ms": pa.int64(), "candid": pa.int64(), "dia_source_id": pa.int64(), "dia_object_id": pa.int64(),
+        "magpsf": pa.float64(), "sigmapsf": pa.float64(), "fid": pa.int32(), "psf_flux": pa.float64(),
+        "psf_flux_err": pa.float64(), "is_negative": pa.bool_(),
     }
-    fields = [(name, types.get(name, pa.string())) for name in _SCALARS]
-    fields += [("top_class", pa.string()), ("top_prob", pa.float64()),
-               ("class_scores", pa.map_(pa.string(), pa.float64())), ("survey_scores", pa.map_(pa.string(), pa.float64())),
-               ("survey_score_versions", pa.map_(pa.string(), pa.string())), ("models", pa.list_(model))]
+    docs = field_docs()
+
+    def described(name: str, kind: Any) -> Any:
+        meta = {k: v for k, v in (("unit", FIELD_UNITS.get(name)), ("doc", docs.get(name))) if v}
+        return pa.field(name, kind, metadata=meta or None)
+
+    fields = [described(name, types.get(name, pa.string())) for name in _SCALARS]
+    fields += [described("top_class", pa.string()), described("top_prob", pa.float64()),
+               described("class_scores", pa.map_(pa.string(), pa.float64())),
+               described("survey_scores", pa.map_(pa.string(), pa.float64())),
+               described("survey_score_versions", pa.map_(pa.string(), pa.string())), described("models", pa.list_(model))]
     return pa.schema(fields)
 
 

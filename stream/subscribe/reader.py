@@ -6,9 +6,13 @@ For notebooks::
     for rec in subscribe("localhost:9092", "classified", where="real_bogus > 0.8"):
         print(rec.alert_id, rec.top_class, rec.real_bogus)
 
-The reader assigns every partition of the topic itself (no consumer-group rebalancing, no
-offset commits: a subscriber never moves the service's offsets) and starts from the earliest
-or latest offset or from a timestamp (``offsets_for_times``). With ``until_end`` it stops once
+The reader assigns every partition of the topic itself (no consumer-group rebalancing: a
+subscriber never moves the service's offsets) and starts from the earliest or latest offset or
+from a timestamp (``offsets_for_times``). With ``group_id`` it resumes where that group stopped:
+partitions with a committed offset start there (the others at ``start``), and the offset after
+each record handed out is committed every few seconds and on close, so a reader that is
+stopped and started again continues where it stopped, without gaps (fink-client's ``--group``;
+a record in hand when the process is killed may come again: at-least-once). With ``until_end`` it stops once
 every partition has reached the end it had when read: librdkafka's partition-EOF events and the
 *cached* high watermarks (Tansu answers a stale live watermark query after batched produce).
 A message that is not a classified record is counted and logged, never raised mid-stream.
@@ -43,6 +47,7 @@ __all__ = [
     "AlertFetcher",
     "subscribe",
     "parse_start",
+    "list_topics",
 ]
 
 log = structlog.get_logger(__name__)
@@ -95,6 +100,20 @@ class ClassifiedRecord:
     classified_ms: int | None
     classifier_version: str
     processing_host: str | None = None
+    #: v1.2: "tai" (mjd's time scale); None in records written before v1.2.
+    mjd_time_scale: str | None = None
+    #: v1.2: the survey ids as the surveys type them (ZTF candid; Rubin diaSourceId, diaObjectId).
+    candid: int | None = None
+    dia_source_id: int | None = None
+    dia_object_id: int | None = None
+    #: v1.2: the detection's photometry: ZTF magpsf/sigmapsf (mag), fid, isdiffpos; Rubin psfFlux/psfFluxErr (nJy).
+    magpsf: float | None = None
+    sigmapsf: float | None = None
+    fid: int | None = None
+    isdiffpos: str | None = None
+    psf_flux: float | None = None
+    psf_flux_err: float | None = None
+    is_negative: bool | None = None
     topic: str = ""
     partition: int = -1
     offset: int = -1
@@ -131,7 +150,11 @@ class ClassifiedRecord:
             source_offset=opt_int("source_offset"), source_timestamp_ms=opt_int("source_timestamp_ms"),
             ingested_ms=opt_int("ingested_ms"), classified_ms=opt_int("classified_ms"),
             classifier_version=str(record.get("classifier_version", "")),
-            processing_host=record.get("processing_host"), topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
+            processing_host=record.get("processing_host"), mjd_time_scale=record.get("mjd_time_scale"),
+            candid=opt_int("candid"), dia_source_id=opt_int("dia_source_id"), dia_object_id=opt_int("dia_object_id"),
+            magpsf=opt_float("magpsf"), sigmapsf=opt_float("sigmapsf"), fid=opt_int("fid"), isdiffpos=record.get("isdiffpos"),
+            psf_flux=opt_float("psf_flux"), psf_flux_err=opt_float("psf_flux_err"),
+            is_negative=None if record.get("is_negative") is None else bool(record["is_negative"]), topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
         )
 
     @property
@@ -190,7 +213,9 @@ def parse_start(start: str | int | float | datetime) -> str | int:
 
 
 def _base_config(bootstrap_servers: str, client_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers}
+    from stream.kafka_logs import client_logger  # noqa: PLC0415
+
+    conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": client_logger()}
     conf.update(client_config or {})
     conf.update({
         # A private group id: the reader assigns partitions itself and never commits.
@@ -203,10 +228,16 @@ def _base_config(bootstrap_servers: str, client_config: Mapping[str, Any] | None
     return conf
 
 
-def _default_decoder() -> Callable[[bytes], dict]:
+def _default_decoder(schema_registry_url: str | None = None) -> Callable[[bytes], dict]:
+    """Decodes records framed with our fixed ids, and with a registry URL those framed with its ids."""
     from schemas.classified_record import decode_classified  # noqa: PLC0415 - owned by the records module
 
-    return decode_classified
+    if not schema_registry_url:
+        return decode_classified
+    from stream.output_registry import registry_schema_lookup  # noqa: PLC0415
+
+    lookup = registry_schema_lookup(schema_registry_url)
+    return lambda value: decode_classified(value, lookup)
 
 
 class ClassifiedReader:
@@ -229,6 +260,9 @@ class ClassifiedReader:
         poll_timeout_s: float = 0.5,
         metadata_timeout_s: float = 15.0,
         decoder: Callable[[bytes], dict] | None = None,
+        schema_registry_url: str | None = None,
+        group_id: str | None = None,
+        commit_every_s: float = 5.0,
     ) -> None:
         self.topic = topic
         self.until_end = until_end
@@ -237,8 +271,15 @@ class ClassifiedReader:
         self.predicate = combine([predicate, parse_where(where) if where else None])
         self.start = parse_start(start)
         self.stats = ReaderStats()
-        self._decode = decoder or _default_decoder()
-        self._consumer = Consumer(_base_config(bootstrap_servers, client_config))
+        self._decode = decoder or _default_decoder(schema_registry_url)
+        self.group_id = group_id
+        self.commit_every_s = commit_every_s
+        self._to_commit: dict[int, int] = {}
+        self._last_commit = time.monotonic()
+        conf = _base_config(bootstrap_servers, client_config)
+        if group_id:
+            conf["group.id"] = group_id
+        self._consumer = Consumer(conf)
         self._closed = False
         self._pending: list[Any] = []
         self._eof_at_start: set[int] = set()  # partitions already read to their end while assigning
@@ -270,11 +311,42 @@ class ClassifiedReader:
                 raise SubscribeError(f"offsets_for_times on {self.topic} failed: {exc}") from exc
             # -1: no message at or after that time in this partition: start at its end.
             tps = [TopicPartition(self.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found]
+        if self.group_id:
+            tps = self._resume_from_committed(tps, timeout_s)
         self._consumer.assign(tps)
-        if self.start == "latest":
+        if self.start == "latest" and not self.group_id:
             self._skip_to_fetched_end(partitions, timeout_s)
         log.debug("subscribe assigned", topic=self.topic, partitions=partitions, start=self.start)
         return partitions
+
+    def _resume_from_committed(self, tps: list[TopicPartition], timeout_s: float) -> list[TopicPartition]:
+        """Each partition from the group's committed offset where there is one, else from ``start``."""
+        try:
+            committed = self._consumer.committed([TopicPartition(self.topic, tp.partition) for tp in tps], timeout=timeout_s)
+        except KafkaException as exc:
+            raise SubscribeError(f"reading the committed offsets of group {self.group_id} failed: {exc}") from exc
+        at = {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+        log.info("subscribe_resumes", group=self.group_id, topic=self.topic, committed={str(p): o for p, o in sorted(at.items())})
+        return [TopicPartition(self.topic, tp.partition, at.get(tp.partition, tp.offset)) for tp in tps]
+
+    def commit(self) -> None:
+        """Commit the offset after every record handed out so far (``group_id`` only)."""
+        if not self.group_id or not self._to_commit:
+            return
+        offsets = [TopicPartition(self.topic, p, o) for p, o in sorted(self._to_commit.items())]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            log.warning("subscribe_commit_failed", group=self.group_id, error=str(exc))
+            return
+        self._to_commit.clear()
+        self._last_commit = time.monotonic()
+
+    def _done_with(self, msg: Any) -> None:
+        if self.group_id:
+            self._to_commit[msg.partition()] = msg.offset() + 1
+            if time.monotonic() - self._last_commit >= self.commit_every_s:
+                self.commit()
 
     def _skip_to_fetched_end(self, partitions: list[int], timeout_s: float) -> None:
         """Move past messages a stale "latest" offset left behind, up to each partition's EOF.
@@ -347,6 +419,7 @@ class ClassifiedReader:
             at_eof.discard(msg.partition())
             ts_type, ts = msg.timestamp()
             if self._since_ms is not None and ts_type != 0 and ts < self._since_ms:
+                self._done_with(msg)
                 continue
             self.stats.read += 1
             try:
@@ -355,19 +428,25 @@ class ClassifiedReader:
                 self.stats.undecodable += 1
                 log.warning("not a classified record", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
                             error=f"{type(exc).__name__}: {exc}")
+                self._done_with(msg)
                 continue
             if not self.predicate(data):
+                self._done_with(msg)
                 continue
             record = ClassifiedRecord.from_dict(data, topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
                                                 timestamp_ms=ts if ts_type != 0 else None)
             self.stats.kept += 1
             yield record
+            self._done_with(msg)  # handed out and handled by the caller: safe to move past it
 
     def close(self) -> None:
         """Leave the topic (idempotent)."""
         if not self._closed:
             self._closed = True
-            self._consumer.close()
+            try:
+                self.commit()
+            finally:
+                self._consumer.close()
 
     def __enter__(self) -> "ClassifiedReader":
         return self
@@ -385,17 +464,35 @@ def subscribe(
     until_end: bool = True,
     max_records: int | None = None,
     client_config: Mapping[str, Any] | None = None,
+    schema_registry_url: str | None = None,
+    group_id: str | None = None,
 ) -> Iterator[ClassifiedRecord]:
     """Typed classified records of ``topic`` that match ``where`` (see :mod:`stream.subscribe.filters`).
 
     ``start``: ``"earliest"``, ``"latest"``, Unix milliseconds, a datetime or ISO-8601 text.
     ``until_end``: stop at the end of the topic (else wait for new records);
     ``max_records``: stop after that many kept records. The consumer is closed when the
-    iterator is exhausted or closed.
+    iterator is exhausted or closed. ``schema_registry_url``: where the service registers its
+    schema (records framed with registry ids); records with our fixed ids read either way.
+    ``group_id``: resume where that group stopped, committing as records are handed out.
     """
     with ClassifiedReader(bootstrap_servers, topic, where=where, start=start, until_end=until_end,
-                          max_records=max_records, client_config=client_config) as reader:
+                          max_records=max_records, client_config=client_config,
+                          schema_registry_url=schema_registry_url, group_id=group_id) as reader:
         yield from reader
+
+
+def list_topics(bootstrap_servers: str, client_config: Mapping[str, Any] | None = None,
+                timeout_s: float = 10.0) -> dict[str, int]:
+    """Topic name -> partition count of every topic on the cluster (internal ``__`` topics left out)."""
+    consumer = Consumer(_base_config(bootstrap_servers, client_config))
+    try:
+        meta = consumer.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise SubscribeError(f"cannot list topics on {bootstrap_servers}: {exc}") from exc
+    finally:
+        consumer.close()
+    return {name: len(t.partitions) for name, t in sorted(meta.topics.items()) if not name.startswith("__")}
 
 
 @dataclass

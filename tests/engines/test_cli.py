@@ -24,6 +24,7 @@ def test_describe_prints_counts_and_shapes(capsys) -> None:
     assert described["hrcelestialnet"]["parameters"] == 97_048_130
     assert described["hrcelestialnet"]["input_shape"] == [1, 2048, 4096]
     assert described["iicnet"]["output_shape"] == [3]
+    assert described["realbogus"]["input_kinds"] == ["difference_alert"] and described["iicnet"]["input_kinds"] == ["multiband_cutout"]
     assert abs(described["iicnet"]["macs"] / 218.66e6 - 1) < 0.1
 
 

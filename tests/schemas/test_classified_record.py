@@ -36,7 +36,8 @@ def test_build_from_ztf_alert():
     assert record["schema_version"] == "%d.%d" % LATEST_CLASSIFIED_VERSION
     assert record["survey"] == "ztf" and record["kind"] == "difference_alert"
     assert record["alert_id"] == str(alert.alert_id) and record["object_id"] == alert.object_id
-    assert (record["ra"], record["dec"], record["mjd"], record["band"]) == (alert.ra, alert.dec, alert.mjd, alert.band)
+    assert (record["ra"], record["dec"], record["band"]) == (alert.ra, alert.dec, alert.band)
+    assert record["mjd"] == pytest.approx(alert.mjd + 37.0 / 86400, abs=1e-9)  # ZTF's UTC in TAI
     assert record["real_bogus"] == 0.75
     assert record["class_scores"] == {"sn": 0.6, "agn": 0.4}
     assert [m["name"] for m in record["models"]] == ["realbogus", "alert-class"]
@@ -56,7 +57,7 @@ def test_real_bogus_absent_and_label_clash():
 def test_round_trip_wire_framing():
     record = build_classified_record(_ztf_alert(), [(RB, {"bogus": 0.1, "real": 0.9})], **SOURCE)
     value = encode_classified(record)
-    assert value[0] == 0 and struct.unpack(">i", value[1:5])[0] == classified_schema_id(*LATEST_CLASSIFIED_VERSION) == 101
+    assert value[0] == 0 and struct.unpack(">i", value[1:5])[0] == classified_schema_id(*LATEST_CLASSIFIED_VERSION) == 102
     assert decode_classified(value) == record
 
 
@@ -75,8 +76,11 @@ def test_version_1_0_is_written_and_resolved_to_latest():
     value = encode_classified(old)
     assert struct.unpack(">i", value[1:5])[0] == 100
     decoded = decode_classified(value)
-    assert decoded["processing_host"] is None  # v1.1 field, default when read from v1.0 data
-    assert {k: v for k, v in decoded.items() if k != "processing_host"} == {k: v for k, v in old.items() if k != "processing_host"}
+    later = {f["name"] for f in schemas.load_schema("classified", *LATEST_CLASSIFIED_VERSION)["fields"]} - {
+        f["name"] for f in schemas.load_schema("classified", 1, 0)["fields"]}
+    assert "processing_host" in later and "magpsf" in later
+    assert all(decoded[k] is None for k in later)  # fields added after v1.0 read as their defaults
+    assert {k: v for k, v in decoded.items() if k not in later} == {k: v for k, v in old.items() if k not in later}
 
 
 def test_nan_scores_survive():
@@ -106,5 +110,35 @@ def test_encoding_uses_the_shipped_schema_independently():
     """Decode our bytes with plain fastavro and the .avsc file, not through schemas.classified_record."""
     record = build_classified_record(_ztf_alert(), [(RB, {"real": 0.2, "bogus": 0.8})], **SOURCE)
     value = encode_classified(record)
-    schema = fastavro.parse_schema(schemas.load_schema("classified", 1, 1))
+    schema = fastavro.parse_schema(schemas.load_schema("classified", *LATEST_CLASSIFIED_VERSION))
     assert fastavro.schemaless_reader(io.BytesIO(value[5:]), schema) == record
+
+
+def test_v1_2_carries_photometry_typed_ids_and_tai_time_of_real_packets():
+    from schemas.classified_record import utc_mjd_to_tai
+
+    ztf = decode_message((SAMPLES / "ztf" / "alerce" / "3044341005815015012.avro").read_bytes())[0]
+    record = decode_classified(encode_classified(build_classified_record(ztf, [(RB, {"real": 0.9, "bogus": 0.1})], **SOURCE)))
+    c = ztf.candidate
+    assert (record["magpsf"], record["sigmapsf"], record["fid"], record["isdiffpos"]) == (
+        pytest.approx(c["magpsf"]), pytest.approx(c["sigmapsf"]), c["fid"], c["isdiffpos"])
+    assert record["candid"] == c["candid"] == ztf.alert_id and isinstance(record["candid"], int)
+    assert record["mjd_time_scale"] == "tai"
+    # ZTF's jd is UTC-based: in TAI it is 37 s later (every leap second up to 2017)
+    assert (record["mjd"] - (c["jd"] - 2400000.5)) * 86400 == pytest.approx(37.0, abs=1e-3)
+    assert utc_mjd_to_tai(50000.0) - 50000.0 == pytest.approx(29.0 / 86400)  # October 1995: TAI - UTC was 29 s
+
+    rubin = decode_message((SAMPLES / "rubin" / "alerce-kafka" / "message_0.avro").read_bytes())[0]
+    record = decode_classified(encode_classified(build_classified_record(rubin, [], **SOURCE)))
+    s = rubin.candidate
+    assert record["mjd"] == pytest.approx(s["midpointMjdTai"]) and record["mjd_time_scale"] == "tai"  # already TAI
+    assert record["dia_source_id"] == s["diaSourceId"] and record["dia_object_id"] == s["diaObjectId"]
+    assert record["psf_flux"] == pytest.approx(s["psfFlux"]) and record["psf_flux_err"] == pytest.approx(s["psfFluxErr"])
+    assert record["is_negative"] == bool(s["is_negative"]) and record["magpsf"] is None and record["candid"] is None
+
+
+def test_v1_1_records_read_with_the_time_scale_unstated():
+    record = build_classified_record(_ztf_alert(), [(RB, {"real": 0.5, "bogus": 0.5})], **SOURCE)
+    v11 = {f["name"] for f in schemas.load_schema("classified", 1, 1)["fields"]}
+    decoded = decode_classified(encode_classified({k: v for k, v in record.items() if k in v11} | {"schema_version": "1.1"}))
+    assert decoded["mjd_time_scale"] is None and decoded["schema_version"] == "1.1"

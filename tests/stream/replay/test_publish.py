@@ -170,3 +170,23 @@ def test_replay_command_prints_one_json_summary(services, unique_name, capsys):
     assert summary["sent"] == len(consume_all(services.bootstrap_servers, topic)) == 2 * 16
     assert summary["pacing"] == "rate" and summary["unreadable"] == []
     assert summary["elapsed_s"] >= (2 * 16 - 1) / 200
+
+
+def test_cadence_on_an_unsorted_multi_night_folder_warns_sorts_and_caps_gaps(services, unique_name):
+    # The bundled ZTF packets: out of time order (an alert of 2025 listed first) and spread over
+    # seven years. At 60x the recorded cadence that is years of waiting; --max-gap 0.05 caps it.
+    from structlog.testing import capture_logs
+
+    source = SAMPLES / "ztf"
+    topic = f"{unique_name}-alerts"
+    expected = len([m for m in iter_source(source) if isinstance(m, SourceMessage)])
+    with capture_logs() as logs:
+        summary = replay(source, topic, bootstrap_servers=services.bootstrap_servers, partitions=1, progress=False,
+                         pacer=Pacer.from_options(speed=60, max_gap_s=0.05))
+    warnings = [e for e in logs if e["event"] == "replay_spans_more_than_a_night"]
+    assert len(warnings) == 1 and warnings[0]["span_days"] > 365 and warnings[0]["max_gap_s"] == 0.05
+    assert summary.sent == expected and summary.late == 0 and summary.span_days > 365
+    assert summary.gaps_cut_s > 86400 and summary.elapsed_s < 30
+    messages = sorted(consume_all(services.bootstrap_servers, topic), key=lambda m: int(_headers(m)["sc-replay-index"]))
+    mjds = [float(_headers(m)["sc-observed-mjd"]) for m in messages]
+    assert len(mjds) == expected and mjds == sorted(mjds)  # sent in observation-time order

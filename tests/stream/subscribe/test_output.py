@@ -35,16 +35,27 @@ def test_jsonl_round_trip(tmp_path, typed):
 
 
 def test_csv_round_trip(tmp_path, typed):
+    from stream.subscribe.units import csv_header_name
+
     path = _write(tmp_path / "out.csv", typed)
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == list(CSV_COLUMNS) and len(rows) == len(typed)
+    assert list(rows[0]) == [csv_header_name(c) for c in CSV_COLUMNS] and len(rows) == len(typed)
+    assert "ra [deg]" in rows[0] and "mjd [d (MJD, TAI)]" in rows[0] and "magpsf [mag (AB)]" in rows[0]
     for row, rec in zip(rows, typed):
         assert row["alert_id"] == rec.alert_id and row["survey"] == rec.survey
-        assert float(row["real_bogus"]) == pytest.approx(rec.real_bogus)
+        assert float(row["real_bogus [probability]"]) == pytest.approx(rec.real_bogus)
         assert row["top_class"] == rec.top_class
-        assert json.loads(row["class_scores"]) == pytest.approx(dict(rec.class_scores))
-        assert [m["name"] for m in json.loads(row["models"])] == [m.name for m in rec.models]
+        assert not any(cell.startswith(("{", "[")) for cell in row.values())  # flat: no JSON in cells
+        scores = {k.split(".", 1)[1].split(" ")[0]: float(v) for k, v in row.items() if k.startswith("class_scores.")
+                  and not k.startswith("class_scores.other") and v}
+        scores.update((pair.split("=")[0], float(pair.split("=")[1])) for pair in row["class_scores.other"].split(";") if pair)
+        assert scores == pytest.approx(dict(rec.class_scores))
+        for name, value in rec.survey_scores.items():
+            assert float(row[f"survey_scores.{name} [probability]"]) == pytest.approx(value)
+        assert [m.split(":")[0] for m in row["models"].split(";")] == [m.name for m in rec.models]
+        if rec.survey == "ztf":
+            assert float(row["magpsf [mag (AB)]"]) == pytest.approx(rec.magpsf) and row["fid"] == str(rec.fid)
 
 
 def test_parquet_round_trip(tmp_path, typed):
@@ -60,6 +71,9 @@ def test_parquet_round_trip(tmp_path, typed):
         assert dict(row["class_scores"]) == pytest.approx(dict(rec.class_scores))
         assert row["models"][0]["name"] == "realbogus" and dict(row["models"][0]["scores"])["real"] == pytest.approx(rec.real_bogus)
         assert row["untrained"] is True and row["offset"] == rec.offset
+        assert row["mjd"] == pytest.approx(rec.mjd) and row["candid"] == rec.candid
+    assert table.schema.field("ra").metadata[b"unit"] == b"deg"
+    assert b"TAI" in table.schema.field("mjd").metadata[b"doc"] and table.schema.field("psf_flux").metadata[b"unit"] == b"nJy"
 
 
 def test_avro_dump_round_trip(tmp_path, typed):
