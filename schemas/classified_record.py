@@ -23,6 +23,7 @@ from schemas.decode.errors import DecodeError, Reason
 __all__ = [
     "CLASSIFIED_VERSIONS",
     "LATEST_CLASSIFIED_VERSION",
+    "CLASSIFIED_SCHEMA_HEADER",
     "classified_schema_id",
     "build_classified_record",
     "encode_classified",
@@ -33,6 +34,8 @@ FAMILY = "classified"
 #: Every shipped version, (major, minor), oldest first.
 CLASSIFIED_VERSIONS: tuple[tuple[int, int], ...] = tuple(schemas.available_versions(FAMILY))
 LATEST_CLASSIFIED_VERSION: tuple[int, int] = CLASSIFIED_VERSIONS[-1]
+#: The ``sc-schema`` header value of a record written by :func:`build_classified_record`.
+CLASSIFIED_SCHEMA_HEADER = f"{FAMILY}/{LATEST_CLASSIFIED_VERSION[0]}.{LATEST_CLASSIFIED_VERSION[1]}"
 
 
 def classified_schema_id(major: int, minor: int) -> int:

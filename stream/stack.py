@@ -179,7 +179,7 @@ class EmbeddedStack:
         except BaseException:
             self.stop()
             raise
-        log.info("embedded stack up", kafka=self.bootstrap_servers, redis=self.redis_url)
+        log.info("embedded_stack_up", kafka=self.bootstrap_servers, redis=self.redis_url)
         return self
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
