@@ -8,7 +8,6 @@ the version named in the record's ``schema_version`` (default: the latest shippe
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,12 +18,14 @@ from schemas.provenance import ModelProvenance
 from schemas.alert import Alert, Exposure
 from schemas.decode.avro import frame_wire, split_wire
 from schemas.decode.errors import DecodeError, Reason
+from schemas.projection import item_fields
 
 __all__ = [
     "CLASSIFIED_VERSIONS",
     "LATEST_CLASSIFIED_VERSION",
     "CLASSIFIED_SCHEMA_HEADER",
     "classified_schema_id",
+    "classification_fields",
     "build_classified_record",
     "encode_classified",
     "decode_classified",
@@ -51,28 +52,13 @@ _LATEST_ID = classified_schema_id(*LATEST_CLASSIFIED_VERSION)
 _VERSION_TEXT = {f"{a}.{b}": classified_schema_id(a, b) for a, b in CLASSIFIED_VERSIONS}
 
 
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def build_classified_record(
+def classification_fields(
     item: Alert | Exposure,
     model_results: Sequence[tuple[ModelProvenance, Mapping[str, float]]],
-    *,
-    source_topic: str,
-    source_partition: int,
-    source_offset: int,
-    source_timestamp_ms: int,
-    ingested_ms: int,
-    classified_ms: int,
-    classifier_version: str,
     real_bogus_model: str = "realbogus",
-    processing_host: str | None = None,
-) -> dict:
-    """The output record (latest schema version) for one input and its models' scores.
+) -> dict[str, Any]:
+    """The classified record's fields that depend on the input and its scores alone (no Kafka
+    source, no timestamps): what offline ``classify`` prints and the service publishes.
 
     ``real_bogus`` is the ``"real"`` score of the model named ``real_bogus_model`` (null if that
     model did not run); ``class_scores`` merges the other models' label -> probability (a label
@@ -96,30 +82,45 @@ def build_classified_record(
         else:
             for label, value in clean.items():
                 class_scores[label if label not in class_scores else f"{provenance.name}.{label}"] = value
-    if isinstance(item, Alert):
-        survey, alert_id, band, mjd = item.survey, str(item.alert_id), item.band or None, item.mjd
-        survey_scores = {k: float(v) for k, v in item.survey_scores.items()}
-        survey_versions = {k: str(v) for k, v in item.survey_score_versions.items()}
-    else:
-        survey, alert_id, band, mjd = item.survey, item.exposure_id, item.filter or None, item.mjd
-        survey_scores, survey_versions = {}, {}
+    fields = item_fields(item)
     major, minor = LATEST_CLASSIFIED_VERSION
     return {
         "schema_version": f"{major}.{minor}",
-        "survey": survey,
-        "kind": item.kind.value,
-        "alert_id": alert_id,
-        "object_id": item.object_id or "",
-        "ra": _finite_or_none(item.ra),
-        "dec": _finite_or_none(item.dec),
-        "mjd": _finite_or_none(mjd),
-        "band": band,
+        "survey": fields["survey"],
+        "kind": fields["kind"],
+        "alert_id": fields["alert_id"],
+        "object_id": fields["object_id"],
+        "ra": fields["ra"],
+        "dec": fields["dec"],
+        "mjd": fields["mjd"],
+        "band": fields["band"],
         "real_bogus": real_bogus,
         "class_scores": class_scores,
         "models": models,
         "untrained": any(not m["trained"] for m in models),
-        "survey_scores": survey_scores,
-        "survey_score_versions": survey_versions,
+        "survey_scores": fields["survey_scores"],
+        "survey_score_versions": fields["survey_score_versions"],
+    }
+
+
+def build_classified_record(
+    item: Alert | Exposure,
+    model_results: Sequence[tuple[ModelProvenance, Mapping[str, float]]],
+    *,
+    source_topic: str,
+    source_partition: int,
+    source_offset: int,
+    source_timestamp_ms: int,
+    ingested_ms: int,
+    classified_ms: int,
+    classifier_version: str,
+    real_bogus_model: str = "realbogus",
+    processing_host: str | None = None,
+) -> dict:
+    """The output record (latest schema version) for one input and its models' scores:
+    :func:`classification_fields` plus where the input came from and when it was scored."""
+    return {
+        **classification_fields(item, model_results, real_bogus_model),
         "source_topic": source_topic,
         "source_partition": int(source_partition),
         "source_offset": int(source_offset),

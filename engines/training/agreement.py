@@ -28,14 +28,16 @@ def agreement_pairs(records: Iterable[Mapping[str, Any]], model: str, label: str
                     survey_score: str = "drb", exclude_keys: Iterable[str] = ()) -> tuple[np.ndarray, np.ndarray, list[str], int]:
     """(our scores, survey scores, keys, excluded count) for records carrying both scores.
 
-    ``records`` are ``classify`` output lines; ``exclude_keys`` (``survey:alert_id``) drops
-    alerts that were used as injection bases."""
+    ``records`` are ``classify`` output lines (classified-record fields: ``models`` is a list of
+    ``{name, ..., scores}``); ``exclude_keys`` (``survey:alert_id``) drops alerts that were used
+    as injection bases."""
     excluded = set(exclude_keys)
     ours, theirs, keys = [], [], []
     dropped = 0
     for record in records:
         survey_value = (record.get("survey_scores") or {}).get(survey_score)
-        our_value = ((record.get("scores") or {}).get(model) or {}).get(label)
+        entry = next((m for m in record.get("models") or [] if m.get("name") == model), None)
+        our_value = (entry.get("scores") or {}).get(label) if entry is not None else None
         if survey_value is None or our_value is None:
             continue
         key = f"{record.get('survey')}:{record.get('alert_id')}"

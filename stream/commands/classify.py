@@ -1,10 +1,12 @@
 """``survey-classifier classify PATH...``: score alert / exposure files offline.
 
-The same decode (:mod:`schemas.decode`), preprocessing and engines (:mod:`engines.registry`) as
-the service, without Kafka or Redis. Prints one JSON line per alert or exposure: every model's
-scores for its kind, each model's provenance (name, version, weights sha256, trained, backend)
-and, where the packet has them, the survey's own scores (ZTF ``rb`` / ``drb``, Rubin
-``reliability``) beside ours. Undecodable records print a line with ``error``.
+The same decode (:mod:`schemas.decode`) and the same scoring path (:mod:`engines.scoring`:
+runners per input kind, preprocessing, engines) as the service, without Kafka or Redis. Prints
+one JSON line per alert or exposure: ``source`` (the file) and the fields of the classified
+record the service would publish for it (:func:`schemas.classified_record.classification_fields`:
+``alert_id`` as a string, ``real_bogus``, ``class_scores``, ``models`` with each model's scores
+and provenance, and, where the packet has them, the survey's own scores beside ours: ZTF
+``rb`` / ``drb``, Rubin ``reliability``). Undecodable records print a line with ``error``.
 
 ``--agreement-report DIR`` also writes the agreement of the real/bogus score with ZTF's ``drb``
 (ROC AUC against drb >= 0.5, confusion at 0.5) as JSON / Markdown / PNG: agreement with ZTF's
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,75 +43,55 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _identity(item: Any) -> dict[str, Any]:
-    from schemas.alert import Alert  # noqa: PLC0415
-
-    if isinstance(item, Alert):
-        return {"survey": item.survey, "alert_id": item.alert_id, "object_id": item.object_id, "kind": item.kind.value,
-                "schema_version": item.schema_version, "mjd": _finite(item.mjd), "band": item.band,
-                "survey_scores": {k: _finite(float(v)) for k, v in item.survey_scores.items()},
-                "survey_score_versions": dict(item.survey_score_versions)}
-    return {"survey": item.survey, "alert_id": item.exposure_id, "object_id": item.object_id, "kind": item.kind.value,
-            "schema_version": item.schema_version, "instrument": item.instrument, "filter": item.filter,
-            "mjd": _finite(item.mjd), "survey_scores": {}, "survey_score_versions": {}}
-
-
 def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, models: list[str],
                    allow_untrained: bool, cache_dir: str, batch_size: int, decode_settings: Any = None):
-    """Yield one JSON-able record per decoded item (or decode error), in file order."""
-    from stream.commands.inspect import iter_inputs  # noqa: PLC0415
-    from schemas.decode.message import decode_results  # noqa: PLC0415
+    """Yield one JSON-able line per decoded item (or decode error), in file order.
+
+    Items are scored by the service's scoring path (:mod:`engines.scoring`); a line holds the
+    source file and the classified record's fields (:func:`schemas.classified_record.classification_fields`).
+    Models whose card says ``trained = false`` are skipped unless ``allow_untrained``.
+    """
+    from engines.scoring import load_kind_runners, score_items  # noqa: PLC0415
+    from schemas.classified_record import classification_fields  # noqa: PLC0415
     from schemas.decode.errors import DecodeError  # noqa: PLC0415
+    from schemas.decode.message import decode_results  # noqa: PLC0415
+    from schemas.projection import json_ready  # noqa: PLC0415
+    from stream.commands.inspect import iter_inputs  # noqa: PLC0415
 
-    runners: dict[str, Any] = {}
-
-    def runner(name: str):
-        if name not in runners:
-            runners[name] = registry.load_runner(name, backend, device=device, cache_dir=cache_dir,
-                                                 allow_untrained=allow_untrained)
-        return runners[name]
-
+    runners: dict[Any, list[Any]] = {}
     pending: list[tuple[str, Any]] = []
 
     def flush():
         by_kind: dict[Any, list[int]] = {}
         for index, (_, item) in enumerate(pending):
             by_kind.setdefault(item.kind, []).append(index)
-        scores: dict[int, dict[str, dict[str, float]]] = {i: {} for i in range(len(pending))}
-        provenance: dict[int, dict[str, Any]] = {i: {} for i in range(len(pending))}
+        results: dict[int, list] = {}
         for kind, indices in by_kind.items():
-            cards = [c for c in registry.cards_for(kind) if (not models or c.name in models)
-                     and (c.trained or allow_untrained)]
-            for card in cards:
-                run = runner(card.name)
-                probabilities = run.score([pending[i][1] for i in indices])
-                for row, index in zip(probabilities, indices, strict=True):
-                    scores[index][card.name] = {label: float(p) for label, p in zip(run.labels, row, strict=True)}
-                    prov = run.provenance
-                    provenance[index][card.name] = {"name": prov.name, "version": prov.version,
-                                                    "weights_sha256": prov.weights_sha256, "trained": prov.trained,
-                                                    "backend": prov.backend, **prov.extra}
+            if kind not in runners:
+                runners[kind] = load_kind_runners(registry, kind, backend=backend, device=device, cache_dir=cache_dir,
+                                                  models=models, allow_untrained=allow_untrained, skip_untrained=True)
+            scored = score_items([pending[i][1] for i in indices], runners[kind])
+            results.update(zip(indices, scored, strict=True))
         for index, (source, item) in enumerate(pending):
-            yield {"source": source, **_identity(item), "scores": scores[index], "models": provenance[index]}
+            yield {"source": source, **json_ready(classification_fields(item, results[index]))}
         pending.clear()
 
-    for path in paths:
-        for label, value in iter_inputs(path):
-            for record_index, result in decode_results(value, decode_settings):
-                if isinstance(result, DecodeError):
-                    yield from flush()
-                    yield {"source": label, "record": record_index, "error": result.reason.value, "detail": result.detail}
-                    continue
-                pending.append((label, result))
-                if len(pending) >= batch_size:
-                    yield from flush()
-    yield from flush()
+    try:
+        for path in paths:
+            for label, value in iter_inputs(path):
+                for record_index, result in decode_results(value, decode_settings):
+                    if isinstance(result, DecodeError):
+                        yield from flush()
+                        yield {"source": label, "record": record_index, "error": result.reason.value, "detail": result.detail}
+                        continue
+                    pending.append((label, result))
+                    if len(pending) >= batch_size:
+                        yield from flush()
+        yield from flush()
+    finally:
+        for loaded in runners.values():
+            for runner in loaded:
+                runner.close()
 
 
 def _injection_bases(registry: Any, model: str) -> tuple[set[str], str]:
@@ -140,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
     models = [m for m in args.models.split(",") if m]
-    from stream.config import DecodeSettings  # noqa: PLC0415
+    from schemas.decode.limits import DecodeSettings  # noqa: PLC0415
 
     decode_settings = DecodeSettings(max_message_bytes=args.max_file_bytes)
     try:
@@ -165,8 +146,8 @@ def _run(args: argparse.Namespace) -> int:
         if len(ours) == 0:
             print("agreement report: no alert carries both drb and our score", file=sys.stderr)
             return 1
-        provenance = next((r["models"][args.agreement_model] for r in records
-                           if args.agreement_model in r.get("models", {})), {})
+        provenance = next((m for r in records for m in r.get("models", []) if m["name"] == args.agreement_model), {})
+        provenance = {k: v for k, v in provenance.items() if k != "scores"}
         summary = write_agreement_report(args.agreement_report, ours, theirs, args.agreement_model, provenance,
                                          excluded, overlap_note)
         print(json.dumps({"agreement_report": str(args.agreement_report), **{k: summary[k] for k in (
