@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.backends import BACKENDS, ENGINE_CACHE_DIR
 from schemas.decode.limits import DecodeSettings
 
 __all__ = [
@@ -126,12 +127,12 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    #: ``onnxruntime``, ``openvino``, ``torch`` or ``tensorrt``.
+    #: One of :data:`engines.backends.BACKENDS`: ``onnxruntime``, ``openvino``, ``torch`` or ``tensorrt``.
     backend: str = "onnxruntime"
     #: ``cpu`` or ``cuda`` (``cuda:N``) for preprocessing and the torch backend.
     device: str = "cpu"
     #: Where built ONNX files and TensorRT engines are cached.
-    cache_dir: str = "var/engines"
+    cache_dir: str = ENGINE_CACHE_DIR
     #: Refuse models whose card says ``untrained`` unless this is true.
     allow_untrained: bool = False
     #: Model names to run; empty runs every registered model that applies to an input kind.
@@ -171,8 +172,8 @@ class Settings:
         strategies = {"range", "roundrobin", "cooperative-sticky"}
         if k.assignment_strategy not in strategies:
             raise ConfigError(f"kafka.assignment_strategy must be one of {sorted(strategies)}, got {k.assignment_strategy!r}")
-        if self.engine.backend not in ("onnxruntime", "openvino", "torch", "tensorrt"):
-            raise ConfigError(f"engine.backend must be onnxruntime, openvino, torch or tensorrt, got {self.engine.backend!r}")
+        if self.engine.backend not in BACKENDS:
+            raise ConfigError(f"engine.backend must be one of {', '.join(BACKENDS)}, got {self.engine.backend!r}")
         if self.batch.max_size < 1 or self.batch.max_wait_ms < 0 or self.batch.max_in_flight < 1:
             raise ConfigError("batch.max_size and batch.max_in_flight must be >= 1, batch.max_wait_ms >= 0")
         if self.observability.log_format not in ("auto", "json", "console"):

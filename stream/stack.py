@@ -25,9 +25,17 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["StackError", "EmbeddedStack", "die_with_parent", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
+__all__ = ["EMBEDDED_PARTITIONS", "EMBEDDED_ASSIGNMENT_STRATEGY", "EMBEDDED_SESSION_TIMEOUT_MS", "StackError", "EmbeddedStack", "die_with_parent", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
 
 log = structlog.get_logger(__name__)
+
+# The embedded stack's client defaults, in one place (commands, demo, benchmarks and test fixtures read them).
+#: Partitions of every topic created on the embedded broker.
+EMBEDDED_PARTITIONS = 4
+#: The consumer assignor against Tansu: its cooperative-sticky rebalancing is broken, an eager one works.
+EMBEDDED_ASSIGNMENT_STRATEGY = "range"
+#: A short consumer session on the loopback broker, so a member that died is replaced quickly.
+EMBEDDED_SESSION_TIMEOUT_MS = 6000
 
 
 class StackError(RuntimeError):
@@ -104,7 +112,7 @@ def wait_for_redis(url: str, timeout_s: float = 15.0) -> None:
     raise StackError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {last}")
 
 
-def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4, config: dict | None = None, timeout_s: float = 30.0) -> None:
+def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = EMBEDDED_PARTITIONS, config: dict | None = None, timeout_s: float = 30.0) -> None:
     """Create topics that do not exist yet (existing ones are left as they are)."""
     from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415
     from confluent_kafka import KafkaException  # noqa: PLC0415

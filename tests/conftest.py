@@ -31,7 +31,7 @@ class Services:
 @pytest.fixture(scope="session")
 def services():
     """The Kafka broker and Redis for integration tests, started once per session."""
-    from stream.stack import EmbeddedStack, wait_for_kafka, wait_for_redis
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EmbeddedStack, wait_for_kafka, wait_for_redis
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     redis_url = os.environ.get("REDIS_URL")
@@ -43,7 +43,7 @@ def services():
         redis_url = redis_url or stack.redis_url
         wait_for_kafka(bootstrap)
         wait_for_redis(redis_url)
-        strategy = os.environ.get("TEST_ASSIGNMENT_STRATEGY", "range" if stack else "cooperative-sticky")
+        strategy = os.environ.get("TEST_ASSIGNMENT_STRATEGY", EMBEDDED_ASSIGNMENT_STRATEGY if stack else "cooperative-sticky")
         yield Services(bootstrap, redis_url, stack, strategy)
     finally:
         if stack is not None:

@@ -21,17 +21,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from engines.backends import BACKENDS, ENGINE_CACHE_DIR
+
 __all__ = ["register", "classify_paths"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("classify", help="score alert/exposure files offline (no Kafka, no Redis); one JSON line each")
     p.add_argument("paths", nargs="+", metavar="PATH", help="files, directories or tarballs")
-    p.add_argument("--backend", default="torch", help="torch, onnxruntime, openvino, tensorrt (default: torch)")
+    p.add_argument("--backend", default="torch", choices=BACKENDS, help="engine backend (default: torch)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--models", default="", help="comma-separated model names (default: every model for each input kind)")
     p.add_argument("--allow-untrained", action="store_true", help="also run models whose card says trained = false")
-    p.add_argument("--cache-dir", default="var/engines", help="ONNX / engine cache for non-torch backends")
+    p.add_argument("--cache-dir", default=ENGINE_CACHE_DIR, help=f"ONNX / engine cache for non-torch backends (default {ENGINE_CACHE_DIR})")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--agreement-report", type=Path, default=None, metavar="DIR",
                    help="also write the real/bogus agreement with ZTF drb to DIR")

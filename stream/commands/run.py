@@ -6,6 +6,8 @@ import dataclasses
 
 import structlog
 
+from stream.stack import EMBEDDED_PARTITIONS
+
 __all__ = ["register"]
 
 log = structlog.get_logger(__name__)
@@ -24,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop after this long with no input (default: run until SIGTERM/SIGINT)")
     p.add_argument("--create-topics", action="store_true",
                    help="create the input, output and dead-letter topics if missing")
-    p.add_argument("--partitions", type=int, default=4, help="partitions for --create-topics")
+    p.add_argument("--partitions", type=int, default=EMBEDDED_PARTITIONS, help="partitions for --create-topics")
     p.set_defaults(func=_run)
 
 
@@ -32,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     from stream.config import load_settings  # noqa: PLC0415
     from stream.logs import configure_logging  # noqa: PLC0415
     from stream.service import build_service  # noqa: PLC0415
-    from stream.stack import EmbeddedStack, create_topics  # noqa: PLC0415
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EmbeddedStack, create_topics  # noqa: PLC0415
 
     settings = load_settings(args.config)
     if args.log_format is None or args.log_level is None:
@@ -44,7 +46,7 @@ def _run(args: argparse.Namespace) -> int:
         stack = EmbeddedStack().start()
         settings = settings.with_services(stack.bootstrap_servers, stack.redis_url)
         # Tansu's cooperative-sticky rebalancing is broken: use an eager assignor there.
-        settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, assignment_strategy="range"))
+        settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, assignment_strategy=EMBEDDED_ASSIGNMENT_STRATEGY))
         print(f"embedded stack: KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers} REDIS_URL={stack.redis_url}", flush=True)
     try:
         k = settings.kafka

@@ -5,6 +5,8 @@ import argparse
 import signal
 import threading
 
+from stream.stack import EMBEDDED_PARTITIONS
+
 __all__ = ["register"]
 
 
@@ -15,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--redis-port", type=int, default=0, help="Redis port (default: a free one)")
     p.add_argument("--topics", default="alerts,exposures,classified,classified-exposures,classified-dead-letter",
                    help="comma-separated topics to create (Tansu auto-creates with 4 partitions otherwise)")
-    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--partitions", type=int, default=EMBEDDED_PARTITIONS)
     p.set_defaults(func=_run)
 
 
