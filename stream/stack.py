@@ -220,13 +220,6 @@ class EmbeddedStack:
     def resume_service(self, name: str) -> None:
         self._procs[name].send_signal(signal.SIGCONT)
 
-    def restart_redis(self) -> None:
-        """Start Redis again on the same port (empty: persistence is off)."""
-        self.stop_service("redis")
-        self._spawn("redis", [str(redis_binary()), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no", "--dir", self._workdir])
-        wait_for_redis(self.redis_url)
-
     def stop(self) -> None:
         for name in list(self._procs):
             self.stop_service(name)
