@@ -365,14 +365,14 @@ class _PausingDedup:
         self.service._with_redis("publish mark", lambda: self.service.dedup.mark(destinations), lambda: None)
 
 
-def load_runners(settings: Settings) -> dict[InputKind, list[Any]]:
-    """The models to run per input kind, from the engine registry (refuses untrained models
-    unless ``engine.allow_untrained``)."""
+def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, list[Any]]:
+    """The models to run per input kind, from the engine registry (default: the shipped cards);
+    refuses untrained models unless ``engine.allow_untrained``."""
     from engines.registry import load_registry  # noqa: PLC0415
     from engines.scoring import load_kind_runners  # noqa: PLC0415
 
     eng = settings.engine
-    registry = load_registry()
+    registry = registry if registry is not None else load_registry()
     kinds = []
     if settings.kafka.alert_topics:
         kinds.append(InputKind.DIFFERENCE_ALERT)

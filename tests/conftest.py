@@ -58,6 +58,12 @@ def unique_name(request) -> str:
 
 
 @pytest.fixture(scope="session")
+def real_data_roots() -> tuple[Path, ...]:
+    """Folders of real packets: the bundled samples always, ../shared/data too where it is present."""
+    return (SAMPLES, SHARED_DATA) if SHARED_DATA.is_dir() else (SAMPLES,)
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"../shared/data not found beside the repo ({SHARED_DATA})")
