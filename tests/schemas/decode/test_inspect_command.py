@@ -6,8 +6,6 @@ import subprocess
 import sys
 import tarfile
 
-import pytest
-
 from tests.schemas.decode.packets import REPO, SAMPLES
 
 
