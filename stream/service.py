@@ -6,6 +6,10 @@ For every message on the input topics::
       -> preprocess + infer (engines) -> produce one record per input (+ dead letters)
       -> wait for every delivery report -> mark published in Redis -> commit offset + 1
 
+The batch step runs the named stages of :mod:`stream.stages` (triage, dedup, score, publish,
+account, commit); this module owns the loop, the rebalance callbacks, Redis's pause-and-retry
+policy, the metrics and the wiring of the real collaborators.
+
 Delivery guarantee: at-least-once from Kafka, exactly-once *in effect* for published records.
 Offsets are committed only after the outputs are acknowledged and marked in Redis, so a crash
 never loses an input. A crash in the window between the broker's acknowledgement of an output
@@ -33,13 +37,13 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from stream import __version__
+from engines.scoring import Runner
 from schemas.alert import InputKind
+from stream import __version__, stages
 from stream.config import Settings
 from stream.dedup import DedupUnavailable, RedisDedup
 from stream.kafka_clients import make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
-from stream import stages
 from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values
 from stream.stack import die_with_parent
 
@@ -81,9 +85,9 @@ class Service:
 
     settings: Settings
     consumer: Consumer
-    producer: Producer
+    producer: stages.Publisher
     dedup: RedisDedup
-    runners: dict[InputKind, list[Any]]
+    runners: dict[InputKind, list[Runner]]
     metrics: Metrics
     decode_pool: cf.ProcessPoolExecutor | None = None
     metrics_server: MetricsServer | None = None
@@ -258,7 +262,7 @@ class Service:
         fresh, dups = timer.time("dedup", lambda: stages.dedup(triaged.candidates, self._redis))
         scored = stages.score(fresh, self.runners, self._topics, timer.add)
 
-        messages = []
+        messages: list[stages.Outgoing] = []
         for env, outcome in triaged.dead:
             log.warning("dead_letter", topic=env.topic, partition=env.partition, offset=env.offset, reason=outcome.reason,
                         detail=outcome.detail[:300])
@@ -365,7 +369,7 @@ class _PausingDedup:
         self.service._with_redis("publish mark", lambda: self.service.dedup.mark(destinations), lambda: None)
 
 
-def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, list[Any]]:
+def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, list[Runner]]:
     """The models to run per input kind, from the engine registry (default: the shipped cards);
     refuses untrained models unless ``engine.allow_untrained``."""
     from engines.registry import load_registry  # noqa: PLC0415
@@ -378,7 +382,7 @@ def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, li
         kinds.append(InputKind.DIFFERENCE_ALERT)
     if settings.kafka.exposure_topics:
         kinds += [InputKind.RAW_EXPOSURE, InputKind.MULTIBAND_CUTOUT]
-    runners: dict[InputKind, list[Any]] = {}
+    runners: dict[InputKind, list[Runner]] = {}
     for kind in kinds:
         loaded = load_kind_runners(registry, kind, backend=eng.backend, device=eng.device, cache_dir=eng.cache_dir,
                                    models=eng.models, allow_untrained=eng.allow_untrained)
@@ -390,7 +394,7 @@ def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, li
     return runners
 
 
-def build_service(settings: Settings, *, runners: dict[InputKind, list[Any]] | None = None, metrics_port: int | None = None,
+def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] | None = None, metrics_port: int | None = None,
                   consumer_overrides: dict[str, Any] | None = None) -> Service:
     """The one place the service is wired from its settings."""
     settings.validate()

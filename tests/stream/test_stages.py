@@ -298,3 +298,44 @@ def test_commit_offsets_take_the_highest_offset_whatever_the_order():
     envelopes = [Envelope("t", 0, 7, 0, None, b""), Envelope("t", 0, 5, 0, None, b""), Envelope("u", 3, 0, 0, None, b"")]
     assert {(tp.topic, tp.partition, tp.offset) for tp in stages.commit_offsets(envelopes)} == {("t", 0, 8), ("u", 3, 1)}
     assert stages.commit_offsets([]) == []
+
+
+# ------------------------------------------------------------------------------------ the service's batch step
+def test_the_service_runs_the_stages_and_counts_every_input_once():
+    """Service._process with fakes: records and dead letters out, marks, metrics and commit."""
+    from stream.config import load_settings
+    from stream.metrics import Metrics
+    from stream.service import Service
+
+    settings = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0"})
+    store, producer, consumer = FakeDedup(), FakeProducer(), FakeConsumer()
+    service = Service(settings=settings, consumer=consumer, producer=producer, dedup=store,  # type: ignore[arg-type]
+                      runners={InputKind.DIFFERENCE_ALERT: [FakeRunner("realbogus")]}, metrics=Metrics(),
+                      processing_host="member-1")
+    a, b = _packets(2)
+    envelopes = _envelopes([a, b, a, b"\x07junk"], [0, 1, 1, 0])
+    service._process(service._submit(envelopes))
+
+    totals = service.metrics.totals()
+    assert (totals.consumed, totals.published, totals.duplicates, totals.dead_lettered) == (4, 2, 1, 1)
+    assert totals.balanced and service.metrics.redis_up
+    topics = [t for t, *_ in producer.produced]
+    assert sorted(topics) == sorted([settings.kafka.dead_letter_topic] + [settings.kafka.output_topic] * 2)
+    records = [decode_classified(v) for t, v, _, _ in producer.produced if t == settings.kafka.output_topic]
+    assert {r["processing_host"] for r in records} == {"member-1"}
+    assert set(store.marked) == {f"ztf:{r['alert_id']}" for r in records}
+    assert {(tp.partition, tp.offset) for tp in consumer.commits[0]} == {(0, 12), (1, 22)}
+
+
+def test_the_service_commits_nothing_when_a_delivery_fails():
+    from stream.config import load_settings
+    from stream.metrics import Metrics
+    from stream.service import Service
+
+    settings = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0"})
+    store, consumer = FakeDedup(), FakeConsumer()
+    service = Service(settings=settings, consumer=consumer, producer=FakeProducer(fail_topics={settings.kafka.output_topic}),  # type: ignore[arg-type]
+                      dedup=store, runners={InputKind.DIFFERENCE_ALERT: [FakeRunner("realbogus")]}, metrics=Metrics())  # type: ignore[arg-type]
+    with pytest.raises(PublishError):
+        service._process(service._submit(_envelopes(_packets(2))))
+    assert consumer.commits == [] and store.marked == {} and service.metrics.totals().consumed == 0
