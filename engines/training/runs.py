@@ -17,6 +17,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.networks import NETWORKS
+from engines.networks.hrcelestial import HRCELESTIAL_INPUT
+from engines.registry import load_network, load_registry
+from engines.training.datasets import load_labelled
+from engines.training.evaluate import write_report
+from engines.training.recipes import (
+    SYNTHETIC_NOTE,
+    _reorder_to_network,
+    load_trained,
+    predict,
+    prepare_inputs,
+    synthetic_hst,
+    synthetic_realbogus,
+    synthetic_wise,
+)
+
 __all__ = ["DEFAULT_ZTF_DIR", "RunData", "network_kwargs", "run_data", "evaluate_model"]
 
 #: Where ``--synthetic`` realbogus looks for real ZTF alerts to inject into, unless a path is given.
@@ -26,8 +42,6 @@ DEFAULT_ZTF_DIR = Path("../shared/data/ztf")
 def network_kwargs(model: str, binning: int) -> dict[str, Any]:
     """Constructor arguments of the network a run trains (reduced HR-CelestialNet: binned input)."""
     if model == "hrcelestialnet":
-        from engines.networks.hrcelestial import HRCELESTIAL_INPUT  # noqa: PLC0415
-
         if binning not in (1, 2, 4):
             raise ValueError(f"--binning must be 1, 2 or 4, not {binning}")
         h, w = HRCELESTIAL_INPUT[1:]
@@ -55,9 +69,6 @@ def run_data(network: str, *, purpose: str, data: Path | None = None, labels: Pa
     ``ValueError`` when neither is given, :class:`engines.training.ztf_files.TrainingDataError`
     for unusable data.
     """
-    from engines.training.datasets import load_labelled  # noqa: PLC0415
-    from engines.training.recipes import SYNTHETIC_NOTE, synthetic_hst, synthetic_realbogus, synthetic_wise  # noqa: PLC0415
-
     if synthetic is not None:
         if network == "realbogus":
             images, description = synthetic_realbogus(data or DEFAULT_ZTF_DIR, synthetic, seed)
@@ -87,18 +98,12 @@ def evaluate_model(model: str, *, report: Path, weights: Path | None = None, bin
                    threshold: float | None = None, device: str = "cpu", **data_options: Any) -> tuple[dict, Any]:
     """Score ``model`` (``weights``, else the card's shipped weights, sha256 checked) on
     :func:`run_data` (``data_options``) and write the report; returns (metrics, report paths)."""
-    from engines.networks import NETWORKS  # noqa: PLC0415
-    from engines.training.evaluate import write_report  # noqa: PLC0415
-    from engines.training.recipes import _reorder_to_network, load_trained, predict, prepare_inputs  # noqa: PLC0415
-
     if weights is not None:
         network_name = model
         kwargs = network_kwargs(network_name, binning)
         network = load_trained(network_name, weights, kwargs)
         weights_id: dict[str, Any] = {"weights": str(weights)}
     else:
-        from engines.registry import load_network, load_registry  # noqa: PLC0415
-
         card = load_registry().card(model)
         network_name = card.network
         kwargs = dict(card.network_args)
