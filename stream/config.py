@@ -102,6 +102,12 @@ class KafkaSettings:
         conf.update(self.client)
         return conf
 
+    def all_topics(self) -> list[str]:
+        """Every topic the service reads or writes: inputs, outputs, dead letters (no repeats)."""
+        topics = [*self.alert_topics, *self.exposure_topics, self.output_topic, self.exposure_output_topic,
+                  self.dead_letter_topic]
+        return [t for t in dict.fromkeys(topics) if t]
+
 
 @dataclass(frozen=True)
 class RedisSettings:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["EMBEDDED_PARTITIONS", "EMBEDDED_ASSIGNMENT_STRATEGY", "EMBEDDED_SESSION_TIMEOUT_MS", "StackError", "EmbeddedStack", "die_with_parent", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
+__all__ = ["EMBEDDED_PARTITIONS", "EMBEDDED_TOPICS", "EMBEDDED_ASSIGNMENT_STRATEGY", "EMBEDDED_SESSION_TIMEOUT_MS", "StackError", "EmbeddedStack", "die_with_parent", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +36,8 @@ EMBEDDED_PARTITIONS = 4
 EMBEDDED_ASSIGNMENT_STRATEGY = "range"
 #: A short consumer session on the loopback broker, so a member that died is replaced quickly.
 EMBEDDED_SESSION_TIMEOUT_MS = 6000
+#: The topics ``stack up`` creates: those of deploy/config/embedded.toml.
+EMBEDDED_TOPICS = ("alerts", "exposures", "classified", "classified-exposures", "classified-dead-letter")
 
 
 class StackError(RuntimeError):

@@ -51,8 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         k = settings.kafka
         if args.create_topics or args.embedded:
-            create_topics(k.bootstrap_servers, [*k.alert_topics, *k.exposure_topics, k.output_topic, k.exposure_output_topic,
-                                                k.dead_letter_topic], partitions=args.partitions, config=dict(k.client))
+            create_topics(k.bootstrap_servers, k.all_topics(), partitions=args.partitions, config=dict(k.client))
         service = build_service(settings)
         service.install_signal_handlers()
         metrics = service.run(max_idle_s=args.max_idle)

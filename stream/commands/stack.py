@@ -5,7 +5,7 @@ import argparse
 import signal
 import threading
 
-from stream.stack import EMBEDDED_PARTITIONS
+from stream.stack import EMBEDDED_PARTITIONS, EMBEDDED_TOPICS
 
 __all__ = ["register"]
 
@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=("up",), help="up: start both, print how to reach them, stop on Ctrl-C")
     p.add_argument("--kafka-port", type=int, default=0, help="broker port (default: a free one)")
     p.add_argument("--redis-port", type=int, default=0, help="Redis port (default: a free one)")
-    p.add_argument("--topics", default="alerts,exposures,classified,classified-exposures,classified-dead-letter",
+    p.add_argument("--topics", default=",".join(EMBEDDED_TOPICS),
                    help="comma-separated topics to create (Tansu auto-creates with 4 partitions otherwise)")
     p.add_argument("--partitions", type=int, default=EMBEDDED_PARTITIONS)
     p.set_defaults(func=_run)
