@@ -28,7 +28,11 @@ StageClock = Callable[[str, float], None]
 
 
 class Runner(Protocol):
-    """One model on one backend (:class:`engines.registry.ModelRunner` is the real one)."""
+    """One model on one backend (:class:`engines.registry.ModelRunner` is the real one).
+
+    A runner may also have ``select(items) -> indices``: the items it applies to (a model for
+    one survey's alerts skips the others); :func:`score_items` then scores only those.
+    """
 
     provenance: ModelProvenance
     labels: tuple[str, ...]
@@ -72,19 +76,22 @@ def _timed(clock: StageClock | None, stage: str, fn: Callable[[], Any]) -> Any:
 
 
 def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageClock | None = None) -> list[ModelResults]:
-    """Run every runner on every item (items share a kind), in chunks of the runner's max batch.
-
-    A runner that returns the wrong shape is our fault, never the input's: it raises.
+    """Run every runner on the items it applies to (items share a kind), in chunks of the
+    runner's max batch. An item a runner's ``select`` leaves out gets no score from it, never a
+    made-up one. A runner that returns the wrong shape is our fault, never the input's: it raises.
     """
     results: list[ModelResults] = [[] for _ in items]
     for runner in runners:
         step = max(1, int(runner.max_batch))
-        for start in range(0, len(items), step):
-            chunk = items[start:start + step]
+        select = getattr(runner, "select", None)
+        chosen = list(select(items)) if select is not None else list(range(len(items)))
+        for start in range(0, len(chosen), step):
+            indices = chosen[start:start + step]
+            chunk = [items[i] for i in indices]
             batch = _timed(clock, "preprocess", lambda: runner.preprocess(chunk))
             probs = np.asarray(_timed(clock, "infer", lambda: runner.infer(batch)))
             if probs.shape != (len(chunk), len(runner.labels)):
                 raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
-            for i, row in enumerate(probs):
-                results[start + i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
+            for i, row in zip(indices, probs):
+                results[i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
     return results

@@ -147,8 +147,12 @@ class Outgoing:
 
 
 def classified_message(scored: Scored, *, ingested_ms: int, classifier_version: str, real_bogus_model: str,
-                       processing_host: str | None) -> Outgoing:
-    """The classified record of one scored input, encoded, with its headers; the token is the item's key."""
+                       processing_host: str | None, frame: Callable[[str, bytes], bytes] | None = None) -> Outgoing:
+    """The classified record of one scored input, encoded, with its headers; the token is the item's key.
+
+    ``frame(topic, value)`` may re-frame the encoded value for its topic (a registry's schema id
+    in place of the shipped one); by default the codec's framing stands.
+    """
     env, item, results = scored.envelope, scored.item, scored.model_results
     record = build_classified_record(
         item, results, source_topic=env.topic, source_partition=env.partition, source_offset=env.offset,
@@ -161,7 +165,10 @@ def classified_message(scored: Scored, *, ingested_ms: int, classifier_version: 
         ("sc-source", f"{env.topic}/{env.partition}/{env.offset}".encode()),
         ("sc-schema", CLASSIFIED_SCHEMA_HEADER.encode()),
     ]
-    return Outgoing(scored.topic, str(item.object_id or item.alert_id).encode(), encode_classified(record), headers, item.key)
+    value = encode_classified(record)
+    if frame is not None:
+        value = frame(scored.topic, value)
+    return Outgoing(scored.topic, str(item.object_id or item.alert_id).encode(), value, headers, item.key)
 
 
 def dead_letter_message(env: Envelope, outcome: DecodeOutcome, *, topic: str, max_value_bytes: int,

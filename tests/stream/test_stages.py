@@ -213,6 +213,27 @@ def test_score_runs_each_kinds_runners_and_routes_each_kind_to_its_topic():
     assert set(clock) == {"preprocess", "infer"}
 
 
+def test_score_gives_no_score_from_a_runner_to_items_it_does_not_select():
+    class OnlyFirst(FakeRunner):
+        def select(self, items: Sequence[Any]) -> list[int]:
+            return [0]
+
+    envelopes, outcomes = _batch(_packets(2))
+    fresh = [(e, o.items[0]) for e, o in zip(envelopes, outcomes)]
+    scored = stages.score(fresh, {InputKind.DIFFERENCE_ALERT: [FakeRunner("realbogus"), OnlyFirst("braai")]}, TOPICS)
+    assert [[p.name for p, _ in s.model_results] for s in scored] == [["realbogus", "braai"], ["realbogus"]]
+
+
+def test_a_frame_hook_reframes_the_encoded_value_for_its_topic():
+    envelopes, outcomes = _batch(_packets(1))
+    [scored] = stages.score([(envelopes[0], outcomes[0].items[0])], {InputKind.DIFFERENCE_ALERT: [FakeRunner("realbogus")]}, TOPICS)
+    plain = stages.classified_message(scored, ingested_ms=1, classifier_version="t", real_bogus_model="realbogus",
+                                      processing_host=None)
+    framed = stages.classified_message(scored, ingested_ms=1, classifier_version="t", real_bogus_model="realbogus",
+                                       processing_host=None, frame=lambda topic, value: topic.encode() + b"|" + value)
+    assert framed.value == b"classified|" + plain.value
+
+
 def test_score_raises_when_a_model_returns_the_wrong_shape():
     class Broken(FakeRunner):
         def infer(self, batch: np.ndarray) -> np.ndarray:
