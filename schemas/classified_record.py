@@ -62,7 +62,9 @@ def classification_fields(
 
     ``real_bogus`` is the ``"real"`` score of the model named ``real_bogus_model`` (null if that
     model did not run); ``class_scores`` merges the other models' label -> probability (a label
-    two models share is written ``"<model>.<label>"`` for the later one).
+    two models share is written ``"<model>.<label>"`` for the later one). A model whose
+    provenance ``extra["class_scores"]`` maps labels to keys puts only those labels there, under
+    those keys. Every model's full scores are in ``models`` under its name.
     """
     real_bogus = None
     class_scores: dict[str, float] = {}
@@ -77,8 +79,13 @@ def classification_fields(
             "trained": bool(provenance.trained),
             "scores": clean,
         })
+        keys = (getattr(provenance, "extra", None) or {}).get("class_scores")
         if provenance.name == real_bogus_model:
             real_bogus = clean.get("real")
+        elif keys is not None:
+            for label, key in keys.items():
+                if label in clean:
+                    class_scores[key if key not in class_scores else f"{provenance.name}.{label}"] = clean[label]
         else:
             for label, value in clean.items():
                 class_scores[label if label not in class_scores else f"{provenance.name}.{label}"] = value
