@@ -96,20 +96,6 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
                 runner.close()
 
 
-def _injection_bases(registry: Any, model: str) -> tuple[set[str], str]:
-    """Keys of the alerts the shipped weights used as injection bases, from their training record."""
-    from engines.registry import WEIGHTS_DIR  # noqa: PLC0415
-
-    card = registry.card(model)
-    record_path = Path(registry.weights_dir if hasattr(registry, "weights_dir") else WEIGHTS_DIR) / (
-        Path(card.weights_file).stem + ".train.json")
-    if not card.weights_file or not record_path.is_file():
-        return set(), f"no training record beside the weights ({record_path.name}); overlap unknown"
-    record = json.loads(record_path.read_text())
-    keys = set(record.get("data", {}).get("base_source_ids", []))
-    return keys, f"{len(keys)} injection-base alerts listed in {record_path.name}; any of them in the input is left out"
-
-
 def _run(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415
 
@@ -141,9 +127,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"engine error: {exc}", file=sys.stderr)
         return 3
     if args.agreement_report is not None:
-        from engines.training.agreement import agreement_pairs, write_agreement_report  # noqa: PLC0415
+        from engines.training.agreement import agreement_pairs, injection_bases, write_agreement_report  # noqa: PLC0415
 
-        excluded_keys, overlap_note = _injection_bases(registry, args.agreement_model)
+        excluded_keys, overlap_note = injection_bases(registry, args.agreement_model)
         ours, theirs, keys, excluded = agreement_pairs(records, args.agreement_model, exclude_keys=excluded_keys)
         if len(ours) == 0:
             print("agreement report: no alert carries both drb and our score", file=sys.stderr)
