@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test demo bench stack clean system-deps
+.PHONY: install test test-fast demo bench stack clean system-deps
 
 # Debian's redis-server backs the embedded stack; installed here if it is missing.
 system-deps:
@@ -25,6 +25,10 @@ install: system-deps $(STAMP)
 
 test: install
 	$(PY) -m pytest -q tests
+
+# Unit tests only: no broker, no Redis (integration tests are marked and left out).
+test-fast: install
+	$(PY) -m pytest -q -m "not integration" tests
 
 demo: install
 	$(VENV)/bin/survey-classifier demo

@@ -25,7 +25,8 @@ import structlog
 
 from schemas.alert import InputKind
 from stream.config import DecodeSettings, Settings
-from stream.pipeline import StageTimer, decode_values, score_items
+from engines.scoring import score_items
+from stream.pipeline import StageTimer, decode_values
 
 __all__ = ["Timing", "time_calls", "bare_decode", "raw_gunzip_fits", "bare_preprocess", "bare_inference",
            "bare_loop", "decoded_items", "tile_batch", "exposure_limits"]
@@ -167,7 +168,7 @@ def bare_loop(values: Sequence[bytes], runners: dict[InputKind, list[Any]], sett
                 by_kind.setdefault(item.kind, []).append(item)
         for kind, items in by_kind.items():
             if runners.get(kind):
-                score_items(items, runners[kind], timer)
+                score_items(items, runners[kind], timer.add)
                 scored += len(items)
         durations.append(time.perf_counter() - t0)
     seconds = time.perf_counter() - t_all

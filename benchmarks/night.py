@@ -236,7 +236,7 @@ def _ratio(name: str, value: float | None, goal: str, met: bool | None) -> dict[
 
 
 def compute_ratios(lim: dict[str, Any], svc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ratios issue 8 names as the performance goals (None where a part was not measured)."""
+    """The ratios benchmarks/README.md names as the performance goals (None where a part was not measured)."""
     ratios = []
     asap = (svc.get("asap") or {}).get("throughput_per_s")
     loop = (lim.get("bare_loop") or {}).get("per_s")

@@ -299,7 +299,7 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout_s: float) -> float:
 def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, service_env: Mapping[str, str],
                 plan: BurstPlan | None = None, partitions: int = 4, timeout_s: float = 900.0, work_dir: Path | None = None) -> ServiceRunResult:
     """One service run: ``mode`` ``"asap"`` (topic pre-loaded, then drained) or ``"paced"`` (``plan``'s bursts while it runs)."""
-    from stream.stack import create_topics, free_port  # noqa: PLC0415
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_SESSION_TIMEOUT_MS, create_topics, free_port  # noqa: PLC0415
 
     if mode not in ("asap", "paced") or (mode == "paced" and plan is None):
         raise ValueError("mode is asap, or paced with a BurstPlan")
@@ -317,8 +317,8 @@ def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, serv
         "SC__KAFKA__EXPOSURE_OUTPUT_TOPIC": topics["exp_out"],
         "SC__KAFKA__DEAD_LETTER_TOPIC": topics["dlq"],
         "SC__KAFKA__GROUP_ID": f"{name}-group",
-        "SC__KAFKA__ASSIGNMENT_STRATEGY": "range",
-        "SC__KAFKA__SESSION_TIMEOUT_MS": "6000",
+        "SC__KAFKA__ASSIGNMENT_STRATEGY": EMBEDDED_ASSIGNMENT_STRATEGY,
+        "SC__KAFKA__SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
         "SC__REDIS__KEY_PREFIX": f"{name}:",
         "SC__OBSERVABILITY__METRICS_PORT": str(port),
         "SC__OBSERVABILITY__LOG_FORMAT": "json",

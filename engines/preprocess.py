@@ -24,12 +24,12 @@ Multi-band cutouts (IICnet, W1 / W2 / W3), per cutout (:func:`fill_and_stretch_s
 5. stretch: ``asinh`` (Lupton et al. 1999), linear within the noise, logarithmic above it, so
    bright sources do not swamp the input and the output grows only as log(flux / noise).
 Why one shared scale: the classes differ in *colour* (quasars W1-W2 >~ 0.8 mag, stars ~ 0,
-star-forming galaxies red in W2-W3; shared/design/models.md section 1). A colour is a ratio of band
+star-forming galaxies red in W2-W3). A colour is a ratio of band
 fluxes; min-max scaling each band separately divides each by its own peak and erases it.
 With one divisor per cutout the ratios survive, and after the asinh stretch they appear as
 differences between channels (asinh(a f) - asinh(f) -> ln a for bright pixels).
 
-Raw HST frames (HR-CelestialNet), following the paper's Sec. 2.2 (numbers in models.md): each
+Raw HST frames (HR-CelestialNet), following the paper's Sec. 2.2: each
 CCD extension is trimmed of pre-/overscan, its amplifier halves merged, giving 2048 x 4096 per
 chip; each chip is a network input (``raw_exposure_items`` keeps an exposure's chips in one
 row, and the runner averages their scores); scaled by 1/65535 (16-bit data numbers); optionally binned
@@ -60,7 +60,6 @@ __all__ = [
     "multiband_batch",
     "raw_chips",
     "raw_exposure_batch",
-    "chips_per_exposure",
     "raw_exposure_items",
     "PREPROCESSORS",
 ]
@@ -263,11 +262,6 @@ def _sci_extensions(exposure: Exposure) -> list[str]:
     if not names:
         raise PreprocessError(f"exposure {exposure.exposure_id}: no SCI extensions (has {sorted(exposure.images)})")
     return names
-
-
-def chips_per_exposure(exposure: Exposure) -> int:
-    """How many network inputs (CCD chips) one raw exposure gives."""
-    return len(_sci_extensions(exposure))
 
 
 def raw_chips(exposure: Exposure, device: str | torch.device = "cpu") -> torch.Tensor:

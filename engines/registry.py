@@ -16,7 +16,7 @@ import structlog
 import torch
 from torch import nn
 
-from engines.backends import BACKENDS, open_onnx_engine
+from engines.backends import BACKENDS, ENGINE_CACHE_DIR, open_onnx_engine
 from engines.cards import ModelCard, load_card
 from engines.contract import Engine, EngineError, ModelProvenance
 from engines.export import export_onnx, file_sha256
@@ -167,7 +167,7 @@ class Registry:
         """Cards of the models that score inputs of ``kind``, in name order."""
         return [c for _, c in sorted(self.cards.items()) if kind in c.input_kinds]
 
-    def export(self, name: str, cache_dir: str | Path = "var/engines", precision: str = "fp32") -> Path:
+    def export(self, name: str, cache_dir: str | Path = ENGINE_CACHE_DIR, precision: str = "fp32") -> Path:
         """The card's ONNX file in ``cache_dir``, exported now if it is not there yet."""
         card = self.card(name)
         path = onnx_path_for(card, cache_dir, precision)
@@ -180,7 +180,7 @@ class Registry:
         name: str,
         backend: str,
         device: str = "cpu",
-        cache_dir: str = "var/engines",
+        cache_dir: str = ENGINE_CACHE_DIR,
         allow_untrained: bool = False,
         precision: str | None = None,
         **engine_options: Any,

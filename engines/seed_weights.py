@@ -5,8 +5,8 @@ Until trained weights ship, every model has a card with ``trained = false`` and 
 backends and the service can be exercised end to end. HR-CelestialNet's untrained card
 (97 M parameters, ~390 MB) names no file: it records the seed and the state hash, and the
 registry rebuilds the same weights at load time (and checks the hash). Running this module
-overwrites the named cards with untrained ones; the trained cards are written by
-``engines.training.publish``.
+overwrites the named cards with untrained ones; a trained card is written when a training run
+is shipped (engines/training/README.md).
 """
 from __future__ import annotations
 

@@ -12,10 +12,8 @@ does not ship. This module stays pure: the HTTP lives in ``stream/``.
 """
 from __future__ import annotations
 
-import functools
 import io
 import json
-import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,11 +24,14 @@ from schemas.provenance import ModelProvenance
 from schemas.alert import Alert, Exposure
 from schemas.decode.avro import frame_wire, split_wire
 from schemas.decode.errors import DecodeError, Reason
+from schemas.projection import DETECTION_FIELDS, MJD_TIME_SCALE, item_fields, utc_mjd_to_tai
 
 __all__ = [
     "CLASSIFIED_VERSIONS",
     "LATEST_CLASSIFIED_VERSION",
+    "CLASSIFIED_SCHEMA_HEADER",
     "classified_schema_id",
+    "classification_fields",
     "build_classified_record",
     "encode_classified",
     "decode_classified",
@@ -43,6 +44,8 @@ FAMILY = "classified"
 #: Every shipped version, (major, minor), oldest first.
 CLASSIFIED_VERSIONS: tuple[tuple[int, int], ...] = tuple(schemas.available_versions(FAMILY))
 LATEST_CLASSIFIED_VERSION: tuple[int, int] = CLASSIFIED_VERSIONS[-1]
+#: The ``sc-schema`` header value of a record written by :func:`build_classified_record`.
+CLASSIFIED_SCHEMA_HEADER = f"{FAMILY}/{LATEST_CLASSIFIED_VERSION[0]}.{LATEST_CLASSIFIED_VERSION[1]}"
 
 
 def classified_schema_id(major: int, minor: int) -> int:
@@ -69,70 +72,64 @@ def classified_schema(version: tuple[int, int] = LATEST_CLASSIFIED_VERSION) -> d
 _FETCHED: dict[str, Any] = {}
 
 
-#: The one time scale of ``mjd`` in records from v1.2 on.
-MJD_TIME_SCALE = "tai"
+def classification_fields(
+    item: Alert | Exposure,
+    model_results: Sequence[tuple[ModelProvenance, Mapping[str, float]]],
+    real_bogus_model: str = "realbogus",
+) -> dict[str, Any]:
+    """The classified record's fields that depend on the input and its scores alone (no Kafka
+    source, no timestamps): what offline ``classify`` prints and the service publishes.
 
-
-@functools.lru_cache(maxsize=4096)
-def _tai_minus_utc_days(utc_day: int) -> float:
-    """TAI - UTC on that UTC day, in days (astropy's leap-second table; constant within a day
-    unless a leap second ends it, which none has since 2017)."""
-    from astropy.time import Time  # noqa: PLC0415 - astropy loads its tables on first use
-
-    t = Time(float(utc_day) + 0.5, format="mjd", scale="utc")
-    return float(t.tai.mjd - t.utc.mjd)
-
-
-def utc_mjd_to_tai(mjd: float | None) -> float | None:
-    """A UTC-based MJD (ZTF's jd - 2400000.5, FITS MJD-OBS) in TAI."""
-    if mjd is None or not math.isfinite(mjd):
-        return None
-    return mjd + _tai_minus_utc_days(int(math.floor(mjd)))
-
-
-def _tai_mjd(item: Any, mjd: float | None) -> float | None:
-    """``mjd`` of ``item`` in TAI: Rubin sends TAI; ZTF and exposures are UTC-based."""
-    if mjd is None:
-        return None
-    return float(mjd) if item.survey == "rubin" else utc_mjd_to_tai(float(mjd))
-
-
-def _typed(value: Any, kind: type) -> Any:
-    if value is None:
-        return None
-    try:
-        out = kind(value)
-    except (TypeError, ValueError):
-        return None
-    return out if not isinstance(out, float) or math.isfinite(out) else None
-
-
-def _detection_fields(item: Any) -> dict[str, Any]:
-    """Survey ids as the survey types them and the detection's photometry (v1.2 fields)."""
-    fields: dict[str, Any] = {name: None for name in ("candid", "dia_source_id", "dia_object_id", "magpsf", "sigmapsf", "fid",
-                                                       "isdiffpos", "psf_flux", "psf_flux_err", "is_negative")}
-    candidate = getattr(item, "candidate", None) or {}
-    if not isinstance(item, Alert):
-        return fields
-    if item.survey == "ztf":
-        isdiffpos = candidate.get("isdiffpos")
-        fields.update(candid=_typed(candidate.get("candid", item.alert_id), int), magpsf=_typed(candidate.get("magpsf"), float),
-                      sigmapsf=_typed(candidate.get("sigmapsf"), float), fid=_typed(candidate.get("fid"), int),
-                      isdiffpos=None if isdiffpos is None else str(isdiffpos))
-    elif item.survey == "rubin":
-        negative = candidate.get("is_negative", candidate.get("isNegative"))
-        fields.update(dia_source_id=_typed(candidate.get("diaSourceId", item.alert_id), int),
-                      dia_object_id=_typed(candidate.get("diaObjectId"), int),
-                      psf_flux=_typed(candidate.get("psfFlux"), float), psf_flux_err=_typed(candidate.get("psfFluxErr"), float),
-                      is_negative=None if negative is None else bool(negative))
-    return fields
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
+    ``real_bogus`` is the ``"real"`` score of the model named ``real_bogus_model`` (null if that
+    model did not run); ``class_scores`` merges the other models' label -> probability (a label
+    two models share is written ``"<model>.<label>"`` for the later one). A model whose
+    provenance ``extra["class_scores"]`` maps labels to keys puts only those labels there, under
+    those keys. Every model's full scores are in ``models`` under its name.
+    """
+    real_bogus = None
+    class_scores: dict[str, float] = {}
+    models = []
+    for provenance, scores in model_results:
+        clean = {str(k): float(v) for k, v in scores.items()}
+        models.append({
+            "name": provenance.name,
+            "version": provenance.version,
+            "weights_sha256": provenance.weights_sha256,
+            "backend": provenance.backend,
+            "trained": bool(provenance.trained),
+            "scores": clean,
+        })
+        keys = (getattr(provenance, "extra", None) or {}).get("class_scores")
+        if provenance.name == real_bogus_model:
+            real_bogus = clean.get("real")
+        elif keys is not None:
+            for label, key in keys.items():
+                if label in clean:
+                    class_scores[key if key not in class_scores else f"{provenance.name}.{label}"] = clean[label]
+        else:
+            for label, value in clean.items():
+                class_scores[label if label not in class_scores else f"{provenance.name}.{label}"] = value
+    fields = item_fields(item)
+    major, minor = LATEST_CLASSIFIED_VERSION
+    return {
+        "schema_version": f"{major}.{minor}",
+        "survey": fields["survey"],
+        "kind": fields["kind"],
+        "alert_id": fields["alert_id"],
+        "object_id": fields["object_id"],
+        "ra": fields["ra"],
+        "dec": fields["dec"],
+        "mjd": fields["mjd"],
+        "band": fields["band"],
+        "real_bogus": real_bogus,
+        "class_scores": class_scores,
+        "models": models,
+        "untrained": any(not m["trained"] for m in models),
+        "survey_scores": fields["survey_scores"],
+        "survey_score_versions": fields["survey_score_versions"],
+        "mjd_time_scale": fields["mjd_time_scale"],                               # added in v1.2
+        **{k: fields[k] for k in DETECTION_FIELDS},                               # added in v1.2
+    }
 
 
 def build_classified_record(
@@ -149,54 +146,10 @@ def build_classified_record(
     real_bogus_model: str = "realbogus",
     processing_host: str | None = None,
 ) -> dict:
-    """The output record (latest schema version) for one input and its models' scores.
-
-    ``real_bogus`` is the ``"real"`` score of the model named ``real_bogus_model`` (null if that
-    model did not run); ``class_scores`` merges the other models' label -> probability (a label
-    two models share is written ``"<model>.<label>"`` for the later one).
-    """
-    real_bogus = None
-    class_scores: dict[str, float] = {}
-    models = []
-    for provenance, scores in model_results:
-        clean = {str(k): float(v) for k, v in scores.items()}
-        models.append({
-            "name": provenance.name,
-            "version": provenance.version,
-            "weights_sha256": provenance.weights_sha256,
-            "backend": provenance.backend,
-            "trained": bool(provenance.trained),
-            "scores": clean,
-        })
-        if provenance.name == real_bogus_model:
-            real_bogus = clean.get("real")
-        else:
-            for label, value in clean.items():
-                class_scores[label if label not in class_scores else f"{provenance.name}.{label}"] = value
-    if isinstance(item, Alert):
-        survey, alert_id, band, mjd = item.survey, str(item.alert_id), item.band or None, item.mjd
-        survey_scores = {k: float(v) for k, v in item.survey_scores.items()}
-        survey_versions = {k: str(v) for k, v in item.survey_score_versions.items()}
-    else:
-        survey, alert_id, band, mjd = item.survey, item.exposure_id, item.filter or None, item.mjd
-        survey_scores, survey_versions = {}, {}
-    major, minor = LATEST_CLASSIFIED_VERSION
+    """The output record (latest schema version) for one input and its models' scores:
+    :func:`classification_fields` plus where the input came from and when it was scored."""
     return {
-        "schema_version": f"{major}.{minor}",
-        "survey": survey,
-        "kind": item.kind.value,
-        "alert_id": alert_id,
-        "object_id": item.object_id or "",
-        "ra": _finite_or_none(item.ra),
-        "dec": _finite_or_none(item.dec),
-        "mjd": _tai_mjd(item, _finite_or_none(mjd)),
-        "band": band,
-        "real_bogus": real_bogus,
-        "class_scores": class_scores,
-        "models": models,
-        "untrained": any(not m["trained"] for m in models),
-        "survey_scores": survey_scores,
-        "survey_score_versions": survey_versions,
+        **classification_fields(item, model_results, real_bogus_model),
         "source_topic": source_topic,
         "source_partition": int(source_partition),
         "source_offset": int(source_offset),
@@ -205,8 +158,6 @@ def build_classified_record(
         "classified_ms": int(classified_ms),
         "classifier_version": classifier_version,
         "processing_host": processing_host,   # added in v1.1
-        "mjd_time_scale": MJD_TIME_SCALE if _finite_or_none(mjd) is not None else None,  # added in v1.2
-        **_detection_fields(item),
     }
 
 

@@ -1,7 +1,8 @@
 """Streaming survey classifier: Kafka alerts in, classified records out.
 
-Modules: ``config`` (settings), ``stack`` (embedded broker + Redis), ``alert`` (the internal
-alert/exposure model), ``decode`` (pure packet decoding), ``service`` (wires the pipeline),
-``cli`` (the ``survey-classifier`` command).
+Modules: ``config`` (settings), ``stack`` (embedded broker + Redis), ``pipeline`` (pure decode
+and dedup steps), ``stages`` (the batch step as named stages), ``service`` (the loop, and the one
+place that wires it), ``cli`` (the ``survey-classifier`` command). The typed records and the
+decoders live in the top-level ``schemas`` package, the models in ``engines``.
 """
 __version__ = "0.1.0"

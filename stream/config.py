@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engines.backends import BACKENDS, ENGINE_CACHE_DIR
 from schemas.decode.limits import DecodeSettings
 from stream.errors import UsageError, did_you_mean
 
@@ -113,6 +114,12 @@ class KafkaSettings:
         conf.update(self.client)
         return conf
 
+    def all_topics(self) -> list[str]:
+        """Every topic the service reads or writes: inputs, outputs, dead letters (no repeats)."""
+        topics = [*self.alert_topics, *self.exposure_topics, self.output_topic, self.exposure_output_topic,
+                  self.dead_letter_topic]
+        return [t for t in dict.fromkeys(topics) if t]
+
 
 @dataclass(frozen=True)
 class RedisSettings:
@@ -138,12 +145,12 @@ class BatchSettings:
 
 @dataclass(frozen=True)
 class EngineSettings:
-    #: ``onnxruntime``, ``openvino``, ``torch`` or ``tensorrt``.
+    #: One of :data:`engines.backends.BACKENDS`: ``onnxruntime``, ``openvino``, ``torch`` or ``tensorrt``.
     backend: str = "onnxruntime"
     #: ``cpu`` or ``cuda`` (``cuda:N``) for preprocessing and the torch backend.
     device: str = "cpu"
     #: Where built ONNX files and TensorRT engines are cached.
-    cache_dir: str = "var/engines"
+    cache_dir: str = ENGINE_CACHE_DIR
     #: Refuse models whose card says ``untrained`` unless this is true.
     allow_untrained: bool = False
     #: Model names to run; empty runs every registered model that applies to an input kind.
@@ -183,8 +190,8 @@ class Settings:
         strategies = {"range", "roundrobin", "cooperative-sticky"}
         if k.assignment_strategy not in strategies:
             raise ConfigError(f"kafka.assignment_strategy must be one of {sorted(strategies)}, got {k.assignment_strategy!r}")
-        if self.engine.backend not in ("onnxruntime", "openvino", "torch", "tensorrt"):
-            raise ConfigError(f"engine.backend must be onnxruntime, openvino, torch or tensorrt, got {self.engine.backend!r}")
+        if self.engine.backend not in BACKENDS:
+            raise ConfigError(f"engine.backend must be one of {', '.join(BACKENDS)}, got {self.engine.backend!r}")
         if k.output_subject_strategy not in ("topic", "record"):
             raise ConfigError(f"kafka.output_subject_strategy must be topic or record, got {k.output_subject_strategy!r}")
         if k.exit_after_unreachable_s < 0 or k.unreachable_warn_interval_s <= 0:

@@ -115,7 +115,7 @@ def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAM
     from schemas.decode import decode_message  # noqa: PLC0415
     from stream.replay.publish import replay  # noqa: PLC0415
     from stream.service import build_service  # noqa: PLC0415
-    from stream.stack import EmbeddedStack, create_topics  # noqa: PLC0415
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_PARTITIONS, EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedStack, create_topics  # noqa: PLC0415
     from stream.subscribe import subscribe  # noqa: PLC0415
     from stream.subscribe.output import png_name, render_triplet  # noqa: PLC0415
     from stream.subscribe.reader import AlertFetcher  # noqa: PLC0415
@@ -124,10 +124,10 @@ def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAM
     out_dir.mkdir(parents=True, exist_ok=True)
     with EmbeddedStack() as stack:
         print(f"[1/4] embedded stack up: kafka {stack.bootstrap_servers}, redis {stack.redis_url}", flush=True)
-        create_topics(stack.bootstrap_servers, [ALERTS, CLASSIFIED, DEAD], partitions=4)
+        create_topics(stack.bootstrap_servers, [ALERTS, CLASSIFIED, DEAD], partitions=EMBEDDED_PARTITIONS)
         env = {"KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers, "REDIS_URL": stack.redis_url,
                "SC__KAFKA__ALERT_TOPICS": ALERTS, "SC__KAFKA__OUTPUT_TOPIC": CLASSIFIED, "SC__KAFKA__DEAD_LETTER_TOPIC": DEAD,
-               "SC__KAFKA__ASSIGNMENT_STRATEGY": "range", "SC__KAFKA__SESSION_TIMEOUT_MS": "6000",
+               "SC__KAFKA__ASSIGNMENT_STRATEGY": EMBEDDED_ASSIGNMENT_STRATEGY, "SC__KAFKA__SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
                "SC__ENGINE__BACKEND": backend, "SC__ENGINE__ALLOW_UNTRAINED": "true",
                "SC__ENGINE__CACHE_DIR": str(out_dir / "engines"), "SC__OBSERVABILITY__METRICS_PORT": "0"}
         service = build_service(load_settings(env=env))

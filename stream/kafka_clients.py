@@ -16,8 +16,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from stream.config import KafkaSettings
 from stream.kafka_logs import with_client_logger
 
-__all__ = ["PublishError", "consumer_config", "producer_config", "make_consumer", "make_producer",
-           "DeliveryTracker", "flush_or_raise", "commit_or_raise", "CommitError", "TopicRecord", "read_topic"]
+__all__ = ["PublishError", "consumer_config", "producer_config", "make_consumer", "DeliveryTracker", "flush_or_raise", "commit_or_raise", "CommitError", "TopicRecord", "read_topic"]
 
 
 class PublishError(RuntimeError):
@@ -72,10 +71,6 @@ def producer_config(settings: KafkaSettings, **overrides: Any) -> dict[str, Any]
 
 def make_consumer(settings: KafkaSettings, **overrides: Any) -> Consumer:
     return Consumer(consumer_config(settings, **overrides))
-
-
-def make_producer(settings: KafkaSettings, **overrides: Any) -> Producer:
-    return Producer(producer_config(settings, **overrides))
 
 
 class DeliveryTracker:

@@ -1,7 +1,7 @@
-"""The pure steps of the service between a consumed batch and its output records.
+"""The pure steps of the service before the stages: decode message values, split duplicates.
 
-No Kafka, no Redis: functions from message values to decoded items, from items to scores, and
-from items plus scores to encoded records. :mod:`stream.service` does the I/O around them.
+No Kafka, no Redis: functions from message values to decoded items and from items to (fresh,
+duplicate); a timer of stage seconds. :mod:`stream.stages` and :mod:`stream.service` use them.
 """
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from schemas.alert import Alert, Exposure
-from stream.config import DecodeSettings
+from schemas.decode.limits import DecodeSettings
 from schemas.decode.errors import DecodeError
 
-__all__ = ["Envelope", "DecodeOutcome", "decode_values", "dedup_candidates", "ModelResults", "score_items", "StageTimer"]
+__all__ = ["Envelope", "DecodeOutcome", "decode_values", "dedup_candidates", "StageTimer"]
 
 Item = Alert | Exposure
 
@@ -123,23 +121,3 @@ class StageTimer:
             return fn()
         finally:
             self.add(stage, time.perf_counter() - t0)
-
-
-#: Per item: one (provenance, label -> probability) pair per model that ran on it.
-ModelResults = list[tuple[Any, dict[str, float]]]
-
-
-def score_items(items: Sequence[Item], runners: Sequence[Any], timer: StageTimer) -> list[ModelResults]:
-    """Run every runner on every item (items share a kind), in chunks of the runner's max batch."""
-    results: list[ModelResults] = [[] for _ in items]
-    for runner in runners:
-        step = max(1, int(runner.max_batch))
-        for start in range(0, len(items), step):
-            chunk = items[start:start + step]
-            batch = timer.time("preprocess", lambda: runner.preprocess(chunk))
-            probs = np.asarray(timer.time("infer", lambda: runner.infer(batch)))
-            if probs.shape != (len(chunk), len(runner.labels)):
-                raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
-            for i, row in enumerate(probs):
-                results[start + i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
-    return results

@@ -6,6 +6,10 @@ For every message on the input topics::
       -> preprocess + infer (engines) -> produce one record per input (+ dead letters)
       -> wait for every delivery report -> mark published in Redis -> commit offset + 1
 
+The batch step runs the named stages of :mod:`stream.stages` (triage, dedup, score, publish,
+account, commit); this module owns the loop, the rebalance callbacks, Redis's pause-and-retry
+policy, the metrics and the wiring of the real collaborators.
+
 Delivery guarantee: at-least-once from Kafka, exactly-once *in effect* for published records.
 Offsets are committed only after the outputs are acknowledged and marked in Redis, so a crash
 never loses an input. A crash in the window between the broker's acknowledgement of an output
@@ -22,25 +26,26 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import signal
+import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from stream import __version__
+from engines.scoring import Runner
 from schemas.alert import InputKind
-from schemas.classified_record import LATEST_CLASSIFIED_VERSION
+from stream import __version__, stages
 from stream.config import Settings
 from stream.dedup import DedupUnavailable, RedisDedup
-from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise, make_consumer, producer_config
+from stream.kafka_clients import make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
 from stream.output_registry import OutputFraming, register_output_schemas
-from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values, dedup_candidates, score_items
+from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values
 from stream.stack import die_with_parent
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
@@ -81,9 +86,9 @@ class Service:
 
     settings: Settings
     consumer: Consumer
-    producer: Producer
+    producer: stages.Publisher
     dedup: RedisDedup
-    runners: dict[InputKind, list[Any]]
+    runners: dict[InputKind, list[Runner]]
     metrics: Metrics
     decode_pool: cf.ProcessPoolExecutor | None = None
     metrics_server: MetricsServer | None = None
@@ -94,6 +99,9 @@ class Service:
     #: is dead-lettered without its value, which stays at the source topic/partition/offset, rather
     #: than failing to produce and stopping the line on every restart.
     dead_letter_max_value_bytes: int = 10485760 - DEAD_LETTER_HEADER_ROOM
+    #: Written into every classified record's ``processing_host`` (schema v1.1): the host name
+    #: (the pod name under Kubernetes), so a record can be traced to the member that scored it.
+    processing_host: str = field(default_factory=socket.gethostname)
     #: Registry schema ids per output topic (empty: the fixed shipped ids).
     framing: OutputFraming = field(default_factory=OutputFraming)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -116,7 +124,7 @@ class Service:
         k = self.settings.kafka
         topics = list(k.alert_topics) + list(k.exposure_topics)
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
-        log.info("service started", topics=topics, group=k.group_id, backend=self.settings.engine.backend,
+        log.info("service_started", topics=topics, group=k.group_id, backend=self.settings.engine.backend,
                  models={kind.value: [r.provenance.name for r in rs] for kind, rs in self.runners.items()})
         bs = self.settings.batch
         idle_since = time.monotonic()
@@ -162,7 +170,7 @@ class Service:
         dropped = len(self._pending)
         self._pending.clear()
         self.metrics.in_flight.set(0)
-        log.warning(f"{why}: batches in hand left uncommitted; they will be redelivered", dropped_batches=dropped)
+        log.warning("batches_abandoned", why=why, dropped_batches=dropped, note="left uncommitted; they will be redelivered")
 
     def close(self) -> None:
         """Close clients in order: consumer (leaves the group), producer (flushed), pools, Redis."""
@@ -172,7 +180,7 @@ class Service:
             pass  # already closed
         left = self.producer.flush(30)
         if left:
-            log.error("producer closed with undelivered records", left=left)
+            log.error("producer_closed_undelivered", left=left)
         if self.decode_pool is not None:
             self.decode_pool.shutdown(wait=False, cancel_futures=True)
             self.decode_pool = None
@@ -186,17 +194,17 @@ class Service:
             self.metrics_server.close()
             self.metrics_server = None
         totals = self.metrics.totals()
-        log.info("service stopped", consumed=totals.consumed, published=totals.published,
+        log.info("service_stopped", consumed=totals.consumed, published=totals.published,
                  duplicates=totals.duplicates, dead_lettered=totals.dead_lettered, balanced=totals.balanced)
 
     # ------------------------------------------------------------------ rebalance callbacks
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.metrics.assigned = bool(partitions) or bool(consumer.assignment())
         self._assigned_at = time.monotonic()
-        log.info("partitions assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+        log.info("partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("partitions revoked: finishing batches in hand", partitions=[f"{p.topic}[{p.partition}]" for p in partitions],
+        log.info("partitions_revoked", note="finishing batches in hand", partitions=[f"{p.topic}[{p.partition}]" for p in partitions],
                  batches=len(self._pending))
         if not self._failed:
             self._drain()
@@ -204,7 +212,7 @@ class Service:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # The assignment is gone (session timed out): nothing in hand can be committed any more.
-        log.warning("partitions lost: dropping uncommitted batches (the new owner resumes from committed offsets)",
+        log.warning("partitions_lost", note="dropping uncommitted batches; the new owner resumes from committed offsets",
                     partitions=[f"{p.topic}[{p.partition}]" for p in partitions], dropped=len(self._pending))
         self._pending.clear()
         self.metrics.in_flight.set(0)
@@ -225,7 +233,7 @@ class Service:
                     continue
                 if err.fatal():
                     raise RuntimeError(f"fatal consumer error: {err}")
-                log.warning("consumer error", error=str(err))
+                log.warning("consumer_error", error=str(err))
                 continue
             out.append(Envelope(m.topic(), m.partition(), m.offset(), m.timestamp()[1], m.key(), m.value()))
         return out
@@ -240,133 +248,66 @@ class Service:
             fut = self.decode_pool.submit(decode_values, values, dec, url)
         return _Batch(envelopes, fut, int(time.time() * 1000))
 
+    def _decoded(self, batch: _Batch) -> tuple[list[DecodeOutcome], float]:
+        """The batch's decode outcomes and the seconds decoding took (waits for the worker)."""
+        return batch.decoded.result()
+
     def _process(self, batch: _Batch) -> None:
+        """One batch through the stages (:mod:`stream.stages`), then its offsets committed."""
         timer = StageTimer()
-        outcomes, decode_s = batch.decoded.result()
+        outcomes, decode_s = self._decoded(batch)
         timer.add("decode", decode_s)
         envelopes = batch.envelopes
         self.metrics.batch_size.observe(len(envelopes))
         k = self.settings.kafka
 
-        tracker = DeliveryTracker()
-        expected = 0
-        candidates: list[tuple[Envelope, Any]] = []
-        dead: list[tuple[Envelope, DecodeOutcome]] = []
-        for env, outcome in zip(envelopes, outcomes):
-            self.metrics.consumed.labels(env.topic).inc()
-            if not outcome.ok:
-                dead.append((env, outcome))
-                continue
-            for item in outcome.items:
-                if item.kind not in self.runners or not self.runners[item.kind]:
-                    dead.append((env, DecodeOutcome(reason="unsupported_kind", detail=f"no model for {item.kind.value} on {env.topic}")))
-                else:
-                    candidates.append((env, item))
+        triaged = stages.triage(envelopes, outcomes, {kind for kind, rs in self.runners.items() if rs})
+        fresh, dups = timer.time("dedup", lambda: stages.dedup(triaged.candidates, self._redis))
+        scored = stages.score(fresh, self.runners, self._topics, timer.add)
 
-        for env, outcome in dead:
-            self._dead_letter(env, outcome, tracker)
-            expected += 1
+        messages: list[stages.Outgoing] = []
+        for env, outcome in triaged.dead:
+            log.warning("dead_letter", topic=env.topic, partition=env.partition, offset=env.offset, reason=outcome.reason,
+                        detail=outcome.detail[:300])
+            messages.append(stages.dead_letter_message(env, outcome, topic=k.dead_letter_topic, classifier_version=__version__,
+                                                       max_value_bytes=self.dead_letter_max_value_bytes))
+        messages += [stages.classified_message(s, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
+                                               real_bogus_model=REAL_BOGUS_MODEL, processing_host=self.processing_host,
+                                               frame=self.framing.frame)
+                     for s in scored]
+        delivered = timer.time("publish", lambda: stages.publish(self.producer, messages))
+        timer.time("dedup", lambda: self._redis.mark(stages.destinations(delivered)))
 
-        published = timer.time("dedup", lambda: self._published([item.key for _, item in candidates]))
-        fresh, dups = dedup_candidates(candidates, published)
-
-        by_kind: dict[InputKind, list[tuple[Envelope, Any]]] = {}
-        for env, item in fresh:
-            by_kind.setdefault(item.kind, []).append((env, item))
-        outputs: list[tuple[str, Envelope, Any, bytes, list]] = []
-        for kind, pairs in by_kind.items():
-            items = [item for _, item in pairs]
-            results = score_items(items, self.runners[kind], timer)
-            classified_ms = int(time.time() * 1000)
-            topic = k.exposure_output_topic if kind != InputKind.DIFFERENCE_ALERT else k.output_topic
-            for (env, item), model_results in zip(pairs, results):
-                outputs.append((topic, env, item, self._encode(env, item, model_results, batch.consumed_at_ms, classified_ms), model_results))
-
-        t0 = time.perf_counter()
-        for topic, env, item, value, model_results in outputs:
-            headers = [
-                ("sc-models", ",".join(f"{p.name}:{p.version}" for p, _ in model_results).encode()),
-                ("sc-untrained", b"true" if any(not p.trained for p, _ in model_results) else b"false"),
-                ("sc-source", f"{env.topic}/{env.partition}/{env.offset}".encode()),
-                ("sc-schema", "classified/{}.{}".format(*LATEST_CLASSIFIED_VERSION).encode()),
-            ]
-            self._produce(topic, self.framing.frame(topic, value), key=str(item.object_id or item.alert_id).encode(), headers=headers,
-                          callback=tracker.callback_for(item.key))
-            expected += 1
-        flush_or_raise(self.producer, tracker, expected, timeout_s=180)
-        timer.add("publish", time.perf_counter() - t0)
-
-        destinations = {key: f"{m.topic()}/{m.partition()}/{m.offset()}" for key, m in tracker.delivered.items() if isinstance(key, str)}
-        timer.time("dedup", lambda: self._mark(destinations))
-
-        now_s = time.time()
-        for _, env, _, _, _ in outputs:
-            if env.timestamp_ms > 0:
-                self.metrics.latency.observe(max(0.0, now_s - env.timestamp_ms / 1000.0))
-        for env, _ in dead:
-            self.metrics.count(env.topic, env.partition, "consumed")
-            self.metrics.count(env.topic, env.partition, "dead_lettered")
-        for env, _ in dups:
-            self.metrics.duplicates.labels(env.topic).inc()
-            self.metrics.count(env.topic, env.partition, "consumed")
-            self.metrics.count(env.topic, env.partition, "duplicates")
-        for topic, env, _, _, _ in outputs:
-            self.metrics.published.labels(topic).inc()
-            self.metrics.count(env.topic, env.partition, "consumed")
-            self.metrics.count(env.topic, env.partition, "published")
-
-        offsets: dict[tuple[str, int], int] = {}
-        for env in envelopes:
-            offsets[(env.topic, env.partition)] = max(offsets.get((env.topic, env.partition), -1), env.offset + 1)
-        lost = timer.time("commit", lambda: commit_or_raise(self.consumer, [TopicPartition(t, p, o) for (t, p), o in offsets.items()]))
+        acct = stages.account(envelopes, triaged.dead, dups, scored)
+        self._record(acct, scored)
+        lost = timer.time("commit", lambda: stages.commit(self.consumer, envelopes))
         if lost:
-            log.warning("commit refused for partitions that moved to another member; their new owner resumes (Redis marks prevent republishing)",
-                        partitions=[f"{tp.topic}[{tp.partition}]" for tp in lost])
+            log.warning("commit_refused_partitions_moved", partitions=[f"{tp.topic}[{tp.partition}]" for tp in lost],
+                        note="their new owner resumes; Redis marks prevent republishing")
         for stage, seconds in timer.seconds.items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        if dead or dups:
-            log.info("batch done", messages=len(envelopes), published=len(outputs), duplicates=len(dups), dead_lettered=len(dead))
+        if triaged.dead or dups:
+            log.info("batch_done", messages=len(envelopes), published=len(scored), duplicates=len(dups),
+                     dead_lettered=len(triaged.dead))
 
-    def _encode(self, env: Envelope, item: Any, model_results: list, ingested_ms: int, classified_ms: int) -> bytes:
-        from schemas.classified_record import build_classified_record, encode_classified  # noqa: PLC0415
-
-        record = build_classified_record(
-            item, model_results, source_topic=env.topic, source_partition=env.partition, source_offset=env.offset,
-            source_timestamp_ms=env.timestamp_ms, ingested_ms=ingested_ms, classified_ms=classified_ms,
-            classifier_version=__version__, real_bogus_model=REAL_BOGUS_MODEL,
-        )
-        return encode_classified(record)
-
-    def _dead_letter(self, env: Envelope, outcome: DecodeOutcome, tracker: DeliveryTracker) -> None:
-        self.metrics.dead_letters.labels(outcome.reason).inc()
-        log.warning("dead letter", topic=env.topic, partition=env.partition, offset=env.offset, reason=outcome.reason,
-                    detail=outcome.detail[:300])
-        headers = [
-            ("sc-reason", (outcome.reason or "").encode()),
-            ("sc-detail", outcome.detail[:1000].encode()),
-            ("sc-source-topic", env.topic.encode()),
-            ("sc-source-partition", str(env.partition).encode()),
-            ("sc-source-offset", str(env.offset).encode()),
-            ("sc-source-timestamp-ms", str(env.timestamp_ms).encode()),
-            ("sc-classifier-version", __version__.encode()),
-        ]
-        if outcome.record_index is not None:
-            headers.append(("sc-record-index", str(outcome.record_index).encode()))
-        value = env.value or b""
-        if len(value) > self.dead_letter_max_value_bytes:
-            headers.append(("sc-value-omitted", f"{len(value)} bytes > {self.dead_letter_max_value_bytes}: read it at the "
-                                                 f"source topic/partition/offset".encode()))
-            value = b""
-        self._produce(self.settings.kafka.dead_letter_topic, value, key=env.key, headers=headers,
-                      callback=tracker.callback_for(("dlq", env.topic, env.partition, env.offset)))
-
-    def _produce(self, topic: str, value: bytes, *, key: bytes | None, headers: list, callback: Callable) -> None:
-        while True:
-            try:
-                self.producer.produce(topic, value, key=key, headers=headers, on_delivery=callback)
-                return
-            except BufferError:  # local queue full: serve delivery reports, then try again
-                self.producer.poll(0.1)
+    def _record(self, acct: stages.BatchAccount, scored: list[stages.Scored]) -> None:
+        """Add a batch's account to the metrics (Prometheus counters and the per-partition reconciliation)."""
+        now_s = time.time()
+        for s in scored:
+            if s.envelope.timestamp_ms > 0:
+                self.metrics.latency.observe(max(0.0, now_s - s.envelope.timestamp_ms / 1000.0))
+        for topic, n in acct.messages_by_topic.items():
+            self.metrics.consumed.labels(topic).inc(n)
+        for reason, n in acct.dead_letter_reasons.items():
+            self.metrics.dead_letters.labels(reason).inc(n)
+        for topic, n in acct.duplicates_by_topic.items():
+            self.metrics.duplicates.labels(topic).inc(n)
+        for topic, n in acct.published_by_topic.items():
+            self.metrics.published.labels(topic).inc(n)
+        for (topic, partition), counts in acct.partitions.items():
+            for what, n in counts.items():
+                if n:
+                    self.metrics.count(topic, partition, what, n)
 
     # ------------------------------------------------------------------ Redis, with pause and retry
     def _with_redis(self, what: str, fn: Callable[[], Any], fallback: Callable[[], Any]) -> Any:
@@ -376,24 +317,28 @@ class Service:
             try:
                 result = fn()
                 if not self.metrics.redis_up:
-                    log.info("redis reachable again: consuming resumes")
+                    log.info("redis_reachable_again", note="consuming resumes")
                 self.metrics.set_redis_up(True)
                 return result
             except DedupUnavailable as exc:
                 self.metrics.set_redis_up(False)
                 if rs.publish_without_dedup:
-                    log.warning("redis unreachable: publishing WITHOUT the dedup check (redis.publish_without_dedup = true)", during=what, error=str(exc))
+                    log.warning("redis_unreachable_publishing_without_dedup", note="redis.publish_without_dedup = true", during=what, error=str(exc))
                     return fallback()
-                log.warning("redis unreachable: consuming paused, retrying", during=what, retry_in_s=round(delay, 2), error=str(exc))
+                log.warning("redis_unreachable_paused", during=what, retry_in_s=round(delay, 2), error=str(exc))
                 if self._stop.wait(delay):
                     raise ServiceStopped(what) from exc
                 delay = min(delay * 2, rs.retry_max_s)
 
-    def _published(self, keys: list[str]) -> set[str]:
-        return self._with_redis("dedup check", lambda: self.dedup.published(keys), set)
+    @property
+    def _redis(self) -> stages.Dedup:
+        """The dedup store as the stages see it: Redis, paused and retried while unreachable."""
+        return _PausingDedup(self)
 
-    def _mark(self, destinations: dict[str, str]) -> None:
-        self._with_redis("publish mark", lambda: self.dedup.mark(destinations), lambda: None)
+    @property
+    def _topics(self) -> stages.OutputTopics:
+        k = self.settings.kafka
+        return stages.OutputTopics(alerts=k.output_topic, exposures=k.exposure_output_topic)
 
     # ------------------------------------------------------------------ lag
     def _update_lag(self, every_s: float = 5.0) -> None:
@@ -415,33 +360,45 @@ class Service:
                 self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - tp.offset))
 
 
-def load_runners(settings: Settings) -> dict[InputKind, list[Any]]:
-    """The models to run per input kind, from the engine registry (refuses untrained models
-    unless ``engine.allow_untrained``)."""
+@dataclass(frozen=True)
+class _PausingDedup:
+    """:class:`stream.stages.Dedup` over the service's Redis, with its pause-and-retry policy."""
+
+    service: Service
+
+    def published(self, keys: Sequence[str]) -> set[str]:
+        return self.service._with_redis("dedup check", lambda: self.service.dedup.published(keys), set)
+
+    def mark(self, destinations: Mapping[str, str]) -> None:
+        self.service._with_redis("publish mark", lambda: self.service.dedup.mark(destinations), lambda: None)
+
+
+def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, list[Runner]]:
+    """The models to run per input kind, from the engine registry (default: the shipped cards);
+    refuses untrained models unless ``engine.allow_untrained``."""
     from engines.registry import load_registry  # noqa: PLC0415
+    from engines.scoring import load_kind_runners  # noqa: PLC0415
 
     eng = settings.engine
-    registry = load_registry()
+    registry = registry if registry is not None else load_registry()
     kinds = []
     if settings.kafka.alert_topics:
         kinds.append(InputKind.DIFFERENCE_ALERT)
     if settings.kafka.exposure_topics:
         kinds += [InputKind.RAW_EXPOSURE, InputKind.MULTIBAND_CUTOUT]
-    runners: dict[InputKind, list[Any]] = {}
+    runners: dict[InputKind, list[Runner]] = {}
     for kind in kinds:
-        for card in registry.cards_for(kind):
-            if eng.models and card.name not in eng.models:
-                continue
-            runners.setdefault(kind, []).append(
-                registry.load_runner(card.name, eng.backend, device=eng.device, cache_dir=eng.cache_dir, allow_untrained=eng.allow_untrained)
-            )
+        loaded = load_kind_runners(registry, kind, backend=eng.backend, device=eng.device, cache_dir=eng.cache_dir,
+                                   models=eng.models, allow_untrained=eng.allow_untrained)
+        if loaded:
+            runners[kind] = loaded
     untrained = [r.provenance.name for rs in runners.values() for r in rs if not r.provenance.trained]
     if untrained:
-        log.warning("running UNTRAINED models (engine.allow_untrained = true); every record says so", models=untrained)
+        log.warning("running_untrained_models", note="engine.allow_untrained = true; every record says so", models=untrained)
     return runners
 
 
-def build_service(settings: Settings, *, runners: dict[InputKind, list[Any]] | None = None, metrics_port: int | None = None,
+def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] | None = None, metrics_port: int | None = None,
                   consumer_overrides: dict[str, Any] | None = None) -> Service:
     """The one place the service is wired from its settings."""
     settings.validate()

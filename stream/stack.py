@@ -25,9 +25,19 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["StackError", "EmbeddedStack", "die_with_parent", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
+__all__ = ["EMBEDDED_PARTITIONS", "EMBEDDED_TOPICS", "EMBEDDED_ASSIGNMENT_STRATEGY", "EMBEDDED_SESSION_TIMEOUT_MS", "StackError", "EmbeddedStack", "die_with_parent", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
 
 log = structlog.get_logger(__name__)
+
+# The embedded stack's client defaults, in one place (commands, demo, benchmarks and test fixtures read them).
+#: Partitions of every topic created on the embedded broker.
+EMBEDDED_PARTITIONS = 4
+#: The consumer assignor against Tansu: its cooperative-sticky rebalancing is broken, an eager one works.
+EMBEDDED_ASSIGNMENT_STRATEGY = "range"
+#: A short consumer session on the loopback broker, so a member that died is replaced quickly.
+EMBEDDED_SESSION_TIMEOUT_MS = 6000
+#: The topics ``stack up`` creates: those of deploy/config/embedded.toml.
+EMBEDDED_TOPICS = ("alerts", "exposures", "classified", "classified-exposures", "classified-dead-letter")
 
 
 class StackError(RuntimeError):
@@ -104,7 +114,7 @@ def wait_for_redis(url: str, timeout_s: float = 15.0) -> None:
     raise StackError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {last}")
 
 
-def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = 4, config: dict | None = None, timeout_s: float = 30.0) -> None:
+def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = EMBEDDED_PARTITIONS, config: dict | None = None, timeout_s: float = 30.0) -> None:
     """Create topics that do not exist yet (existing ones are left as they are)."""
     from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415
     from confluent_kafka import KafkaException  # noqa: PLC0415
@@ -179,7 +189,7 @@ class EmbeddedStack:
         except BaseException:
             self.stop()
             raise
-        log.info("embedded stack up", kafka=self.bootstrap_servers, redis=self.redis_url)
+        log.info("embedded_stack_up", kafka=self.bootstrap_servers, redis=self.redis_url)
         return self
 
     def wait_healthy(self, timeout_s: float = 30.0) -> None:
@@ -211,13 +221,6 @@ class EmbeddedStack:
 
     def resume_service(self, name: str) -> None:
         self._procs[name].send_signal(signal.SIGCONT)
-
-    def restart_redis(self) -> None:
-        """Start Redis again on the same port (empty: persistence is off)."""
-        self.stop_service("redis")
-        self._spawn("redis", [str(redis_binary()), "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                              "--save", "", "--appendonly", "no", "--dir", self._workdir])
-        wait_for_redis(self.redis_url)
 
     def stop(self) -> None:
         for name in list(self._procs):

@@ -31,7 +31,7 @@ class Services:
 @pytest.fixture(scope="session")
 def services():
     """The Kafka broker and Redis for integration tests, started once per session."""
-    from stream.stack import EmbeddedStack, wait_for_kafka, wait_for_redis
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EmbeddedStack, wait_for_kafka, wait_for_redis
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     redis_url = os.environ.get("REDIS_URL")
@@ -43,7 +43,7 @@ def services():
         redis_url = redis_url or stack.redis_url
         wait_for_kafka(bootstrap)
         wait_for_redis(redis_url)
-        strategy = os.environ.get("TEST_ASSIGNMENT_STRATEGY", "range" if stack else "cooperative-sticky")
+        strategy = os.environ.get("TEST_ASSIGNMENT_STRATEGY", EMBEDDED_ASSIGNMENT_STRATEGY if stack else "cooperative-sticky")
         yield Services(bootstrap, redis_url, stack, strategy)
     finally:
         if stack is not None:
@@ -55,6 +55,12 @@ def unique_name(request) -> str:
     """A short unique prefix for topics, groups and Redis keys of one test."""
     base = "".join(c if c.isalnum() else "-" for c in request.node.name)[:40]
     return f"t-{base}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def real_data_roots() -> tuple[Path, ...]:
+    """Folders of real packets: the bundled samples always, ../shared/data too where it is present."""
+    return (SAMPLES, SHARED_DATA) if SHARED_DATA.is_dir() else (SAMPLES,)
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,13 @@ import numpy as np
 
 from engines.contract import Engine, EngineError, InputContract
 
-__all__ = ["BACKENDS", "open_onnx_engine", "as_numpy_batch", "check_batch"]
+__all__ = ["BACKENDS", "ENGINE_CACHE_DIR", "open_onnx_engine", "as_numpy_batch", "check_batch"]
 
 #: Backend names the registry accepts, in order of preference on a CPU host.
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
+
+#: Where exported ONNX files and built TensorRT engines are cached unless a caller names a folder.
+ENGINE_CACHE_DIR = "var/engines"
 
 
 def open_onnx_engine(backend: str, onnx_path: Path, contract: InputContract, **options: Any) -> Engine:

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from engines.backends import check_batch
+from engines.backends import ENGINE_CACHE_DIR, check_batch
 from engines.contract import EngineError, InputContract
 
 __all__ = [
@@ -155,7 +155,7 @@ class TensorRtEngine:
         contract: InputContract,
         device: str = "cuda",
         precision: str = "fp16",
-        cache_dir: str | Path = "var/engines",
+        cache_dir: str | Path = ENGINE_CACHE_DIR,
         onnx_sha256: str | None = None,
         workspace_bytes: int = 1 << 30,
     ) -> None:

@@ -1,4 +1,4 @@
-"""HR-CelestialNet: galaxy vs nebula/star cluster from raw HST exposures (models.md, section 2).
+"""HR-CelestialNet: galaxy vs nebula/star cluster from raw HST exposures (card: engines/cards/hrcelestialnet.toml).
 
 Full size: one channel, 2048 x 4096 (H x W); no padding anywhere; every conv is followed by
 BN + ReLU; pools 4/4 then 2/2 (x5); 512 x 3 x 11 before the first dense layer. Each conv and

@@ -1,4 +1,4 @@
-"""IICnet: star / galaxy / quasar from WISE W1, W2, W3 cutouts (models.md, section 1).
+"""IICnet: star / galaxy / quasar from WISE W1, W2, W3 cutouts (card: engines/cards/iicnet.toml).
 
 The paper (Figs. 7, 9, 10; Table 3) gives the plan but not every width: five convolution layers
 (the first 5x5 + BN + ReLU), three max-pool down-samplings, one Receptive Field Block (Liu et

@@ -1,4 +1,4 @@
-"""The real/bogus CNN on difference-image stamps (models.md, section 3).
+"""The real/bogus CNN on difference-image stamps (card: engines/cards/realbogus.toml).
 
 Keras original: 'same' padding, 2x2 max pools, 69 -> 35 -> 18 -> 9. In PyTorch that is
 ``padding=1`` and ``MaxPool2d(2, ceil_mode=True)``. Output: two logits, columns (bogus, real);

@@ -8,6 +8,7 @@ the alerts are few, so the figures carry wide uncertainty (a bootstrap interval 
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 
 from engines.training.evaluate import roc_auc, threshold_for_recall, write_report
 
-__all__ = ["AGREEMENT_NOTE", "agreement_pairs", "bootstrap_auc", "write_agreement_report"]
+__all__ = ["AGREEMENT_NOTE", "agreement_pairs", "injection_bases", "bootstrap_auc", "write_agreement_report"]
 
 AGREEMENT_NOTE = (
     "AGREEMENT WITH ZTF'S OWN MODEL, NOT ACCURACY: the reference class is ZTF's drb score >= 0.5 (the output "
@@ -24,18 +25,32 @@ AGREEMENT_NOTE = (
 )
 
 
+def injection_bases(registry: Any, model: str) -> tuple[set[str], str]:
+    """Keys (``survey:alert_id``) of the alerts ``model``'s shipped weights used as injection
+    bases, from the training record beside the weights, and a note saying where they came from."""
+    card = registry.card(model)
+    record_path = Path(registry.weights_dir) / (Path(card.weights_file).stem + ".train.json")
+    if not card.weights_file or not record_path.is_file():
+        return set(), f"no training record beside the weights ({record_path.name}); overlap unknown"
+    record = json.loads(record_path.read_text())
+    keys = set(record.get("data", {}).get("base_source_ids", []))
+    return keys, f"{len(keys)} injection-base alerts listed in {record_path.name}; any of them in the input is left out"
+
+
 def agreement_pairs(records: Iterable[Mapping[str, Any]], model: str, label: str = "real",
                     survey_score: str = "drb", exclude_keys: Iterable[str] = ()) -> tuple[np.ndarray, np.ndarray, list[str], int]:
     """(our scores, survey scores, keys, excluded count) for records carrying both scores.
 
-    ``records`` are ``classify`` output lines; ``exclude_keys`` (``survey:alert_id``) drops
-    alerts that were used as injection bases."""
+    ``records`` are ``classify`` output lines (classified-record fields: ``models`` is a list of
+    ``{name, ..., scores}``); ``exclude_keys`` (``survey:alert_id``) drops alerts that were used
+    as injection bases."""
     excluded = set(exclude_keys)
     ours, theirs, keys = [], [], []
     dropped = 0
     for record in records:
         survey_value = (record.get("survey_scores") or {}).get(survey_score)
-        our_value = ((record.get("scores") or {}).get(model) or {}).get(label)
+        entry = next((m for m in record.get("models") or [] if m.get("name") == model), None)
+        our_value = (entry.get("scores") or {}).get(label) if entry is not None else None
         if survey_value is None or our_value is None:
             continue
         key = f"{record.get('survey')}:{record.get('alert_id')}"

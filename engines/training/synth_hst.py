@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["HST_LABELS", "RawGeometry", "ACS_WFC", "ACS_WFC_CHIPS", "HstFrame", "HstSet", "render_scene", "raw_frame", "generate", "iter_frames"]
+__all__ = ["HST_LABELS", "RawGeometry", "ACS_WFC", "ACS_WFC_CHIPS", "HstFrame", "render_scene", "raw_frame", "generate", "iter_frames"]
 
 HST_LABELS: tuple[str, ...] = ("galaxy", "nebula_star_cluster")   # HR-CelestialNet's column order
 GAIN_E_PER_DN = 2.0
@@ -89,18 +89,6 @@ class HstFrame:
     body: str
     exposure_time_s: float
     chip: int = 2                 # 2: [SCI,1] (overscan at the top); 1: [SCI,2] (at the bottom)
-
-
-@dataclass(frozen=True)
-class HstSet:
-    """``images`` (N, 1, H, W) float32 (raw frames or binned exposed areas); labels; body groups."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    groups: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
 
 
 def _power_law_field(shape: tuple[int, int], slope: float, rng: np.random.Generator) -> np.ndarray:

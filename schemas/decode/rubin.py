@@ -24,7 +24,6 @@ from schemas.decode.stamps import stamp_from_cutout
 __all__ = [
     "load_rubin_schema",
     "rubin_schema_definition",
-    "rubin_schema_id",
     "SchemaResolver",
     "SchemaFetcher",
     "SchemaRegistryError",
@@ -35,11 +34,6 @@ __all__ = [
 
 class SchemaRegistryError(RuntimeError):
     """The configured schema registry could not be reached (our fault, not the message's)."""
-
-
-def rubin_schema_id(major: int, minor: int) -> int:
-    """Rubin's registry id for schema ``major.minor``."""
-    return major * 100 + minor
 
 
 def load_rubin_schema(schema_id: int) -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engines.backends import BACKENDS
+
 __all__ = ["register"]
 
 
@@ -17,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "(and one truncated on purpose), runs the service until the topic is drained, "
                                    "subscribes to the classified topic, prints a summary and writes PNG triplets.")
     p.add_argument("--out", default="var/demo", help="where summary.json, PNGs and built engines go (default var/demo)")
-    p.add_argument("--backend", default="onnxruntime", choices=("onnxruntime", "openvino", "torch", "tensorrt"))
+    p.add_argument("--backend", default="onnxruntime", choices=BACKENDS)
     p.add_argument("--pngs", type=int, default=3, help="how many cutout triplets to draw")
     p.add_argument("--log-file", default=None, metavar="FILE", help="where the log lines go (default: OUT/demo.log)")
     p.set_defaults(func=_run)

@@ -14,6 +14,8 @@ import json
 import time
 from pathlib import Path
 
+from engines.backends import BACKENDS, ENGINE_CACHE_DIR
+
 __all__ = ["register"]
 
 _DEFAULT_MODELS = "realbogus,iicnet"
@@ -22,10 +24,10 @@ _DEFAULT_MODELS = "realbogus,iicnet"
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("engines", help="export ONNX and build engines; list and describe them")
     p.add_argument("action", choices=("build", "list", "describe"))
-    p.add_argument("--backend", default="auto", help="auto (all this host can run), onnxruntime, openvino, tensorrt, torch")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS), help="auto (every ONNX backend this host can run) or one backend")
     p.add_argument("--models", default=_DEFAULT_MODELS, help=f"comma-separated model names or 'all' (default {_DEFAULT_MODELS})")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda for tensorrt, else cpu)")
-    p.add_argument("--cache-dir", default="var/engines", help="where ONNX files and engines go")
+    p.add_argument("--cache-dir", default=ENGINE_CACHE_DIR, help=f"where ONNX files and engines go (default {ENGINE_CACHE_DIR})")
     p.set_defaults(func=_run)
 
 

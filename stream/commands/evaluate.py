@@ -38,66 +38,18 @@ def _run(args: argparse.Namespace) -> int:
     import torch  # noqa: PLC0415
 
     from engines.contract import EngineError  # noqa: PLC0415
-    from engines.training.datasets import load_labelled  # noqa: PLC0415
-    from engines.training.evaluate import write_report  # noqa: PLC0415
-    from engines.training.recipes import (  # noqa: PLC0415
-        SYNTHETIC_NOTE,
-        load_trained,
-        predict,
-        prepare_inputs,
-        synthetic_hst,
-        synthetic_realbogus,
-        synthetic_wise,
-    )
-    from engines.training.recipes import _reorder_to_network as reorder  # noqa: PLC0415
+    from engines.training.runs import evaluate_model  # noqa: PLC0415
     from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
-    from stream.commands.train import network_kwargs  # noqa: PLC0415
 
     torch.set_num_threads(max(1, args.threads))
-    notes: list[str] = []
+    if args.synthetic is None and args.data is None:
+        print("give --data PATH or --synthetic N", file=sys.stderr)
+        return 2
     try:
-        if args.weights is not None:
-            network_name = args.model
-            kwargs = network_kwargs(network_name, args.binning)
-            network = load_trained(network_name, args.weights, kwargs)
-            weights_id = {"weights": str(args.weights)}
-        else:
-            from engines.registry import load_network, load_registry  # noqa: PLC0415
-
-            card = load_registry().card(args.model)
-            network_name = card.network
-            kwargs = dict(card.network_args)
-            network = load_network(card)
-            weights_id = {"card": card.name, "version": card.version, "weights_sha256": card.weights_sha256,
-                          "trained": card.trained}
-        from engines.networks import NETWORKS  # noqa: PLC0415
-
-        spec = NETWORKS[network_name]
-        input_shape = (spec.input_shape[0], *kwargs["input_hw"]) if kwargs.get("input_hw") else spec.input_shape
-        preprocessed = False
-        if args.synthetic is not None:
-            notes.append(SYNTHETIC_NOTE)
-            if network_name == "realbogus":
-                data, _ = synthetic_realbogus(args.data or Path("../shared/data/ztf"), args.synthetic, args.seed)
-            elif network_name == "iicnet":
-                data, _ = synthetic_wise(args.synthetic, args.seed)
-            else:
-                views = max(1, args.views_per_body)
-                data, _ = synthetic_hst(max(1, args.synthetic // (2 * views)), views, args.seed, args.binning)
-                preprocessed = True
-        elif args.data is not None:
-            data = load_labelled(args.data, labels_csv=args.labels, group_column=args.group_column)
-            notes.append(f"Evaluated on {args.data}: every example scored; the figures mean something only if "
-                         f"the weights never saw these examples or their groups.")
-        else:
-            print("give --data PATH or --synthetic N", file=sys.stderr)
-            return 2
-        data = reorder(network_name, data)
-        inputs = prepare_inputs(network_name, data, input_shape, preprocessed, args.binning)
-        probabilities = predict(network, inputs, device=args.device)
-        metrics, paths = write_report(args.report, "evaluation", f"{args.model}: evaluation", probabilities,
-                                      data.labels, data.class_names, notes=notes, threshold=args.threshold,
-                                      extra={**weights_id, "data_sha256": data.data_sha256, "examples": len(data)})
+        metrics, paths = evaluate_model(
+            args.model, report=args.report, weights=args.weights, binning=args.binning, threshold=args.threshold,
+            device=args.device, data=args.data, labels=args.labels, group_column=args.group_column,
+            synthetic=args.synthetic, seed=args.seed, views_per_body=args.views_per_body)
     except (TrainingDataError, EngineError, KeyError, ValueError) as exc:
         print(f"evaluation failed: {exc}", file=sys.stderr)
         return 1

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from collections import Counter
@@ -30,42 +29,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _num(value: float | None) -> float | None:
-    return value if value is None or math.isfinite(value) else None
-
-
 def describe(item: Any) -> dict[str, Any]:
-    """The JSON-able summary of one decoded Alert or Exposure."""
-    from schemas.alert import Alert
+    """The JSON-able summary of one decoded Alert or Exposure (the one projection, :mod:`schemas.projection`)."""
+    from schemas.projection import describe_item, json_ready
 
-    if isinstance(item, Alert):
-        return {
-            "survey": item.survey,
-            "alert_id": item.alert_id,
-            "object_id": item.object_id,
-            "schema_version": item.schema_version,
-            "ra": item.ra,
-            "dec": item.dec,
-            "mjd": item.mjd,
-            "band": item.band,
-            "stamps": {n: list(getattr(item, n).shape) for n in ("science", "template", "difference")},
-            "stamp_extra": sorted(item.science.extra),
-            "survey_scores": dict(item.survey_scores),
-            "survey_score_versions": dict(item.survey_score_versions),
-        }
-    return {
-        "survey": item.survey,
-        "kind": item.kind.value,
-        "alert_id": item.exposure_id,
-        "object_id": item.object_id,
-        "schema_version": item.schema_version,
-        "instrument": item.instrument,
-        "filter": item.filter,
-        "ra": _num(item.ra),
-        "dec": _num(item.dec),
-        "mjd": item.mjd,
-        "images": {n: list(a.shape) for n, a in item.images.items()},
-    }
+    return json_ready(describe_item(item))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -105,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     except ReplayError as exc:
         print(exc.summary.to_json(), flush=True)
-        log.error("replay failed", error=str(exc), sent=exc.summary.sent)
+        log.error("replay_failed", error=str(exc), sent=exc.summary.sent)
         return 1
     print(summary.to_json(), flush=True)
     return 0

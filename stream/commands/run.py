@@ -16,6 +16,7 @@ import socket
 import structlog
 
 from stream.errors import ServiceUnreachable, UsageError
+from stream.stack import EMBEDDED_PARTITIONS
 
 __all__ = ["register"]
 
@@ -50,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop after this long with no input (default: run until SIGTERM/SIGINT)")
     p.add_argument("--create-topics", action="store_true",
                    help="create the input, output and dead-letter topics if missing")
-    p.add_argument("--partitions", type=int, default=4, help="partitions for --create-topics (default: 4)")
+    p.add_argument("--partitions", type=int, default=EMBEDDED_PARTITIONS, help="partitions for --create-topics")
     p.set_defaults(func=_run)
 
 
@@ -60,7 +61,7 @@ def _run(args: argparse.Namespace) -> int:
     from stream.kafka_clients import consumer_config  # noqa: PLC0415
     from stream.logs import configure_logging  # noqa: PLC0415
     from stream.service import build_service  # noqa: PLC0415
-    from stream.stack import EmbeddedStack, create_topics  # noqa: PLC0415
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EmbeddedStack, create_topics  # noqa: PLC0415
 
     settings = load_settings(args.config)
     if args.log_format is None or args.log_level is None:
@@ -76,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         stack = EmbeddedStack().start()
         settings = settings.with_services(stack.bootstrap_servers, stack.redis_url)
         # Tansu's cooperative-sticky rebalancing is broken: use an eager assignor there.
-        settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, assignment_strategy="range"))
+        settings = dataclasses.replace(settings, kafka=dataclasses.replace(settings.kafka, assignment_strategy=EMBEDDED_ASSIGNMENT_STRATEGY))
         print(f"embedded stack: KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers} REDIS_URL={stack.redis_url}", flush=True)
     try:
         k = settings.kafka
@@ -86,8 +87,7 @@ def _run(args: argparse.Namespace) -> int:
             if report.kafka_error is not None:
                 raise ServiceUnreachable(f"--create-topics: Kafka at {k.bootstrap_servers} did not answer: {report.kafka_error} "
                                          f"(check KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers)")
-            create_topics(k.bootstrap_servers, [*k.alert_topics, *k.exposure_topics, k.output_topic, k.exposure_output_topic,
-                                                k.dead_letter_topic], partitions=args.partitions, config=dict(k.client))
+            create_topics(k.bootstrap_servers, k.all_topics(), partitions=args.partitions, config=dict(k.client))
         service = _build(build_service, settings)
         watch = ServiceWatch(client_conf, settings.redis.url, service.metrics, warn_interval_s=k.unreachable_warn_interval_s,
                              exit_after_s=k.exit_after_unreachable_s, on_give_up=service.request_stop)

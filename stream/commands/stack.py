@@ -10,18 +10,16 @@ import argparse
 import signal
 import threading
 
-__all__ = ["register", "DEFAULT_TOPICS", "config_topics"]
+from stream.stack import EMBEDDED_PARTITIONS, EMBEDDED_TOPICS
 
-DEFAULT_TOPICS = "alerts,exposures,classified,classified-exposures,classified-dead-letter"
+__all__ = ["register", "config_topics"]
 
 
 def config_topics(config: str) -> list[str]:
     """Every topic the service configured by ``config`` reads or writes."""
     from stream.config import load_settings  # noqa: PLC0415
 
-    k = load_settings(config, env={}).kafka
-    outputs = [k.output_topic, k.dead_letter_topic] + ([k.exposure_output_topic] if k.exposure_topics else [])
-    return list(dict.fromkeys([*k.alert_topics, *k.exposure_topics, *outputs]))
+    return load_settings(config, env={}).kafka.all_topics()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,10 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("action", choices=("up",), help="up: start both, print how to reach them, stop on Ctrl-C")
     p.add_argument("--kafka-port", type=int, default=0, help="broker port (default: a free one)")
     p.add_argument("--redis-port", type=int, default=0, help="Redis port (default: a free one)")
-    p.add_argument("--topics", default=DEFAULT_TOPICS, help="comma-separated topics to create")
+    p.add_argument("--topics", default=",".join(EMBEDDED_TOPICS),
+                   help="comma-separated topics to create (Tansu auto-creates with 4 partitions otherwise)")
     p.add_argument("--config", default=None, metavar="TOML",
                    help="create the topics this service config uses instead of --topics")
-    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--partitions", type=int, default=EMBEDDED_PARTITIONS)
     p.set_defaults(func=_run)
 
 

@@ -176,7 +176,7 @@ class _PngMaker:
             self.written += 1
         except (SubscribeError, DecodeError, IndexError, AttributeError) as exc:
             self.failed += 1
-            log.warning("no PNG for record", alert_id=record.alert_id, source_topic=topic,
+            log.warning("no_png_for_record", alert_id=record.alert_id, source_topic=topic,
                         source_partition=record.source_partition, source_offset=record.source_offset, error=str(exc))
 
     def close(self) -> None:

@@ -8,7 +8,8 @@ on two sides of the split.
 
 ``--synthetic N`` instead trains on this project's simulators (engines/training/README.md):
 realbogus injects into real ZTF alerts found under ``--data`` (default ../shared/data/ztf);
-iicnet simulates N WISE cutouts; hrcelestialnet simulates N raw ACS/WFC frames.
+iicnet simulates N WISE cutouts; hrcelestialnet simulates N raw ACS/WFC frames. The run itself
+(data, training, report) is :mod:`engines.training.runs` and :mod:`engines.training.recipes`.
 
 Writes ``<model>.pt``, ``<model>.train.json`` (config, data hashes, history) and
 ``checkpoint.pt`` to ``--out``; the held-out test report to ``--report`` (default ``--out/report``).
@@ -65,29 +66,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def network_kwargs(model: str, binning: int) -> dict:
-    """Constructor arguments of the network trained by this command (reduced HR-CelestialNet)."""
-    if model == "hrcelestialnet":
-        from engines.networks.hrcelestial import HRCELESTIAL_INPUT  # noqa: PLC0415
-
-        if binning not in (1, 2, 4):
-            raise ValueError(f"--binning must be 1, 2 or 4, not {binning}")
-        h, w = HRCELESTIAL_INPUT[1:]
-        return {"input_hw": [h // binning, w // binning], "first_pool": 4 // binning}
-    return {}
-
-
 def _run(args: argparse.Namespace) -> int:
-    from engines.training.datasets import load_labelled  # noqa: PLC0415
-    from engines.training.recipes import (  # noqa: PLC0415
-        SYNTHETIC_NOTE,
-        synthetic_hst,
-        synthetic_realbogus,
-        synthetic_wise,
-        train_and_evaluate,
-    )
     from engines.seed_weights import INIT_SEED  # noqa: PLC0415
     from engines.training.head import HeadPlan  # noqa: PLC0415
+    from engines.training.recipes import train_and_evaluate  # noqa: PLC0415
+    from engines.training.runs import network_kwargs, run_data  # noqa: PLC0415
     from engines.training.train import TrainConfig  # noqa: PLC0415
     from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
 
@@ -96,6 +79,9 @@ def _run(args: argparse.Namespace) -> int:
         kwargs = network_kwargs(args.model, args.binning)
     except ValueError as exc:
         print(str(exc), file=sys.stderr)
+        return 2
+    if args.synthetic is None and args.data is None:
+        print("give --data PATH (labelled data) or --synthetic N", file=sys.stderr)
         return 2
     config = TrainConfig(
         model=args.model, epochs=args.epochs,
@@ -110,32 +96,12 @@ def _run(args: argparse.Namespace) -> int:
     if args.head_blocks is not None:
         head = HeadPlan(init_seed=INIT_SEED if args.init_seed is None else args.init_seed, blocks=args.head_blocks,
                         rank=args.rank, calibration_examples=args.calibration_examples)
-    preprocessed = False
-    notes: list[str] = []
     try:
-        if args.synthetic is not None:
-            notes.append(SYNTHETIC_NOTE)
-            if args.model == "realbogus":
-                data, description = synthetic_realbogus(args.data or Path("../shared/data/ztf"), args.synthetic, args.seed)
-            elif args.model == "iicnet":
-                data, description = synthetic_wise(args.synthetic, args.seed)
-            else:
-                views = max(1, args.views_per_body)
-                bodies = max(2, args.synthetic // (2 * views))
-                data, description = synthetic_hst(bodies, views, args.seed, args.binning)
-                preprocessed = True
-        else:
-            if args.data is None:
-                print("give --data PATH (labelled data) or --synthetic N", file=sys.stderr)
-                return 2
-            data = load_labelled(args.data, labels_csv=args.labels, group_column=args.group_column)
-            description = {"source": str(args.data), "synthetic": False, "class_names": list(data.class_names),
-                           "group_column": args.group_column}
-            notes.append(f"Trained and tested on the user's data at {args.data}; test = held-out groups "
-                         f"({'by ' + args.group_column if args.group_column else 'each file its own group'}).")
+        run = run_data(args.model, purpose="train", data=args.data, labels=args.labels, group_column=args.group_column,
+                       synthetic=args.synthetic, seed=args.seed, views_per_body=args.views_per_body, binning=args.binning)
         trained = train_and_evaluate(
-            data, config, args.out, args.report or args.out / "report", description, preprocessed=preprocessed,
-            binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=notes, head=head)
+            run.data, config, args.out, args.report or args.out / "report", run.description, preprocessed=run.preprocessed,
+            binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=run.notes, head=head)
     except TrainingDataError as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         return 1

@@ -107,7 +107,7 @@ def plan_messages(items: Iterable[SourceMessage | Unreadable], copies: int, summ
             summary.unreadable.append({"origin": item.origin, "reason": item.reason})
             reasons["unreadable"] += 1
             summary.skipped.update(reasons)
-            log.warning("unreadable replay entry", origin=item.origin, reason=item.reason)
+            log.warning("unreadable_replay_entry", origin=item.origin, reason=item.reason)
             continue
         try:
             for copy_index, message in multiply(item, copies):
@@ -117,7 +117,7 @@ def plan_messages(items: Iterable[SourceMessage | Unreadable], copies: int, summ
             if copies > 1 and "only ZTF and Rubin" in str(exc):
                 reasons["not_multipliable"] += copies - 1
                 summary.skipped.update(reasons)
-                log.warning("message sent once: it cannot be multiplied", origin=item.origin, reason=str(exc))
+                log.warning("message_sent_once_not_multiplied", origin=item.origin, reason=str(exc))
                 continue
             raise
 
@@ -244,7 +244,7 @@ def replay(
         raise ReplayError(
             f"{len(failures)} message(s) failed delivery (first: {failures[0] if failures else '-'}), "
             f"{summary.unflushed} left unflushed after {flush_timeout_s:.0f} s", summary)
-    log.info("replay done", topic=topic, sent=summary.sent, bytes=summary.bytes, elapsed_s=round(summary.elapsed_s, 3),
+    log.info("replay_done", topic=topic, sent=summary.sent, bytes=summary.bytes, elapsed_s=round(summary.elapsed_s, 3),
              unreadable=len(summary.unreadable))
     return summary
 

@@ -316,7 +316,7 @@ class ClassifiedReader:
         self._consumer.assign(tps)
         if self.start == "latest" and not self.group_id:
             self._skip_to_fetched_end(partitions, timeout_s)
-        log.debug("subscribe assigned", topic=self.topic, partitions=partitions, start=self.start)
+        log.debug("subscribe_assigned", topic=self.topic, partitions=partitions, start=self.start)
         return partitions
 
     def _resume_from_committed(self, tps: list[TopicPartition], timeout_s: float) -> list[TopicPartition]:
@@ -414,7 +414,7 @@ class ClassifiedReader:
                     continue
                 if err.fatal() or not err.retriable():
                     raise SubscribeError(f"reading {self.topic} failed: {err}")
-                log.warning("transient consumer error", topic=self.topic, error=str(err))
+                log.warning("transient_consumer_error", topic=self.topic, error=str(err))
                 continue
             at_eof.discard(msg.partition())
             ts_type, ts = msg.timestamp()
@@ -426,7 +426,7 @@ class ClassifiedReader:
                 data = self._decode(msg.value() or b"")
             except Exception as exc:  # noqa: BLE001 - a foreign message is data, not a crash
                 self.stats.undecodable += 1
-                log.warning("not a classified record", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                log.warning("not_a_classified_record", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
                             error=f"{type(exc).__name__}: {exc}")
                 self._done_with(msg)
                 continue

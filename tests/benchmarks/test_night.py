@@ -1,6 +1,6 @@
 """The night benchmark on a tiny night: it runs end to end and writes its outputs.
 
-Structure only, never speed: benchmarks are not timed tests (issue 8). The end-to-end test
+Structure only, never speed: benchmarks are not timed tests. The end-to-end test
 starts its own embedded broker and Redis (as ``python -m benchmarks.night`` does) and runs the
 real service twice (drained backlog, paced bursts).
 """

@@ -38,7 +38,7 @@ __all__ = [
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 
-#: The service's metric contract (issue 9): name -> (kind, label names).
+#: The service's metric contract (stream/metrics.py): name -> (kind, label names).
 METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "sc_messages_consumed_total": ("counter", frozenset({"topic"})),
     "sc_records_published_total": ("counter", frozenset({"topic"})),

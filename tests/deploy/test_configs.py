@@ -64,7 +64,12 @@ def test_environment_overrides_a_ready_config():
 
 
 def test_embedded_config_uses_an_eager_assignor():
-    assert load_settings(DEPLOY / "config" / "embedded.toml", env={}).kafka.assignment_strategy == "range"
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_SESSION_TIMEOUT_MS, EMBEDDED_TOPICS
+
+    kafka = load_settings(DEPLOY / "config" / "embedded.toml", env={}).kafka
+    assert kafka.assignment_strategy == EMBEDDED_ASSIGNMENT_STRATEGY == "range"
+    assert kafka.session_timeout_ms == EMBEDDED_SESSION_TIMEOUT_MS
+    assert kafka.all_topics() == list(EMBEDDED_TOPICS)   # what `stack up` creates is what the config reads
 
 
 @pytest.mark.parametrize("name", ["ztf.toml", "rubin.toml", "compose.toml"])

@@ -70,7 +70,7 @@ def test_dashboard_parses_and_references_only_known_metrics():
         used |= _check_expr(expr)
     base = {re.sub(r"_(bucket|sum|count)$", "", n) if METRICS.get(re.sub(r"_(bucket|sum|count)$", "", n), ("",))[0] == "histogram" else n
             for n in used}
-    # Throughput, latency, lag, dead letters by reason, duplicates, stage timings (issue 9), and the rest.
+    # Throughput, latency, lag, dead letters by reason, duplicates, stage timings, and the rest.
     assert set(METRICS) <= base, f"dashboard lacks {sorted(set(METRICS) - base)}"
 
 

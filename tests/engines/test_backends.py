@@ -32,8 +32,8 @@ def registry():
 
 
 @pytest.fixture(scope="module")
-def items(shared_data: Path) -> dict[str, list]:
-    alerts = list(real_alerts(shared_data, 48))
+def items(real_data_roots: tuple[Path, ...]) -> dict[str, list]:
+    alerts = list(real_alerts(real_data_roots, 48))
     cutouts = [
         Exposure(str(a.alert_id), "WISE", "W1W2W3", 0.0, a.mjd, InputKind.MULTIBAND_CUTOUT,
                  images={"W1": a.science.data, "W2": a.template.data, "W3": a.difference.data})

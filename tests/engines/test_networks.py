@@ -1,4 +1,4 @@
-"""Parameter counts, multiply-accumulates and shapes of the three networks (models.md)."""
+"""Parameter counts, multiply-accumulates and shapes of the three networks (their cards in engines/cards/)."""
 from __future__ import annotations
 
 import pytest

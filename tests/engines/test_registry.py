@@ -79,8 +79,8 @@ def test_bad_card_names_the_file(tmp_path: Path) -> None:
         load_registry(tmp_path)
 
 
-def test_score_chunks_by_max_batch_and_keeps_order(registry, shared_data: Path, tmp_path: Path) -> None:
-    alerts = list(real_alerts(shared_data, 20))
+def test_score_chunks_by_max_batch_and_keeps_order(registry, real_data_roots: tuple[Path, ...], tmp_path: Path) -> None:
+    alerts = list(real_alerts(real_data_roots, 20))
     runner = registry.load_runner("realbogus", "torch", cache_dir=str(tmp_path), allow_untrained=True)
     whole = runner.infer(runner.preprocess(alerts))
     small = ModelRunner(runner.card, runner.engine, runner.provenance, "cpu")

@@ -101,10 +101,11 @@ def _tensorrt_or_skip() -> None:
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("precision,tolerance", [("fp32", 1e-3), ("fp16", 2e-2)])
-def test_tensorrt_matches_torch_on_real_stamps(shared_data: Path, tmp_path: Path, precision: str, tolerance: float) -> None:
+def test_tensorrt_matches_torch_on_real_stamps(real_data_roots: tuple[Path, ...], tmp_path: Path, precision: str,
+                                                tolerance: float) -> None:
     _tensorrt_or_skip()
     registry = load_registry()
-    alerts = list(real_alerts(shared_data, 48))
+    alerts = list(real_alerts(real_data_roots, 48))
     reference = registry.load_runner("realbogus", "torch", device="cuda", allow_untrained=True)
     batch = reference.preprocess(alerts)
     assert batch.device.type == "cuda"          # preprocessing stays on the GPU

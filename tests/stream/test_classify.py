@@ -1,5 +1,6 @@
-"""``survey-classifier classify`` on the bundled real packets: one JSON line per alert, with
-every model's scores, its provenance and the survey's own score beside ours."""
+"""``survey-classifier classify`` on the bundled real packets: one JSON line per alert, holding
+the classified record's fields (every model's scores and provenance, the survey's own score
+beside ours), scored by the service's scoring path."""
 from __future__ import annotations
 
 import json
@@ -31,15 +32,35 @@ def test_classify_prints_one_line_per_alert_with_provenance(capsys):
     assert len(records) == len(expected)
     card = load_registry().card("realbogus")
     for record, alert in zip(records, expected, strict=True):
-        assert record["alert_id"] == alert.alert_id and record["survey"] == "ztf"
-        scores = record["scores"]["realbogus"]
-        assert set(scores) == {"bogus", "real"}
+        assert record["alert_id"] == str(alert.alert_id) and record["survey"] == "ztf"
+        [model] = record["models"]
+        scores = model["scores"]
+        assert set(scores) == {"bogus", "real"} and record["real_bogus"] == scores["real"]
         assert scores["bogus"] + scores["real"] == pytest.approx(1.0, abs=1e-5)
-        provenance = record["models"]["realbogus"]
-        assert provenance["weights_sha256"] == card.weights_sha256
-        assert provenance["version"] == card.version and provenance["trained"] == card.trained
-        assert provenance["backend"] == "torch"
+        assert model["name"] == "realbogus" and model["weights_sha256"] == card.weights_sha256
+        assert model["version"] == card.version and model["trained"] == card.trained
+        assert model["backend"] == "torch" and record["untrained"] == (not card.trained)
         assert record["survey_scores"] == {k: pytest.approx(v) for k, v in alert.survey_scores.items()}
+
+
+def test_classify_prints_the_fields_of_the_record_the_service_publishes(capsys):
+    """Same scoring path, same projection: the line equals the classified record built from the
+    registry runner's scores, less the Kafka source and timestamps."""
+    from engines.scoring import score_items
+    from schemas.classified_record import build_classified_record
+
+    path = sorted((SAMPLES / "ztf" / "kowalski").glob("*.avro"))[0]
+    [alert] = [item for _, item in iter_file(path)]
+    main(["classify", str(path), "--models", "realbogus", "--allow-untrained", "--threads", "1"])
+    [line] = [json.loads(x) for x in capsys.readouterr().out.strip().splitlines()]
+    runner = load_registry().load_runner("realbogus", "torch", allow_untrained=True)
+    [results] = score_items([alert], [runner])
+    record = build_classified_record(alert, results, source_topic="t", source_partition=0, source_offset=0,
+                                     source_timestamp_ms=0, ingested_ms=0, classified_ms=0, classifier_version="x")
+    kafka_only = {"source_topic", "source_partition", "source_offset", "source_timestamp_ms", "ingested_ms",
+                  "classified_ms", "classifier_version", "processing_host"}
+    assert line.pop("source") == str(path)
+    assert line == {k: v for k, v in record.items() if k not in kafka_only}
 
 
 def test_classify_scores_equal_the_registry_runner(capsys):
@@ -49,7 +70,7 @@ def test_classify_scores_equal_the_registry_runner(capsys):
     records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
     runner = load_registry().load_runner("realbogus", "torch", allow_untrained=True)
     direct = runner.score(alerts)
-    ours = np.array([[r["scores"]["realbogus"]["bogus"], r["scores"]["realbogus"]["real"]] for r in records])
+    ours = np.array([[r["models"][0]["scores"]["bogus"], r["models"][0]["scores"]["real"]] for r in records])
     np.testing.assert_allclose(ours, direct, atol=1e-6)
 
 
@@ -86,7 +107,9 @@ def test_classify_scores_a_full_size_raw_hst_exposure_once_with_the_shipped_hrce
     record = json.loads(out[0])
     assert "error" not in record, record
     assert record["kind"] == "raw_exposure" and record["alert_id"] == "jsynth000q_raw"
-    scores = record["scores"]["hrcelestialnet"]
+    [model] = record["models"]
+    scores = model["scores"]
     assert set(scores) == {"galaxy", "nebula_star_cluster"} and sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
+    assert record["class_scores"] == scores and record["real_bogus"] is None
     card = load_registry().card("hrcelestialnet")
-    assert record["models"]["hrcelestialnet"]["version"] == card.version and record["models"]["hrcelestialnet"]["trained"]
+    assert model["name"] == "hrcelestialnet" and model["version"] == card.version and model["trained"]

@@ -31,8 +31,9 @@ def test_defaults_and_choices_are_shown() -> None:
 
 
 def test_the_embedded_config_topics_are_all_created_by_stack_up() -> None:
-    from stream.commands.stack import DEFAULT_TOPICS, config_topics
+    from stream.commands.stack import config_topics
+    from stream.stack import EMBEDDED_TOPICS
     from tests.conftest import REPO
 
     wanted = config_topics(str(REPO / "deploy" / "config" / "embedded.toml"))
-    assert "exposures" in wanted and set(wanted) <= set(DEFAULT_TOPICS.split(","))
+    assert "exposures" in wanted and set(wanted) <= set(EMBEDDED_TOPICS)

@@ -1,0 +1,97 @@
+"""The one scoring path: pick the runners for an input kind, score items with them.
+
+The stream service (per batch) and the offline ``classify`` command (per file chunk) both call
+:func:`load_kind_runners` and :func:`score_items`, so a record scored offline carries the same
+numbers and the same provenance as one scored in the stream. Each runner preprocesses its chunk
+(torch, on its device), infers, and its probabilities become ``label -> probability`` per item.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from schemas.alert import Alert, Exposure, InputKind
+from schemas.provenance import ModelProvenance
+
+__all__ = ["Runner", "ModelResults", "StageClock", "select_cards", "load_kind_runners", "score_items"]
+
+Item = Alert | Exposure
+
+#: Per item: one (provenance, label -> probability) pair per model that ran on it.
+ModelResults = list[tuple[ModelProvenance, dict[str, float]]]
+
+#: Called with (stage name, seconds) after each preprocess / infer call.
+StageClock = Callable[[str, float], None]
+
+
+class Runner(Protocol):
+    """One model on one backend (:class:`engines.registry.ModelRunner` is the real one).
+
+    A runner may also have ``select(items) -> indices``: the items it applies to (a model for
+    one survey's alerts skips the others); :func:`score_items` then scores only those.
+    """
+
+    provenance: ModelProvenance
+    labels: tuple[str, ...]
+    max_batch: int
+
+    def preprocess(self, items: Sequence[Item]) -> Any: ...
+
+    def infer(self, batch: Any) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
+def select_cards(registry: Any, kind: InputKind, models: Iterable[str] = (), *, include_untrained: bool = True) -> list[Any]:
+    """The cards that score ``kind``: every such card, or only those named in ``models``;
+    untrained cards are left out unless ``include_untrained``."""
+    wanted = set(models)
+    return [card for card in registry.cards_for(kind)
+            if (not wanted or card.name in wanted) and (card.trained or include_untrained)]
+
+
+def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: str, cache_dir: str,
+                      models: Iterable[str] = (), allow_untrained: bool = False, skip_untrained: bool = False) -> list[Any]:
+    """Loaded runners for every selected card of ``kind``.
+
+    An untrained card is refused by the registry unless ``allow_untrained``; ``skip_untrained``
+    leaves such cards out instead (offline scoring of whatever trained models there are).
+    """
+    cards = select_cards(registry, kind, models, include_untrained=allow_untrained or not skip_untrained)
+    return [registry.load_runner(card.name, backend, device=device, cache_dir=cache_dir, allow_untrained=allow_untrained)
+            for card in cards]
+
+
+def _timed(clock: StageClock | None, stage: str, fn: Callable[[], Any]) -> Any:
+    if clock is None:
+        return fn()
+    t0 = time.perf_counter()
+    try:
+        return fn()
+    finally:
+        clock(stage, time.perf_counter() - t0)
+
+
+def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageClock | None = None) -> list[ModelResults]:
+    """Run every runner on the items it applies to (items share a kind), in chunks of the
+    runner's max batch. An item a runner's ``select`` leaves out gets no score from it, never a
+    made-up one. A runner that returns the wrong shape is our fault, never the input's: it raises.
+    """
+    results: list[ModelResults] = [[] for _ in items]
+    for runner in runners:
+        step = max(1, int(runner.max_batch))
+        select = getattr(runner, "select", None)
+        chosen = list(select(items)) if select is not None else list(range(len(items)))
+        for start in range(0, len(chosen), step):
+            indices = chosen[start:start + step]
+            chunk = [items[i] for i in indices]
+            batch = _timed(clock, "preprocess", lambda: runner.preprocess(chunk))
+            probs = np.asarray(_timed(clock, "infer", lambda: runner.infer(batch)))
+            if probs.shape != (len(chunk), len(runner.labels)):
+                raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
+            for i, row in zip(indices, probs):
+                results[i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
+    return results

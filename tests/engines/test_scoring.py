@@ -1,0 +1,40 @@
+"""The one scoring path (engines/scoring.py): which cards score an input kind, and scores that
+equal the registry runner's own on real bundled alerts, chunked by the runner's max batch."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+
+from engines.cards import load_card, write_card
+from engines.registry import CARDS_DIR, WEIGHTS_DIR, load_registry
+from engines.scoring import load_kind_runners, score_items, select_cards
+from schemas.alert import InputKind
+from tests.engines.real_stamps import real_alerts
+
+
+def test_select_cards_by_kind_name_and_trained_flag(tmp_path: Path) -> None:
+    shipped = load_registry()
+    assert [c.name for c in select_cards(shipped, InputKind.DIFFERENCE_ALERT)] == ["realbogus"]
+    assert [c.name for c in select_cards(shipped, InputKind.MULTIBAND_CUTOUT, ["iicnet", "realbogus"])] == ["iicnet"]
+    assert select_cards(shipped, InputKind.DIFFERENCE_ALERT, ["iicnet"]) == []
+    write_card(dataclasses.replace(load_card(CARDS_DIR / "realbogus.toml"), trained=False), tmp_path / "realbogus.toml")
+    untrained = load_registry(tmp_path, WEIGHTS_DIR)
+    assert select_cards(untrained, InputKind.DIFFERENCE_ALERT, include_untrained=False) == []
+    assert load_kind_runners(untrained, InputKind.DIFFERENCE_ALERT, backend="torch", device="cpu", cache_dir=str(tmp_path),
+                             skip_untrained=True) == []
+
+
+def test_score_items_equals_the_runner_and_reports_stage_time(real_data_roots, tmp_path: Path) -> None:
+    alerts = list(real_alerts(real_data_roots, 10))
+    [runner] = load_kind_runners(load_registry(), InputKind.DIFFERENCE_ALERT, backend="torch", device="cpu",
+                                 cache_dir=str(tmp_path))
+    runner.max_batch = 4                                   # three chunks: 4 + 4 + 2
+    seconds: dict[str, float] = {}
+    results = score_items(alerts, [runner], lambda stage, s: seconds.__setitem__(stage, seconds.get(stage, 0.0) + s))
+    direct = runner.infer(runner.preprocess(alerts))
+    ours = np.array([[scores["bogus"], scores["real"]] for [(provenance, scores)] in results])
+    np.testing.assert_allclose(ours, direct, atol=1e-5, rtol=0)
+    assert {p.name for [(p, _)] in results} == {"realbogus"} and set(seconds) == {"preprocess", "infer"}
+    runner.close()
