@@ -73,7 +73,11 @@ def build_classified_record(
 
     ``real_bogus`` is the ``"real"`` score of the model named ``real_bogus_model`` (null if that
     model did not run); ``class_scores`` merges the other models' label -> probability (a label
-    two models share is written ``"<model>.<label>"`` for the later one).
+    two models share is written ``"<model>.<label>"`` for the later one). A model whose
+    provenance ``extra["class_scores"]`` maps labels to keys (its card's ``class_labels`` and
+    ``class_prefix``) puts only those labels there, under those keys: ACAI's five scores go in
+    as ``acai.hosted`` .. ``acai.bogus``, braai's real/bogus score and ACAI's drb-fill flag stay
+    in ``models`` only. Every model's full scores are in ``models`` under its name.
     """
     real_bogus = None
     class_scores: dict[str, float] = {}
@@ -88,8 +92,13 @@ def build_classified_record(
             "trained": bool(provenance.trained),
             "scores": clean,
         })
+        keys = (getattr(provenance, "extra", None) or {}).get("class_scores")
         if provenance.name == real_bogus_model:
             real_bogus = clean.get("real")
+        elif keys is not None:
+            for label, key in keys.items():
+                if label in clean:
+                    class_scores[key if key not in class_scores else f"{provenance.name}.{label}"] = clean[label]
         else:
             for label, value in clean.items():
                 class_scores[label if label not in class_scores else f"{provenance.name}.{label}"] = value

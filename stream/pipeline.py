@@ -130,16 +130,21 @@ ModelResults = list[tuple[Any, dict[str, float]]]
 
 
 def score_items(items: Sequence[Item], runners: Sequence[Any], timer: StageTimer) -> list[ModelResults]:
-    """Run every runner on every item (items share a kind), in chunks of the runner's max batch."""
+    """Run every runner on the items it applies to (items share a kind), in chunks of the
+    runner's max batch. A runner with ``select(items)`` scores only those indices (a ZTF-only
+    model skips Rubin alerts, ACAI skips alerts lacking its features): the others get no
+    score from it, never a made-up one."""
     results: list[ModelResults] = [[] for _ in items]
     for runner in runners:
         step = max(1, int(runner.max_batch))
-        for start in range(0, len(items), step):
-            chunk = items[start:start + step]
+        chosen = list(runner.select(items)) if hasattr(runner, "select") else list(range(len(items)))
+        for start in range(0, len(chosen), step):
+            indices = chosen[start:start + step]
+            chunk = [items[i] for i in indices]
             batch = timer.time("preprocess", lambda: runner.preprocess(chunk))
             probs = np.asarray(timer.time("infer", lambda: runner.infer(batch)))
             if probs.shape != (len(chunk), len(runner.labels)):
                 raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
-            for i, row in enumerate(probs):
-                results[start + i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
+            for i, row in zip(indices, probs):
+                results[i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
     return results

@@ -89,8 +89,10 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
                      and (c.trained or allow_untrained)]
             for card in cards:
                 run = runner(card.name)
-                probabilities = run.score([pending[i][1] for i in indices])
-                for row, index in zip(probabilities, indices, strict=True):
+                # only the items the model applies to (survey, required features): no made-up scores
+                chosen = [indices[j] for j in run.select([pending[i][1] for i in indices])]
+                probabilities = run.score([pending[i][1] for i in chosen])
+                for row, index in zip(probabilities, chosen, strict=True):
                     scores[index][card.name] = {label: float(p) for label, p in zip(run.labels, row, strict=True)}
                     prov = run.provenance
                     provenance[index][card.name] = {"name": prov.name, "version": prov.version,
