@@ -273,6 +273,10 @@ class Registry:
         elif backend == "tensorrt":
             from engines.backends.tensorrt_backend import import_tensorrt, precision_for_device  # noqa: PLC0415
 
+            if precision is None and card.contract.feature_count:
+                # raw catalogue features (ACAI: ra up to 360, ncovhist in the thousands) lose
+                # precision in half precision: such models default to fp32 on TensorRT
+                precision = "fp32"
             precision = precision_for_device(device, precision)  # raises EngineError without CUDA
             import_tensorrt()  # fail before exporting anything when TensorRT cannot load
             onnx = self.export(name, cache_dir, precision, card.version)
