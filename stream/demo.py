@@ -46,6 +46,8 @@ class DemoSummary:
     class_scores: dict[str, dict[str, float | int]] = field(default_factory=dict)
     #: braai d6_m7 (recomputed here) vs the drb ZTF put in the same alerts (drbversion d6_m7)
     braai_vs_drb: dict[str, float | int] = field(default_factory=dict)
+    #: records whose ACAI drb feature was missing and filled with braai d6_m9's score
+    acai_drb_filled: int = 0
     latency_ms_p50: float | None = None
     latency_ms_p99: float | None = None
     dead_letters: dict[str, int] = field(default_factory=dict)
@@ -96,6 +98,7 @@ def summarise(records: Sequence[Any], dead_reasons: Sequence[str] = (), duplicat
     diffs = [abs(m.scores["real"] - r.survey_scores["drb"]) for r in records for m in r.models
              if m.name == "braai" and m.version == "d6_m7" and "real" in m.scores and "drb" in r.survey_scores
              and r.survey_score_versions.get("drb") == "d6_m7"]
+    s.acai_drb_filled = sum(1 for r in records for m in r.models if m.name == "acai" and m.scores.get("drb_from_braai_d6_m9") == 1.0)
     if diffs:
         s.braai_vs_drb = {"n": len(diffs), "max_abs_diff": float(max(diffs))}
     lat = [float(r.latency_ms) for r in records if r.latency_ms is not None]
@@ -120,6 +123,8 @@ def _format(s: DemoSummary) -> str:
     if s.class_scores:
         for key, v in s.class_scores.items():
             lines.append(f"class score {key:<14} n={v['n']:<4} mean={v['mean']:.3f}  >=0.5: {v['above_0.5']}")
+        if s.acai_drb_filled:
+            lines.append(f"ACAI drb feature filled  {s.acai_drb_filled} records lacked drb (older schemas): braai d6_m9's score used, as ACAI's training did")
     else:
         lines.append("class scores           none (no class model ran on these inputs)")
     if s.braai_vs_drb:
