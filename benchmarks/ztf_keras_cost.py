@@ -13,8 +13,6 @@ import itertools
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from benchmarks.inference import measure
 
 __all__ = ["main", "ztf_alerts"]
@@ -58,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         for backend in args.backends.split(","):
             for name, version in (("braai", None), ("braai", "d6_m9"), ("acai", None)):
                 runner = registry.load_runner(name, backend, cache_dir=cache, version=version)
-                pre, _, _ = measure(lambda a: runner.preprocess(a), alerts, args.seconds)
+                pre, _, _ = measure(runner.preprocess, alerts, args.seconds)
                 batch = runner.preprocess(alerts)
                 inf, _, _ = measure(runner.infer, batch, args.seconds)
                 label = f"{name} {runner.card.version}"

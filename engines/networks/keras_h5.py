@@ -180,7 +180,7 @@ class KerasLayer(nn.Module):
         raise KerasImportError(f"layer {name}: unsupported Keras layer {cls!r}; supported: {sorted(SUPPORTED_LAYERS)}")
 
     # -- run -------------------------------------------------------------------------------
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:  # noqa: C901 - one branch per layer type
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         cls = self.class_name
         if cls == "Concatenate":
             axis = self.axis

@@ -10,7 +10,12 @@ import pytest
 import torch
 
 from engines.contract import EngineError
-from engines.preprocess import ACAI_FEATURES, PreprocessError, acai_features, ztf_triplet_batch
+from engines.preprocess import (
+    ACAI_FEATURES,
+    PreprocessError,
+    acai_features,
+    ztf_triplet_batch,
+)
 from engines.registry import load_registry
 from schemas.alert import Alert, InputKind, ReadOnlyFields
 from schemas.classified_record import build_classified_record
