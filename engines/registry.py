@@ -137,9 +137,10 @@ class ModelRunner:
 
     ``select(items)`` says which items the model scores at all: those of the surveys its card
     names, which its preprocessing can take (ACAI needs its features); the others get no score
-    from it. One preprocessed row per item (a pair of tensors for a model with a feature input). For raw exposures a row holds the exposure's CCD chips
-    side by side, (N, chips, H, W) for a (1, H, W) network: ``infer`` scores every chip and
-    returns the mean over an exposure's chips, so the output is still (N, K).
+    from it. One preprocessed row per item (a pair of tensors for a model with a feature
+    input). For raw exposures a row holds the exposure's CCD chips side by side, (N, chips,
+    H, W) for a (1, H, W) network: ``infer`` scores every chip and returns the mean over an
+    exposure's chips, so the output is still (N, K).
     """
 
     def __init__(self, card: ModelCard, engine: Engine, provenance: ModelProvenance, device: str) -> None:
