@@ -66,14 +66,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'model':<10} {'backend':<16} {'batch':>5} {'p50 ms':>9} {'p95 ms':>9} {'inputs/s':>10} {'calls':>6}")
     rng = np.random.default_rng(0)
     for name in args.models.split(","):
-        shape = registry.card(name).contract.shape
+        contract = registry.card(name).contract
         for backend, precision in CONFIGS:
             options = {"threads": args.threads} if args.threads and backend != "torch" else {}
             runner = registry.load_runner(name, backend, cache_dir=cache_dir, allow_untrained=True, precision=precision, **options)
             label = backend if precision is None else f"{backend}-{runner.provenance.extra['precision']}"
             for n in batches:
-                batch = rng.random((n, *shape), dtype=np.float32)
-                x = torch.from_numpy(batch) if backend == "torch" else batch
+                inputs = [rng.random(shape, dtype=np.float32) for shape in contract.input_shapes(n)]  # + features (ACAI)
+                inputs = [torch.from_numpy(a) for a in inputs] if backend == "torch" else inputs
+                x = tuple(inputs) if len(inputs) > 1 else inputs[0]
                 p50, p95, calls = measure(runner.infer, x, args.seconds)
                 print(f"{name:<10} {label:<16} {n:>5} {p50 * 1e3:>9.2f} {p95 * 1e3:>9.2f} {n / p50:>10.0f} {calls:>6}", flush=True)
             runner.close()

@@ -10,6 +10,10 @@ Format (``engines/cards/<name>.toml``; every key below is required unless marked
     preprocessing = "difference_stamps_69"   # engines.preprocess.PREPROCESSORS key
     labels = ["bogus", "real"]         # output columns, in order
     description = "..."                # optional
+    surveys = ["ztf"]                  # optional: surveys whose alerts it scores (default: every survey)
+    default = true                     # optional: the version loaded by name (several versions may share a name)
+    class_labels = ["hosted"]          # optional: labels that go to a record's class_scores (default: all)
+    class_prefix = "acai."             # optional: prefix of those class_scores keys (default: none)
 
     [input]                            # the engines.contract.InputContract
     name = "input"
@@ -18,9 +22,14 @@ Format (``engines/cards/<name>.toml``; every key below is required unless marked
     dtype = "float32"
     max_batch = 1024
     opt_batch = 256
+    feature_name = "features"          # optional: a second input (N, feature_count) beside the image
+    feature_count = 25                 # optional (default 0: no feature input)
+    output_activation = "softmax"      # optional: "none" when the network gives probabilities
 
     [weights]
     file = "realbogus.pt"              # in engines/weights/; "" = rebuild from init_seed
+    files = ["braai/d6_m7.h5"]         # optional, imported Keras networks: their files, in order;
+                                       # then sha256 is files_sha256 over them
     sha256 = "..."                     # of the file; of the state (state_sha256) when file = ""
     init_seed = 20261122               # optional; the seed of untrained weights, or of the base of a delta file
     base_sha256 = "..."                # optional, delta files: state_sha256 of the seeded base network
@@ -68,6 +77,21 @@ class ModelCard:
     evaluation: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     path: Path | None = None
+    surveys: tuple[str, ...] = ()
+    default: bool = True
+    weights_files: tuple[str, ...] = ()
+    class_labels: tuple[str, ...] | None = None
+    class_prefix: str = ""
+
+    def applies_to_survey(self, survey: str) -> bool:
+        """Whether this model scores inputs of ``survey`` (no ``surveys`` list: every survey)."""
+        return not self.surveys or survey in self.surveys
+
+    @property
+    def class_score_keys(self) -> dict[str, str]:
+        """Output label -> key in a record's ``class_scores`` (labels that are not class scores absent)."""
+        labels = self.labels if self.class_labels is None else self.class_labels
+        return {label: f"{self.class_prefix}{label}" for label in labels}
 
 
 def load_card(path: str | Path) -> ModelCard:
@@ -85,12 +109,15 @@ def load_card(path: str | Path) -> ModelCard:
             dtype=str(inp.get("dtype", "float32")),
             max_batch=int(inp["max_batch"]),
             opt_batch=int(inp["opt_batch"]),
+            feature_name=str(inp.get("feature_name", "")),
+            feature_count=int(inp.get("feature_count", 0)),
+            output_activation=str(inp.get("output_activation", "softmax")),
         )
         card = ModelCard(
             name=str(doc["name"]),
             version=str(doc["version"]),
             network=str(doc["network"]),
-            trained=_as_bool(doc["trained"]),
+            trained=_as_bool(doc["trained"], "trained"),
             input_kinds=tuple(InputKind(v) for v in doc["input_kinds"]),
             preprocessing=str(doc["preprocessing"]),
             labels=contract.labels,
@@ -104,18 +131,29 @@ def load_card(path: str | Path) -> ModelCard:
             evaluation=dict(doc.get("evaluation", {})),
             description=str(doc.get("description", "")),
             path=path,
+            surveys=tuple(str(v) for v in doc.get("surveys", ())),
+            default=_as_bool(doc.get("default", True), "default"),
+            weights_files=tuple(str(v) for v in weights.get("files", ())),
+            class_labels=tuple(str(v) for v in doc["class_labels"]) if "class_labels" in doc else None,
+            class_prefix=str(doc.get("class_prefix", "")),
         )
     except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
         raise EngineError(f"bad model card {path}: {type(exc).__name__}: {exc}") from exc
     if len(card.contract.shape) != 3:
         raise EngineError(f"bad model card {path}: input shape must be [C, H, W]")
+    if card.contract.feature_count < 0 or bool(card.contract.feature_count) != bool(card.contract.feature_name):
+        raise EngineError(f"bad model card {path}: feature_name and feature_count > 0 go together")
+    if card.contract.output_activation not in ("softmax", "none"):
+        raise EngineError(f"bad model card {path}: output_activation must be 'softmax' or 'none'")
+    if card.class_labels is not None and not set(card.class_labels) <= set(card.labels):
+        raise EngineError(f"bad model card {path}: class_labels {card.class_labels} are not all in labels {card.labels}")
     return card
 
 
-def _as_bool(value: Any) -> bool:
+def _as_bool(value: Any, key: str) -> bool:
     if isinstance(value, bool):
         return value
-    raise TypeError(f"'trained' must be a TOML boolean, got {value!r}")
+    raise TypeError(f"{key!r} must be a TOML boolean, got {value!r}")
 
 
 def _toml_value(value: Any) -> str:
@@ -143,6 +181,16 @@ def card_to_toml(card: ModelCard) -> str:
         f"preprocessing = {_toml_value(card.preprocessing)}",
         f"labels = {_toml_value(list(card.labels))}",
         f"description = {_toml_value(card.description)}",
+    ]
+    if card.surveys:
+        lines.append(f"surveys = {_toml_value(list(card.surveys))}")
+    if not card.default:
+        lines.append("default = false")
+    if card.class_labels is not None:
+        lines.append(f"class_labels = {_toml_value(list(card.class_labels))}")
+    if card.class_prefix:
+        lines.append(f"class_prefix = {_toml_value(card.class_prefix)}")
+    lines += [
         "",
         "[input]",
         f"name = {_toml_value(c.input_name)}",
@@ -151,11 +199,19 @@ def card_to_toml(card: ModelCard) -> str:
         f"dtype = {_toml_value(c.dtype)}",
         f"max_batch = {c.max_batch}",
         f"opt_batch = {c.opt_batch}",
+    ]
+    if c.feature_count:
+        lines += [f"feature_name = {_toml_value(c.feature_name)}", f"feature_count = {c.feature_count}"]
+    if c.output_activation != "softmax":
+        lines.append(f"output_activation = {_toml_value(c.output_activation)}")
+    lines += [
         "",
         "[weights]",
         f"file = {_toml_value(card.weights_file)}",
         f"sha256 = {_toml_value(card.weights_sha256)}",
     ]
+    if card.weights_files:
+        lines.append(f"files = {_toml_value(list(card.weights_files))}")
     if card.init_seed is not None:
         lines.append(f"init_seed = {card.init_seed}")
     if card.base_sha256:

@@ -17,7 +17,17 @@ class EngineError(RuntimeError):
 
 @dataclass(frozen=True)
 class InputContract:
-    """What an engine takes and gives: one named float input (N, C, H, W), one output (N, K)."""
+    """What an engine takes and gives: one named float image input (N, C, H, W), optionally a
+    second named float feature input (N, F), and one output (N, K).
+
+    ``feature_name``/``feature_count``: a model that also reads a feature vector per item (ACAI:
+    25 alert catalogue values) declares it here; it is exported as the ONNX graph's second input
+    and every backend binds it by name. Without it (``feature_count == 0``) a batch is one
+    array; with it a batch is the pair ``(images, features)``.
+
+    ``output_activation``: ``"softmax"`` when the network gives logits (our networks), ``"none"``
+    when it already gives probabilities (imported Keras models end in a sigmoid).
+    """
 
     input_name: str
     output_name: str
@@ -26,6 +36,19 @@ class InputContract:
     dtype: str = "float32"
     max_batch: int = 1024
     opt_batch: int = 256
+    feature_name: str = ""
+    feature_count: int = 0
+    output_activation: str = "softmax"
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The engine's input names in the order a batch carries them."""
+        return (self.input_name, self.feature_name) if self.feature_count else (self.input_name,)
+
+    def input_shapes(self, n: int) -> tuple[tuple[int, ...], ...]:
+        """The shape of each input for a batch of ``n``, in :attr:`input_names` order."""
+        image = (n, *self.shape)
+        return (image, (n, self.feature_count)) if self.feature_count else (image,)
 
 
 @runtime_checkable
@@ -37,7 +60,8 @@ class Engine(Protocol):
 
     def infer(self, batch: Any) -> np.ndarray:
         """Scores for a batch: ``batch`` is a float32 array or torch tensor (N, C, H, W) with
-        ``N <= contract.max_batch``; returns a float32 numpy array (N, len(labels))."""
+        ``N <= contract.max_batch`` (a pair ``(images, features)`` when the contract declares a
+        feature input); returns a float32 numpy array (N, len(labels))."""
 
     def close(self) -> None:
         """Release the backend's resources; the engine is unusable afterwards."""

@@ -50,16 +50,19 @@ def export_onnx(
     """Export ``network`` (logits model) + softmax to ``path`` with a dynamic batch axis.
 
     The input is named ``contract.input_name`` with shape (batch, C, H, W), the output
-    ``contract.output_name`` (batch, K). Written to a temporary name and renamed, so a reader
+    ``contract.output_name`` (batch, K). A contract with a feature input adds a second input
+    ``contract.feature_name`` (batch, F) sharing the batch axis. Written to a temporary name and renamed, so a reader
     never sees a half-written file. Raises EngineError if the exporter fails.
     """
     if precision not in PRECISIONS:
         raise EngineError(f"unknown export precision {precision!r}; use one of {sorted(PRECISIONS)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    scored = ScoredNetwork(_copy_for_export(network), PRECISIONS[precision]).eval()
-    example = torch.zeros((2, *contract.shape), dtype=torch.float32)
+    scored = ScoredNetwork(_copy_for_export(network), PRECISIONS[precision], contract.output_activation).eval()
+    examples = tuple(torch.zeros(shape, dtype=torch.float32) for shape in contract.input_shapes(2))
     batch = torch.export.Dim("batch", min=1, max=contract.max_batch)
+    # ScoredNetwork.forward(x, *extra): the extra inputs arrive as one tuple argument
+    dynamic = ({0: batch}, tuple({0: batch} for _ in examples[1:])) if len(examples) > 1 else {"x": {0: batch}}
     tmp = path.with_name(path.name + ".tmp")
     log.info("onnx_export_start", path=str(path), precision=precision, exporter=EXPORTER)
     try:
@@ -68,11 +71,11 @@ def export_onnx(
             _quiet_exporter_logs()
             torch.onnx.export(
                 scored,
-                (example,),
+                examples,
                 str(tmp),
-                input_names=[contract.input_name],
+                input_names=list(contract.input_names),
                 output_names=[contract.output_name],
-                dynamic_shapes={"x": {0: batch}},
+                dynamic_shapes=dynamic,
                 opset_version=OPSET,
                 dynamo=True,
                 external_data=False,

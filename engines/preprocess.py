@@ -34,6 +34,20 @@ CCD extension is trimmed of pre-/overscan, its amplifier halves merged, giving 2
 chip; each chip is a network input (``raw_exposure_items`` keeps an exposure's chips in one
 row, and the runner averages their scores); scaled by 1/65535 (16-bit data numbers); optionally binned
 (mean over ``binning`` x ``binning`` blocks) for the reduced-resolution network.
+
+ZTF production models imported from Keras (braai, ACAI), exactly as their authors prepared
+inputs, so the scores match theirs bit for bit (see :mod:`engines.networks.acai`):
+1. per cutout: NaN -> 0 (``np.nan_to_num``), then the model's normalisation: braai ``d6_m7``
+   (the ``drb`` in ZTF alerts) divides each image *row* by its L2 norm (all-zero rows left as
+   they are; ``tf.keras.utils.normalize``); braai ``d6_m9`` and ACAI divide the whole cutout by
+   its L2 norm; a cutout bigger than 63 x 63 is centre-cropped first;
+2. cutouts cut at the detector edge are padded at the bottom/right with 1e-9 to 63 x 63, after
+   normalising (not centred like our own stamps: the models were trained this way);
+3. channels (science, template, difference), channels-first (3, 63, 63).
+ACAI's second input is 25 raw ``candidate`` values in :data:`ACAI_FEATURES` order, unscaled.
+An alert lacking any of them but ``drb`` has no ACAI input (:func:`acai_missing_features`);
+a missing ``drb`` goes in as NaN, which the ACAI graph replaces with braai d6_m9's score on
+the same triplet, as ACAI's training code did.
 """
 from __future__ import annotations
 
@@ -61,6 +75,14 @@ __all__ = [
     "raw_chips",
     "raw_exposure_batch",
     "raw_exposure_items",
+    "ACAI_FEATURES",
+    "APPLIES",
+    "acai_applies",
+    "ztf_triplet",
+    "ztf_triplet_batch",
+    "acai_features",
+    "acai_missing_features",
+    "acai_batch",
     "PREPROCESSORS",
 ]
 
@@ -310,6 +332,111 @@ def raw_exposure_items(exposures: Sequence[Exposure], binning: int = 1, device: 
     return torch.stack([p[torch.arange(most, device=p.device) % p.shape[0]] for p in per_item])
 
 
+# --- braai and ACAI (ZTF production models) ----------------------------------------------
+
+#: ACAI's 25 features, raw ``candidate`` values in model order (acai config ``features: "20201130"``).
+ACAI_FEATURES: tuple[str, ...] = (
+    "drb", "diffmaglim", "ra", "dec", "magpsf", "sigmapsf", "chipsf", "fwhm", "sky", "chinr", "sharpnr",
+    "sgscore1", "distpsnr1", "sgscore2", "distpsnr2", "sgscore3", "distpsnr3", "ndethist", "ncovhist",
+    "scorr", "nmtchps", "clrcoeff", "clrcounc", "neargaia", "neargaiabright",
+)
+ZTF_TRIPLET_FRAME = 63
+_PAD_VALUE = 1e-9
+
+
+def _normalise_cutout(data: np.ndarray, row_wise: bool) -> np.ndarray:
+    data = np.nan_to_num(np.asarray(data, dtype=np.float32))
+    h, w = data.shape
+    top, left = max((h - ZTF_TRIPLET_FRAME) // 2, 0), max((w - ZTF_TRIPLET_FRAME) // 2, 0)
+    data = data[top:top + ZTF_TRIPLET_FRAME, left:left + ZTF_TRIPLET_FRAME]
+    # float32 like the originals: a cutout whose squares overflow gets an infinite norm and
+    # becomes zeros, exactly as it did for them (so no overflow warnings either)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if row_wise:
+            norms = np.linalg.norm(data, axis=-1, keepdims=True)
+            norms[norms == 0] = 1
+        else:
+            norms = np.linalg.norm(data)
+            norms = norms if norms != 0 else 1
+        data = data / norms
+    h, w = data.shape
+    return np.pad(data, [(0, ZTF_TRIPLET_FRAME - h), (0, ZTF_TRIPLET_FRAME - w)], mode="constant", constant_values=_PAD_VALUE)
+
+
+def ztf_triplet(alert: Alert, row_wise: bool) -> np.ndarray:
+    """(3, 63, 63) float32 braai/ACAI input of one alert (see the module docstring)."""
+    if not isinstance(alert, Alert):
+        raise PreprocessError(f"expected an Alert, got {type(alert).__name__}")
+    planes = []
+    for stamp in (alert.science, alert.template, alert.difference):
+        data = np.asarray(stamp.data)
+        if data.ndim != 2 or 0 in data.shape:
+            raise PreprocessError(f"alert {alert.alert_id}: cutout of shape {data.shape}")
+        planes.append(_normalise_cutout(data, row_wise))
+    return np.stack(planes).astype(np.float32, copy=False)
+
+
+def ztf_triplet_batch(alerts: Sequence[Alert], row_wise: bool, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, 3, 63, 63): braai ``d6_m7`` (``row_wise``) or ``d6_m9`` / ACAI (whole-cutout) input."""
+    if not alerts:
+        return torch.empty((0, 3, ZTF_TRIPLET_FRAME, ZTF_TRIPLET_FRAME), device=device)
+    return to_device(torch.from_numpy(np.stack([ztf_triplet(a, row_wise) for a in alerts]).astype(np.float32, copy=False)), device)
+
+
+def _feature_value(candidate: Mapping[str, Any], name: str) -> float | None:
+    value = candidate.get(name)
+    if value is None or isinstance(value, (str, bytes)):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def _drb_missing(alert: Alert) -> bool:
+    """No usable ``drb``: absent, null, non-finite, or the 0.0 placeholder some re-written
+    packets carry with an empty ``drbversion``."""
+    drb = _feature_value(alert.candidate, "drb")
+    if drb is None:
+        return True
+    version = alert.candidate.get("drbversion")
+    return drb == 0.0 and (version is None or str(version).strip() == "")
+
+
+def acai_missing_features(alert: Alert) -> list[str]:
+    """ACAI features this alert lacks, ``drb`` excepted (it is filled from braai d6_m9)."""
+    return [name for name in ACAI_FEATURES[1:] if _feature_value(alert.candidate, name) is None]
+
+
+def acai_features(alert: Alert) -> np.ndarray:
+    """(25,) float32 raw features in :data:`ACAI_FEATURES` order; ``drb`` is NaN when missing
+    (the ACAI graph fills it). Raises PreprocessError when any other feature is missing."""
+    missing = acai_missing_features(alert)
+    if missing:
+        raise PreprocessError(f"alert {alert.alert_id}: ACAI features missing: {missing}")
+    values = [float("nan") if _drb_missing(alert) else _feature_value(alert.candidate, "drb")]
+    values += [_feature_value(alert.candidate, name) for name in ACAI_FEATURES[1:]]
+    return np.asarray(values, dtype=np.float32)
+
+
+def acai_batch(alerts: Sequence[Alert], device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(triplets (N, 3, 63, 63) whole-cutout normalised, features (N, 25)) for ACAI."""
+    features = np.stack([acai_features(a) for a in alerts]) if alerts else np.empty((0, len(ACAI_FEATURES)), np.float32)
+    return ztf_triplet_batch(alerts, False, device), to_device(torch.from_numpy(features), device)
+
+
+def acai_applies(alert: Alert) -> bool:
+    """Whether ACAI can score this alert (every feature but ``drb`` present)."""
+    return not acai_missing_features(alert)
+
+
+#: preprocessing name -> predicate(item) -> bool: which items the model can score at all (an
+#: item it cannot score gets no score from it, never a made-up one). Absent: every item.
+APPLIES: dict[str, Any] = {
+    "acai_d1_20201130": lambda item: isinstance(item, Alert) and acai_applies(item),
+}
+
 #: preprocessing name (as model cards give it) -> function(items, device) -> tensor
 PREPROCESSORS = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
@@ -317,4 +444,9 @@ PREPROCESSORS = {
     "hst_raw_2048x4096": lambda items, device: raw_exposure_items(items, 1, device),
     # the reduced-resolution HR-CelestialNet: the same trimmed chips, binned 4 x 4 to 512 x 1024
     "hst_raw_binned4": lambda items, device: raw_exposure_items(items, 4, device),
+    # braai d6_m7 (ZTF's alert drb): row-wise L2; braai d6_m9: whole-cutout L2
+    "braai_rownorm_63": lambda items, device: ztf_triplet_batch(items, True, device),
+    "braai_l2norm_63": lambda items, device: ztf_triplet_batch(items, False, device),
+    # ACAI: (whole-cutout L2 triplet, 25 raw candidate features)
+    "acai_d1_20201130": lambda items, device: acai_batch(items, device),
 }

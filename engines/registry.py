@@ -21,7 +21,8 @@ from engines.cards import ModelCard, load_card
 from engines.contract import Engine, EngineError, ModelProvenance
 from engines.export import export_onnx, file_sha256
 from engines.networks import load_weights, seeded_network
-from engines.preprocess import PREPROCESSORS
+from engines.networks.ztf_keras import KERAS_NETWORKS
+from engines.preprocess import APPLIES, PREPROCESSORS
 from schemas.alert import Alert, Exposure, InputKind
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "load_network",
     "state_sha256",
     "onnx_path_for",
+    "files_sha256",
 ]
 
 log = structlog.get_logger(__name__)
@@ -52,13 +54,43 @@ def state_sha256(state: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def files_sha256(paths: Sequence[Path]) -> str:
+    """sha256 over ``"<file name> <file sha256>\n"`` per file, in order: the identity of a model
+    made of several weight files (ACAI's five heads and braai d6_m9)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(f"{Path(path).name} {file_sha256(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def _load_keras_network(card: ModelCard, weights_dir: Path) -> nn.Module:
+    """An imported Keras network (braai, ACAI) from the card's ``.h5`` files, checked first."""
+    if not card.weights_files:
+        raise EngineError(f"{card.name}: network {card.network!r} needs [weights] files")
+    paths = [weights_dir / name for name in card.weights_files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise EngineError(f"{card.name}: weights files missing: {missing}")
+    actual = files_sha256(paths)
+    if actual != card.weights_sha256:
+        raise EngineError(f"{card.name} {card.version}: weights sha256 {actual} != card {card.weights_sha256}")
+    try:
+        return KERAS_NETWORKS[card.network](paths).eval()
+    except (OSError, KeyError, ValueError) as exc:
+        raise EngineError(f"{card.name}: cannot import Keras model {paths}: {exc}") from exc
+
+
 def load_network(card: ModelCard, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
     """The card's network with its weights, checked against the card's sha256 (eval mode).
 
     Three forms: a full state dict file; a delta file (trained tensors and low-rank updates over
     the seeded network, :mod:`engines.networks.delta_weights`), whose seeded base is checked
     against the card's ``base_sha256``; no file, the seeded network itself (untrained).
+    Imported Keras networks (``network`` braai / acai) are read from the card's ``.h5`` files
+    (:mod:`engines.networks.keras_h5`), checked against :func:`files_sha256`.
     """
+    if card.network in KERAS_NETWORKS:
+        return _load_keras_network(card, weights_dir)
     if card.weights_file:
         path = weights_dir / card.weights_file
         if not path.is_file():
@@ -103,9 +135,12 @@ def onnx_path_for(card: ModelCard, cache_dir: str | Path, precision: str = "fp32
 class ModelRunner:
     """One model on one backend: ``preprocess`` -> ``infer`` (probabilities), or ``score``.
 
-    One preprocessed row per item. For raw exposures a row holds the exposure's CCD chips
-    side by side, (N, chips, H, W) for a (1, H, W) network: ``infer`` scores every chip and
-    returns the mean over an exposure's chips, so the output is still (N, K).
+    ``select(items)`` says which items the model scores at all: those of the surveys its card
+    names, which its preprocessing can take (ACAI needs its features); the others get no score
+    from it. One preprocessed row per item (a pair of tensors for a model with a feature
+    input). For raw exposures a row holds the exposure's CCD chips side by side, (N, chips,
+    H, W) for a (1, H, W) network: ``infer`` scores every chip and returns the mean over an
+    exposure's chips, so the output is still (N, K).
     """
 
     def __init__(self, card: ModelCard, engine: Engine, provenance: ModelProvenance, device: str) -> None:
@@ -116,14 +151,31 @@ class ModelRunner:
         self.max_batch: int = card.contract.max_batch
         self.device = device
         self._preprocess = PREPROCESSORS[card.preprocessing]
+        self._applies = APPLIES.get(card.preprocessing)
 
-    def preprocess(self, items: Sequence[Alert | Exposure]) -> torch.Tensor:
+    def applies(self, item: Alert | Exposure) -> bool:
+        """Whether this model scores ``item`` (its survey, and what its preprocessing needs)."""
+        if not self.card.applies_to_survey(str(getattr(item, "survey", ""))):
+            return False
+        return self._applies is None or bool(self._applies(item))
+
+    def select(self, items: Sequence[Alert | Exposure]) -> list[int]:
+        """Indices of the items this model scores."""
+        return [i for i, item in enumerate(items) if self.applies(item)]
+
+    def preprocess(self, items: Sequence[Alert | Exposure]) -> Any:
         """The batched network input on this runner's device, one row per item."""
         return self._preprocess(items, self.device)
 
-    def infer(self, batch: torch.Tensor) -> np.ndarray:
+    def infer(self, batch: Any) -> np.ndarray:
         """(N, K) float32 probabilities (softmax applied) for a preprocessed batch; engine calls
         are chunked to the engine's max batch."""
+        if isinstance(batch, (tuple, list)):  # (images, features)
+            step = self.card.contract.max_batch
+            n = int(batch[0].shape[0])
+            rows = [self.engine.infer(tuple(t[i:i + step] for t in batch)) for i in range(0, n, step)]
+            out = np.concatenate(rows) if rows else np.empty((0, len(self.labels)), np.float32)
+            return out.astype(np.float32, copy=False)
         channels = self.card.contract.shape[0]
         n = int(batch.shape[0])
         groups = 1
@@ -147,29 +199,49 @@ class ModelRunner:
 
 
 class Registry:
-    """All model cards, by name; builds runners on demand."""
+    """All model cards, by name (the default version) and by (name, version); builds runners.
+
+    Several versions of a model may ship (braai d6_m7 and d6_m9): exactly one card of a name is
+    its default (``default = true``), which is what a name alone loads and what the service runs.
+    """
 
     def __init__(self, cards: Sequence[ModelCard], weights_dir: Path = WEIGHTS_DIR) -> None:
         self.cards: dict[str, ModelCard] = {}
+        self.versions: dict[tuple[str, str], ModelCard] = {}
         for card in cards:
-            if card.name in self.cards:
-                raise EngineError(f"two model cards are named {card.name!r}")
-            self.cards[card.name] = card
+            if (card.name, card.version) in self.versions:
+                raise EngineError(f"two model cards are named {card.name!r} version {card.version!r}")
+            self.versions[(card.name, card.version)] = card
+            if card.default:
+                if card.name in self.cards:
+                    raise EngineError(f"two model cards named {card.name!r} are both the default version")
+                self.cards[card.name] = card
+        orphans = sorted({name for name, _ in self.versions} - set(self.cards))
+        if orphans:
+            raise EngineError(f"no default version for model(s) {orphans}")
         self.weights_dir = weights_dir
 
-    def card(self, name: str) -> ModelCard:
+    def card(self, name: str, version: str | None = None) -> ModelCard:
+        """The default card of ``name``, or its card of ``version``."""
+        if version is not None:
+            try:
+                return self.versions[(name, version)]
+            except KeyError:
+                have = sorted(v for n, v in self.versions if n == name)
+                raise EngineError(f"no model card {name!r} version {version!r} (have {have})") from None
         try:
             return self.cards[name]
         except KeyError:
             raise EngineError(f"no model card named {name!r} (have {sorted(self.cards)})") from None
 
-    def cards_for(self, kind: InputKind) -> list[ModelCard]:
-        """Cards of the models that score inputs of ``kind``, in name order."""
-        return [c for _, c in sorted(self.cards.items()) if kind in c.input_kinds]
+    def cards_for(self, kind: InputKind, survey: str | None = None) -> list[ModelCard]:
+        """Default cards of the models that score inputs of ``kind`` (of ``survey``, if given), in name order."""
+        return [c for _, c in sorted(self.cards.items())
+                if kind in c.input_kinds and (survey is None or c.applies_to_survey(survey))]
 
-    def export(self, name: str, cache_dir: str | Path = ENGINE_CACHE_DIR, precision: str = "fp32") -> Path:
+    def export(self, name: str, cache_dir: str | Path = ENGINE_CACHE_DIR, precision: str = "fp32", version: str | None = None) -> Path:
         """The card's ONNX file in ``cache_dir``, exported now if it is not there yet."""
-        card = self.card(name)
+        card = self.card(name, version)
         path = onnx_path_for(card, cache_dir, precision)
         if not path.is_file():
             export_onnx(load_network(card, self.weights_dir), card.contract, path, precision)
@@ -183,12 +255,13 @@ class Registry:
         cache_dir: str = ENGINE_CACHE_DIR,
         allow_untrained: bool = False,
         precision: str | None = None,
+        version: str | None = None,
         **engine_options: Any,
     ) -> ModelRunner:
-        """A loaded runner for model ``name`` on ``backend`` (torch, onnxruntime, openvino,
-        tensorrt). Refuses untrained models unless ``allow_untrained``. ``precision``: for
-        openvino "f32" (default) or "bf16"; for tensorrt "fp16"/"fp32" (default: by GPU)."""
-        card = self.card(name)
+        """A loaded runner for model ``name`` (its default version, or ``version``) on ``backend``
+        (torch, onnxruntime, openvino, tensorrt). Refuses untrained models unless ``allow_untrained``.
+        ``precision``: for openvino "f32" (default) or "bf16"; for tensorrt "fp16"/"fp32" (default: by GPU)."""
+        card = self.card(name, version)
         if not card.trained and not allow_untrained:
             raise EngineError(f"model {name!r} is not trained (card trained = false); pass allow_untrained to use it anyway")
         if backend not in BACKENDS:
@@ -201,16 +274,20 @@ class Registry:
         elif backend == "tensorrt":
             from engines.backends.tensorrt_backend import import_tensorrt, precision_for_device  # noqa: PLC0415
 
+            if precision is None and card.contract.feature_count:
+                # raw catalogue features (ACAI: ra up to 360, ncovhist in the thousands) lose
+                # precision in half precision: such models default to fp32 on TensorRT
+                precision = "fp32"
             precision = precision_for_device(device, precision)  # raises EngineError without CUDA
             import_tensorrt()  # fail before exporting anything when TensorRT cannot load
-            onnx = self.export(name, cache_dir, precision)
+            onnx = self.export(name, cache_dir, precision, card.version)
             extra["onnx_sha256"] = file_sha256(onnx)
             engine = open_onnx_engine(
                 backend, onnx, card.contract, device=device, precision=precision, cache_dir=cache_dir,
                 onnx_sha256=extra["onnx_sha256"], **engine_options,
             )
         else:
-            onnx = self.export(name, cache_dir, "fp32")
+            onnx = self.export(name, cache_dir, "fp32", card.version)
             extra["onnx_sha256"] = file_sha256(onnx)
             if backend == "openvino":
                 engine_options["precision"] = precision or "f32"
@@ -218,8 +295,10 @@ class Registry:
                 raise EngineError(f"onnxruntime runs the fp32 export only, not {precision!r}")
             engine = open_onnx_engine(backend, onnx, card.contract, device=device, **engine_options)
         extra["precision"] = getattr(engine, "precision", "fp32")
+        extra["class_scores"] = card.class_score_keys
         provenance = ModelProvenance(card.name, card.version, card.weights_sha256, card.trained, backend, extra)
-        log.info("runner_loaded", model=name, backend=backend, device=device, trained=card.trained, **extra)
+        log.info("runner_loaded", model=name, version=card.version, backend=backend, device=device, trained=card.trained,
+                 precision=extra["precision"], onnx_sha256=extra.get("onnx_sha256"))
         return ModelRunner(card, engine, provenance, device)
 
 

@@ -83,8 +83,10 @@ def classification_fields(
     ``real_bogus`` is the ``"real"`` score of the model named ``real_bogus_model`` (null if that
     model did not run); ``class_scores`` merges the other models' label -> probability (a label
     two models share is written ``"<model>.<label>"`` for the later one). A model whose
-    provenance ``extra["class_scores"]`` maps labels to keys puts only those labels there, under
-    those keys. Every model's full scores are in ``models`` under its name.
+    provenance ``extra["class_scores"]`` maps labels to keys (its card's ``class_labels`` and
+    ``class_prefix``) puts only those labels there, under those keys: ACAI's five scores go in
+    as ``acai.hosted`` .. ``acai.bogus``, braai's real/bogus score and ACAI's drb-fill flag stay
+    in ``models`` only. Every model's full scores are in ``models`` under its name.
     """
     real_bogus = None
     class_scores: dict[str, float] = {}

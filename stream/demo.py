@@ -3,7 +3,8 @@
 replay the bundled real packets (plus one deliberately truncated copy, to show the dead-letter
 path) -> run the service until the topic is drained -> subscribe to the classified topic ->
 print a summary (counts, real/bogus distribution, agreement with the surveys' own scores,
-classes, latency p50/p99, dead letters by reason) and write a few PNG cutout triplets.
+class scores per class (ACAI's five on ZTF alerts), braai's parity with ZTF's own ``drb``, latency
+p50/p99, dead letters by reason) and write a few PNG cutout triplets.
 """
 from __future__ import annotations
 
@@ -41,6 +42,12 @@ class DemoSummary:
     real_bogus_histogram: dict[str, int] = field(default_factory=dict)
     agreement: dict[str, dict[str, float | int]] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
+    #: class_scores key -> {"n": records with it, "mean": mean score, "above_0.5": how many >= 0.5}
+    class_scores: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    #: braai d6_m7 (recomputed here) vs the drb ZTF put in the same alerts (drbversion d6_m7)
+    braai_vs_drb: dict[str, float | int] = field(default_factory=dict)
+    #: records whose ACAI drb feature was missing and filled with braai d6_m9's score
+    acai_drb_filled: int = 0
     latency_ms_p50: float | None = None
     latency_ms_p99: float | None = None
     dead_letters: dict[str, int] = field(default_factory=dict)
@@ -82,6 +89,18 @@ def summarise(records: Sequence[Any], dead_reasons: Sequence[str] = (), duplicat
             agree = sum((ours >= 0.5) == (theirs >= 0.5) for ours, theirs in pairs)
             s.agreement[f"{survey}.{own}"] = {"n": len(pairs), "agree_at_0.5": round(agree / len(pairs), 3)}
     s.classes = dict(Counter(r.top_class for r in records if r.top_class))
+    by_key: dict[str, list[float]] = {}
+    for r in records:
+        for key, value in r.class_scores.items():
+            by_key.setdefault(key, []).append(float(value))
+    s.class_scores = {key: {"n": len(v), "mean": round(statistics.fmean(v), 3), "above_0.5": sum(x >= 0.5 for x in v)}
+                      for key, v in sorted(by_key.items())}
+    diffs = [abs(m.scores["real"] - r.survey_scores["drb"]) for r in records for m in r.models
+             if m.name == "braai" and m.version == "d6_m7" and "real" in m.scores and "drb" in r.survey_scores
+             and r.survey_score_versions.get("drb") == "d6_m7"]
+    s.acai_drb_filled = sum(1 for r in records for m in r.models if m.name == "acai" and m.scores.get("drb_from_braai_d6_m9") == 1.0)
+    if diffs:
+        s.braai_vs_drb = {"n": len(diffs), "max_abs_diff": float(max(diffs))}
     lat = [float(r.latency_ms) for r in records if r.latency_ms is not None]
     s.latency_ms_p50, s.latency_ms_p99 = _percentile(lat, 50), _percentile(lat, 99)
     return s
@@ -100,7 +119,17 @@ def _format(s: DemoSummary) -> str:
     for k, v in s.agreement.items():
         lines.append(f"agreement with {k:<11} {v}  (the survey's own model: a comparison, not ground truth)")
     if s.classes:
-        lines.append(f"classes                {s.classes}")
+        lines.append(f"classes (top score)    {s.classes}")
+    if s.class_scores:
+        for key, v in s.class_scores.items():
+            lines.append(f"class score {key:<14} n={v['n']:<4} mean={v['mean']:.3f}  >=0.5: {v['above_0.5']}")
+        if s.acai_drb_filled:
+            lines.append(f"ACAI drb feature filled  {s.acai_drb_filled} records lacked drb (older schemas): braai d6_m9's score used, as ACAI's training did")
+    else:
+        lines.append("class scores           none (no class model ran on these inputs)")
+    if s.braai_vs_drb:
+        lines.append(f"braai d6_m7 vs ZTF drb  n={s.braai_vs_drb['n']}  max |diff| {s.braai_vs_drb['max_abs_diff']:.1e}"
+                     "  (the same model recomputed: a parity check)")
     if s.latency_ms_p50 is not None:
         lines.append(f"latency ms p50 / p99   {s.latency_ms_p50:.0f} / {s.latency_ms_p99:.0f}  (input message timestamp -> classified)")
     for p in s.pngs:

@@ -11,7 +11,7 @@ import numpy as np
 
 from engines.contract import Engine, EngineError, InputContract
 
-__all__ = ["BACKENDS", "ENGINE_CACHE_DIR", "open_onnx_engine", "as_numpy_batch", "check_batch"]
+__all__ = ["BACKENDS", "ENGINE_CACHE_DIR", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs", "check_batch", "split_inputs"]
 
 #: Backend names the registry accepts, in order of preference on a CPU host.
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
@@ -37,18 +37,48 @@ def open_onnx_engine(backend: str, onnx_path: Path, contract: InputContract, **o
     raise EngineError(f"unknown ONNX backend {backend!r}; known: onnxruntime, openvino, tensorrt")
 
 
-def check_batch(shape: tuple[int, ...], contract: InputContract) -> None:
-    """Raise EngineError unless ``shape`` is (N, C, H, W) with 1 <= N <= max_batch."""
-    if len(shape) != 4 or tuple(shape[1:]) != tuple(contract.shape):
-        raise EngineError(f"batch shape {tuple(shape)} does not match (N, {', '.join(map(str, contract.shape))})")
-    if not 1 <= shape[0] <= contract.max_batch:
-        raise EngineError(f"batch of {shape[0]} is outside 1..{contract.max_batch}")
+def split_inputs(batch: Any, contract: InputContract) -> tuple[Any, ...]:
+    """A batch as one entry per contract input: ``(images,)`` or ``(images, features)``."""
+    if contract.feature_count:
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise EngineError(f"this model takes (images, features) batches ({contract.input_names}), got {type(batch).__name__}")
+        return tuple(batch)
+    if isinstance(batch, (tuple, list)):
+        if len(batch) != 1:
+            raise EngineError(f"this model takes one input ({contract.input_name}), got {len(batch)}")
+        return tuple(batch)
+    return (batch,)
+
+
+def check_batch(shape: tuple[int, ...] | tuple[tuple[int, ...], ...], contract: InputContract) -> None:
+    """Raise EngineError unless the batch matches the contract: the image input (N, C, H, W)
+    with 1 <= N <= max_batch, and a feature input (N, F) where declared. ``shape`` is the image
+    shape, or a tuple of every input's shape."""
+    shapes = tuple(shape) if shape and isinstance(shape[0], tuple) else (tuple(shape),)
+    if len(shapes) != len(contract.input_names):
+        raise EngineError(f"batch has {len(shapes)} inputs, the model takes {contract.input_names}")
+    image = shapes[0]
+    if len(image) != 4 or tuple(image[1:]) != tuple(contract.shape):
+        raise EngineError(f"batch shape {tuple(image)} does not match (N, {', '.join(map(str, contract.shape))})")
+    if not 1 <= image[0] <= contract.max_batch:
+        raise EngineError(f"batch of {image[0]} is outside 1..{contract.max_batch}")
+    if contract.feature_count and tuple(shapes[1]) != (image[0], contract.feature_count):
+        raise EngineError(f"feature input {contract.feature_name!r} shape {tuple(shapes[1])} != ({image[0]}, {contract.feature_count})")
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    if hasattr(array, "detach"):  # torch tensor, possibly on a GPU
+        array = array.detach().to("cpu").numpy()
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def as_numpy_inputs(batch: Any, contract: InputContract) -> dict[str, np.ndarray]:
+    """Input name -> C-contiguous float32 numpy array, checked against the contract."""
+    arrays = tuple(_to_numpy(a) for a in split_inputs(batch, contract))
+    check_batch(tuple(a.shape for a in arrays), contract)
+    return dict(zip(contract.input_names, arrays))
 
 
 def as_numpy_batch(batch: Any, contract: InputContract) -> np.ndarray:
     """A C-contiguous float32 numpy copy (or view) of a numpy array or torch tensor batch."""
-    if hasattr(batch, "detach"):  # torch tensor, possibly on a GPU
-        batch = batch.detach().to("cpu").numpy()
-    array = np.ascontiguousarray(batch, dtype=np.float32)
-    check_batch(array.shape, contract)
-    return array
+    return as_numpy_inputs(batch, contract)[contract.input_name]

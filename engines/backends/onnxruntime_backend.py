@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from engines.backends import as_numpy_batch
+from engines.backends import as_numpy_inputs
 from engines.contract import EngineError, InputContract
 
 __all__ = ["OnnxRuntimeEngine"]
@@ -49,9 +49,9 @@ class OnnxRuntimeEngine:
     def infer(self, batch: Any) -> np.ndarray:
         if self._session is None:
             raise EngineError("onnxruntime engine is closed")
-        array = as_numpy_batch(batch, self.contract)
+        feeds = as_numpy_inputs(batch, self.contract)
         try:
-            (out,) = self._session.run([self.contract.output_name], {self.contract.input_name: array})
+            (out,) = self._session.run([self.contract.output_name], feeds)
         except Exception as exc:
             raise EngineError(f"onnxruntime inference failed: {exc}") from exc
         return np.asarray(out, dtype=np.float32)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from engines.backends import as_numpy_batch
+from engines.backends import as_numpy_inputs
 from engines.contract import EngineError, InputContract
 
 __all__ = ["OpenVinoEngine", "OPENVINO_PRECISIONS"]
@@ -71,9 +71,9 @@ class OpenVinoEngine:
     def infer(self, batch: Any) -> np.ndarray:
         if self._request is None:
             raise EngineError("openvino engine is closed")
-        array = as_numpy_batch(batch, self.contract)
+        feeds = as_numpy_inputs(batch, self.contract)
         try:
-            result = self._request.infer({self.contract.input_name: array})
+            result = self._request.infer(feeds)
         except Exception as exc:
             raise EngineError(f"OpenVINO inference failed: {exc}") from exc
         return np.array(result[self._output], dtype=np.float32)  # copy: the request reuses its buffer

@@ -1,7 +1,8 @@
 """TensorRT engine: the production path on a GPU host.
 
 Build: ONNX -> ``trt.Builder`` network via ``trt.OnnxParser`` -> one optimization profile over
-the batch dimension (min 1, opt ``contract.opt_batch``, max ``contract.max_batch``) -> a
+the batch dimension of every input (min 1, opt ``contract.opt_batch``, max ``contract.max_batch``;
+the image input, and the feature input where the contract declares one) -> a
 serialized engine, with a timing cache kept beside the engines so rebuilds are fast.
 
 Precision: TensorRT 11 builds strongly typed networks only (the FP16 builder flag is gone), so
@@ -13,9 +14,9 @@ On TensorRT 10 the ``STRONGLY_TYPED`` creation flag is set so the same ONNX mean
 Engine files are named by what they were built from: ONNX sha256, TensorRT version, GPU
 compute capability and precision, so a stale engine is never loaded.
 
-Run: device buffers (torch CUDA tensors) are allocated once at ``max_batch`` and bound with
-``set_tensor_address``; each batch sets the input shape and calls ``execute_async_v3`` on a
-dedicated CUDA stream. Inputs already on the GPU (torch tensors from the device preprocessing)
+Run: device buffers (torch CUDA tensors) are allocated once at ``max_batch`` per input and output
+and bound by name with ``set_tensor_address``; each batch sets every input's shape by name with
+``set_input_shape`` and calls ``execute_async_v3`` on a dedicated CUDA stream. Inputs already on the GPU (torch tensors from the device preprocessing)
 are copied device-to-device; host inputs go through pinned memory. If CUDA or TensorRT cannot
 load, EngineError is raised: there is no CPU fallback here.
 """
@@ -28,7 +29,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from engines.backends import ENGINE_CACHE_DIR, check_batch
+from engines.backends import ENGINE_CACHE_DIR, check_batch, split_inputs
 from engines.contract import EngineError, InputContract
 
 __all__ = [
@@ -120,14 +121,11 @@ def build_serialized_engine(
         raise EngineError(f"TensorRT could not parse {onnx_path}: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
-    channels, height, width = contract.shape
     profile = builder.create_optimization_profile()
-    profile.set_shape(
-        contract.input_name,
-        (1, channels, height, width),
-        (min(contract.opt_batch, contract.max_batch), channels, height, width),
-        (contract.max_batch, channels, height, width),
-    )
+    opt = min(contract.opt_batch, contract.max_batch)
+    for name, one, best, most in zip(contract.input_names, contract.input_shapes(1), contract.input_shapes(opt),
+                                     contract.input_shapes(contract.max_batch)):
+        profile.set_shape(name, one, best, most)
     config.add_optimization_profile(profile)
     cached = timing_cache_path.read_bytes() if timing_cache_path.is_file() else b""
     timing_cache = config.create_timing_cache(cached)
@@ -199,7 +197,8 @@ class TensorRtEngine:
         for index in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(index)
             io[name] = (self._engine.get_tensor_mode(name), self._engine.get_tensor_dtype(name))
-        for name, mode in ((contract.input_name, trt.TensorIOMode.INPUT), (contract.output_name, trt.TensorIOMode.OUTPUT)):
+        wanted = [(name, trt.TensorIOMode.INPUT) for name in contract.input_names] + [(contract.output_name, trt.TensorIOMode.OUTPUT)]
+        for name, mode in wanted:
             if name not in io or io[name][0] != mode:
                 raise EngineError(f"engine {self.engine_path.name} has no {mode} tensor {name!r} (has {sorted(io)})")
             if io[name][1] not in dtypes:
@@ -207,33 +206,40 @@ class TensorRtEngine:
 
         n_max = contract.max_batch
         self._stream = torch.cuda.Stream(device=self._torch_device)
-        self._input = torch.empty((n_max, *contract.shape), dtype=dtypes[io[contract.input_name][1]], device=self._torch_device)
+        self._inputs = {
+            name: torch.empty(shape, dtype=dtypes[io[name][1]], device=self._torch_device)
+            for name, shape in zip(contract.input_names, contract.input_shapes(n_max))
+        }
         self._output = torch.empty((n_max, len(contract.labels)), dtype=dtypes[io[contract.output_name][1]], device=self._torch_device)
         self._host_output = torch.empty(self._output.shape, dtype=self._output.dtype, pin_memory=True)
-        self._context.set_tensor_address(contract.input_name, self._input.data_ptr())
+        for name, buffer in self._inputs.items():
+            self._context.set_tensor_address(name, buffer.data_ptr())
         self._context.set_tensor_address(contract.output_name, self._output.data_ptr())
         log.info("trt_engine_loaded", path=str(self.engine_path), trt=trt.__version__, precision=precision)
 
     def infer(self, batch: Any) -> np.ndarray:
-        """Probabilities (N, K) for a (N, C, H, W) batch: numpy, host tensor or CUDA tensor."""
+        """Probabilities (N, K) for a (N, C, H, W) batch (with its (N, F) features where the
+        contract declares them): numpy, host tensors or CUDA tensors."""
         if self._context is None:
             raise EngineError("tensorrt engine is closed")
         torch = self._torch
-        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-        check_batch(tuple(x.shape), self.contract)
-        n = int(x.shape[0])
-        if x.device.type == "cpu" and not x.is_pinned():
-            x = x.pin_memory()  # so the host-to-device copy below is truly asynchronous
+        xs = [t if isinstance(t, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))
+              for t in split_inputs(batch, self.contract)]
+        check_batch(tuple(tuple(t.shape) for t in xs), self.contract)
+        n = int(xs[0].shape[0])
+        xs = [x.pin_memory() if x.device.type == "cpu" and not x.is_pinned() else x for x in xs]  # truly asynchronous copies
         producer = torch.cuda.current_stream(self._torch_device)
         with torch.cuda.stream(self._stream):
             self._stream.wait_stream(producer)  # the batch may still be written by preprocessing
-            self._input[:n].copy_(x, non_blocking=True)
-            self._context.set_input_shape(self.contract.input_name, (n, *self.contract.shape))
+            for (name, buffer), x, shape in zip(self._inputs.items(), xs, self.contract.input_shapes(n)):
+                buffer[:n].copy_(x, non_blocking=True)
+                self._context.set_input_shape(name, shape)
             if not self._context.execute_async_v3(self._stream.cuda_stream):
                 raise EngineError("TensorRT execute_async_v3 reported failure")
             self._host_output[:n].copy_(self._output[:n], non_blocking=True)
-        if x.device.type == "cuda":
-            x.record_stream(self._stream)
+        for x in xs:
+            if x.device.type == "cuda":
+                x.record_stream(self._stream)
         self._stream.synchronize()
         return self._host_output[:n].float().numpy().copy()
 
@@ -243,4 +249,5 @@ class TensorRtEngine:
         self._context = None
         self._engine = None
         self._runtime = None
-        self._input = self._output = self._host_output = None
+        self._inputs = {}
+        self._output = self._host_output = None

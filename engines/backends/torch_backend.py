@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from engines.backends import check_batch
+from engines.backends import check_batch, split_inputs
 from engines.contract import EngineError, InputContract
 from engines.networks import ScoredNetwork
 
@@ -25,16 +25,16 @@ class TorchEngine:
         self.contract = contract
         self.device = torch.device(device)
         self.precision = "fp32"
-        self._model: nn.Module | None = ScoredNetwork(network).eval().to(self.device)
+        self._model: nn.Module | None = ScoredNetwork(network, activation=contract.output_activation).eval().to(self.device)
 
     def infer(self, batch: Any) -> np.ndarray:
         if self._model is None:
             raise EngineError("torch engine is closed")
-        x = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(np.asarray(batch, dtype=np.float32))
-        check_batch(tuple(x.shape), self.contract)
-        x = x.to(self.device, dtype=torch.float32, non_blocking=True)
+        inputs = [t if isinstance(t, torch.Tensor) else torch.from_numpy(np.asarray(t, dtype=np.float32)) for t in split_inputs(batch, self.contract)]
+        check_batch(tuple(tuple(t.shape) for t in inputs), self.contract)
+        inputs = [t.to(self.device, dtype=torch.float32, non_blocking=True) for t in inputs]
         with torch.inference_mode():
-            return self._model(x).float().cpu().numpy()
+            return self._model(*inputs).float().cpu().numpy()
 
     def close(self) -> None:
         self._model = None

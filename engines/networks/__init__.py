@@ -78,14 +78,19 @@ class ScoredNetwork(nn.Module):
 
     ``compute_dtype`` float16 runs the body in half precision with float32 input and output
     (the input is cast inside the graph), which is how a strongly typed TensorRT 11 engine
-    gets FP16 kernels; softmax is always float32.
+    gets FP16 kernels; softmax is always float32. ``activation="none"`` is for bodies that
+    already return probabilities (imported Keras models ending in a sigmoid). Extra inputs
+    (a feature vector) are passed to the body after the image.
     """
 
-    def __init__(self, body: nn.Module, compute_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, body: nn.Module, compute_dtype: torch.dtype = torch.float32, activation: str = "softmax") -> None:
         super().__init__()
+        if activation not in ("softmax", "none"):
+            raise ValueError(f"output activation must be 'softmax' or 'none', not {activation!r}")
         self.body = body.to(compute_dtype)
         self.compute_dtype = compute_dtype
+        self.activation = activation
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.body(x.to(self.compute_dtype))
-        return torch.softmax(logits.float(), dim=1)
+    def forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        out = self.body(x.to(self.compute_dtype), *(e.to(self.compute_dtype) for e in extra)).float()
+        return torch.softmax(out, dim=1) if self.activation == "softmax" else out

@@ -76,7 +76,8 @@ def _build(args: argparse.Namespace) -> int:
             print(f"{name} {backend}: building ...", flush=True)
             try:
                 runner = registry.load_runner(name, backend, device=device, cache_dir=args.cache_dir, allow_untrained=True)
-                probabilities = runner.infer(np.zeros((1, *card.contract.shape), dtype=np.float32))
+                smoke = tuple(np.zeros(shape, dtype=np.float32) for shape in card.contract.input_shapes(1))  # + features (ACAI)
+                probabilities = runner.infer(smoke if len(smoke) > 1 else smoke[0])
                 runner.close()
             except EngineError as exc:
                 failures += 1

@@ -346,11 +346,13 @@ def render_triplet(alert: Any, record: ClassifiedRecord, path: str | os.PathLike
             ax.set_yticks([])
         top = sorted(record.class_scores.items(), key=lambda kv: -kv[1])[:3]
         classes = ", ".join(f"{label} {prob:.2f}" for label, prob in top) or "no class scores"
+        others = ", ".join(f"{m.name} {m.scores['real']:.2f}" for m in record.models
+                           if "real" in m.scores and m.name != "realbogus")  # e.g. braai, ZTF's drb model
         survey = ", ".join(f"{k} {v:.2f}" for k, v in sorted(record.survey_scores.items())) or "-"
         flag = "  [UNTRAINED weights: scores meaningless]" if record.untrained else ""
         fig.suptitle(
             f"{record.survey.upper()} {record.object_id}  alert {record.alert_id}  {record.band or ''}  MJD {_fmt(record.mjd, 5)}\n"
-            f"real/bogus {_fmt(record.real_bogus)} | {classes} | survey: {survey}{flag}", fontsize=9)
+            f"real/bogus {_fmt(record.real_bogus)}{' (' + others + ')' if others else ''} | {classes} | survey: {survey}{flag}", fontsize=9)
         fig.tight_layout()
         out = Path(path)
         fig.savefig(out, dpi=90)

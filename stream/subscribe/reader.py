@@ -166,6 +166,14 @@ class ClassifiedRecord:
     def top_prob(self) -> float | None:
         return self.class_scores[self.top_class] if self.class_scores else None
 
+    def model_score(self, model: str, label: str) -> float | None:
+        """One model's score by name, e.g. ``model_score("braai", "real")`` (ZTF's drb model,
+        recomputed) or ``model_score("acai", "drb_from_braai_d6_m9")``; None if it did not run."""
+        for m in self.models:
+            if m.name == model and label in m.scores:
+                return float(m.scores[label])
+        return None
+
     @property
     def latency_ms(self) -> int | None:
         """Classified time minus the source alert's Kafka timestamp (the end-to-end latency)."""

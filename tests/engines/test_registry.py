@@ -21,7 +21,8 @@ def registry():
 
 
 def test_cards_for_each_input_kind(registry) -> None:
-    assert [c.name for c in registry.cards_for(InputKind.DIFFERENCE_ALERT)] == ["realbogus"]
+    alert_models = [c.name for c in registry.cards_for(InputKind.DIFFERENCE_ALERT)]
+    assert alert_models == sorted(alert_models) and {"realbogus", "braai", "acai"} <= set(alert_models)
     assert [c.name for c in registry.cards_for(InputKind.MULTIBAND_CUTOUT)] == ["iicnet"]
     assert [c.name for c in registry.cards_for(InputKind.RAW_EXPOSURE)] == ["hrcelestialnet"]
     assert registry.card("realbogus").labels == ("bogus", "real")
@@ -113,3 +114,16 @@ def test_runner_averages_chip_scores_of_raw_exposures(registry) -> None:
     assert got.shape == (3, 2)
     np.testing.assert_allclose(got, per_chip.mean(axis=1), atol=1e-6)
     assert not np.allclose(per_chip[:, 0], per_chip[:, 1])  # the chips really differ
+
+
+def test_imported_keras_cards_round_trip(tmp_path: Path) -> None:
+    """The fields braai/ACAI cards add (feature input, activation, surveys, versions, class keys,
+    several weight files) survive write_card -> load_card."""
+    for name in ("acai", "braai_d6_m9"):
+        card = load_card(CARDS_DIR / f"{name}.toml")
+        again = load_card(write_card(card, tmp_path / f"{name}.toml"))
+        assert dataclasses.replace(again, path=None) == dataclasses.replace(card, path=None)
+    acai = load_card(CARDS_DIR / "acai.toml")
+    assert acai.contract.input_names == ("triplets", "features") and acai.contract.feature_count == 25
+    assert acai.class_score_keys["hosted"] == "acai.hosted" and "drb_from_braai_d6_m9" not in acai.class_score_keys
+    assert load_card(CARDS_DIR / "braai_d6_m9.toml").default is False

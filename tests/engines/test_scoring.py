@@ -16,7 +16,8 @@ from tests.engines.real_stamps import real_alerts
 
 def test_select_cards_by_kind_name_and_trained_flag(tmp_path: Path) -> None:
     shipped = load_registry()
-    assert [c.name for c in select_cards(shipped, InputKind.DIFFERENCE_ALERT)] == ["realbogus"]
+    assert [c.name for c in select_cards(shipped, InputKind.DIFFERENCE_ALERT)] == ["acai", "braai", "realbogus"]
+    assert [c.name for c in select_cards(shipped, InputKind.DIFFERENCE_ALERT, ["realbogus"])] == ["realbogus"]
     assert [c.name for c in select_cards(shipped, InputKind.MULTIBAND_CUTOUT, ["iicnet", "realbogus"])] == ["iicnet"]
     assert select_cards(shipped, InputKind.DIFFERENCE_ALERT, ["iicnet"]) == []
     write_card(dataclasses.replace(load_card(CARDS_DIR / "realbogus.toml"), trained=False), tmp_path / "realbogus.toml")
@@ -29,7 +30,7 @@ def test_select_cards_by_kind_name_and_trained_flag(tmp_path: Path) -> None:
 def test_score_items_equals_the_runner_and_reports_stage_time(real_data_roots, tmp_path: Path) -> None:
     alerts = list(real_alerts(real_data_roots, 10))
     [runner] = load_kind_runners(load_registry(), InputKind.DIFFERENCE_ALERT, backend="torch", device="cpu",
-                                 cache_dir=str(tmp_path))
+                                 cache_dir=str(tmp_path), models=["realbogus"])
     runner.max_batch = 4                                   # three chunks: 4 + 4 + 2
     seconds: dict[str, float] = {}
     results = score_items(alerts, [runner], lambda stage, s: seconds.__setitem__(stage, seconds.get(stage, 0.0) + s))

@@ -124,3 +124,28 @@ def test_tensorrt_matches_torch_on_real_stamps(real_data_roots: tuple[Path, ...]
     again = registry.load_runner("realbogus", "tensorrt", device="cuda", cache_dir=str(tmp_path), allow_untrained=True, precision=precision)
     assert again.engine.engine_path == engines_built[0]   # cached engine reused
     again.close()
+
+
+@pytest.mark.gpu
+def test_tensorrt_runs_acai_with_its_feature_input_and_braai(tmp_path: Path) -> None:
+    """Two named inputs (triplets, features) bound by name; ACAI defaults to fp32 on TensorRT.
+    Bundled ZTF samples; parity with the torch engine on the same preprocessed batch."""
+    _tensorrt_or_skip()
+    from schemas import SAMPLES_DIR  # noqa: PLC0415
+    from schemas.alert import Alert  # noqa: PLC0415
+    from schemas.decode import iter_file  # noqa: PLC0415
+
+    registry = load_registry()
+    alerts = [a for p in sorted((SAMPLES_DIR / "ztf").rglob("*.avro")) for _, a in iter_file(p) if isinstance(a, Alert)]
+    for name, tolerance in (("acai", 1e-5), ("braai", 2e-2)):
+        reference = registry.load_runner(name, "torch", device="cuda")
+        runner = registry.load_runner(name, "tensorrt", device="cuda", cache_dir=str(tmp_path))
+        try:
+            chosen = [alerts[i] for i in runner.select(alerts)]
+            batch = reference.preprocess(chosen)
+            np.testing.assert_allclose(runner.infer(batch), reference.infer(batch), atol=tolerance, rtol=0)
+            if name == "acai":
+                assert runner.provenance.extra["precision"] == "fp32"
+        finally:
+            runner.close()
+            reference.close()

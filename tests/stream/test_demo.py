@@ -32,3 +32,9 @@ def test_demo_summary_matches_the_bundled_night(tmp_path, capsys):
     assert len(summary.pngs) == 2 and all((tmp_path / p).exists() or __import__("pathlib").Path(p).exists() for p in summary.pngs)
     assert json.loads((tmp_path / "summary.json").read_text())["records"] == summary.records
     assert "summary of the classified topic" in out
+    # ZTF alerts get ACAI's five class scores and braai's drb, recomputed to float32 rounding
+    assert {"acai.hosted", "acai.variable", "acai.orphan", "acai.nuclear", "acai.bogus"} <= set(summary.class_scores)
+    assert summary.class_scores["acai.hosted"]["n"] == summary.by_survey["ztf"]
+    assert summary.braai_vs_drb["n"] > 0 and summary.braai_vs_drb["max_abs_diff"] < 2e-6
+    assert 0 < summary.acai_drb_filled < summary.by_survey["ztf"]  # the schema 3.2 packets have no drb
+    assert "class score acai.hosted" in out and "braai d6_m7 vs ZTF drb" in out

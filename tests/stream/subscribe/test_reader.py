@@ -93,3 +93,17 @@ def test_parse_start():
     assert parse_start("1767225600000") == 1767225600000
     with pytest.raises(SubscribeError):
         parse_start("yesterday")
+
+
+def test_model_score_and_acai_top_class():
+    from stream.subscribe.reader import ClassifiedRecord
+
+    record = ClassifiedRecord.from_dict({
+        "survey": "ztf", "alert_id": "1", "class_scores": {"acai.hosted": 0.9, "acai.bogus": 0.2},
+        "models": [{"name": "braai", "version": "d6_m7", "scores": {"real": 0.97}},
+                   {"name": "acai", "version": "d1_dnn_20201130", "scores": {"hosted": 0.9, "bogus": 0.2, "drb_from_braai_d6_m9": 0.0}}],
+    })
+    assert record.model_score("braai", "real") == 0.97
+    assert record.model_score("acai", "drb_from_braai_d6_m9") == 0.0
+    assert record.model_score("realbogus", "real") is None
+    assert record.top_class == "acai.hosted" and record.top_prob == 0.9
