@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ from engines.scoring import score_items
 from stream.pipeline import StageTimer, decode_values
 
 __all__ = ["Timing", "time_calls", "bare_decode", "raw_gunzip_fits", "bare_preprocess", "bare_inference",
-           "bare_loop", "decoded_items", "tile_batch", "exposure_limits"]
+           "bare_loop", "decoded_items", "tile_batch", "exposure_limits", "usable_cores", "machine_limit"]
 
 log = structlog.get_logger(__name__)
 
@@ -206,3 +207,38 @@ def exposure_limits(values: Sequence[bytes], runners: dict[InputKind, list[Any]]
                 m["input_shape"] = list(batch.shape)
         rows.append(row)
     return {"per_exposure": rows}
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def machine_limit(decode_ms: float, models: dict[str, dict[str, Any]], cores: int) -> dict[str, Any]:
+    """The machine's limit for the configured alert models: the per-stage minimum costs spread
+    over ``cores``.
+
+    ``models[name]`` holds ``preprocess_ms`` (per item it applies to), ``inference_ms``
+    (backend -> batch -> ms per item) and ``share`` (the fraction of alerts the model scores:
+    a ZTF-only model skips Rubin alerts). Each model counts at its fastest measured backend and
+    batch. One alert then costs ``decode + sum(share * (preprocess + best inference))`` CPU
+    milliseconds, and ``cores`` cores finish ``1000 * cores / cost`` alerts a second. Kafka,
+    Redis and the service's own bookkeeping are left out: they are what the service adds.
+    """
+    per_model: dict[str, Any] = {}
+    cost = decode_ms
+    for name, m in sorted(models.items()):
+        best = min(((ms, backend, int(batch)) for backend, by_batch in m["inference_ms"].items()
+                    for batch, ms in by_batch.items() if ms), default=None)
+        if best is None:
+            per_model[name] = {"error": "no inference timing"}
+            continue
+        ms, backend, batch = best
+        share = float(m.get("share", 1.0))
+        model_ms = share * (float(m["preprocess_ms"]) + ms)
+        cost += model_ms
+        per_model[name] = {"best_backend": backend, "best_batch": batch, "inference_ms": round(ms, 4),
+                           "preprocess_ms": round(float(m["preprocess_ms"]), 4), "share": round(share, 3),
+                           "ms_per_alert": round(model_ms, 4)}
+    return {"cores": cores, "decode_ms": round(decode_ms, 4), "models": per_model, "ms_per_alert_one_core": round(cost, 4),
+            "alerts_per_s": round(1000.0 * cores / cost, 1) if cost > 0 else None}

@@ -123,6 +123,7 @@ def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str]
     inference: dict[str, Any] = {}
     sizes = [1, 64, 256] + ([1024] if device.startswith("cuda") else [])
     untrained: set[str] = set()
+    per_model: dict[str, dict[str, Any]] = {}
     for backend in backends:
         t0 = time.perf_counter()
         try:
@@ -130,32 +131,50 @@ def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str]
         except Exception as exc:  # noqa: BLE001 - one backend failing to load must not lose the others' figures
             inference[backend] = {"error": f"{type(exc).__name__}: {exc}"}
             notes.append(f"backend {backend} did not load: {type(exc).__name__}: {exc}")
-            log.error("backend did not load", backend=backend, error=str(exc))
+            log.error("backend_did_not_load", backend=backend, error=str(exc))
             continue
         try:
             if not runners:
                 inference[backend] = {"error": "no model registered for difference alerts"}
                 continue
-            runner = runners[0]
             untrained |= {r.provenance.name for r in runners if not r.provenance.trained}
-            pre = runner.preprocess(items[:batch])
-            if backend == service_backend:
-                out["preprocess"] = limits.bare_preprocess(runner, items, batch, min_seconds=min_s).as_dict()
-                out["preprocess_backend"] = backend
-            timings = limits.bare_inference(runner, pre, sizes, min_seconds=min_s)
-            inference[backend] = {"model": runner.provenance.name, "device": _device_for(backend, device), "load_s": round(time.perf_counter() - t0, 2),
+            by_model: dict[str, Any] = {}
+            for runner in runners:
+                name = runner.provenance.name
+                chosen = [items[i] for i in runner.select(items)] if hasattr(runner, "select") else items
+                if not chosen:
+                    by_model[name] = {"error": "applies to none of the sample's alerts"}
+                    continue
+                model = per_model.setdefault(name, {"share": len(chosen) / len(items), "inference_ms": {}})
+                pre = runner.preprocess(chosen[:batch])
+                if backend == service_backend:
+                    timing = limits.bare_preprocess(runner, chosen, min(batch, len(chosen)), min_seconds=min_s)
+                    model["preprocess_ms"] = timing.as_dict()["ms_per_item"]
+                    if runner is runners[0]:
+                        out["preprocess"] = timing.as_dict()
+                        out["preprocess_backend"] = backend
+                timings = limits.bare_inference(runner, pre, sizes, min_seconds=min_s)
+                model["inference_ms"][backend] = {str(s): t.as_dict()["ms_per_item"] for s, t in timings.items()}
+                by_model[name] = {"device": _device_for(backend, device), "share_of_alerts": round(model["share"], 3),
                                   "provenance": {"version": runner.provenance.version, "trained": runner.provenance.trained,
                                                  "backend": runner.provenance.backend, "extra": runner.provenance.extra},
                                   "batches": {str(s): t.as_dict() for s, t in timings.items()}}
-            log.info("bare inference", backend=backend, **{f"b{s}_per_s": round(t.per_s) for s, t in timings.items()})
+                log.info("bare_inference", backend=backend, model=name, **{f"b{s}_per_s": round(t.per_s) for s, t in timings.items()})
+            first = runners[0].provenance.name
+            inference[backend] = {"model": first, "load_s": round(time.perf_counter() - t0, 2), **by_model.get(first, {}),
+                                  "models": by_model}
             if backend == service_backend:
                 loop, stages = limits.bare_loop(values, {InputKind.DIFFERENCE_ALERT: runners}, _settings(backend, _device_for(backend, device)), batch_size=256)
                 out["bare_loop"] = {**loop.as_dict(), "stage_seconds": stages}
                 out["loop_backend"] = backend
-                log.info("bare loop", backend=backend, per_s=round(loop.per_s, 1))
+                log.info("bare_loop", backend=backend, per_s=round(loop.per_s, 1))
         finally:
             _close(runners)
     out["inference"] = inference
+    measured = {name: m for name, m in per_model.items() if "preprocess_ms" in m}
+    if measured and out["decode"].get("ms_per_item"):
+        out["machine_limit"] = limits.machine_limit(out["decode"]["ms_per_item"], measured, limits.usable_cores())
+        log.info("machine_limit", alerts_per_s=out["machine_limit"]["alerts_per_s"], cores=out["machine_limit"]["cores"])
     out["untrained_models"] = sorted(untrained)
 
     if night.exposures:
@@ -239,6 +258,10 @@ def compute_ratios(lim: dict[str, Any], svc: dict[str, Any]) -> list[dict[str, A
     """The ratios benchmarks/README.md names as the performance goals (None where a part was not measured)."""
     ratios = []
     asap = (svc.get("asap") or {}).get("throughput_per_s")
+    limit = (lim.get("machine_limit") or {}).get("alerts_per_s")
+    r = asap / limit if asap and limit else None
+    ratios.append(_ratio("service alerts/s / machine limit (stage minima over the usable cores)", r, ">= 0.6",
+                         None if r is None else r >= 0.6))
     loop = (lim.get("bare_loop") or {}).get("per_s")
     r = asap / loop if asap and loop else None
     ratios.append(_ratio("service alerts/s / bare-loop alerts/s", r, ">= 0.8", None if r is None else r >= 0.8))

@@ -103,3 +103,21 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
     md = (out / "night.md").read_text()
     assert "| service alerts/s / bare-loop alerts/s |" in md and "| asap |" in md
     assert (out / "night.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_machine_limit_takes_each_models_fastest_backend_weighted_by_its_share():
+    from benchmarks.limits import machine_limit
+
+    models = {
+        "realbogus": {"share": 1.0, "preprocess_ms": 0.1, "inference_ms": {"onnxruntime": {"64": 0.6, "256": 0.5},
+                                                                           "openvino": {"256": 0.4}, "torch": {"256": None}}},
+        "acai": {"share": 0.5, "preprocess_ms": 0.2, "inference_ms": {"onnxruntime": {"256": 1.8}}},
+    }
+    limit = machine_limit(1.0, models, cores=2)
+    assert limit["models"]["realbogus"]["best_backend"] == "openvino" and limit["models"]["realbogus"]["best_batch"] == 256
+    assert limit["models"]["acai"]["ms_per_alert"] == 1.0                # half the alerts x (0.2 + 1.8)
+    assert limit["ms_per_alert_one_core"] == 2.5                         # 1.0 decode + 0.5 + 1.0
+    assert limit["alerts_per_s"] == 800.0                                # 2 cores / 2.5 ms
+    ratios = {r["name"]: r for r in compute_ratios({"machine_limit": limit}, {"asap": {"throughput_per_s": 400.0}})}
+    ratio = ratios["service alerts/s / machine limit (stage minima over the usable cores)"]
+    assert ratio["value"] == 0.5 and ratio["met"] is False
