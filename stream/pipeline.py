@@ -81,8 +81,8 @@ def decode_values(values: Sequence[bytes | None], settings: DecodeSettings, sche
         except DecodeError as exc:
             out.append(DecodeOutcome(reason=exc.reason.value, detail=exc.detail, record_index=exc.record_index))
             continue
-        except SchemaRegistryError:
-            raise
+        except (SchemaRegistryError, MemoryError):
+            raise  # our fault / the watchdog's business (stream.decode_pool), not the message's
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not lose the message
             out.append(DecodeOutcome(reason="internal_error", detail=f"{type(exc).__name__}: {exc}"))
             continue

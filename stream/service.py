@@ -20,7 +20,6 @@ batch is finished and committed before the partitions go; on partition loss they
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import signal
 import threading
 import time
@@ -35,11 +34,12 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from stream import __version__
 from schemas.alert import InputKind
 from stream.config import Settings
+from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, wait_for_decode
 from stream.dedup import DedupUnavailable, RedisDedup
 from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise, make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
 from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values, dedup_candidates, score_items
-from stream.stack import die_with_parent
+from stream.schema_registry import redact_urls_in
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
 
@@ -83,7 +83,7 @@ class Service:
     dedup: RedisDedup
     runners: dict[InputKind, list[Any]]
     metrics: Metrics
-    decode_pool: cf.ProcessPoolExecutor | None = None
+    decode_pool: DecodePool | None = None
     metrics_server: MetricsServer | None = None
     #: False when the runners were handed in (tests share them): close() leaves them open.
     owns_runners: bool = True
@@ -170,7 +170,7 @@ class Service:
         if left:
             log.error("producer closed with undelivered records", left=left)
         if self.decode_pool is not None:
-            self.decode_pool.shutdown(wait=False, cancel_futures=True)
+            self.decode_pool.close()
             self.decode_pool = None
         if self.owns_runners:
             for runners in self.runners.values():
@@ -233,12 +233,43 @@ class Service:
         if self.decode_pool is None:
             fut: cf.Future = _Immediate(lambda: decode_values(values, dec, url))
         else:
-            fut = self.decode_pool.submit(decode_values, values, dec, url)
+            fut = self.decode_pool.submit(values, dec, url)
         return _Batch(envelopes, fut, int(time.time() * 1000))
+
+    def _decoded(self, batch: _Batch) -> tuple[list[DecodeOutcome], float]:
+        """The batch's decode result; an unreachable or misconfigured schema registry pauses and retries.
+
+        The registry is ours, not the message's: its failure never dead-letters or commits the
+        input (it would turn every Rubin alert into a dead letter). Backoff as for Redis.
+        """
+        from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+
+        rs = self.settings.redis
+        delay = rs.retry_initial_s
+        paused = False
+        while True:
+            try:
+                result = wait_for_decode(batch.decoded, self._stop, self.settings.decode.timeout_s, self._heartbeat)
+            except DecodeAbandoned as exc:
+                raise ServiceStopped(str(exc)) from None
+            except SchemaRegistryError as exc:
+                paused = True
+                log.warning("schema_registry_unreachable", retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
+                if self._stop.wait(delay):
+                    raise ServiceStopped("schema registry") from None
+                delay = min(delay * 2, rs.retry_max_s)
+                batch.decoded = self._submit(batch.envelopes).decoded
+                continue
+            if paused:
+                log.info("schema_registry_reachable_again")
+            return result
+
+    def _heartbeat(self) -> None:
+        self.metrics.last_loop_monotonic = time.monotonic()
 
     def _process(self, batch: _Batch) -> None:
         timer = StageTimer()
-        outcomes, decode_s = batch.decoded.result()
+        outcomes, decode_s = self._decoded(batch)
         timer.add("decode", decode_s)
         envelopes = batch.envelopes
         self.metrics.batch_size.observe(len(envelopes))
@@ -336,10 +367,10 @@ class Service:
     def _dead_letter(self, env: Envelope, outcome: DecodeOutcome, tracker: DeliveryTracker) -> None:
         self.metrics.dead_letters.labels(outcome.reason).inc()
         log.warning("dead letter", topic=env.topic, partition=env.partition, offset=env.offset, reason=outcome.reason,
-                    detail=outcome.detail[:300])
+                    detail=redact_urls_in(outcome.detail)[:300])
         headers = [
             ("sc-reason", (outcome.reason or "").encode()),
-            ("sc-detail", outcome.detail[:1000].encode()),
+            ("sc-detail", redact_urls_in(outcome.detail)[:1000].encode()),
             ("sc-source-topic", env.topic.encode()),
             ("sc-source-partition", str(env.partition).encode()),
             ("sc-source-offset", str(env.offset).encode()),
@@ -450,9 +481,9 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Any]] | N
     metrics.set_redis_up(dedup.ping())
     pool = None
     if settings.batch.decode_workers > 0:
-        # spawn (not fork: librdkafka threads); workers die with the service even after SIGKILL
-        pool = cf.ProcessPoolExecutor(max_workers=settings.batch.decode_workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=die_with_parent)
+        # supervised spawn workers with a time and memory limit; they die with the service even after SIGKILL
+        pool = DecodePool(settings.batch.decode_workers,
+                          DecodeLimits(timeout_s=settings.decode.timeout_s, worker_memory_mb=settings.decode.worker_memory_mb))
     obs = settings.observability
     # metrics_port None: the configured port (0 there disables the endpoint); an explicit 0 binds a free port
     if metrics_port is None:

@@ -14,3 +14,9 @@ class DecodeSettings:
     max_message_bytes: int = 10 * 1024 * 1024
     #: Cap on the inflated FITS file of one exposure (a raw ACS/WFC or WFC3/UVIS frame is ~35 MB).
     max_exposure_fits_bytes: int = 128 * 1024 * 1024
+    #: Watchdog (``stream.decode_pool``): the longest one message may take to decode before its
+    #: worker process is killed and the message dead-lettered as ``decode_timeout``.
+    timeout_s: float = 10.0
+    #: Watchdog: address-space cap of a decode worker process in MiB (``RLIMIT_AS``); a message
+    #: that needs more is dead-lettered as ``decode_memory_limit``. 0 leaves workers uncapped.
+    worker_memory_mb: int = 1536
