@@ -6,7 +6,18 @@ import sys
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "redact_credentials"]
+
+
+def redact_credentials(_logger: object, _method: str, event: dict) -> dict:
+    """structlog processor: no ``scheme://user:password@`` in any string of a log line (an
+    exception text or a setting can carry a URL with its password)."""
+    from stream.schema_registry import redact_urls_in  # noqa: PLC0415
+
+    for key, value in event.items():
+        if isinstance(value, str) and "@" in value:
+            event[key] = redact_urls_in(value)
+    return event
 
 
 class _CurrentStderr:
@@ -31,6 +42,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_credentials,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

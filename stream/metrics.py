@@ -42,6 +42,8 @@ class Metrics:
     partitions: dict[tuple[str, int], PartitionCounts] = field(default_factory=lambda: defaultdict(PartitionCounts))
     assigned: bool = False
     redis_up: bool = False
+    #: False while a configured schema registry cannot answer (consuming is paused meanwhile).
+    schema_registry_up: bool = True
     last_loop_monotonic: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -56,6 +58,8 @@ class Metrics:
         self.latency = Histogram("sc_end_to_end_latency_seconds", "Input message timestamp to output acknowledged", buckets=_LATENCY_BUCKETS, registry=r)
         self.lag = Gauge("sc_consumer_lag", "High watermark minus position", ["topic", "partition"], registry=r)
         self.redis_up_gauge = Gauge("sc_redis_up", "1 when the last Redis call succeeded", registry=r)
+        self.schema_registry_up_gauge = Gauge("sc_schema_registry_up", "0 while the schema registry cannot answer (consuming paused)", registry=r)
+        self.schema_registry_up_gauge.set(1)
         self.in_flight = Gauge("sc_in_flight_batches", "Batches consumed but not yet committed", registry=r)
 
     # -- reconciliation -------------------------------------------------------------------------
@@ -67,6 +71,10 @@ class Metrics:
     def set_redis_up(self, up: bool) -> None:
         self.redis_up = up
         self.redis_up_gauge.set(1 if up else 0)
+
+    def set_schema_registry_up(self, up: bool) -> None:
+        self.schema_registry_up = up
+        self.schema_registry_up_gauge.set(1 if up else 0)
 
     def reconciliation(self) -> dict[str, dict[str, int | bool]]:
         with self._lock:
@@ -122,8 +130,9 @@ def _make_handler(metrics: Metrics, liveness_timeout_s: float) -> type[BaseHTTPR
                 alive = time.monotonic() - metrics.last_loop_monotonic < liveness_timeout_s
                 self._send(200 if alive else 503, b"ok\n" if alive else b"main loop stalled\n", "text/plain")
             elif path == "/readyz":
-                ready = metrics.assigned and metrics.redis_up
-                body = json.dumps({"assigned": metrics.assigned, "redis_up": metrics.redis_up}).encode()
+                ready = metrics.assigned and metrics.redis_up and metrics.schema_registry_up
+                body = json.dumps({"assigned": metrics.assigned, "redis_up": metrics.redis_up,
+                                   "schema_registry_up": metrics.schema_registry_up}).encode()
                 self._send(200 if ready else 503, body, "application/json")
             elif path == "/stats":
                 self._send(200, json.dumps(metrics.reconciliation()).encode(), "application/json")

@@ -254,6 +254,7 @@ class Service:
                 raise ServiceStopped(str(exc)) from None
             except SchemaRegistryError as exc:
                 paused = True
+                self.metrics.set_schema_registry_up(False)
                 log.warning("schema_registry_unreachable", retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
                 if self._stop.wait(delay):
                     raise ServiceStopped("schema registry") from None
@@ -261,6 +262,7 @@ class Service:
                 batch.decoded = self._submit(batch.envelopes).decoded
                 continue
             if paused:
+                self.metrics.set_schema_registry_up(True)
                 log.info("schema_registry_reachable_again")
             return result
 
@@ -409,9 +411,9 @@ class Service:
             except DedupUnavailable as exc:
                 self.metrics.set_redis_up(False)
                 if rs.publish_without_dedup:
-                    log.warning("redis unreachable: publishing WITHOUT the dedup check (redis.publish_without_dedup = true)", during=what, error=str(exc))
+                    log.warning("redis unreachable: publishing WITHOUT the dedup check (redis.publish_without_dedup = true)", during=what, error=redact_urls_in(str(exc)))
                     return fallback()
-                log.warning("redis unreachable: consuming paused, retrying", during=what, retry_in_s=round(delay, 2), error=str(exc))
+                log.warning("redis unreachable: consuming paused, retrying", during=what, retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
                 if self._stop.wait(delay):
                     raise ServiceStopped(what) from exc
                 delay = min(delay * 2, rs.retry_max_s)
