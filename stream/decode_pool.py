@@ -254,7 +254,9 @@ class DecodePool:
 
     # -- supervisor thread
     def _serve(self) -> None:
-        worker: _Worker | None = None
+        from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+
+        holder: list[_Worker | None] = [None]  # this thread's worker, replaced as limits break
         try:
             while True:
                 job = self._jobs.get()
@@ -265,16 +267,17 @@ class DecodePool:
                 if not job.future.set_running_or_notify_cancel():
                     continue
                 try:
-                    worker, result = self._run(worker, job)
-                    job.future.set_result(result)
+                    job.future.set_result(self._run(holder, job))
+                except SchemaRegistryError as exc:  # the worker is fine: only the registry failed
+                    job.future.set_exception(exc)
                 except BaseException as exc:  # noqa: BLE001 - handed to the waiting service, never lost
-                    if worker is not None and not self._closed.is_set():
-                        self._retire(worker)
-                        worker = None
+                    if holder[0] is not None:
+                        self._retire(holder[0])
+                        holder[0] = None
                     job.future.set_exception(exc)
         finally:
-            if worker is not None:
-                self._retire(worker, gently=True)
+            if holder[0] is not None:
+                self._retire(holder[0], gently=True)
 
     def _start_worker(self) -> _Worker:
         w = _Worker(self._ctx, self.limits, self._decode_fn)
@@ -290,7 +293,7 @@ class DecodePool:
         else:
             worker.kill()
 
-    def _run(self, worker: _Worker | None, job: _Job) -> tuple[_Worker | None, tuple[list[Any], float]]:
+    def _run(self, holder: list[_Worker | None], job: _Job) -> tuple[list[Any], float]:
         """Decode every value of ``job``, isolating the messages that break a limit."""
         n = len(job.values)
         outcomes: list[Any] = [None] * n
@@ -299,8 +302,9 @@ class DecodePool:
         while start < n:
             if self._closed.is_set():
                 raise DecodeWorkerError("decode pool closed while a batch was decoding")
-            if worker is None:
-                worker = self._start_worker()
+            if holder[0] is None:
+                holder[0] = self._start_worker()
+            worker = holder[0]
             try:
                 got, replace = self._run_stretch(worker, job, start, outcomes)
             except _LimitBroken as broken:
@@ -312,9 +316,9 @@ class DecodePool:
             start += got
             if replace:
                 self._retire(worker)
-                worker = None
+                holder[0] = None
                 self.replaced += 1
-        return worker, (outcomes, time.perf_counter() - t0)
+        return outcomes, time.perf_counter() - t0
 
     def _run_stretch(self, worker: _Worker, job: _Job, start: int, outcomes: list[Any]) -> tuple[int, bool]:
         """Send ``job.values[start:]``; fill ``outcomes`` as they come.
