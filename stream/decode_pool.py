@@ -52,6 +52,7 @@ __all__ = [
     "DecodeWorkerError",
     "DecodeAbandoned",
     "wait_for_decode",
+    "decode_in_process",
 ]
 
 log = structlog.get_logger(__name__)
@@ -417,3 +418,20 @@ def wait_for_decode(future: cf.Future, stop: threading.Event, stop_grace_s: floa
             elif now >= stop_deadline:
                 future.cancel()
                 raise DecodeAbandoned(f"stop requested; decode still running after {stop_grace_s:g} s")
+
+
+def decode_in_process(values: Sequence[bytes | None], settings: Any, registry_url: str = "",
+                      decode_fn: DecodeFn | None = None) -> tuple[list[Any], float]:
+    """Decode in the calling thread (``batch.decode_workers = 0``): no time or memory limit, but a
+    ``MemoryError`` from one message still dead-letters that message alone."""
+    fn = decode_fn or _default_decode_fn()
+    t0 = time.perf_counter()
+    outcomes: list[Any] = []
+    for value in values:
+        try:
+            outcomes.extend(fn([value], settings, registry_url)[0])
+        except MemoryError as exc:
+            from stream.pipeline import DecodeOutcome  # noqa: PLC0415
+
+            outcomes.append(DecodeOutcome(reason=DECODE_MEMORY_LIMIT, detail=f"MemoryError: {exc}"[:300]))
+    return outcomes, time.perf_counter() - t0

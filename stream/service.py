@@ -34,11 +34,11 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from stream import __version__
 from schemas.alert import InputKind
 from stream.config import Settings
-from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, wait_for_decode
+from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, decode_in_process, wait_for_decode
 from stream.dedup import DedupUnavailable, RedisDedup
 from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise, make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
-from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values, dedup_candidates, score_items
+from stream.pipeline import DecodeOutcome, Envelope, StageTimer, dedup_candidates, score_items
 from stream.schema_registry import redact_urls_in
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
@@ -231,7 +231,7 @@ class Service:
         dec = self.settings.decode
         url = self.settings.kafka.schema_registry_url
         if self.decode_pool is None:
-            fut: cf.Future = _Immediate(lambda: decode_values(values, dec, url))
+            fut: cf.Future = _Immediate(lambda: decode_in_process(values, dec, url))
         else:
             fut = self.decode_pool.submit(values, dec, url)
         return _Batch(envelopes, fut, int(time.time() * 1000))

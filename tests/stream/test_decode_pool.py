@@ -122,3 +122,25 @@ def test_wait_for_decode_gives_up_within_the_grace_once_stop_is_requested():
     done: cf.Future = cf.Future()
     done.set_result(("r", 0.0))
     assert wait_for_decode(done, stop, 0.5) == ("r", 0.0)
+
+
+def _allocating_decode(values, settings, registry_url=""):
+    """Decodes by allocating what the value declares: b"alloc:N" asks for N bytes (a decoder that
+    trusts a declared size); an impossible size raises MemoryError as numpy does."""
+    import numpy as np
+
+    from stream.pipeline import DecodeOutcome
+
+    out = []
+    for value in values:
+        n = int(value.split(b":")[1])
+        out.append(DecodeOutcome(reason="counted", detail=str(np.zeros(n, dtype=np.uint8).nbytes)))
+    return out, 0.0
+
+
+def test_in_process_decode_dead_letters_a_memory_error_alone():
+    from stream.decode_pool import decode_in_process
+
+    outcomes, _ = decode_in_process([b"alloc:10", b"alloc:%d" % (1 << 62), b"alloc:3"], SETTINGS, "", _allocating_decode)
+    assert [o.reason for o in outcomes] == ["counted", DECODE_MEMORY_LIMIT, "counted"]
+    assert [outcomes[0].detail, outcomes[2].detail] == ["10", "3"]
