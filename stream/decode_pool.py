@@ -155,6 +155,8 @@ class _Worker:
     """One worker process and its end of the pipe."""
 
     def __init__(self, ctx: Any, limits: DecodeLimits, decode_fn: DecodeFn | None) -> None:
+        self._kill_lock = threading.Lock()
+        self._killed = False
         self.conn, child = ctx.Pipe(duplex=True)
         self.process = ctx.Process(target=_worker_main, args=(child, limits.worker_memory_mb, decode_fn),
                                    name="decode-worker", daemon=True)
@@ -176,6 +178,12 @@ class _Worker:
         self.started_vm_bytes = int(vm_bytes)
 
     def kill(self) -> None:
+        """Kill the process and close the pipe; safe to call twice and from two threads (close()
+        and the worker's supervisor may both retire it)."""
+        with self._kill_lock:
+            if self._killed:
+                return
+            self._killed = True
         if self.process.is_alive():
             self.process.kill()
         self.process.join(5)
@@ -183,7 +191,8 @@ class _Worker:
 
     def stop(self) -> None:
         try:
-            self.conn.send(None)
+            if not self._killed:
+                self.conn.send(None)
         except (OSError, ValueError):
             pass
         self.process.join(1)
