@@ -104,6 +104,8 @@ class BoundedHTTPServer(HTTPServer):
     """
 
     daemon_threads = True
+    #: the kernel's accept queue: connections are taken off it fast (and shed when the pool is full)
+    request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int = 8,
                  backlog: int = 8) -> None:
