@@ -215,6 +215,10 @@ class _LimitBroken(Exception):
         self.index, self.reason, self.detail = index, reason, detail
 
 
+class _WorkerGone(Exception):
+    """The worker was dead before it took the batch (killed while idle): replace it, blame no message."""
+
+
 class DecodePool:
     """Decode batches in ``workers`` supervised worker processes; :meth:`submit` returns a future.
 
@@ -309,6 +313,7 @@ class DecodePool:
         outcomes: list[Any] = [None] * n
         t0 = time.perf_counter()
         start = 0
+        gone_in_a_row = 0
         while start < n:
             if self._closed.is_set():
                 raise DecodeWorkerError("decode pool closed while a batch was decoding")
@@ -317,6 +322,14 @@ class DecodePool:
             worker = holder[0]
             try:
                 got, replace = self._run_stretch(worker, job, start, outcomes)
+            except _WorkerGone as gone:
+                gone_in_a_row += 1
+                if gone_in_a_row > 3:
+                    raise DecodeWorkerError(f"decode workers keep dying before taking a batch ({gone})") from None
+                log.warning("decode_worker_gone", detail=str(gone))
+                self._retire(worker)
+                holder[0] = None
+                continue
             except _LimitBroken as broken:
                 culprit = start + broken.index
                 outcomes[culprit] = self._dead_letter(broken.reason, broken.detail)
@@ -324,6 +337,7 @@ class DecodePool:
                             batch_size=n)
                 got, replace = broken.index + 1, True
             start += got
+            gone_in_a_row = 0
             if replace:
                 self._retire(worker)
                 holder[0] = None
@@ -337,9 +351,12 @@ class DecodePool:
         once and may be fragmented); raises :class:`_LimitBroken` when a message broke a limit.
         """
         values = job.values[start:]
-        if not worker.process.is_alive():
-            raise _LimitBroken(0, DECODE_WORKER_CRASHED, "decode worker was dead before the batch")
-        worker.conn.send((values, job.settings, job.registry_url))
+        try:
+            if not worker.process.is_alive():
+                raise _WorkerGone(f"exit code {worker.process.exitcode}")
+            worker.conn.send((values, job.settings, job.registry_url))
+        except OSError as exc:  # died while idle: no message of this batch is to blame
+            raise _WorkerGone(type(exc).__name__) from None
         timeout = self.limits.timeout_s
         received = 0
         memory_culprit: int | None = None

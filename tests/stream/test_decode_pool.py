@@ -144,3 +144,17 @@ def test_in_process_decode_dead_letters_a_memory_error_alone():
     outcomes, _ = decode_in_process([b"alloc:10", b"alloc:%d" % (1 << 62), b"alloc:3"], SETTINGS, "", _allocating_decode)
     assert [o.reason for o in outcomes] == ["counted", DECODE_MEMORY_LIMIT, "counted"]
     assert [outcomes[0].detail, outcomes[2].detail] == ["10", "3"]
+
+
+def test_a_worker_killed_while_idle_is_replaced_without_blaming_a_message(pool_factory):
+    import os
+    import signal as sig
+
+    pool = pool_factory(timeout_s=30, worker_memory_mb=0, decode_fn=segfault_decode)
+    first, _ = pool.submit([b"a"], SETTINGS).result(timeout=60)
+    (worker,) = list(pool._live)
+    os.kill(worker.process.pid, sig.SIGKILL)
+    worker.process.join(5)
+    outcomes, _ = pool.submit([b"bb", b"ccc"], SETTINGS).result(timeout=60)
+    assert [o.detail for o in outcomes] == ["2", "3"] and first[0].detail == "1"
+    assert pool.replaced == 0
