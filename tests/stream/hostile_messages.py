@@ -25,6 +25,7 @@ ZTF_SAMPLES = REPO / "schemas" / "samples" / "ztf"
 
 __all__ = [
     "endless_container",
+    "deflate_boolean_container",
     "fits_tile_bomb",
     "ztf_alert_with_cutout",
     "ztf_alert_with_string_candid",
@@ -59,6 +60,20 @@ def endless_container(schema: bytes = b'"null"', count: int = 2**62) -> bytes:
     meta = (_zigzag(2) + _avro_bytes(b"avro.schema") + _avro_bytes(schema)
             + _avro_bytes(b"avro.codec") + _avro_bytes(b"null") + _zigzag(0))
     return b"Obj\x01" + meta + sync + _zigzag(count) + _zigzag(0) + sync
+
+
+def deflate_boolean_container(blocks: int = 2, records_per_block: int = 40 * 1024 * 1024) -> bytes:
+    """A ~80 KB container whose writer schema is ``"boolean"``: each deflate block inflates to
+    ``records_per_block`` one-byte records (80 M Python objects for the default two blocks)."""
+    import zlib
+
+    sync = b"\x33" * 16
+    meta = (_zigzag(2) + _avro_bytes(b"avro.schema") + _avro_bytes(b'"boolean"')
+            + _avro_bytes(b"avro.codec") + _avro_bytes(b"deflate") + _zigzag(0))
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = b"\x00" * (1 << 20)
+    block = b"".join(packer.compress(chunk) for _ in range(records_per_block >> 20)) + packer.flush()
+    return b"Obj\x01" + meta + sync + (_zigzag(records_per_block) + _zigzag(len(block)) + block + sync) * blocks
 
 
 @lru_cache(maxsize=2)

@@ -36,6 +36,7 @@ from tests.conftest import REPO, SAMPLES
 from tests.kafka_helpers import produce_values, read_topic
 from tests.stream.hostile_messages import (
     GARBAGE,
+    deflate_boolean_container,
     endless_container,
     fits_tile_bomb,
     real_ztf_packets,
@@ -123,7 +124,7 @@ def _committed(services, name: str, partitions: int = 4) -> list[int]:
         consumer.close()
 
 
-def test_unreachable_registry_pauses_without_dead_letters_or_commits_then_resumes(services, unique_name, engine_cache, runners):
+def test_unreachable_registry_pauses_without_dead_letters_or_commits_then_resumes(services, unique_name, engine_cache, runners, capfd):
     name = unique_name
     make_topics(services, name)
     wire = _rubin_wire_messages()
@@ -162,6 +163,8 @@ def test_unreachable_registry_pauses_without_dead_letters_or_commits_then_resume
         if registry is not None:
             registry.close()
     assert not thread.is_alive()
+    out, err = capfd.readouterr()
+    assert "schema_registry_unreachable" in out + err and password not in out + err, "logged, without the password"
     totals = service.metrics.totals()
     assert totals.balanced and totals.published == len(wire) and totals.dead_lettered == 0
     assert sum(_committed(services, name)) == len(wire)
@@ -181,6 +184,7 @@ def _hostile_cases() -> dict[str, tuple[bytes, set[str]]]:
     return {
         "endless_null_container": (endless_container(), typed_or_watchdog),
         "endless_empty_record_container": (endless_container(b'{"type":"record","name":"e","fields":[]}'), typed_or_watchdog),
+        "deflate_boolean_container": (deflate_boolean_container(), typed_or_watchdog),
         "fits_tile_bomb_cutout": (ztf_alert_with_cutout(fits_tile_bomb(), candid=1), typed_or_watchdog),
         "string_candid": (ztf_alert_with_string_candid(), field_type),
         "garbage": (GARBAGE, {Reason.UNKNOWN_FORMAT.value, Reason.BAD_MAGIC.value}),
