@@ -93,6 +93,8 @@ class Service:
     #: than failing to produce and stopping the line on every restart.
     dead_letter_max_value_bytes: int = 10485760 - DEAD_LETTER_HEADER_ROOM
     _stop: threading.Event = field(default_factory=threading.Event)
+    #: When stop was requested (monotonic): decode waits after it share one grace of decode.timeout_s.
+    _stop_requested_at: float | None = None
     _pending: deque = field(default_factory=deque)
     _last_lag_update: float = 0.0
     _assigned_at: float | None = None
@@ -101,6 +103,8 @@ class Service:
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, *_: object) -> None:
         """Finish the batches in hand, flush, commit and close (SIGTERM / SIGINT)."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
@@ -249,7 +253,7 @@ class Service:
         paused = False
         while True:
             try:
-                result = wait_for_decode(batch.decoded, self._stop, self.settings.decode.timeout_s, self._heartbeat)
+                result = wait_for_decode(batch.decoded, self._stop, self._stop_grace_left(), self._heartbeat)
             except DecodeAbandoned as exc:
                 raise ServiceStopped(str(exc)) from None
             except SchemaRegistryError as exc:
@@ -265,6 +269,13 @@ class Service:
                 self.metrics.set_schema_registry_up(True)
                 log.info("schema_registry_reachable_again")
             return result
+
+    def _stop_grace_left(self) -> float:
+        """Seconds a decode may still take once stop is requested: one decode.timeout_s in all."""
+        grace = self.settings.decode.timeout_s
+        if self._stop_requested_at is None:
+            return grace
+        return max(0.0, self._stop_requested_at + grace - time.monotonic())
 
     def _heartbeat(self) -> None:
         self.metrics.last_loop_monotonic = time.monotonic()
