@@ -4,8 +4,15 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Every third-party package, pinned with the sha256 of each file pip may pick: `make install`
+# and CI install from LOCK (runtime + test), the images from RUNTIME_LOCK. `make lock` rewrites both.
+LOCK := requirements.lock
+RUNTIME_LOCK := requirements-runtime.lock
+LOCK_TOOL := .venv-lock
+PIP_TOOLS := pip-tools==7.6.2
+COMPILE := $(LOCK_TOOL)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: install test test-fast demo bench stack clean system-deps
+.PHONY: install test test-fast demo bench stack clean system-deps lock
 
 # Debian's redis-server backs the embedded stack; installed here if it is missing.
 system-deps:
@@ -14,12 +21,23 @@ system-deps:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq redis-server; \
 	  else sudo apt-get update -qq && sudo apt-get install -y -qq redis-server; fi; }
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# torch is pinned in pyproject (CPU wheel here); GPU hosts pre-install their CUDA build.
-	$(PY) -m pip install -q -e '.[test]'
+	# Hash-checked: a file whose sha256 is not in the lock is refused. torch==2.13.0 is the CPU
+	# wheel here; GPU hosts pre-install their CUDA build of 2.13.0, which then counts as installed.
+	$(PY) -m pip install -q --require-hashes -r $(LOCK)
+	# the project itself, no dependency resolution and no unpinned build tools (setuptools is locked)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# Re-pin everything to the newest releases pyproject.toml allows, with hashes (pip-tools in its
+# own venv). torch's local "+cpu" label is dropped from the pin so a CUDA build of the same
+# version also satisfies it; the hash kept is the CPU wheel's.
+lock:
+	@test -x $(LOCK_TOOL)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOL) && $(LOCK_TOOL)/bin/pip install -q $(PIP_TOOLS); }
+	$(COMPILE) --extra test -o $(LOCK) pyproject.toml
+	$(COMPILE) -o $(RUNTIME_LOCK) pyproject.toml
+	sed -i -E 's/^torch==([0-9.]+)\+cpu /torch==\1 /' $(LOCK) $(RUNTIME_LOCK)
 
 install: system-deps $(STAMP)
 
@@ -40,4 +58,4 @@ stack: install
 	$(VENV)/bin/survey-classifier stack up
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LOCK_TOOL) build *.egg-info .pytest_cache

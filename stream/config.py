@@ -31,6 +31,7 @@ from typing import Any
 from engines.backends import BACKENDS, ENGINE_CACHE_DIR
 from schemas.decode.limits import DecodeSettings
 from stream.errors import UsageError, did_you_mean
+from stream.schema_registry import redact_url, redact_urls_in
 
 __all__ = [
     "ConfigError",
@@ -43,6 +44,7 @@ __all__ = [
     "Settings",
     "load_settings",
     "redact",
+    "shown_value",
 ]
 
 ENV_PREFIX = "SC__"
@@ -64,6 +66,16 @@ def redact(props: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: ("***" if any(m in k.lower() for m in SECRET_MARKERS) else v) for k, v in props.items()
     }
+
+
+def shown_value(key: str, raw: Any) -> str:
+    """How a setting's value may appear in an error message: secrets as ``***``, URLs without
+    their credentials, tables by type only (they hold client properties such as passwords)."""
+    if any(m in key.lower() for m in SECRET_MARKERS) or key == "kafka.client":
+        return "***"
+    if isinstance(raw, Mapping):
+        return f"a table of {len(raw)} key(s)"
+    return redact_urls_in(repr(raw))
 
 
 @dataclass(frozen=True)
@@ -102,10 +114,15 @@ class KafkaSettings:
         object.__setattr__(self, "client", _frozen_mapping(self.client))
 
     def __repr__(self) -> str:  # secrets never printed
-        fields = ", ".join(
-            f"{f.name}={redact(getattr(self, f.name)) if f.name == 'client' else getattr(self, f.name)!r}"
-            for f in dataclasses.fields(self)
-        )
+        def shown(name: str) -> str:
+            value = getattr(self, name)
+            if name == "client":
+                return repr(redact(value))
+            if name == "schema_registry_url":
+                return repr(redact_url(value))
+            return repr(value)
+
+        fields = ", ".join(f"{f.name}={shown(f.name)}" for f in dataclasses.fields(self))
         return f"KafkaSettings({fields})"
 
     def common_config(self) -> dict[str, Any]:
@@ -131,6 +148,11 @@ class RedisSettings:
     publish_without_dedup: bool = False
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
+
+    def __repr__(self) -> str:  # the URL's password never printed
+        fields = ", ".join(f"{f.name}={redact_url(self.url) if f.name == 'url' else getattr(self, f.name)!r}"
+                           for f in dataclasses.fields(self))
+        return f"RedisSettings({fields})"
 
 
 @dataclass(frozen=True)
@@ -228,7 +250,7 @@ def _parse_bool(key: str, raw: Any) -> bool:
             return True
         if low in ("0", "false", "no", "off", ""):
             return False
-    raise ConfigError(f"{key}: expected a boolean (true/false), got {raw!r}")
+    raise ConfigError(f"{key}: expected a boolean (true/false), got {shown_value(key, raw)}")
 
 
 def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
@@ -237,7 +259,7 @@ def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
         return _parse_bool(key, raw)
     if annotation is int:
         if isinstance(raw, bool):
-            raise ConfigError(f"{key}: expected an integer, got {raw!r}")
+            raise ConfigError(f"{key}: expected an integer, got {shown_value(key, raw)}")
         if isinstance(raw, int):
             return raw
         if from_env and isinstance(raw, str):
@@ -245,7 +267,7 @@ def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
                 return int(raw.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected an integer, got {raw!r}")
+        raise ConfigError(f"{key}: expected an integer, got {shown_value(key, raw)}")
     if annotation is float:
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
             return float(raw)
@@ -254,21 +276,21 @@ def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
                 return float(raw.strip())
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a number, got {raw!r}")
+        raise ConfigError(f"{key}: expected a number, got {shown_value(key, raw)}")
     if annotation is str:
         if isinstance(raw, str):
             return raw
-        raise ConfigError(f"{key}: expected a string, got {raw!r}")
+        raise ConfigError(f"{key}: expected a string, got {shown_value(key, raw)}")
     if origin is tuple:
         if from_env and isinstance(raw, str):
             raw = [p.strip() for p in raw.split(",") if p.strip()]
         if isinstance(raw, (list, tuple)) and all(isinstance(x, str) for x in raw):
             return tuple(raw)
-        raise ConfigError(f"{key}: expected a list of strings, got {raw!r}")
+        raise ConfigError(f"{key}: expected a list of strings, got {shown_value(key, raw)}")
     if origin in (Mapping, dict) or annotation in (Mapping, dict):
         if isinstance(raw, Mapping):
             return dict(raw)
-        raise ConfigError(f"{key}: expected a table of client properties, got {raw!r}")
+        raise ConfigError(f"{key}: expected a table of client properties, got {shown_value(key, raw)}")
     raise ConfigError(f"{key}: unsupported setting type {annotation!r}")  # pragma: no cover
 
 
@@ -350,7 +372,10 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     if env.get("SCHEMA_REGISTRY_URL"):
         data.setdefault("kafka", {})["schema_registry_url"] = env["SCHEMA_REGISTRY_URL"]
 
-    client = dict(data.get("kafka", {}).get("client", {}) or {})
+    raw_client = data.get("kafka", {}).get("client", {}) or {}
+    if not isinstance(raw_client, Mapping):
+        raise ConfigError(f"kafka.client: expected a table of client properties, got {shown_value('kafka.client', raw_client)}")
+    client = dict(raw_client)
     if env.get("KAFKA_CLIENT_PROPERTIES_FILE"):
         client.update(_read_properties_file(env["KAFKA_CLIENT_PROPERTIES_FILE"]))
     for key, value in env.items():

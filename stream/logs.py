@@ -7,7 +7,18 @@ from typing import TextIO
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["configure_logging", "redact_credentials"]
+
+
+def redact_credentials(_logger: object, _method: str, event: dict) -> dict:
+    """structlog processor: no ``scheme://user:password@`` in any string of a log line (an
+    exception text or a setting can carry a URL with its password)."""
+    from stream.schema_registry import redact_urls_in  # noqa: PLC0415
+
+    for key, value in event.items():
+        if isinstance(value, str) and "@" in value:
+            event[key] = redact_urls_in(value)
+    return event
 
 
 class _CurrentStderr:
@@ -37,6 +48,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", file: TextIO | Non
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_credentials,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

@@ -8,16 +8,18 @@ down) and ``/stats`` (JSON: the per-partition reconciliation
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["Metrics", "PartitionCounts", "MetricsServer"]
+__all__ = ["Metrics", "PartitionCounts", "MetricsServer", "BoundedHTTPServer"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
@@ -45,6 +47,8 @@ class Metrics:
     redis_up: bool = False
     #: None until a broker probe ran (stream.health.ServiceWatch); False while the broker is unreachable.
     kafka_up: bool | None = None
+    #: False while a configured schema registry cannot answer (consuming is paused meanwhile).
+    schema_registry_up: bool = True
     last_loop_monotonic: float = field(default_factory=time.monotonic)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -60,6 +64,8 @@ class Metrics:
         self.lag = Gauge("sc_consumer_lag", "High watermark minus position", ["topic", "partition"], registry=r)
         self.redis_up_gauge = Gauge("sc_redis_up", "1 when the last Redis call succeeded", registry=r)
         self.kafka_up_gauge = Gauge("sc_kafka_up", "1 when the last broker metadata request succeeded", registry=r)
+        self.schema_registry_up_gauge = Gauge("sc_schema_registry_up", "0 while the schema registry cannot answer (consuming paused)", registry=r)
+        self.schema_registry_up_gauge.set(1)
         self.in_flight = Gauge("sc_in_flight_batches", "Batches consumed but not yet committed", registry=r)
 
     # -- reconciliation -------------------------------------------------------------------------
@@ -75,6 +81,9 @@ class Metrics:
     def set_kafka_up(self, up: bool) -> None:
         self.kafka_up = up
         self.kafka_up_gauge.set(1 if up else 0)
+    def set_schema_registry_up(self, up: bool) -> None:
+        self.schema_registry_up = up
+        self.schema_registry_up_gauge.set(1 if up else 0)
 
     def reconciliation(self) -> dict[str, dict[str, int | bool]]:
         with self._lock:
@@ -91,18 +100,65 @@ class Metrics:
             return total
 
 
-class MetricsServer:
-    """A small HTTP server for the endpoints above, in a daemon thread."""
+class BoundedHTTPServer(HTTPServer):
+    """An HTTP server with a fixed pool of handler threads and a bounded queue.
 
-    def __init__(self, metrics: Metrics, host: str, port: int, liveness_timeout_s: float = 120.0) -> None:
-        handler = _make_handler(metrics, liveness_timeout_s)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+    ``ThreadingHTTPServer`` starts a thread per connection: 300 connections that never send a
+    request hold 300 threads. Here ``workers`` threads serve, ``backlog`` more connections wait,
+    and any beyond that are closed at once; the handler's socket timeout ends a silent connection
+    after ``request_timeout_s``. So a flood costs at most ``workers`` threads and clears within
+    ``(workers + backlog) / workers * request_timeout_s``.
+    """
+
+    daemon_threads = True
+    #: the kernel's accept queue: connections are taken off it fast (and shed when the pool is full)
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int = 8,
+                 backlog: int = 8) -> None:
+        super().__init__(address, handler)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics-http")
+        self._slots = threading.BoundedSemaphore(workers + backlog)
+        #: Connections closed unserved because the pool and its queue were full.
+        self.refused = 0
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        if not self._slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        self._pool.submit(self._serve_one, request, client_address)
+
+    def _serve_one(self, request: socket.socket, client_address: object) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - a broken client connection must not end the worker
+            pass
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class MetricsServer:
+    """A small HTTP server for the endpoints above: a bounded thread pool, request timeouts."""
+
+    def __init__(self, metrics: Metrics, host: str, port: int, liveness_timeout_s: float = 120.0, *,
+                 workers: int = 8, backlog: int = 8, request_timeout_s: float = 2.0) -> None:
+        handler = _make_handler(metrics, liveness_timeout_s, request_timeout_s)
+        self._server = BoundedHTTPServer((host, port), handler, workers=workers, backlog=backlog)
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
 
     @property
     def port(self) -> int:
         return self._server.server_address[1]
+
+    @property
+    def refused(self) -> int:
+        return self._server.refused
 
     def start(self) -> "MetricsServer":
         self._thread.start()
@@ -113,8 +169,11 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _make_handler(metrics: Metrics, liveness_timeout_s: float) -> type[BaseHTTPRequestHandler]:
+def _make_handler(metrics: Metrics, liveness_timeout_s: float, request_timeout_s: float) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        #: socket timeout: a client that sends nothing (or too slowly) is dropped
+        timeout = request_timeout_s
+
         def _send(self, code: int, body: bytes, ctype: str) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
@@ -130,8 +189,9 @@ def _make_handler(metrics: Metrics, liveness_timeout_s: float) -> type[BaseHTTPR
                 alive = time.monotonic() - metrics.last_loop_monotonic < liveness_timeout_s
                 self._send(200 if alive else 503, b"ok\n" if alive else b"main loop stalled\n", "text/plain")
             elif path == "/readyz":
-                ready = metrics.assigned and metrics.redis_up and metrics.kafka_up is not False
-                body = json.dumps({"assigned": metrics.assigned, "redis_up": metrics.redis_up, "kafka_up": metrics.kafka_up}).encode()
+                ready = metrics.assigned and metrics.redis_up and metrics.kafka_up is not False and metrics.schema_registry_up
+                body = json.dumps({"assigned": metrics.assigned, "redis_up": metrics.redis_up, "kafka_up": metrics.kafka_up,
+                                   "schema_registry_up": metrics.schema_registry_up}).encode()
                 self._send(200 if ready else 503, body, "application/json")
             elif path == "/stats":
                 self._send(200, json.dumps(metrics.reconciliation()).encode(), "application/json")

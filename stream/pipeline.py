@@ -45,17 +45,17 @@ class DecodeOutcome:
         return self.reason is None
 
 
-_RESOLVER: Any = None
+_RESOLVERS: dict[str, Any] = {}
 
 
 def _resolver(schema_registry_url: str) -> Any:
-    """One schema resolver per process (its cache of Rubin schemas outlives a batch)."""
-    global _RESOLVER  # noqa: PLW0603 - per-process cache
-    if _RESOLVER is None:
+    """One schema resolver per process and registry URL (its cache of Rubin schemas outlives a batch)."""
+    resolver = _RESOLVERS.get(schema_registry_url)
+    if resolver is None:
         from stream.schema_registry import resolver_for  # noqa: PLC0415
 
-        _RESOLVER = resolver_for(schema_registry_url)
-    return _RESOLVER
+        resolver = _RESOLVERS[schema_registry_url] = resolver_for(schema_registry_url)
+    return resolver
 
 
 def decode_values(values: Sequence[bytes | None], settings: DecodeSettings, schema_registry_url: str = "") -> tuple[list[DecodeOutcome], float]:
@@ -79,8 +79,8 @@ def decode_values(values: Sequence[bytes | None], settings: DecodeSettings, sche
         except DecodeError as exc:
             out.append(DecodeOutcome(reason=exc.reason.value, detail=exc.detail, record_index=exc.record_index))
             continue
-        except SchemaRegistryError:
-            raise
+        except (SchemaRegistryError, MemoryError):
+            raise  # our fault / the watchdog's business (stream.decode_pool), not the message's
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not lose the message
             out.append(DecodeOutcome(reason="internal_error", detail=f"{type(exc).__name__}: {exc}"))
             continue

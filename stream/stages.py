@@ -27,6 +27,7 @@ from schemas.alert import Alert, Exposure, InputKind
 from schemas.classified_record import CLASSIFIED_SCHEMA_HEADER, build_classified_record, encode_classified
 from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise
 from stream.pipeline import DecodeOutcome, Envelope, dedup_candidates
+from stream.schema_registry import redact_urls_in
 
 __all__ = [
     "Dedup", "Publisher", "Committer", "Triage", "Scored", "Outgoing", "BatchAccount", "OutputTopics",
@@ -177,7 +178,7 @@ def dead_letter_message(env: Envelope, outcome: DecodeOutcome, *, topic: str, ma
     the reason code and detail, and where it came from, in headers."""
     headers = [
         ("sc-reason", (outcome.reason or "").encode()),
-        ("sc-detail", outcome.detail[:1000].encode()),
+        ("sc-detail", redact_urls_in(outcome.detail)[:1000].encode()),
         ("sc-source-topic", env.topic.encode()),
         ("sc-source-partition", str(env.partition).encode()),
         ("sc-source-offset", str(env.offset).encode()),

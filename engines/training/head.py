@@ -187,7 +187,7 @@ def train_head(
     start_epoch, best_epoch, best_val_loss, best_state = 0, -1, float("inf"), None
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume is not None:
-        checkpoint = torch.load(resume, map_location=device, weights_only=False)
+        checkpoint = torch.load(resume, map_location=device, weights_only=True)  # tensors and plain data only: never unpickle code
         if checkpoint.get("config", {}).get("model") != config.model or checkpoint.get("plan") != asdict(plan):
             raise TrainingDataError(f"checkpoint {resume} is not a head run of {config.model} with this plan")
         head.load_state_dict(checkpoint["head"], strict=False)

@@ -253,7 +253,7 @@ def train_network(
     best_epoch = -1
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume is not None:
-        checkpoint = torch.load(resume, map_location=device, weights_only=False)
+        checkpoint = torch.load(resume, map_location=device, weights_only=True)  # tensors and plain data only: never unpickle code
         if checkpoint.get("config", {}).get("model") != config.model:
             raise TrainingDataError(f"checkpoint {resume} is for {checkpoint.get('config', {}).get('model')!r}, not {config.model!r}")
         network.load_state_dict(checkpoint["network"])

@@ -22,3 +22,9 @@ class DecodeSettings:
     #: Cap on one inflated Avro block (records are read from it; deflate/snappy/... bombs stop here).
     #: Java and Spark writers cut blocks near 64 kB; a ZTF alert is one ~70 kB block.
     max_block_bytes: int = 32 * 1024 * 1024
+    #: Watchdog (``stream.decode_pool``): the longest one message may take to decode before its
+    #: worker process is killed and the message dead-lettered as ``decode_timeout``.
+    timeout_s: float = 10.0
+    #: Watchdog: address-space cap of a decode worker process in MiB (``RLIMIT_AS``); a message
+    #: that needs more is dead-lettered as ``decode_memory_limit``. 0 leaves workers uncapped.
+    worker_memory_mb: int = 1536

@@ -27,7 +27,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["FilterError", "Predicate", "FIELDS", "MAP_FIELDS", "parse_where", "flag_predicate", "combine", "accept_all"]
+__all__ = ["FilterError", "Predicate", "FIELDS", "MAP_FIELDS", "MAX_WHERE_CHARS", "MAX_WHERE_DEPTH", "parse_where",
+           "flag_predicate", "combine", "accept_all"]
+
+#: Longest ``--where`` expression accepted (a filter, not a program).
+MAX_WHERE_CHARS = 2000
+#: Deepest nesting accepted (parentheses, ``not``, ``and``/``or``, comparisons): evaluation is
+#: recursive, so a deeper expression would raise RecursionError mid-stream instead of up front.
+MAX_WHERE_DEPTH = 32
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 
@@ -156,12 +163,35 @@ def parse_where(text: str) -> Predicate:
     """Compile a ``--where`` expression into a predicate over decoded classified records."""
     if not text or not text.strip():
         raise FilterError("--where needs an expression, e.g. \"real_bogus > 0.8 and survey == 'ztf'\"")
+    if len(text) > MAX_WHERE_CHARS:
+        raise FilterError(f"--where is {len(text)} characters long; the limit is {MAX_WHERE_CHARS}")
     normalized = " ".join(text.split())  # newlines from shells would otherwise be syntax errors
     try:
         tree = ast.parse(normalized, mode="eval")
     except SyntaxError as exc:
-        raise FilterError(f"--where {text!r}: syntax error at column {exc.offset}: {exc.msg}") from exc
+        raise FilterError(f"--where {_shorten(text)!r}: syntax error at column {exc.offset}: {exc.msg}") from exc
+    except (RecursionError, MemoryError):  # the parser's own nesting limit
+        raise FilterError(f"--where is nested too deeply (the limit is {MAX_WHERE_DEPTH} levels)") from None
+    depth = _depth(tree.body)
+    if depth > MAX_WHERE_DEPTH:
+        raise FilterError(f"--where is nested {depth} levels deep; the limit is {MAX_WHERE_DEPTH}")
     return _Compiler(normalized).test(tree.body)
+
+
+def _shorten(text: str, keep: int = 200) -> str:
+    return text if len(text) <= keep else text[:keep] + "..."
+
+
+def _depth(root: ast.AST) -> int:
+    """Nesting depth of an expression tree, counted without recursion."""
+    deepest = 0
+    stack = [(root, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in ast.iter_child_nodes(node)
+                     if not isinstance(child, (ast.expr_context, ast.cmpop, ast.boolop, ast.unaryop, ast.operator)))
+    return deepest
 
 
 def flag_predicate(

@@ -20,9 +20,11 @@ original alert with the record's scores in the title (matplotlib, Agg backend).
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +46,7 @@ __all__ = [
     "open_writer",
     "render_triplet",
     "png_name",
+    "csv_safe",
     "FILE_FORMATS",
     "PARQUET_ROW_GROUP",
     "CSV_COLUMNS",
@@ -190,6 +193,17 @@ def csv_row(record: ClassifiedRecord) -> dict[str, Any]:
 
 
 _CSV_COLUMN_SET = frozenset(CSV_COLUMNS)
+#: First characters that make a spreadsheet read a cell as a formula (CSV injection).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run: a text starting with ``= + - @``, tab or CR gets a
+    leading ``'`` (OWASP's advice), unless it is a plain number such as ``-12.5``. Numbers pass."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
+        return "'" + value
+    return value
 
 
 class CsvWriter(RecordWriter):
@@ -201,7 +215,7 @@ class CsvWriter(RecordWriter):
         self.count = 0
 
     def write(self, record: ClassifiedRecord) -> None:
-        self._writer.writerow({k: ("" if v is None else v) for k, v in csv_row(record).items()})
+        self._writer.writerow({k: ("" if v is None else csv_safe(v)) for k, v in csv_row(record).items()})
         self.count += 1
 
     def close(self) -> None:
@@ -309,8 +323,21 @@ def open_writer(path: str | os.PathLike[str]) -> RecordWriter:
         raise OutputError(f"cannot open {path}: {exc}") from exc
 
 
+#: Longest PNG file name stem; longer ones keep a prefix and a hash of the whole (names stay unique).
+PNG_STEM_MAX = 120
+
+
 def png_name(record: ClassifiedRecord) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{record.survey}_{record.object_id}_{record.alert_id}")
+    """A safe, unique file name for a record's cutout triplet: ASCII letters, digits, ``-_.`` only,
+    never hidden or ``..``, and at most ``PNG_STEM_MAX + 4`` characters however long the ids are
+    (a file system refuses names over 255 bytes)."""
+    full = f"{record.survey}_{record.object_id}_{record.alert_id}"
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in full)
+    if safe.startswith("."):
+        safe = "_" + safe[1:]
+    if len(safe) > PNG_STEM_MAX:
+        digest = hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        safe = f"{safe[:PNG_STEM_MAX - 17]}-{digest}"
     return f"{safe}.png"
 
 

@@ -50,6 +50,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "sc_consumer_lag": ("gauge", frozenset({"topic", "partition"})),
     "sc_redis_up": ("gauge", frozenset()),
     "sc_kafka_up": ("gauge", frozenset()),
+    "sc_schema_registry_up": ("gauge", frozenset()),
     "sc_in_flight_batches": ("gauge", frozenset()),
 }
 #: Series Prometheus writes itself for every target (used only by the target-down rule).

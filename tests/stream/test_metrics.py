@@ -46,3 +46,67 @@ def test_partition_counts_balance(published, balanced):
     m.count("t", 1, "consumed", 2)
     m.count("t", 1, "published", published)
     assert m.totals().balanced is balanced
+
+
+def test_half_open_connections_neither_multiply_threads_nor_block_health_for_long():
+    import socket
+    import threading
+    import time
+
+    m = Metrics()
+    server = MetricsServer(m, "127.0.0.1", 0, workers=4, backlog=4, request_timeout_s=0.5).start()
+    sockets: list[socket.socket] = []
+    try:
+        before = threading.active_count()
+        for _ in range(300):  # connect, send nothing (non-blocking: the kernel's accept queue fills too)
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", server.port))
+            sockets.append(s)
+        peak = 0
+        for _ in range(10):
+            time.sleep(0.05)
+            peak = max(peak, threading.active_count() - before)
+        assert peak <= 4, "at most the pool's threads, not one per connection"
+        deadline = time.monotonic() + 5
+        while server.refused == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            peak = max(peak, threading.active_count() - before)
+        assert server.refused > 0 and peak <= 4  # beyond pool + queue: closed at once, no new threads
+        # the silent ones time out; health answers within (pool + queue) / pool * timeout
+        t0 = time.monotonic()
+        code = None
+        while time.monotonic() - t0 < 5:
+            try:
+                code = _get(server.port, "/healthz")[0]
+                break
+            except OSError:  # refused while the queue was still full
+                time.sleep(0.1)
+        assert code == 200 and time.monotonic() - t0 < 3
+        # a slowloris sending half a request line is cut off by the timeout too
+        slow = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        slow.sendall(b"GET /metr")
+        t0 = time.monotonic()
+        assert slow.recv(100) == b""  # closed by the server
+        assert time.monotonic() - t0 < 3
+        slow.close()
+    finally:
+        for s in sockets:
+            s.close()
+        server.close()
+
+
+def test_readiness_waits_for_the_schema_registry():
+    m = Metrics()
+    server = MetricsServer(m, "127.0.0.1", 0).start()
+    try:
+        m.assigned = True
+        m.set_redis_up(True)
+        m.set_schema_registry_up(False)
+        code, body = _get(server.port, "/readyz")
+        assert code == 503 and json.loads(body)["schema_registry_up"] is False
+        m.set_schema_registry_up(True)
+        assert _get(server.port, "/readyz")[0] == 200
+        assert b"sc_schema_registry_up 1.0" in _get(server.port, "/metrics")[1]
+    finally:
+        server.close()

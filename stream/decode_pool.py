@@ -1,0 +1,462 @@
+"""The decode watchdog: decoding in worker processes with a time limit and a memory limit.
+
+A decoder is pure code fed hostile bytes; a bug in it (an Avro block that claims 2**62 empty
+records, a declared size nobody checked) can loop forever or allocate gigabytes. This pool makes
+such a bug cost one dead letter instead of the service:
+
+* each worker process caps its own address space (``resource.setrlimit(RLIMIT_AS)``,
+  ``decode.worker_memory_mb``), so a runaway allocation raises ``MemoryError`` in the worker
+  (or the kernel kills it) instead of growing the service until the node's OOM killer acts;
+* the worker decodes a batch one message at a time and sends each outcome back as soon as it is
+  ready, so the supervisor always knows which message is in progress; a message that takes longer
+  than ``decode.timeout_s`` has its worker killed (SIGKILL: a loop in C code cannot be interrupted
+  more gently);
+* the message responsible (the one in progress when a limit broke) becomes a dead letter with
+  reason ``decode_timeout`` or ``decode_memory_limit`` (``decode_worker_crashed`` for any other
+  death, a segfault say), a fresh worker replaces the broken one, and the rest of the batch is
+  decoded normally. Outcomes already received are kept, so isolating the culprit costs one
+  restart rather than a bisection's ``2 log2(n)`` reruns, each of which could wait out the limit.
+
+Every wait is bounded: a worker's start-up by ``STARTUP_TIMEOUT_S``, each message by
+``decode.timeout_s``, so a batch's future resolves within ``n * decode.timeout_s`` at worst
+(every message hostile) and within one ``decode.timeout_s`` per hostile message otherwise.
+
+A :class:`~schemas.decode.SchemaRegistryError` (the registry is down or misconfigured: our fault,
+not the message's) is not isolated: it fails the whole batch's future, and the service pauses and
+retries. Nothing in this module touches Kafka.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import multiprocessing.connection
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+__all__ = [
+    "DECODE_TIMEOUT",
+    "DECODE_MEMORY_LIMIT",
+    "DECODE_WORKER_CRASHED",
+    "STARTUP_TIMEOUT_S",
+    "DecodeLimits",
+    "DecodePool",
+    "DecodeWorkerError",
+    "DecodeAbandoned",
+    "wait_for_decode",
+    "decode_in_process",
+]
+
+log = structlog.get_logger(__name__)
+
+#: Dead-letter reasons for a message that broke a limit of the watchdog.
+DECODE_TIMEOUT = "decode_timeout"
+DECODE_MEMORY_LIMIT = "decode_memory_limit"
+DECODE_WORKER_CRASHED = "decode_worker_crashed"
+
+#: The longest a fresh worker may take to import the decoders and report ready (a slow disk,
+#: a cold cache); past it the pool raises: a worker that cannot start is our fault.
+STARTUP_TIMEOUT_S = 120.0
+
+#: A decode function: (message values, decode settings, registry URL) -> (outcomes, seconds).
+DecodeFn = Callable[[Sequence[bytes | None], Any, str], tuple[list[Any], float]]
+
+
+class DecodeWorkerError(RuntimeError):
+    """A decode worker could not be started or answered nonsense: a fault of ours, it stops the line."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """The watchdog's limits (from the ``[decode]`` settings)."""
+
+    #: Longest one message may take to decode.
+    timeout_s: float = 10.0
+    #: Address-space cap of a worker process in MiB; 0 leaves it uncapped.
+    worker_memory_mb: int = 1536
+
+
+# ---------------------------------------------------------------- the worker process side
+
+def _default_decode_fn() -> DecodeFn:
+    from stream.pipeline import decode_values  # noqa: PLC0415 - imported in the worker only
+
+    return decode_values
+
+
+def _address_space_bytes() -> int:
+    """Current virtual size of this process (Linux), 0 where unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _worker_main(conn: multiprocessing.connection.Connection, memory_mb: int, decode_fn: DecodeFn | None) -> None:
+    """Worker loop: import, cap memory, then for each job send one outcome per message.
+
+    Protocol (worker -> supervisor): ``("ready", vm_bytes)`` once; per job, per message
+    ``("outcome", outcome)``, or ``("memory", detail)`` for a MemoryError, or
+    ``("registry", detail)`` (the job stops there); then ``("done", seconds)``.
+    """
+    # Our own threads only: a BLAS thread pool would reserve address space under the cap.
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
+    from stream.stack import die_with_parent  # noqa: PLC0415
+
+    die_with_parent()
+    fn = decode_fn or _default_decode_fn()
+    from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+
+    if memory_mb > 0:
+        import resource  # noqa: PLC0415
+
+        cap = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    conn.send(("ready", _address_space_bytes()))
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        values, settings, registry_url = job
+        t0 = time.perf_counter()
+        for value in values:
+            try:
+                outcomes, _ = fn([value], settings, registry_url)
+                conn.send(("outcome", outcomes[0]))
+            except MemoryError as exc:
+                conn.send(("memory", f"MemoryError under decode.worker_memory_mb = {memory_mb}: {exc}"[:300]))
+            except SchemaRegistryError as exc:
+                conn.send(("registry", str(exc)))
+                break
+        conn.send(("done", time.perf_counter() - t0))
+
+
+# ---------------------------------------------------------------- the supervisor side
+
+class _Worker:
+    """One worker process and its end of the pipe."""
+
+    def __init__(self, ctx: Any, limits: DecodeLimits, decode_fn: DecodeFn | None) -> None:
+        self._kill_lock = threading.Lock()
+        self._killed = False
+        self.conn, child = ctx.Pipe(duplex=True)
+        self.process = ctx.Process(target=_worker_main, args=(child, limits.worker_memory_mb, decode_fn),
+                                   name="decode-worker", daemon=True)
+        self.process.start()
+        child.close()
+        if not self.conn.poll(STARTUP_TIMEOUT_S):
+            self.kill()
+            raise DecodeWorkerError(f"decode worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
+        try:
+            kind, vm_bytes = self.conn.recv()
+        except EOFError:
+            code = self.process.exitcode
+            self.kill()
+            raise DecodeWorkerError(f"decode worker died while starting (exit code {code}); "
+                                    f"is decode.worker_memory_mb = {limits.worker_memory_mb} too small?") from None
+        if kind != "ready":
+            self.kill()
+            raise DecodeWorkerError(f"decode worker said {kind!r} instead of ready")
+        self.started_vm_bytes = int(vm_bytes)
+
+    def kill(self) -> None:
+        """Kill the process and close the pipe; safe to call twice and from two threads (close()
+        and the worker's supervisor may both retire it)."""
+        with self._kill_lock:
+            if self._killed:
+                return
+            self._killed = True
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.conn.close()
+
+    def stop(self) -> None:
+        try:
+            if not self._killed:
+                self.conn.send(None)
+        except (OSError, ValueError):
+            pass
+        self.process.join(1)
+        self.kill()
+
+
+@dataclass
+class _Job:
+    values: list[bytes | None]
+    settings: Any
+    registry_url: str
+    future: cf.Future
+
+
+class _LimitBroken(Exception):
+    """A message broke a limit: ``index`` (within the values sent) and the dead-letter reason."""
+
+    def __init__(self, index: int, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.index, self.reason, self.detail = index, reason, detail
+
+
+class _WorkerGone(Exception):
+    """The worker was dead before it took the batch (killed while idle): replace it, blame no message."""
+
+
+class DecodePool:
+    """Decode batches in ``workers`` supervised worker processes; :meth:`submit` returns a future.
+
+    The future's result is ``(outcomes, seconds)`` like :func:`stream.pipeline.decode_values`,
+    one outcome per value, with watchdog dead letters in place of the messages that broke a limit.
+    It raises ``SchemaRegistryError`` when the registry cannot answer, and
+    :class:`DecodeWorkerError` when a worker cannot be started.
+    """
+
+    def __init__(self, workers: int, limits: DecodeLimits | None = None, *, decode_fn: DecodeFn | None = None,
+                 outcome_factory: Callable[..., Any] | None = None) -> None:
+        if workers < 1:
+            raise ValueError("a decode pool needs at least one worker")
+        self.limits = limits or DecodeLimits()
+        self._decode_fn = decode_fn
+        self._outcome = outcome_factory
+        self._ctx = multiprocessing.get_context("spawn")  # not fork: librdkafka threads
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = threading.Event()
+        #: How many workers were replaced after breaking a limit (for tests and metrics).
+        self.replaced = 0
+        self._lock = threading.Lock()
+        self._live: set[_Worker] = set()
+        self._threads = [threading.Thread(target=self._serve, name=f"decode-supervisor-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    # -- public
+    def submit(self, values: Sequence[bytes | None], settings: Any, registry_url: str = "") -> cf.Future:
+        if self._closed.is_set():
+            raise RuntimeError("decode pool is closed")
+        fut: cf.Future = cf.Future()
+        self._jobs.put(_Job(list(values), settings, registry_url, fut))
+        return fut
+
+    def close(self) -> None:
+        """Stop every worker now (jobs not started are cancelled; a running one is killed)."""
+        self._closed.set()
+        for _ in self._threads:
+            self._jobs.put(None)
+        with self._lock:
+            live = list(self._live)
+        for w in live:
+            w.kill()
+        for t in self._threads:
+            t.join(5)
+
+    # -- supervisor thread
+    def _serve(self) -> None:
+        from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+
+        holder: list[_Worker | None] = [None]  # this thread's worker, replaced as limits break
+        try:
+            while True:
+                job = self._jobs.get()
+                if job is None or self._closed.is_set():
+                    if job is not None:
+                        job.future.cancel()
+                    return
+                if not job.future.set_running_or_notify_cancel():
+                    continue
+                try:
+                    job.future.set_result(self._run(holder, job))
+                except SchemaRegistryError as exc:  # the worker is fine: only the registry failed
+                    job.future.set_exception(exc)
+                except BaseException as exc:  # noqa: BLE001 - handed to the waiting service, never lost
+                    if holder[0] is not None:
+                        self._retire(holder[0])
+                        holder[0] = None
+                    job.future.set_exception(exc)
+        finally:
+            if holder[0] is not None:
+                self._retire(holder[0], gently=True)
+
+    def _start_worker(self) -> _Worker:
+        w = _Worker(self._ctx, self.limits, self._decode_fn)
+        with self._lock:
+            self._live.add(w)
+        return w
+
+    def _retire(self, worker: _Worker, *, gently: bool = False) -> None:
+        with self._lock:
+            self._live.discard(worker)
+        if gently:
+            worker.stop()
+        else:
+            worker.kill()
+
+    def _run(self, holder: list[_Worker | None], job: _Job) -> tuple[list[Any], float]:
+        """Decode every value of ``job``, isolating the messages that break a limit."""
+        n = len(job.values)
+        outcomes: list[Any] = [None] * n
+        t0 = time.perf_counter()
+        start = 0
+        gone_in_a_row = 0
+        while start < n:
+            if self._closed.is_set():
+                raise DecodeWorkerError("decode pool closed while a batch was decoding")
+            if holder[0] is None:
+                holder[0] = self._start_worker()
+            worker = holder[0]
+            try:
+                got, replace = self._run_stretch(worker, job, start, outcomes)
+            except _WorkerGone as gone:
+                gone_in_a_row += 1
+                if gone_in_a_row > 3:
+                    raise DecodeWorkerError(f"decode workers keep dying before taking a batch ({gone})") from None
+                log.warning("decode_worker_gone", detail=str(gone))
+                self._retire(worker)
+                holder[0] = None
+                continue
+            except _LimitBroken as broken:
+                culprit = start + broken.index
+                outcomes[culprit] = self._dead_letter(broken.reason, broken.detail)
+                log.warning("decode_limit_broken", reason=broken.reason, detail=broken.detail, message_index=culprit,
+                            batch_size=n)
+                got, replace = broken.index + 1, True
+            start += got
+            gone_in_a_row = 0
+            if replace:
+                self._retire(worker)
+                holder[0] = None
+                self.replaced += 1
+        return outcomes, time.perf_counter() - t0
+
+    def _run_stretch(self, worker: _Worker, job: _Job, start: int, outcomes: list[Any]) -> tuple[int, bool]:
+        """Send ``job.values[start:]``; fill ``outcomes`` as they come.
+
+        Returns how many arrived and whether the worker must be replaced (it hit its memory cap
+        once and may be fragmented); raises :class:`_LimitBroken` when a message broke a limit.
+        """
+        values = job.values[start:]
+        try:
+            if not worker.process.is_alive():
+                raise _WorkerGone(f"exit code {worker.process.exitcode}")
+            worker.conn.send((values, job.settings, job.registry_url))
+        except OSError as exc:  # died while idle: no message of this batch is to blame
+            raise _WorkerGone(type(exc).__name__) from None
+        timeout = self.limits.timeout_s
+        received = 0
+        memory_culprit: int | None = None
+        while True:
+            if not worker.conn.poll(timeout):
+                if received < len(values):
+                    raise _LimitBroken(received, DECODE_TIMEOUT,
+                                       f"decoding took longer than decode.timeout_s = {timeout:g} s; worker killed")
+                raise DecodeWorkerError("decode worker went silent after its last outcome")
+            if self._closed.is_set():
+                raise DecodeWorkerError("decode pool closed while a batch was decoding")
+            try:
+                kind, payload = worker.conn.recv()
+            except (EOFError, OSError):
+                worker.process.join(5)
+                code = worker.process.exitcode
+                if received >= len(values):
+                    raise DecodeWorkerError(f"decode worker died after its last outcome (exit code {code})") from None
+                if code == -signal.SIGKILL:
+                    raise _LimitBroken(received, DECODE_MEMORY_LIMIT, "decode worker was killed (SIGKILL: out of memory?)") from None
+                raise _LimitBroken(received, DECODE_WORKER_CRASHED, f"decode worker died (exit code {code})") from None
+            if kind == "outcome":
+                outcomes[start + received] = payload
+                received += 1
+            elif kind == "memory":
+                outcomes[start + received] = self._dead_letter(DECODE_MEMORY_LIMIT, payload)
+                memory_culprit = start + received
+                received += 1
+            elif kind == "registry":
+                from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+
+                self._expect_done(worker)
+                raise SchemaRegistryError(payload)
+            elif kind == "done":
+                if received != len(values):
+                    raise DecodeWorkerError(f"decode worker finished with {received} outcomes for {len(values)} values")
+                if memory_culprit is not None:
+                    log.warning("decode_limit_broken", reason=DECODE_MEMORY_LIMIT, message_index=memory_culprit,
+                                batch_size=len(job.values))
+                return received, memory_culprit is not None
+            else:
+                raise DecodeWorkerError(f"decode worker sent {kind!r}")
+
+    @staticmethod
+    def _expect_done(worker: _Worker) -> None:
+        if worker.conn.poll(5):
+            try:
+                worker.conn.recv()
+            except (EOFError, OSError):
+                pass
+
+    def _dead_letter(self, reason: str, detail: str) -> Any:
+        if self._outcome is not None:
+            return self._outcome(reason=reason, detail=detail)
+        from stream.pipeline import DecodeOutcome  # noqa: PLC0415
+
+        return DecodeOutcome(reason=reason, detail=detail)
+
+
+class DecodeAbandoned(RuntimeError):
+    """Stop was requested and the batch's decode did not finish within the grace period."""
+
+
+def wait_for_decode(future: cf.Future, stop: threading.Event, stop_grace_s: float,
+                    heartbeat: Callable[[], None] | None = None, *, poll_s: float = 0.2) -> Any:
+    """``future.result()``, but never forever: once ``stop`` is set, at most ``stop_grace_s`` more.
+
+    The pool bounds every decode by its limits, so the future resolves on its own; this is the
+    second bound, for SIGTERM: the service must stop within a stated time even while a hostile
+    batch is being isolated. ``heartbeat`` is called while waiting (the wait is progress, not a
+    stalled loop: liveness stays green).
+    """
+    stop_deadline: float | None = None
+    while True:
+        try:
+            return future.result(timeout=poll_s)
+        except cf.TimeoutError:
+            pass
+        if heartbeat is not None:
+            heartbeat()
+        if stop.is_set():
+            now = time.monotonic()
+            if stop_deadline is None:
+                stop_deadline = now + stop_grace_s
+            elif now >= stop_deadline:
+                future.cancel()
+                raise DecodeAbandoned(f"stop requested; decode still running after {stop_grace_s:g} s")
+
+
+def decode_in_process(values: Sequence[bytes | None], settings: Any, registry_url: str = "",
+                      decode_fn: DecodeFn | None = None) -> tuple[list[Any], float]:
+    """Decode in the calling thread (``batch.decode_workers = 0``): no time or memory limit, but a
+    ``MemoryError`` from one message still dead-letters that message alone."""
+    fn = decode_fn or _default_decode_fn()
+    t0 = time.perf_counter()
+    outcomes: list[Any] = []
+    for value in values:
+        try:
+            outcomes.extend(fn([value], settings, registry_url)[0])
+        except MemoryError as exc:
+            from stream.pipeline import DecodeOutcome  # noqa: PLC0415
+
+            outcomes.append(DecodeOutcome(reason=DECODE_MEMORY_LIMIT, detail=f"MemoryError: {exc}"[:300]))
+    return outcomes, time.perf_counter() - t0
