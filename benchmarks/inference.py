@@ -48,10 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", default=None, help="ONNX cache (default: a temporary directory)")
     args = parser.parse_args(argv)
 
-    import torch  # noqa: PLC0415
+    import torch
 
-    from engines.registry import load_registry  # noqa: PLC0415
-    from stream.logs import configure_logging  # noqa: PLC0415
+    from engines.registry import load_registry
+    from stream.logs import configure_logging
 
     configure_logging("console", "warning")  # logs to stderr; the table alone on stdout
 

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import structlog
 
+from engines.scoring import score_items
 from schemas.alert import InputKind
 from stream.config import DecodeSettings, Settings
-from engines.scoring import score_items
 from stream.pipeline import StageTimer, decode_values
 
 __all__ = ["Timing", "time_calls", "bare_decode", "raw_gunzip_fits", "bare_preprocess", "bare_inference",
@@ -86,7 +86,7 @@ def bare_decode(values: Sequence[bytes], settings: DecodeSettings) -> tuple[Timi
 
 
 def _parse_cutout(raw: bytes) -> np.ndarray | None:
-    from astropy.io import fits  # noqa: PLC0415
+    from astropy.io import fits
 
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)

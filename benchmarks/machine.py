@@ -54,7 +54,7 @@ def versions() -> dict[str, str | None]:
 def cuda_device() -> str | None:
     """The CUDA device name when torch sees one, else None."""
     try:
-        import torch  # noqa: PLC0415
+        import torch
 
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(0)
@@ -68,7 +68,7 @@ def tensorrt_usable() -> bool:
     if cuda_device() is None:
         return False
     try:
-        import tensorrt  # noqa: PLC0415
+        import tensorrt
 
         tensorrt.Logger(tensorrt.Logger.ERROR)
         return tensorrt.Runtime(tensorrt.Logger(tensorrt.Logger.ERROR)) is not None
@@ -93,7 +93,7 @@ def host_label() -> str:
 def machine_stamp() -> dict[str, Any]:
     """The stamp written into every results file."""
     try:
-        import psutil  # noqa: PLC0415
+        import psutil
 
         mem_gib = round(psutil.virtual_memory().total / 2**30, 1)
     except ImportError:

@@ -74,7 +74,7 @@ def _engine_env(backend: str, device: str) -> dict[str, str]:
 
 
 def _settings(backend: str, device: str, exposures: bool = False) -> Any:
-    from stream.config import load_settings  # noqa: PLC0415
+    from stream.config import load_settings
 
     env = _engine_env(backend, device)
     if exposures:
@@ -88,8 +88,8 @@ def _device_for(backend: str, device: str) -> str:
 
 
 def _load_alert_runners(backend: str, device: str) -> list[Any]:
-    from schemas.alert import InputKind  # noqa: PLC0415
-    from stream.service import load_runners  # noqa: PLC0415
+    from schemas.alert import InputKind
+    from stream.service import load_runners
 
     return load_runners(_settings(backend, _device_for(backend, device))).get(InputKind.DIFFERENCE_ALERT, [])
 
@@ -101,8 +101,8 @@ def _close(runners: Sequence[Any]) -> None:
 
 def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str], service_backend: str, device: str) -> tuple[dict[str, Any], list[str]]:
     """Every limit, on the first ``args.limit_alerts`` alerts of the night."""
-    from schemas.alert import InputKind  # noqa: PLC0415
-    from stream.config import DecodeSettings  # noqa: PLC0415
+    from schemas.alert import InputKind
+    from stream.config import DecodeSettings
 
     notes: list[str] = []
     min_s = 0.2 if args.quick else 2.0
@@ -183,11 +183,11 @@ def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str]
 
 
 def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: list[str]) -> dict[str, Any]:
-    from schemas.alert import InputKind  # noqa: PLC0415
-    from stream.config import DecodeSettings  # noqa: PLC0415
+    from schemas.alert import InputKind
+    from stream.config import DecodeSettings
 
     try:
-        from stream.service import load_runners  # noqa: PLC0415
+        from stream.service import load_runners
 
         runners = load_runners(_settings(backend, _device_for(backend, device), exposures=True))
     except Exception as exc:  # noqa: BLE001
@@ -212,7 +212,7 @@ def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: 
 
 
 def run_services(night: Any, args: argparse.Namespace, service_backend: str, device: str, bare_rate: float | None) -> tuple[dict[str, Any], list[str]]:
-    from stream.stack import EmbeddedStack  # noqa: PLC0415
+    from stream.stack import EmbeddedStack
 
     notes: list[str] = []
     env = _engine_env(service_backend, _device_for(service_backend, device))
@@ -297,7 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     service_backend = args.service_backend or ("tensorrt" if trt else "onnxruntime")
     results: dict[str, Any] = {
         "command": "python -m benchmarks.night " + " ".join(sys.argv[1:] if argv is None else argv),
-        "started_utc": dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds"),
+        "started_utc": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
         "machine": machine_stamp(),
         "device": f"cuda ({gpu})" if gpu else "cpu",
         "tensorrt": trt,
@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "quick": args.quick,
     }
     try:
-        import torch  # noqa: PLC0415
+        import torch
 
         results["torch_threads"] = torch.get_num_threads()
     except ImportError:

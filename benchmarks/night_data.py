@@ -137,7 +137,7 @@ def make_hst_raw_fits(seed: int, shape: tuple[int, int] = ACS_RAW_SHAPE, n_sourc
     and the 20-row virtual overscan, and ``n_sources`` Gaussian blobs. Stored as BITPIX 16 with
     BZERO 32768 (unsigned), as HST writes raw files.
     """
-    from astropy.io import fits  # noqa: PLC0415
+    from astropy.io import fits
 
     rng = np.random.default_rng(seed)
     primary = fits.PrimaryHDU()
@@ -171,8 +171,8 @@ def make_hst_raw_fits(seed: int, shape: tuple[int, int] = ACS_RAW_SHAPE, n_sourc
 
 def build_exposures(count: int) -> list[bytes]:
     """``count`` packed raw-exposure message values (gzip FITS, the way a producer would send them)."""
-    from schemas.alert import InputKind  # noqa: PLC0415
-    from schemas.decode import pack_exposure  # noqa: PLC0415
+    from schemas.alert import InputKind
+    from schemas.decode import pack_exposure
 
     values = []
     for i in range(count):

@@ -106,10 +106,10 @@ def markdown(results: Mapping[str, Any]) -> str:
 
 def plot(results: Mapping[str, Any], path: Path) -> None:
     """Throughput and latency over each service run, and the service's RSS, as one PNG."""
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     runs = {k: v for k, v in results.get("service", {}).items() if isinstance(v, Mapping) and "timeline" in v}
     fig, axes = plt.subplots(3, max(1, len(runs)), figsize=(6.5 * max(1, len(runs)), 9), squeeze=False)

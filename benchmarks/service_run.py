@@ -152,7 +152,7 @@ class _Sampler(threading.Thread):
 
     def run(self) -> None:
         try:
-            import psutil  # noqa: PLC0415
+            import psutil
         except ImportError:
             return
         me = psutil.Process()
@@ -196,7 +196,7 @@ class _Reader(threading.Thread):
 
     def __init__(self, bootstrap: str, output_topic: str, dlq_topic: str, input_ts: dict[tuple[int, int], int], expect: int) -> None:
         super().__init__(name="bench-reader", daemon=True)
-        from confluent_kafka import Consumer, TopicPartition  # noqa: PLC0415
+        from confluent_kafka import Consumer, TopicPartition
 
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
                                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
@@ -249,7 +249,7 @@ class _Publisher:
     """Sends night messages with replay's producer settings; remembers each input's (partition, offset) -> send ms."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        from confluent_kafka import Producer  # noqa: PLC0415
+        from confluent_kafka import Producer
 
         self.topic = topic
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True, "acks": "all",
@@ -299,7 +299,7 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout_s: float) -> float:
 def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, service_env: Mapping[str, str],
                 plan: BurstPlan | None = None, partitions: int = 4, timeout_s: float = 900.0, work_dir: Path | None = None) -> ServiceRunResult:
     """One service run: ``mode`` ``"asap"`` (topic pre-loaded, then drained) or ``"paced"`` (``plan``'s bursts while it runs)."""
-    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_SESSION_TIMEOUT_MS, create_topics, free_port  # noqa: PLC0415
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_SESSION_TIMEOUT_MS, create_topics, free_port
 
     if mode not in ("asap", "paced") or (mode == "paced" and plan is None):
         raise ValueError("mode is asap, or paced with a BurstPlan")
@@ -339,7 +339,7 @@ def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, serv
     env_file, out_file = tmp / "env.json", tmp / "summary.json"
     env_file.write_text(json.dumps(env))
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.service_worker", str(env_file), str(out_file)], cwd=REPO,
-                            stdout=open(tmp / "service.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
+                            stdout=open(tmp / "service.log", "wb"), stderr=subprocess.STDOUT)
     sampler = _Sampler(proc.pid)
     sampler.start()
     reader = None

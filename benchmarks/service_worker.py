@@ -59,9 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     env_path, out_path = Path(argv[0]), Path(argv[1])
     env = json.loads(env_path.read_text())
 
-    from stream.config import load_settings  # noqa: PLC0415
-    from stream.logs import configure_logging  # noqa: PLC0415
-    from stream.service import build_service  # noqa: PLC0415
+    from stream.config import load_settings
+    from stream.logs import configure_logging
+    from stream.service import build_service
 
     settings = load_settings(env=env)
     configure_logging(settings.observability.log_format, settings.observability.log_level)

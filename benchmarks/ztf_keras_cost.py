@@ -20,13 +20,13 @@ __all__ = ["main", "ztf_alerts"]
 
 def ztf_alerts(n: int, pool: str | None = None) -> list:
     """``n`` real ZTF alerts with every ACAI feature, cycling through the source."""
-    from engines.preprocess import acai_applies  # noqa: PLC0415
-    from schemas import SAMPLES_DIR  # noqa: PLC0415
-    from schemas.alert import Alert  # noqa: PLC0415
-    from schemas.decode import iter_file  # noqa: PLC0415
+    from engines.preprocess import acai_applies
+    from schemas import SAMPLES_DIR
+    from schemas.alert import Alert
+    from schemas.decode import iter_file
 
     if pool:
-        from schemas.decode.parquet import iter_parquet  # noqa: PLC0415
+        from schemas.decode.parquet import iter_parquet
 
         found = [a for _, a in iter_parquet(pool, limit=4 * n) if isinstance(a, Alert)]
     else:
@@ -45,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pool", default=None, help="a Fink-style Parquet dump instead of the bundled samples")
     args = parser.parse_args(argv)
 
-    from engines.registry import load_registry  # noqa: PLC0415
-    from stream.logs import configure_logging  # noqa: PLC0415
+    from engines.registry import load_registry
+    from stream.logs import configure_logging
 
     configure_logging("console", "warning")
     alerts = ztf_alerts(args.batch, args.pool)

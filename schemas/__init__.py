@@ -40,7 +40,7 @@ def schema_path(family: str, major: int, minor: int) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_text(family: str, major: int, minor: int) -> str:
     return schema_path(family, major, minor).read_text()
 

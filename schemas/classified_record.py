@@ -20,11 +20,11 @@ from typing import Any
 import fastavro
 
 import schemas
-from schemas.provenance import ModelProvenance
 from schemas.alert import Alert, Exposure
 from schemas.decode.avro import frame_wire, split_wire
 from schemas.decode.errors import DecodeError, Reason
 from schemas.projection import DETECTION_FIELDS, MJD_TIME_SCALE, item_fields, utc_mjd_to_tai
+from schemas.provenance import ModelProvenance
 
 __all__ = [
     "CLASSIFIED_VERSIONS",

@@ -198,7 +198,7 @@ class Settings:
     decode: DecodeSettings = field(default_factory=DecodeSettings)
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
-    def validate(self) -> "Settings":
+    def validate(self) -> Settings:
         k = self.kafka
         if not k.alert_topics and not k.exposure_topics:
             raise ConfigError("kafka.alert_topics and kafka.exposure_topics are both empty: name at least one input topic")
@@ -224,7 +224,7 @@ class Settings:
             raise ConfigError(f"observability.log_format must be auto, json or console, got {self.observability.log_format!r}")
         return self
 
-    def with_services(self, bootstrap_servers: str | None = None, redis_url: str | None = None) -> "Settings":
+    def with_services(self, bootstrap_servers: str | None = None, redis_url: str | None = None) -> Settings:
         """A copy pointing at the given services (used when the embedded stack starts)."""
         kafka = dataclasses.replace(self.kafka, bootstrap_servers=bootstrap_servers or self.kafka.bootstrap_servers)
         redis = dataclasses.replace(self.redis, url=redis_url or self.redis.url)

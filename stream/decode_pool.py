@@ -86,7 +86,7 @@ class DecodeLimits:
 # ---------------------------------------------------------------- the worker process side
 
 def _default_decode_fn() -> DecodeFn:
-    from stream.pipeline import decode_values  # noqa: PLC0415 - imported in the worker only
+    from stream.pipeline import decode_values
 
     return decode_values
 
@@ -115,14 +115,14 @@ def _worker_main(conn: multiprocessing.connection.Connection, memory_mb: int, de
         os.environ.setdefault(var, "1")
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the service decides when workers stop
-    from stream.stack import die_with_parent  # noqa: PLC0415
+    from stream.stack import die_with_parent
 
     die_with_parent()
     fn = decode_fn or _default_decode_fn()
-    from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+    from schemas.decode import SchemaRegistryError
 
     if memory_mb > 0:
-        import resource  # noqa: PLC0415
+        import resource
 
         cap = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -267,7 +267,7 @@ class DecodePool:
 
     # -- supervisor thread
     def _serve(self) -> None:
-        from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+        from schemas.decode import SchemaRegistryError
 
         holder: list[_Worker | None] = [None]  # this thread's worker, replaced as limits break
         try:
@@ -385,7 +385,7 @@ class DecodePool:
                 memory_culprit = start + received
                 received += 1
             elif kind == "registry":
-                from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+                from schemas.decode import SchemaRegistryError
 
                 self._expect_done(worker)
                 raise SchemaRegistryError(payload)
@@ -410,7 +410,7 @@ class DecodePool:
     def _dead_letter(self, reason: str, detail: str) -> Any:
         if self._outcome is not None:
             return self._outcome(reason=reason, detail=detail)
-        from stream.pipeline import DecodeOutcome  # noqa: PLC0415
+        from stream.pipeline import DecodeOutcome
 
         return DecodeOutcome(reason=reason, detail=detail)
 
@@ -456,7 +456,7 @@ def decode_in_process(values: Sequence[bytes | None], settings: Any, registry_ur
         try:
             outcomes.extend(fn([value], settings, registry_url)[0])
         except MemoryError as exc:
-            from stream.pipeline import DecodeOutcome  # noqa: PLC0415
+            from stream.pipeline import DecodeOutcome
 
             outcomes.append(DecodeOutcome(reason=DECODE_MEMORY_LIMIT, detail=f"MemoryError: {exc}"[:300]))
     return outcomes, time.perf_counter() - t0

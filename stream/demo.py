@@ -138,17 +138,18 @@ def _format(s: DemoSummary) -> str:
 
 
 def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAMPLES_DIR, png_count: int = 3) -> DemoSummary:
-    from stream.config import load_settings  # noqa: PLC0415
-    from stream.kafka_clients import read_topic  # noqa: PLC0415
-    from stream.kafka_logs import with_client_logger  # noqa: PLC0415
-    from schemas.decode import decode_message  # noqa: PLC0415
-    from stream.replay.publish import replay  # noqa: PLC0415
-    from stream.service import build_service  # noqa: PLC0415
-    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_PARTITIONS, EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedStack, create_topics  # noqa: PLC0415
-    from stream.subscribe import subscribe  # noqa: PLC0415
-    from stream.subscribe.output import png_name, render_triplet  # noqa: PLC0415
-    from stream.subscribe.reader import AlertFetcher  # noqa: PLC0415
-    from confluent_kafka import Producer  # noqa: PLC0415
+    from confluent_kafka import Producer
+
+    from schemas.decode import decode_message
+    from stream.config import load_settings
+    from stream.kafka_clients import read_topic
+    from stream.kafka_logs import with_client_logger
+    from stream.replay.publish import replay
+    from stream.service import build_service
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_PARTITIONS, EMBEDDED_SESSION_TIMEOUT_MS, EmbeddedStack, create_topics
+    from stream.subscribe import subscribe
+    from stream.subscribe.output import png_name, render_triplet
+    from stream.subscribe.reader import AlertFetcher
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with EmbeddedStack() as stack:

@@ -43,8 +43,8 @@ def probe_broker(client_config: Mapping[str, Any], timeout_s: float = 5.0) -> st
     The probe's own librdkafka lines (connection refused, ...) are dropped: the caller reports
     the result in one line.
     """
-    from confluent_kafka import KafkaException  # noqa: PLC0415
-    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
 
     conf = dict(client_config)
     conf["logger"] = _silent_logger()
@@ -64,7 +64,7 @@ def probe_broker(client_config: Mapping[str, Any], timeout_s: float = 5.0) -> st
 
 def probe_redis(url: str, timeout_s: float = 2.0) -> str | None:
     """``None`` when Redis answers ``PING`` within ``timeout_s``, else the reason."""
-    import redis  # noqa: PLC0415
+    import redis
 
     if not url:
         return "no Redis named (REDIS_URL / redis.url is empty)"
@@ -87,7 +87,7 @@ class HealthReport:
 
 
 def _redis_shown(url: str) -> str:
-    from stream.schema_registry import redact_url  # noqa: PLC0415
+    from stream.schema_registry import redact_url
 
     return redact_url(url)
 
@@ -139,7 +139,7 @@ class ServiceWatch:
         self.gave_up = False
         self.give_up_reason = ""
 
-    def start(self) -> "ServiceWatch":
+    def start(self) -> ServiceWatch:
         self._thread.start()
         return self
 

@@ -112,7 +112,7 @@ def commit_or_raise(consumer: Consumer, offsets: Iterable[TopicPartition]) -> li
     lost: list[TopicPartition] = []
     try:
         result = consumer.commit(offsets=offsets, asynchronous=False)
-    except Exception as exc:  # noqa: BLE001 - confluent raises KafkaException for the whole request
+    except Exception as exc:
         code = exc.args[0].code() if exc.args and hasattr(exc.args[0], "code") else None
         if code in (KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
                     KafkaError._NO_OFFSET, KafkaError.FENCED_INSTANCE_ID):

@@ -13,7 +13,7 @@ __all__ = ["configure_logging", "redact_credentials"]
 def redact_credentials(_logger: object, _method: str, event: dict) -> dict:
     """structlog processor: no ``scheme://user:password@`` in any string of a log line (an
     exception text or a setting can carry a URL with its password)."""
-    from stream.schema_registry import redact_urls_in  # noqa: PLC0415
+    from stream.schema_registry import redact_urls_in
 
     for key, value in event.items():
         if isinstance(value, str) and "@" in value:

@@ -160,7 +160,7 @@ class MetricsServer:
     def refused(self) -> int:
         return self._server.refused
 
-    def start(self) -> "MetricsServer":
+    def start(self) -> MetricsServer:
         self._thread.start()
         return self
 
@@ -181,7 +181,7 @@ def _make_handler(metrics: Metrics, liveness_timeout_s: float, request_timeout_s
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
                 self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)

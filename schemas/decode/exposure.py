@@ -45,7 +45,7 @@ def exposure_schema_id(major: int, minor: int) -> int:
 EXPOSURE_SCHEMA_ID = exposure_schema_id(*schemas.latest_version("exposure"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_exposure_schema(schema_id: int) -> Any:
     """Parsed fastavro schema for an exposure schema id (UNKNOWN_SCHEMA_ID if not shipped)."""
     major, minor = divmod(schema_id - EXPOSURE_ID_OFFSET, 100)

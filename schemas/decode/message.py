@@ -19,8 +19,8 @@ from typing import Any
 from schemas.alert import Alert, Exposure
 from schemas.decode.avro import is_container, read_container, read_schemaless, split_wire
 from schemas.decode.errors import DecodeError, Reason
-from schemas.decode.limits import DecodeSettings
 from schemas.decode.exposure import exposure_from_record, is_exposure_record
+from schemas.decode.limits import DecodeSettings
 from schemas.decode.rubin import SchemaResolver, alert_from_rubin_record, is_rubin_record
 from schemas.decode.ztf import alert_from_ztf_record, is_ztf_record
 

@@ -53,11 +53,11 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
     source file and the classified record's fields (:func:`schemas.classified_record.classification_fields`).
     Models whose card says ``trained = false`` are skipped unless ``allow_untrained``.
     """
-    from engines.scoring import load_kind_runners, score_items  # noqa: PLC0415
-    from schemas.classified_record import classification_fields  # noqa: PLC0415
-    from schemas.decode.errors import DecodeError  # noqa: PLC0415
-    from schemas.projection import json_ready  # noqa: PLC0415
-    from schemas.walk import WalkLimits, walk_decoded  # noqa: PLC0415
+    from engines.scoring import load_kind_runners, score_items
+    from schemas.classified_record import classification_fields
+    from schemas.decode.errors import DecodeError
+    from schemas.projection import json_ready
+    from schemas.walk import WalkLimits, walk_decoded
 
     runners: dict[Any, list[Any]] = {}
     pending: list[tuple[str, Any]] = []
@@ -95,10 +95,10 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch  # noqa: PLC0415
+    import torch
 
-    from engines.contract import EngineError  # noqa: PLC0415
-    from engines.registry import load_registry  # noqa: PLC0415
+    from engines.contract import EngineError
+    from engines.registry import load_registry
 
     torch.set_num_threads(max(1, args.threads))
     paths = [Path(p) for p in args.paths]
@@ -107,7 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
     models = [m for m in args.models.split(",") if m]
-    from schemas.decode.limits import DecodeSettings  # noqa: PLC0415
+    from schemas.decode.limits import DecodeSettings
 
     decode_settings = DecodeSettings(max_message_bytes=args.max_file_bytes)
     try:
@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"engine error: {exc}", file=sys.stderr)
         return 3
     if args.agreement_report is not None:
-        from engines.training.agreement import agreement_pairs, injection_bases, write_agreement_report  # noqa: PLC0415
+        from engines.training.agreement import agreement_pairs, injection_bases, write_agreement_report
 
         excluded_keys, overlap_note = injection_bases(registry, args.agreement_model)
         ours, theirs, keys, excluded = agreement_pairs(records, args.agreement_model, exclude_keys=excluded_keys)

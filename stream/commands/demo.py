@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.demo import run_demo  # noqa: PLC0415
-    from stream.logs import configure_logging  # noqa: PLC0415
+    from stream.demo import run_demo
+    from stream.logs import configure_logging
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _models(registry, spec: str) -> list[str]:
-    from stream.errors import UsageError, did_you_mean  # noqa: PLC0415
+    from stream.errors import UsageError, did_you_mean
 
     names = sorted(registry.cards) if spec == "all" else [n.strip() for n in spec.split(",") if n.strip()]
     for name in names:
@@ -43,11 +43,11 @@ def _models(registry, spec: str) -> list[str]:
 
 
 def _host_backends() -> list[str]:
-    from engines.contract import EngineError  # noqa: PLC0415
+    from engines.contract import EngineError
 
     backends = ["onnxruntime", "openvino"]
     try:
-        from engines.backends.tensorrt_backend import _require_cuda, import_tensorrt  # noqa: PLC0415
+        from engines.backends.tensorrt_backend import _require_cuda, import_tensorrt
 
         _require_cuda("cuda")
         import_tensorrt()
@@ -58,10 +58,10 @@ def _host_backends() -> list[str]:
 
 
 def _build(args: argparse.Namespace) -> int:
-    import numpy as np  # noqa: PLC0415
+    import numpy as np
 
-    from engines.contract import EngineError  # noqa: PLC0415
-    from engines.registry import load_registry  # noqa: PLC0415
+    from engines.contract import EngineError
+    from engines.registry import load_registry
 
     registry = load_registry()
     backends = _host_backends() if args.backend == "auto" else [args.backend]
@@ -90,7 +90,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from engines.registry import load_registry, onnx_path_for  # noqa: PLC0415
+    from engines.registry import load_registry, onnx_path_for
 
     registry = load_registry()
     cache = Path(args.cache_dir)
@@ -108,11 +108,11 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _describe(_args: argparse.Namespace) -> int:
-    import torch  # noqa: PLC0415
+    import torch
 
-    from engines.macs import count_macs, count_params, output_shape  # noqa: PLC0415
-    from engines.networks import NETWORKS, build_network  # noqa: PLC0415
-    from engines.registry import load_registry  # noqa: PLC0415
+    from engines.macs import count_macs, count_params, output_shape
+    from engines.networks import NETWORKS, build_network
+    from engines.registry import load_registry
 
     cards = {card.network: card for card in load_registry().cards.values()}
     out = {}

@@ -35,11 +35,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import torch  # noqa: PLC0415
+    import torch
 
-    from engines.contract import EngineError  # noqa: PLC0415
-    from engines.training.runs import evaluate_model  # noqa: PLC0415
-    from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
+    from engines.contract import EngineError
+    from engines.training.runs import evaluate_model
+    from engines.training.ztf_files import TrainingDataError
 
     torch.set_num_threads(max(1, args.threads))
     if args.synthetic is None and args.data is None:

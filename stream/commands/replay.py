@@ -63,12 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.config import ConfigError, load_settings  # noqa: PLC0415
-    from stream.replay.pacing import Pacer, PacingError  # noqa: PLC0415
-    from stream.replay.publish import ReplayError, replay  # noqa: PLC0415
-    from stream.replay.rewrite import MultiplyError  # noqa: PLC0415
-    from stream.replay.sources import ReplaySourceError  # noqa: PLC0415
-    from stream.stack import StackError  # noqa: PLC0415
+    from stream.config import ConfigError, load_settings
+    from stream.replay.pacing import Pacer, PacingError
+    from stream.replay.publish import ReplayError, replay
+    from stream.replay.rewrite import MultiplyError
+    from stream.replay.sources import ReplaySourceError
+    from stream.stack import StackError
 
     try:
         settings = load_settings(args.config)
@@ -85,7 +85,7 @@ def _run(args: argparse.Namespace) -> int:
         print("replay: --skip and --limit must not be negative, --reorder-window at least 1", file=sys.stderr)
         return 2
     topic = args.topic or settings.kafka.alert_topics[0]
-    from stream.health import probe_broker  # noqa: PLC0415
+    from stream.health import probe_broker
 
     unreachable = probe_broker({"bootstrap.servers": bootstrap, **settings.kafka.client}, timeout_s=args.connect_timeout)
     if unreachable is not None:

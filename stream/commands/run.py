@@ -56,12 +56,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.config import load_settings  # noqa: PLC0415
-    from stream.health import ServiceWatch, startup_check  # noqa: PLC0415
-    from stream.kafka_clients import consumer_config  # noqa: PLC0415
-    from stream.logs import configure_logging  # noqa: PLC0415
-    from stream.service import build_service  # noqa: PLC0415
-    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EmbeddedStack, create_topics  # noqa: PLC0415
+    from stream.config import load_settings
+    from stream.health import ServiceWatch, startup_check
+    from stream.kafka_clients import consumer_config
+    from stream.logs import configure_logging
+    from stream.service import build_service
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EmbeddedStack, create_topics
 
     settings = load_settings(args.config)
     if args.log_format is None or args.log_level is None:
@@ -119,9 +119,9 @@ def _require_services(settings, config_path: str | None) -> None:
 
 def _check_models(settings) -> None:
     """Refuse unknown names in engine.models, and untrained models without the flag, before anything starts."""
-    from engines.registry import load_registry  # noqa: PLC0415
-    from schemas.alert import InputKind  # noqa: PLC0415
-    from stream.errors import did_you_mean  # noqa: PLC0415
+    from engines.registry import load_registry
+    from schemas.alert import InputKind
+    from stream.errors import did_you_mean
 
     registry = load_registry()
     eng = settings.engine

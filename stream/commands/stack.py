@@ -17,7 +17,7 @@ __all__ = ["register", "config_topics"]
 
 def config_topics(config: str) -> list[str]:
     """Every topic the service configured by ``config`` reads or writes."""
-    from stream.config import load_settings  # noqa: PLC0415
+    from stream.config import load_settings
 
     return load_settings(config, env={}).kafka.all_topics()
 
@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.stack import EmbeddedStack, create_topics  # noqa: PLC0415
+    from stream.stack import EmbeddedStack, create_topics
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -31,11 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from engines.training.stamp_folder import labels_from_csv, score_label, write_stamp_folder  # noqa: PLC0415
-    from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
-    from schemas.alert import Alert  # noqa: PLC0415
-    from schemas.decode.errors import DecodeError  # noqa: PLC0415
-    from schemas.walk import walk_decoded  # noqa: PLC0415
+    from engines.training.stamp_folder import labels_from_csv, score_label, write_stamp_folder
+    from engines.training.ztf_files import TrainingDataError
+    from schemas.alert import Alert
+    from schemas.decode.errors import DecodeError
+    from schemas.walk import walk_decoded
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:

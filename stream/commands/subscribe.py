@@ -115,7 +115,7 @@ class _AlertSaver:
     """Fetches the original packet of a kept alert from its source topic and writes it to a folder."""
 
     def __init__(self, bootstrap: str, client_config: dict, directory: Path, alerts_topic: str | None) -> None:
-        from stream.subscribe.reader import AlertFetcher  # noqa: PLC0415
+        from stream.subscribe.reader import AlertFetcher
 
         self.directory = directory
         self.alerts_topic = alerts_topic
@@ -124,7 +124,7 @@ class _AlertSaver:
         self.failed = 0
 
     def __call__(self, record) -> None:
-        from stream.subscribe.reader import SubscribeError  # noqa: PLC0415
+        from stream.subscribe.reader import SubscribeError
 
         if record.source_partition is None or record.source_offset is None or not (self.alerts_topic or record.source_topic):
             self.failed += 1
@@ -149,7 +149,7 @@ class _PngMaker:
     """Fetches the original alert of a kept record, decodes it and draws its triplet."""
 
     def __init__(self, bootstrap: str, client_config: dict, directory: Path, alerts_topic: str | None, limit: int | None) -> None:
-        from stream.subscribe.reader import AlertFetcher  # noqa: PLC0415
+        from stream.subscribe.reader import AlertFetcher
 
         self.directory = directory
         self.alerts_topic = alerts_topic
@@ -159,10 +159,10 @@ class _PngMaker:
         self.failed = 0
 
     def __call__(self, record) -> None:
-        from schemas.decode import decode_message  # noqa: PLC0415
-        from schemas.decode.errors import DecodeError  # noqa: PLC0415
-        from stream.subscribe.output import png_name, render_triplet  # noqa: PLC0415
-        from stream.subscribe.reader import SubscribeError  # noqa: PLC0415
+        from schemas.decode import decode_message
+        from schemas.decode.errors import DecodeError
+        from stream.subscribe.output import png_name, render_triplet
+        from stream.subscribe.reader import SubscribeError
 
         if self.limit is not None and self.written >= self.limit:
             return
@@ -184,14 +184,14 @@ class _PngMaker:
 
 
 def _dump_schema() -> int:
-    from schemas.classified_record import classified_schema  # noqa: PLC0415
+    from schemas.classified_record import classified_schema
 
     print(json.dumps(classified_schema(), indent=2))
     return 0
 
 
 def _list_topics(bootstrap: str, client_config: dict) -> int:
-    from stream.subscribe.reader import SubscribeError, list_topics  # noqa: PLC0415
+    from stream.subscribe.reader import SubscribeError, list_topics
 
     try:
         topics = list_topics(bootstrap, client_config)
@@ -206,11 +206,11 @@ def _list_topics(bootstrap: str, client_config: dict) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.config import ConfigError, load_settings  # noqa: PLC0415
-    from stream.subscribe.filters import FilterError, flag_predicate  # noqa: PLC0415
-    from stream.subscribe.known import check_class_label, check_survey  # noqa: PLC0415
-    from stream.subscribe.output import JsonlWriter, OutputError, TableWriter, open_writer  # noqa: PLC0415
-    from stream.subscribe.reader import ClassifiedReader, SubscribeError  # noqa: PLC0415
+    from stream.config import ConfigError, load_settings
+    from stream.subscribe.filters import FilterError, flag_predicate
+    from stream.subscribe.known import check_class_label, check_survey
+    from stream.subscribe.output import JsonlWriter, OutputError, TableWriter, open_writer
+    from stream.subscribe.reader import ClassifiedReader, SubscribeError
 
     if args.dump_schema:
         return _dump_schema()
@@ -228,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
         print("subscribe: no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
         return 2
     client_config = dict(settings.kafka.client)
-    from stream.health import probe_broker  # noqa: PLC0415
+    from stream.health import probe_broker
 
     unreachable = probe_broker({"bootstrap.servers": bootstrap, **client_config}, timeout_s=args.connect_timeout)
     if unreachable is not None:

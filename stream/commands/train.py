@@ -67,12 +67,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from engines.seed_weights import INIT_SEED  # noqa: PLC0415
-    from engines.training.head import HeadPlan  # noqa: PLC0415
-    from engines.training.recipes import train_and_evaluate  # noqa: PLC0415
-    from engines.training.runs import network_kwargs, run_data  # noqa: PLC0415
-    from engines.training.train import TrainConfig  # noqa: PLC0415
-    from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
+    from engines.seed_weights import INIT_SEED
+    from engines.training.head import HeadPlan
+    from engines.training.recipes import train_and_evaluate
+    from engines.training.runs import network_kwargs, run_data
+    from engines.training.train import TrainConfig
+    from engines.training.ztf_files import TrainingDataError
 
     defaults = DEFAULTS[args.model]
     try:

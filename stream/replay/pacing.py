@@ -46,7 +46,7 @@ class Pacer:
 
     @classmethod
     def from_options(cls, rate_per_s: float | None = None, speed: float | None = None, max_gap_s: float | None = None,
-                     **kwargs) -> "Pacer":
+                     **kwargs) -> Pacer:
         if rate_per_s is not None and speed is not None:
             raise PacingError("give either --rate or --speed, not both")
         if rate_per_s is not None and rate_per_s <= 0:

@@ -48,7 +48,7 @@ MJD_UNIX_EPOCH = 40587.0
 class ReplayError(RuntimeError):
     """Messages failed to be delivered or were left unflushed. ``summary`` says how far it got."""
 
-    def __init__(self, message: str, summary: "ReplaySummary") -> None:
+    def __init__(self, message: str, summary: ReplaySummary) -> None:
         super().__init__(message)
         self.summary = summary
 
@@ -137,7 +137,7 @@ def headers_for(out: OutgoingMessage, copies: int) -> list[tuple[str, bytes]]:
 
 
 def _producer(bootstrap_servers: str, client_config: Mapping[str, Any] | None):
-    from confluent_kafka import Producer  # noqa: PLC0415 - Kafka stays out of the pure modules
+    from confluent_kafka import Producer
 
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "linger.ms": 20}
     conf.update(client_config or {})
@@ -169,15 +169,15 @@ def replay(
     an earlier summary) are not sent again. ``limit`` stops after that many sent messages.
     Raises :class:`ReplayError` when a delivery failed or messages were left unflushed.
     """
-    from confluent_kafka import KafkaError, KafkaException  # noqa: PLC0415
-    from tqdm import tqdm  # noqa: PLC0415
+    from confluent_kafka import KafkaError, KafkaException
+    from tqdm import tqdm
 
     if not 1 <= copies <= MAX_COPIES + 1:
         raise MultiplyError(f"--multiply must be between 1 and {MAX_COPIES + 1}, got {copies}")
     pacer = pacer or Pacer()
     summary = ReplaySummary(source=str(source), topic=topic, pacing=pacer.mode, multiply=copies)
     if create_topic:
-        from stream.stack import create_topics  # noqa: PLC0415
+        from stream.stack import create_topics
 
         create_topics(bootstrap_servers, [topic], partitions=partitions, config=dict(client_config or {}))
     producer = _producer(bootstrap_servers, client_config)

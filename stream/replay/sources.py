@@ -153,7 +153,7 @@ def detect_kind(head: bytes) -> str:
 
 def _rubin_schema(schema_id: int) -> Any:
     """Parsed Rubin schema for a Confluent-wire id (id = major*100 + minor), shared with the decoder."""
-    from schemas.decode.rubin import load_rubin_schema  # noqa: PLC0415 - only wire payloads need it
+    from schemas.decode.rubin import load_rubin_schema
 
     return load_rubin_schema(schema_id)
 
@@ -165,7 +165,7 @@ def _alert_message(value: bytes, record: Mapping[str, Any], origin: str, kind: s
 
 
 def _classified_message(record: Mapping[str, Any], origin: str, kind: str) -> SourceMessage:
-    from schemas.classified_record import encode_classified  # noqa: PLC0415 - only dumps need it
+    from schemas.classified_record import encode_classified
 
     mjd = record.get("mjd")
     alert_id = record.get("alert_id")
@@ -278,7 +278,7 @@ def count_hint(path: str | os.PathLike[str]) -> int | None:
         with source.open("rb") as fh:
             head = fh.read(16)
         if head.startswith(b"PAR1"):
-            from schemas.decode.parquet import parquet_row_count  # noqa: PLC0415 - only dumps need pyarrow
+            from schemas.decode.parquet import parquet_row_count
 
             return parquet_row_count(source)
         if source.stat().st_size <= SMALL_FILE_BYTES:

@@ -12,7 +12,7 @@ __all__ = ["subscribe", "ClassifiedRecord", "ModelScores", "SubscribeError"]
 
 def __getattr__(name: str) -> Any:  # lazy: `import stream.subscribe.filters` needs no Kafka client
     if name in __all__:
-        from stream.subscribe import reader  # noqa: PLC0415
+        from stream.subscribe import reader
 
         return getattr(reader, name)
     raise AttributeError(name)

@@ -13,8 +13,8 @@ _SURVEY_ALIASES = {"lsst": "rubin"}
 
 def known_class_labels(cards_dir: Path | None = None) -> tuple[str, ...]:
     """Every label of every model card shipped (read from the cards' TOML, no model is loaded)."""
-    from engines.cards import load_card  # noqa: PLC0415
-    from engines.registry import CARDS_DIR  # noqa: PLC0415
+    from engines.cards import load_card
+    from engines.registry import CARDS_DIR
 
     labels: set[str] = set()
     for path in sorted((cards_dir or CARDS_DIR).glob("*.toml")):
@@ -35,7 +35,7 @@ def check_survey(survey: str) -> str:
 
 def check_class_label(label: str, known: tuple[str, ...] | None = None) -> str:
     """``label`` if some model outputs it; ``ValueError`` naming the known labels otherwise."""
-    from stream.errors import did_you_mean  # noqa: PLC0415
+    from stream.errors import did_you_mean
 
     known = known if known is not None else known_class_labels()
     if label in known:

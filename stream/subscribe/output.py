@@ -65,7 +65,7 @@ _SCALARS = (
 
 
 def _class_labels() -> tuple[str, ...]:
-    from stream.subscribe.known import known_class_labels  # noqa: PLC0415
+    from stream.subscribe.known import known_class_labels
 
     return tuple(label for label in known_class_labels() if "." not in label and label not in ("real", "bogus"))
 
@@ -90,7 +90,7 @@ class RecordWriter:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "RecordWriter":
+    def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -223,7 +223,7 @@ class CsvWriter(RecordWriter):
 
 
 def _arrow_schema():
-    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow as pa
 
     model = pa.struct([("name", pa.string()), ("version", pa.string()), ("weights_sha256", pa.string()),
                        ("backend", pa.string()), ("trained", pa.bool_()), ("scores", pa.map_(pa.string(), pa.float64()))])
@@ -252,7 +252,7 @@ def _arrow_schema():
 class ParquetWriter(RecordWriter):
     def __init__(self, path: str | os.PathLike[str], row_group: int = PARQUET_ROW_GROUP) -> None:
         try:
-            import pyarrow.parquet as pq  # noqa: PLC0415
+            import pyarrow.parquet as pq
         except ImportError as exc:
             raise OutputError("--output *.parquet needs pyarrow (pip install pyarrow)") from exc
         self.path = Path(path)
@@ -275,7 +275,7 @@ class ParquetWriter(RecordWriter):
             self._flush()
 
     def _flush(self) -> None:
-        import pyarrow as pa  # noqa: PLC0415
+        import pyarrow as pa
 
         if self._rows:
             self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self.schema))
@@ -290,8 +290,9 @@ class AvroWriter(RecordWriter):
     """An Avro container of classified records (latest schema); ``replay`` can send it back."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        import fastavro  # noqa: PLC0415
-        import schemas  # noqa: PLC0415
+        import fastavro
+
+        import schemas
 
         major, minor = schemas.latest_version("classified")
         self._schema = fastavro.parse_schema(schemas.load_schema("classified", major, minor))
@@ -343,7 +344,7 @@ def png_name(record: ClassifiedRecord) -> str:
 
 def _scaled(image: np.ndarray) -> tuple[np.ndarray, float, float]:
     """ZScale limits (astropy), the usual display stretch for astronomical cutouts."""
-    from astropy.visualization import ZScaleInterval  # noqa: PLC0415
+    from astropy.visualization import ZScaleInterval
 
     finite = np.isfinite(image)
     if not finite.any():
@@ -357,10 +358,10 @@ def render_triplet(alert: Any, record: ClassifiedRecord, path: str | os.PathLike
 
     ``alert`` is a :class:`schemas.alert.Alert` decoded from the original message.
     """
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     cmap = matplotlib.colormaps["gray"].with_extremes(bad="tab:blue")  # pixels without data (NaN, e.g. off the detector) stand out, not white
     fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.8))

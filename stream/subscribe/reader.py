@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -121,7 +121,7 @@ class ClassifiedRecord:
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any], *, topic: str = "", partition: int = -1, offset: int = -1,
-                  timestamp_ms: int | None = None) -> "ClassifiedRecord":
+                  timestamp_ms: int | None = None) -> ClassifiedRecord:
         """Build from a decoded record (``schemas.classified_record.decode_classified``); missing optionals are None."""
         def opt_float(name: str) -> float | None:
             v = record.get(name)
@@ -204,7 +204,7 @@ def parse_start(start: str | int | float | datetime) -> str | int:
     Accepts ints/floats as Unix ms, datetimes, ISO-8601 text (naive = UTC) or digits.
     """
     if isinstance(start, datetime):
-        moment = start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+        moment = start if start.tzinfo else start.replace(tzinfo=UTC)
         return int(moment.timestamp() * 1000)
     if isinstance(start, (int, float)) and not isinstance(start, bool):
         return int(start)
@@ -221,7 +221,7 @@ def parse_start(start: str | int | float | datetime) -> str | int:
 
 
 def _base_config(bootstrap_servers: str, client_config: Mapping[str, Any] | None) -> dict[str, Any]:
-    from stream.kafka_logs import client_logger  # noqa: PLC0415
+    from stream.kafka_logs import client_logger
 
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": client_logger()}
     conf.update(client_config or {})
@@ -238,11 +238,11 @@ def _base_config(bootstrap_servers: str, client_config: Mapping[str, Any] | None
 
 def _default_decoder(schema_registry_url: str | None = None) -> Callable[[bytes], dict]:
     """Decodes records framed with our fixed ids, and with a registry URL those framed with its ids."""
-    from schemas.classified_record import decode_classified  # noqa: PLC0415 - owned by the records module
+    from schemas.classified_record import decode_classified
 
     if not schema_registry_url:
         return decode_classified
-    from stream.output_registry import registry_schema_lookup  # noqa: PLC0415
+    from stream.output_registry import registry_schema_lookup
 
     lookup = registry_schema_lookup(schema_registry_url)
     return lambda value: decode_classified(value, lookup)
@@ -456,7 +456,7 @@ class ClassifiedReader:
             finally:
                 self._consumer.close()
 
-    def __enter__(self) -> "ClassifiedReader":
+    def __enter__(self) -> ClassifiedReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -538,7 +538,7 @@ class AlertFetcher:
             self._consumer.close()
             self._consumer = None
 
-    def __enter__(self) -> "AlertFetcher":
+    def __enter__(self) -> AlertFetcher:
         return self
 
     def __exit__(self, *exc: object) -> None:

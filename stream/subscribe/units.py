@@ -26,7 +26,7 @@ SURVEY_SCORE_NAMES: tuple[str, ...] = ("drb", "rb", "reliability")
 @functools.cache
 def field_docs() -> dict[str, str]:
     """field name -> the doc of the latest classified schema (empty where it has none)."""
-    from schemas.classified_record import classified_schema  # noqa: PLC0415
+    from schemas.classified_record import classified_schema
 
     return {f["name"]: str(f.get("doc", "")) for f in classified_schema()["fields"]}
 

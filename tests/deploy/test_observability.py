@@ -8,8 +8,7 @@ import pytest
 
 from stream.config import load_settings
 
-from .deployfiles import (DEPLOY, METRICS, allowed_series, promql_grouping_labels, promql_metric_names,
-                          yaml_documents)
+from .deployfiles import DEPLOY, METRICS, allowed_series, promql_grouping_labels, promql_metric_names, yaml_documents
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "survey-classifier.json"
 

@@ -131,9 +131,9 @@ def test_tensorrt_runs_acai_with_its_feature_input_and_braai(tmp_path: Path) -> 
     """Two named inputs (triplets, features) bound by name; ACAI defaults to fp32 on TensorRT.
     Bundled ZTF samples; parity with the torch engine on the same preprocessed batch."""
     _tensorrt_or_skip()
-    from schemas import SAMPLES_DIR  # noqa: PLC0415
-    from schemas.alert import Alert  # noqa: PLC0415
-    from schemas.decode import iter_file  # noqa: PLC0415
+    from schemas import SAMPLES_DIR
+    from schemas.alert import Alert
+    from schemas.decode import iter_file
 
     registry = load_registry()
     alerts = [a for p in sorted((SAMPLES_DIR / "ztf").rglob("*.avro")) for _, a in iter_file(p) if isinstance(a, Alert)]

@@ -90,7 +90,7 @@ def test_braai_d6_m9_is_a_different_model(registry, engines_dir):
 @pytest.fixture(scope="module")
 def pool_subset():
     """Every pool alert with an edge-cut stamp, plus every 10th row (~230 alerts, all sources)."""
-    from schemas.decode.parquet import iter_parquet  # noqa: PLC0415
+    from schemas.decode.parquet import iter_parquet
 
     chosen = []
     for index, alert in iter_parquet(POOL):
@@ -141,7 +141,7 @@ def test_acai_on_pool_matches_reference(registry, engines_dir, pool_subset, teac
 
 @pytest.fixture(scope="module")
 def parity_rows():
-    import pyarrow.parquet as pq  # noqa: PLC0415
+    import pyarrow.parquet as pq
 
     return pq.read_table(REFERENCE / "parity" / "parity.parquet").to_pydict()
 

@@ -12,10 +12,14 @@ import pytest
 import schemas
 from engines.contract import ModelProvenance
 from schemas.alert import Exposure, InputKind
-from schemas.decode import DecodeError, Reason, decode_message
 from schemas.classified_record import (
-    LATEST_CLASSIFIED_VERSION, build_classified_record, classified_schema_id, decode_classified, encode_classified,
+    LATEST_CLASSIFIED_VERSION,
+    build_classified_record,
+    classified_schema_id,
+    decode_classified,
+    encode_classified,
 )
+from schemas.decode import DecodeError, Reason, decode_message
 from tests.schemas.decode.packets import SAMPLES
 
 RB = ModelProvenance("realbogus", "0.3.0", "a" * 64, trained=True, backend="onnxruntime")

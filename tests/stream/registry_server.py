@@ -113,7 +113,7 @@ class RegistryServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> "RegistryServer":
+    def start(self) -> RegistryServer:
         self._thread.start()
         return self
 
@@ -121,7 +121,7 @@ class RegistryServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "RegistryServer":
+    def __enter__(self) -> RegistryServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -208,13 +208,13 @@ class RegistryServer:
                     return self._send(200, {"compatibility": level})
                 return self._send(404, {"error_code": 404, "message": f"no route {method} {path}"})
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's names
+            def do_GET(self) -> None:
                 self._route("GET")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 self._route("POST")
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 self._route("PUT")
 
             def log_message(self, *args: object) -> None:

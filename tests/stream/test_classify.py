@@ -11,9 +11,9 @@ import pytest
 
 from engines.registry import load_registry
 from schemas.alert import Alert
-from stream.cli import main
 from schemas.decode import iter_file
 from schemas.decode.errors import DecodeError
+from stream.cli import main
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
 

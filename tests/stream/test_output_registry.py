@@ -13,14 +13,19 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from schemas.classified_record import (CLASSIFIED_VERSIONS, LATEST_CLASSIFIED_VERSION, build_classified_record,
-                                       classified_schema, decode_classified, encode_classified)
+from schemas.classified_record import (
+    CLASSIFIED_VERSIONS,
+    LATEST_CLASSIFIED_VERSION,
+    build_classified_record,
+    classified_schema,
+    decode_classified,
+    encode_classified,
+)
 from schemas.decode import decode_message
 from schemas.decode.avro import split_wire
 from schemas.provenance import ModelProvenance
 from stream.config import load_settings
-from stream.output_registry import (RegistryClient, SchemaRegistrationRefused, register_output_schemas,
-                                    registry_schema_lookup, subject_for)
+from stream.output_registry import RegistryClient, SchemaRegistrationRefused, register_output_schemas, registry_schema_lookup, subject_for
 from tests.conftest import REPO, SAMPLES
 from tests.stream.registry_server import RegistryServer
 

@@ -16,13 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from confluent_kafka import Consumer, TopicPartition
 
-from stream.config import load_settings
+from schemas.classified_record import decode_classified
 from schemas.decode import decode_message
 from schemas.decode.errors import DecodeError
-from schemas.classified_record import decode_classified
+from stream.config import load_settings
 from stream.stack import create_topics
 from tests.conftest import REPO, SAMPLES, SHARED_DATA
 from tests.kafka_helpers import produce_files, produce_values, read_topic

@@ -22,9 +22,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
@@ -83,7 +81,7 @@ class _Registry:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 outer.requests.append(self.path)
                 if self.headers.get("Authorization") != expected:
                     self.send_response(401)

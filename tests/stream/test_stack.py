@@ -10,8 +10,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_produce_consume_and_redis_roundtrip(services, unique_name):
-    from stream.stack import create_topics
     import redis
+
+    from stream.stack import create_topics
 
     topic = f"{unique_name}-topic"
     create_topics(services.bootstrap_servers, [topic], partitions=2)

@@ -10,8 +10,8 @@ from astropy.io import fits
 
 from engines.training.datasets import load_labelled
 from schemas.alert import Alert
-from stream.cli import main
 from schemas.decode import iter_file
+from stream.cli import main
 
 BUNDLED_ZTF = Path(__file__).resolve().parents[3] / "schemas" / "samples" / "ztf"
 

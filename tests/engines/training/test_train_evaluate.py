@@ -13,8 +13,8 @@ from engines.training import synth_realbogus
 from engines.training.evaluate import classification_metrics, roc_auc, threshold_for_recall
 from engines.training.recipes import predict
 from schemas.alert import Alert
-from stream.cli import main
 from schemas.decode import iter_file
+from stream.cli import main
 
 BUNDLED_ZTF = Path(__file__).resolve().parents[3] / "schemas" / "samples" / "ztf"
 

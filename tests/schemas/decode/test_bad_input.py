@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from schemas.decode import DecodeError, Reason, decode_message, load_rubin_schema
 from schemas.decode.limits import DecodeSettings
 from stream.schema_registry import resolver_for
-from schemas.decode import DecodeError, Reason, decode_message, load_rubin_schema
 from tests.schemas.decode.packets import SAMPLES
 
 ZTF_PATH = SAMPLES / "ztf" / "kowalski"
@@ -95,7 +95,7 @@ class _Registry(http.server.BaseHTTPRequestHandler):
 
     schema_text = ""
 
-    def do_GET(self):  # noqa: N802 - http.server API
+    def do_GET(self):
         if self.path == "/schemas/ids/42":
             body = json.dumps({"schema": self.schema_text}).encode()
             self.send_response(200)

@@ -10,9 +10,9 @@ import pytest
 from astropy.io import fits
 
 from schemas.alert import Exposure, InputKind
-from schemas.decode.limits import DecodeSettings
 from schemas.decode import EXPOSURE_SCHEMA_ID, DecodeError, Reason, decode_message, pack_exposure
 from schemas.decode.exposure import exposure_schema_id
+from schemas.decode.limits import DecodeSettings
 
 rng = np.random.default_rng(3)
 

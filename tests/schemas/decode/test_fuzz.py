@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.alert import Alert, Exposure
-from schemas.decode.limits import DecodeSettings
 from schemas.decode import DecodeError, decode_message, pack_exposure
+from schemas.decode.limits import DecodeSettings
 from tests.hostile.corpus import container
 from tests.schemas.decode.packets import SAMPLES
 

@@ -11,7 +11,13 @@ from astropy.io import fits
 from schemas.alert import Alert
 from schemas.decode import DecodeError, Reason, decode_message, iter_file
 from tests.schemas.decode.packets import (
-    JPEG_FILE_COUNT, JPEG_PACKET_IDS, SAMPLES, SHARED_PACKET_COUNT, cutout_bytes, packet_files, raw_records,
+    JPEG_FILE_COUNT,
+    JPEG_PACKET_IDS,
+    SAMPLES,
+    SHARED_PACKET_COUNT,
+    cutout_bytes,
+    packet_files,
+    raw_records,
 )
 
 ZTF_BANDS = {1: "g", 2: "r", 3: "i"}

@@ -10,8 +10,8 @@ from pathlib import Path
 import fastavro
 import pytest
 
-from schemas.decode import decode_message
 from schemas.classified_record import decode_classified
+from schemas.decode import decode_message
 from schemas.walk import WalkLimits
 from stream.replay.sources import ReplaySourceError, SourceKind, SourceMessage, Unreadable, iter_source
 from tests.stream.subscribe.helpers import SAMPLES, classified_records

@@ -10,8 +10,8 @@ from pathlib import Path
 from confluent_kafka import Consumer, TopicPartition
 
 from engines.contract import ModelProvenance
-from schemas.decode import decode_message
 from schemas.classified_record import build_classified_record
+from schemas.decode import decode_message
 from stream.replay.sources import SourceMessage, iter_source
 
 SAMPLES = Path(__file__).resolve().parents[3] / "schemas" / "samples"

@@ -124,8 +124,8 @@ def test_subscribe_command_files_pngs_and_replayable_dump(services, unique_name,
     its JSONL dump replays back onto a new topic and reads back equal."""
     from confluent_kafka import Producer
 
-    from stream.commands import subscribe as command
     from schemas.classified_record import encode_classified
+    from stream.commands import subscribe as command
     from stream.replay.publish import replay
     from stream.stack import create_topics
     from stream.subscribe import subscribe
