@@ -78,7 +78,7 @@ class Steps:
         t0 = time.perf_counter()
         try:
             value = fn()
-        except Exception as exc:  # a failed step is recorded and the next one still runs
+        except Exception as exc:  # noqa: BLE001 - a failed step is recorded and the next one still runs
             self.failures.append(name)
             self.results[name] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
             print(f"[{name}] FAILED: {type(exc).__name__}: {exc}", flush=True)

@@ -46,7 +46,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.night", description=__doc__.split("\n\n")[0])
     p.add_argument("--alerts", type=int, default=50_000, help="alerts in the night (default 50000)")
     p.add_argument("--quick", action="store_true", help="short timings and short bursts (a smoke run, not figures to quote)")
-    p.add_argument("--backends", nargs="+", default=None, help="inference backends to compare (default: torch onnxruntime openvino, + tensorrt with CUDA)")
+    p.add_argument("--backends", nargs="+", default=None,
+                   help="inference backends to compare (default: torch onnxruntime openvino, + tensorrt with CUDA)")
     p.add_argument("--service-backend", default=None, help="backend the service runs (default onnxruntime; tensorrt with CUDA + TensorRT)")
     p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results/<machine>/)")
     p.add_argument("--exposures", type=int, default=None, help="synthetic raw exposures to decode and score (default 2; 0 with --quick)")
@@ -99,7 +100,9 @@ def _close(runners: Sequence[Any]) -> None:
         r.close()
 
 
-def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str], service_backend: str, device: str) -> tuple[dict[str, Any], list[str]]:
+def measure_limits(
+    night: Any, args: argparse.Namespace, backends: Sequence[str], service_backend: str, device: str,
+) -> tuple[dict[str, Any], list[str]]:
     """Every limit, on the first ``args.limit_alerts`` alerts of the night."""
     from schemas.alert import InputKind
     from stream.config import DecodeSettings
@@ -164,7 +167,8 @@ def measure_limits(night: Any, args: argparse.Namespace, backends: Sequence[str]
             inference[backend] = {"model": first, "load_s": round(time.perf_counter() - t0, 2), **by_model.get(first, {}),
                                   "models": by_model}
             if backend == service_backend:
-                loop, stages = limits.bare_loop(values, {InputKind.DIFFERENCE_ALERT: runners}, _settings(backend, _device_for(backend, device)), batch_size=256)
+                loop, stages = limits.bare_loop(values, {InputKind.DIFFERENCE_ALERT: runners},
+                                                _settings(backend, _device_for(backend, device)), batch_size=256)
                 out["bare_loop"] = {**loop.as_dict(), "stage_seconds": stages}
                 out["loop_backend"] = backend
                 log.info("bare_loop", backend=backend, per_s=round(loop.per_s, 1))
@@ -211,7 +215,9 @@ def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: 
             _close(rs)
 
 
-def run_services(night: Any, args: argparse.Namespace, service_backend: str, device: str, bare_rate: float | None) -> tuple[dict[str, Any], list[str]]:
+def run_services(
+    night: Any, args: argparse.Namespace, service_backend: str, device: str, bare_rate: float | None,
+) -> tuple[dict[str, Any], list[str]]:
     from stream.stack import EmbeddedStack
 
     notes: list[str] = []

@@ -16,7 +16,7 @@ def timeline(latencies: Sequence[tuple[int, int]], t0_ms: float, bin_s: float = 
     if not latencies:
         return {"t_s": [], "per_s": [], "p50_ms": [], "p95_ms": []}
     ts = np.asarray([t for t, _ in latencies], dtype=float)
-    lat = np.asarray([l for _, l in latencies], dtype=float)
+    lat = np.asarray([latency for _, latency in latencies], dtype=float)
     bins = np.floor((ts - t0_ms) / 1000 / bin_s).astype(int)
     bins -= min(0, bins.min())
     out: dict[str, list[float]] = {"t_s": [], "per_s": [], "p50_ms": [], "p95_ms": []}
@@ -47,7 +47,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         "",
         f"Command: `{results['command']}`  ",
         f"Started {results['started_utc']}, took {results['elapsed_s']:.0f} s. Machine: {m['cpu_model']}, {m['cpu_cores']} cores "
-        f"({m['memory_gib']} GiB), device **{results['device']}**, load average at start {m['load_average_1_5_15']}, at end {results.get('load_average_end')}.  ",
+        f"({m['memory_gib']} GiB), device **{results['device']}**, "
+        f"load average at start {m['load_average_1_5_15']}, at end {results.get('load_average_end')}.  ",
         f"Git {m['git_commit']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".  ",
         f"Night: {night['alerts']:,} alerts ({night['by_survey']}) = {night['original_packets']} bundled real packets x up to "
         f"{night['copies_per_packet']} copies with fresh ids, {night['alert_bytes'] / 2**20:,.0f} MiB. "
@@ -85,16 +86,22 @@ def markdown(results: Mapping[str, Any]) -> str:
     if lim.get("exposures"):
         lines += ["", "### Raw exposures (seconds per exposure)", "", "```", json.dumps(lim["exposures"], indent=1), "```"]
     lines += ["", "## The real service (embedded Tansu broker + Redis, 4 partitions)", "",
-              "| run | alerts | alerts/s | steady alerts/s | latency p50 / p95 / p99 ms | service CPU s (cores busy) | broker CPU s | RSS MiB start / 25% / 50% / 75% / end / peak |",
+              "| run | alerts | alerts/s | steady alerts/s | latency p50 / p95 / p99 ms | service CPU s (cores busy) | broker CPU s "
+              "| RSS MiB start / 25% / 50% / 75% / end / peak |",
               "|---|---|---|---|---|---|---|---|"]
     for mode, run in svc.items():
         if not isinstance(run, Mapping) or "latency_ms" not in run:
             continue
         lat, rss, cpu, busy = run["latency_ms"], run["service_rss_mib"], run["cpu_seconds"], run["cpu_cores_busy"]
-        label = mode if mode != "paced" else f"paced ({run['plan'].get('bursts')} bursts of {run['plan'].get('size')} in {run['plan'].get('window_s')} s every {run['plan'].get('period_s')} s)"
-        lines.append(f"| {label} | {run['outputs']:,}/{run['inputs']:,} | {_fmt(run['throughput_per_s'])} | {_fmt(run['steady_throughput_per_s'])} | "
-                     f"{_fmt(lat['p50'], 0)} / {_fmt(lat['p95'], 0)} / {_fmt(lat['p99'], 0)} | {_fmt(cpu.get('service'))} ({_fmt(busy.get('service'), 2)}) | "
-                     f"{_fmt(cpu.get('broker'))} | {' / '.join(_fmt(rss[k], 0) for k in ('start', 'at_25pct', 'at_50pct', 'at_75pct', 'end', 'peak_vmhwm'))} |")
+        label = mode if mode != "paced" else (
+            f"paced ({run['plan'].get('bursts')} bursts of {run['plan'].get('size')} in {run['plan'].get('window_s')} s "
+            f"every {run['plan'].get('period_s')} s)")
+        rss_points = " / ".join(_fmt(rss[k], 0) for k in ("start", "at_25pct", "at_50pct", "at_75pct", "end", "peak_vmhwm"))
+        lines.append(f"| {label} | {run['outputs']:,}/{run['inputs']:,} | {_fmt(run['throughput_per_s'])} | "
+                     f"{_fmt(run['steady_throughput_per_s'])} | "
+                     f"{_fmt(lat['p50'], 0)} / {_fmt(lat['p95'], 0)} / {_fmt(lat['p99'], 0)} | "
+                     f"{_fmt(cpu.get('service'))} ({_fmt(busy.get('service'), 2)}) | "
+                     f"{_fmt(cpu.get('broker'))} | {rss_points} |")
     for mode, run in svc.items():
         if isinstance(run, Mapping) and run.get("stage_seconds"):
             stages = ", ".join(f"{k} {v.get('sum', 0):.2f} s" for k, v in sorted(run["stage_seconds"].items()))
@@ -132,7 +139,8 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
         ax.set_ylabel("MiB")
         ax.set_xlabel("seconds since the service was ready")
         ax.legend()
-    fig.suptitle(f"{results['night']['alerts']:,} alerts on {results['machine']['cpu_model']} ({results['device']}), git {results['machine']['git_commit'][:12]}")
+    fig.suptitle(f"{results['night']['alerts']:,} alerts on {results['machine']['cpu_model']} ({results['device']}), "
+                 f"git {results['machine']['git_commit'][:12]}")
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -72,7 +72,7 @@ class ServiceRunResult:
     plan: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        lat = np.asarray([l for _, l in self.latencies_ms], dtype=float)
+        lat = np.asarray([latency for _, latency in self.latencies_ms], dtype=float)
         out_ts = np.asarray(sorted(t for t, _ in self.latencies_ms), dtype=float)
         start_ms = 1000 * (self.ready_unix if self.mode == "asap" else self.publish_started_unix)
         span_s = (out_ts[-1] - start_ms) / 1000 if out_ts.size else 0.0
@@ -333,7 +333,8 @@ def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, serv
         publisher.send(messages)
         publisher.flush()
         result.publish_ended_unix = time.time()
-        log.info("topic pre-loaded", topic=topics["in"], messages=len(messages), seconds=round(result.publish_ended_unix - result.publish_started_unix, 1))
+        log.info("topic pre-loaded", topic=topics["in"], messages=len(messages),
+                 seconds=round(result.publish_ended_unix - result.publish_started_unix, 1))
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-service-", dir=work_dir))
     env_file, out_file = tmp / "env.json", tmp / "summary.json"
@@ -355,7 +356,8 @@ def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, serv
         reader.done.wait(timeout_s)
         result.complete = reader.done.is_set()
         if not result.complete:
-            log.error("service run timed out before every input was accounted for", outputs=len(reader.outputs), dead=reader.dead, expected=len(messages))
+            log.error("service run timed out before every input was accounted for",
+                      outputs=len(reader.outputs), dead=reader.dead, expected=len(messages))
     finally:
         if reader is not None:
             reader.stop()

@@ -124,7 +124,8 @@ def _format(s: DemoSummary) -> str:
         for key, v in s.class_scores.items():
             lines.append(f"class score {key:<14} n={v['n']:<4} mean={v['mean']:.3f}  >=0.5: {v['above_0.5']}")
         if s.acai_drb_filled:
-            lines.append(f"ACAI drb feature filled  {s.acai_drb_filled} records lacked drb (older schemas): braai d6_m9's score used, as ACAI's training did")
+            lines.append(f"ACAI drb feature filled  {s.acai_drb_filled} records lacked drb (older schemas): "
+                         "braai d6_m9's score used, as ACAI's training did")
     else:
         lines.append("class scores           none (no class model ran on these inputs)")
     if s.braai_vs_drb:

@@ -16,7 +16,10 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 from stream.config import KafkaSettings
 from stream.kafka_logs import with_client_logger
 
-__all__ = ["PublishError", "consumer_config", "producer_config", "make_consumer", "DeliveryTracker", "flush_or_raise", "commit_or_raise", "CommitError", "TopicRecord", "read_topic"]
+__all__ = [
+    "PublishError", "consumer_config", "producer_config", "make_consumer", "DeliveryTracker", "flush_or_raise", "commit_or_raise",
+    "CommitError", "TopicRecord", "read_topic",
+]
 
 
 class PublishError(RuntimeError):
@@ -164,7 +167,8 @@ def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, timeout
                 if expect is not None and len(out) >= expect and time.monotonic() - last_new > 0.5:
                     break
                 continue
-            out.append(TopicRecord(msg.key(), msg.value(), {k: v for k, v in (msg.headers() or [])}, msg.partition(), msg.offset(), msg.timestamp()[1]))
+            out.append(TopicRecord(msg.key(), msg.value(), {k: v for k, v in (msg.headers() or [])},
+                                   msg.partition(), msg.offset(), msg.timestamp()[1]))
             last_new = time.monotonic()
         return out
     finally:

@@ -60,7 +60,8 @@ class Metrics:
         self.dead_letters = Counter("sc_dead_letters", "Messages sent to the dead-letter topic", ["reason"], registry=r)
         self.batch_size = Histogram("sc_batch_size", "Messages per micro-batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)
         self.stage_seconds = Histogram("sc_stage_seconds", "Time per batch in each stage", ["stage"], buckets=_STAGE_BUCKETS, registry=r)
-        self.latency = Histogram("sc_end_to_end_latency_seconds", "Input message timestamp to output acknowledged", buckets=_LATENCY_BUCKETS, registry=r)
+        self.latency = Histogram("sc_end_to_end_latency_seconds", "Input message timestamp to output acknowledged",
+                                 buckets=_LATENCY_BUCKETS, registry=r)
         self.lag = Gauge("sc_consumer_lag", "High watermark minus position", ["topic", "partition"], registry=r)
         self.redis_up_gauge = Gauge("sc_redis_up", "1 when the last Redis call succeeded", registry=r)
         self.kafka_up_gauge = Gauge("sc_kafka_up", "1 when the last broker metadata request succeeded", registry=r)

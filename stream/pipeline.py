@@ -91,7 +91,9 @@ def decode_values(values: Sequence[bytes | None], settings: DecodeSettings, sche
     return out, time.perf_counter() - t0
 
 
-def dedup_candidates(items: Sequence[tuple[Envelope, Item]], already_published: set[str]) -> tuple[list[tuple[Envelope, Item]], list[tuple[Envelope, Item]]]:
+def dedup_candidates(
+    items: Sequence[tuple[Envelope, Item]], already_published: set[str],
+) -> tuple[list[tuple[Envelope, Item]], list[tuple[Envelope, Item]]]:
     """Split into (to classify, duplicates): published before, or a second copy in this batch."""
     fresh: list[tuple[Envelope, Item]] = []
     dups: list[tuple[Envelope, Item]] = []

@@ -363,7 +363,8 @@ class Service:
             except DedupUnavailable as exc:
                 self.metrics.set_redis_up(False)
                 if rs.publish_without_dedup:
-                    log.warning("redis_unreachable_publishing_without_dedup", note="redis.publish_without_dedup = true", during=what, error=redact_urls_in(str(exc)))
+                    log.warning("redis_unreachable_publishing_without_dedup", note="redis.publish_without_dedup = true",
+                                during=what, error=redact_urls_in(str(exc)))
                     return fallback()
                 log.warning("redis_unreachable_paused", during=what, retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
                 if self._stop.wait(delay):

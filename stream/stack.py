@@ -161,7 +161,9 @@ def wait_for_redis(url: str, timeout_s: float = 15.0) -> None:
     raise StackError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {last}")
 
 
-def create_topics(bootstrap: str, topics: Iterable[str], partitions: int = EMBEDDED_PARTITIONS, config: dict | None = None, timeout_s: float = 30.0) -> None:
+def create_topics(
+    bootstrap: str, topics: Iterable[str], partitions: int = EMBEDDED_PARTITIONS, config: dict | None = None, timeout_s: float = 30.0,
+) -> None:
     """Create topics that do not exist yet (existing ones are left as they are)."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic

@@ -136,7 +136,8 @@ def alert_fields(record: Mapping[str, Any]) -> tuple[str, str | None, int | None
             obj = _get(record.get("ssObject") or {}, "ssObjectId") or _get(src, "ssObjectId")
         alert_id = _get(record, "diaSourceId", "alertId") or src.get("diaSourceId")
         mjd = _get(src, "midpointMjdTai", "midPointTai")
-        return "rubin", (str(obj) if obj is not None else None), (int(alert_id) if alert_id is not None else None), (float(mjd) if mjd is not None else None)
+        return ("rubin", (str(obj) if obj is not None else None), (int(alert_id) if alert_id is not None else None),
+                (float(mjd) if mjd is not None else None))
     raise ValueError("record is neither a ZTF alert (candidate) nor a Rubin alert (diaSource)")
 
 

@@ -154,7 +154,8 @@ class ClassifiedRecord:
             candid=opt_int("candid"), dia_source_id=opt_int("dia_source_id"), dia_object_id=opt_int("dia_object_id"),
             magpsf=opt_float("magpsf"), sigmapsf=opt_float("sigmapsf"), fid=opt_int("fid"), isdiffpos=record.get("isdiffpos"),
             psf_flux=opt_float("psf_flux"), psf_flux_err=opt_float("psf_flux_err"),
-            is_negative=None if record.get("is_negative") is None else bool(record["is_negative"]), topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
+            is_negative=None if record.get("is_negative") is None else bool(record["is_negative"]),
+            topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
         )
 
     @property

@@ -156,7 +156,7 @@ def test_properties_examples_carry_placeholders_only():
 
 
 def test_redis_tls_auth_url_example_parses_to_a_verified_tls_connection():
-    lines = [l for l in (SECURE / "redis-url.example").read_text().splitlines() if l and not l.startswith("#")]
+    lines = [line for line in (SECURE / "redis-url.example").read_text().splitlines() if line and not line.startswith("#")]
     (url,) = lines
     assert url.startswith("rediss://")
     client = redis.Redis.from_url(url.replace("<password>", "pa%40ss"))

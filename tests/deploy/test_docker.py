@@ -26,7 +26,7 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
             if current.strip():
                 joined.append(current.strip())
             current = ""
-    return [(l.split(None, 1)[0].upper(), l.split(None, 1)[1] if " " in l else "") for l in joined]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in joined]
 
 
 @pytest.mark.parametrize("kind", DOCKERFILES)
@@ -88,7 +88,7 @@ def test_env_names_set_in_images_are_read_by_the_code(kind):
 @pytest.mark.parametrize("kind", DOCKERFILES)
 def test_copied_sources_exist_and_dockerignore_admits_them(kind):
     ignore = (DOCKER / f"Dockerfile.{kind}.dockerignore").read_text().splitlines()
-    assert ignore[[l.strip() for l in ignore].index("**")] == "**", "context should start from nothing"
+    assert ignore[[line.strip() for line in ignore].index("**")] == "**", "context should start from nothing"
     for ins, args in _instructions(DOCKERFILES[kind]):
         if ins == "COPY" and "--from" not in args:
             sources = [s for s in args.split() if not s.startswith("--")][:-1]
@@ -96,7 +96,7 @@ def test_copied_sources_exist_and_dockerignore_admits_them(kind):
                 if "*" in source:
                     continue
                 assert (REPO / source).exists(), source
-                assert any(l.startswith(f"!{source}") for l in ignore), f"{source} is excluded by the .dockerignore"
+                assert any(line.startswith(f"!{source}") for line in ignore), f"{source} is excluded by the .dockerignore"
 
 
 def test_entrypoint_is_valid_sh_and_execs_the_cli():
@@ -117,7 +117,7 @@ def test_entrypoint_engine_build_flags_are_accepted_by_the_engines_command():
     import shlex
 
     text = (DOCKER / "entrypoint.sh").read_text().replace("\\\n", " ")
-    (line,) = [l for l in text.splitlines() if "survey-classifier engines build" in l]
+    (line,) = [text_line for text_line in text.splitlines() if "survey-classifier engines build" in text_line]
     words = shlex.split(line.strip())[2:]  # after "survey-classifier engines"
     resolved = [re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", w) for w in words]
     sub = argparse.ArgumentParser().add_subparsers()

@@ -172,7 +172,7 @@ def test_secret_files_have_examples_and_are_git_ignored(kustomization):
 def test_rubin_sizing_in_the_readme_follows_its_formula():
     """The README's table is ceil(h * V / (W * T_pod)) with V = 10,000 alerts, h = 1.5."""
     readme = (DEPLOY / "README.md").read_text()
-    rows = [l for l in readme.splitlines() if l.startswith("| ") and l.split("|")[1].strip().replace(",", "").isdigit()]
+    rows = [line for line in readme.splitlines() if line.startswith("| ") and line.split("|")[1].strip().replace(",", "").isdigit()]
     assert rows
     for row in rows:
         cells = [c.strip().replace(",", "") for c in row.strip("|").split("|")]

@@ -25,8 +25,8 @@ def _same(size: int, k: int, s: int) -> tuple[int, int]:
 
 
 def _pad(x: np.ndarray, k: int, s: int, value: float = 0.0) -> np.ndarray:
-    (t, b), (l, r) = _same(x.shape[1], k, s), _same(x.shape[2], k, s)
-    return np.pad(x, [(0, 0), (t, b), (l, r), (0, 0)], constant_values=value)
+    (top, bottom), (left, right) = _same(x.shape[1], k, s), _same(x.shape[2], k, s)
+    return np.pad(x, [(0, 0), (top, bottom), (left, right), (0, 0)], constant_values=value)
 
 
 def np_conv(x, w, b, s, padding):

@@ -61,7 +61,8 @@ def test_iicnet_structure_matches_the_paper() -> None:
     assert kinds.count("ReceptiveFieldBlock") == 1 and kinds.count("CBAM") == 2 and kinds.count("MaxPool2d") == 3
     assert kinds[-1] == "CBAM" and kinds.index("CBAM") == kinds.index("ReceptiveFieldBlock") + 1
     assert sum(1 for m in body if isinstance(m, nn.Sequential)) == 5  # the five conv layers
-    dilations = sorted({m.dilation[0] for m in body[kinds.index("ReceptiveFieldBlock")].modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)})
+    rfb = body[kinds.index("ReceptiveFieldBlock")]
+    dilations = sorted({m.dilation[0] for m in rfb.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)})
     assert dilations == [1, 3, 5]
 
 

@@ -37,7 +37,7 @@ def _ztf_alert():
 def test_build_from_ztf_alert():
     alert = _ztf_alert()
     record = build_classified_record(alert, [(RB, {"bogus": 0.25, "real": 0.75}), (CLS, {"sn": 0.6, "agn": 0.4})], **SOURCE)
-    assert record["schema_version"] == "%d.%d" % LATEST_CLASSIFIED_VERSION
+    assert record["schema_version"] == f"{LATEST_CLASSIFIED_VERSION[0]}.{LATEST_CLASSIFIED_VERSION[1]}"
     assert record["survey"] == "ztf" and record["kind"] == "difference_alert"
     assert record["alert_id"] == str(alert.alert_id) and record["object_id"] == alert.object_id
     assert (record["ra"], record["dec"], record["band"]) == (alert.ra, alert.dec, alert.band)

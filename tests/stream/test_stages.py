@@ -249,7 +249,7 @@ def test_published_records_decode_with_the_header_version_and_host():
     envelopes, triaged, dups, scored, acct, lost = _run_batch(
         _packets(2), FakeDedup(), producer := FakeProducer(), FakeConsumer(), {InputKind.DIFFERENCE_ALERT: [FakeRunner("realbogus")]})
     assert len(producer.produced) == 2 and not lost
-    for topic, value, key, headers in producer.produced:
+    for topic, value, _key, headers in producer.produced:
         record = decode_classified(value)
         h = dict(headers)
         assert topic == "classified" and h["sc-schema"] == CLASSIFIED_SCHEMA_HEADER.encode()
