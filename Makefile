@@ -41,11 +41,14 @@ lock:
 
 install: system-deps $(STAMP)
 
+# Lint first (ruff, configured in pyproject.toml: seconds), then every test.
 test: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q tests
 
 # Unit tests only: no broker, no Redis (integration tests are marked and left out).
 test-fast: install
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q -m "not integration" tests
 
 demo: install
