@@ -291,3 +291,39 @@ def test_hostile_corpus_through_the_real_service(services, unique_name, engine_c
         reason = by_key[case]["sc-reason"].decode()
         assert reason in allowed, f"{case}: {reason} ({by_key[case]['sc-detail'].decode()[:200]})"
     print("hostile corpus reasons: " + ", ".join(f"{c}={by_key[c]['sc-reason'].decode()}" for c in cases))
+
+
+def test_every_case_of_the_hostile_corpus_is_dead_lettered_with_its_reason(services, unique_name, engine_cache, runners):
+    """The whole decode corpus (tests/hostile/corpus.py: crafted bombs, hostile field types, mutated
+    real packets and schemas) interleaved with real packets, through the real service on the real
+    broker: each case ends as a dead letter carrying exactly the reason the corpus names, every real
+    packet is published, and the per-partition accounts balance."""
+    from schemas.decode import decode_message
+    from tests.hostile.corpus import hostile_cases
+
+    name = unique_name
+    make_topics(services, name, partitions=1)
+    cases = hostile_cases()
+    good = [p.read_bytes() for p in real_ztf_packets(len(cases))]
+    good_keys = {item.key for v in good for item in decode_message(v)}
+    values = [pair for i, case in enumerate(cases)
+              for pair in ((case.name.encode(), case.value), (f"good-{i}".encode(), good[i % len(good)]))]
+    produce_values(services.bootstrap_servers, f"{name}-alerts", values)
+    settings = load_settings(env=settings_env(services, name, engine_cache, SC__BATCH__MAX_SIZE="16"))
+    service, thread = start_service(settings, runners)
+    try:
+        dlq = read_topic(services.bootstrap_servers, f"{name}-dlq", expect=len(cases), timeout_s=120)
+        records = classified(services, name, expect=len(good_keys))
+        deadline = time.monotonic() + 30
+        while service.metrics.totals().consumed < len(values) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert thread.is_alive(), "no message stops the line"
+    finally:
+        service.request_stop()
+        thread.join(60)
+    reasons = {r.key.decode(): r.headers["sc-reason"].decode() for r in dlq}
+    assert reasons == {case.name: case.reason for case in cases}
+    assert {f"{r['survey']}:{r['alert_id']}" for r in records} == good_keys
+    totals = service.metrics.totals()
+    assert totals.balanced and totals.consumed == len(values) and totals.dead_lettered == len(cases)
+    assert "internal_error" not in reasons.values()
