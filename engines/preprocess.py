@@ -62,6 +62,8 @@ __all__ = [
     "raw_exposure_batch",
     "chips_per_exposure",
     "raw_exposure_items",
+    "SURVEY_PIXEL_SCALES",
+    "difference_alert_batch_by_scale",
     "PREPROCESSORS",
 ]
 
@@ -304,6 +306,47 @@ def raw_exposure_items(exposures: Sequence[Exposure], binning: int = 1, device: 
     return torch.stack([p[torch.arange(most, device=p.device) % p.shape[0]] for p in per_item])
 
 
+#: arcsec per pixel of each survey's cutouts (ZTF: 1.01; Rubin LSSTCam: 0.2)
+SURVEY_PIXEL_SCALES: dict[str, float] = {"ztf": 1.01, "rubin": 0.2}
+
+
+def difference_alert_batch_by_scale(alerts: Sequence[Alert], size: int = STAMP_FRAME, arcsec_per_px: float = 1.01,
+                                    device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, 3, size, size) stamps of any survey on one sky grid of ``arcsec_per_px``.
+
+    Each stamp is first resampled by the ratio of its survey's pixel scale
+    (:data:`SURVEY_PIXEL_SCALES`) to ``arcsec_per_px``: missing pixels take the stamp's median,
+    then bilinear with antialiasing (an area average when shrinking), so a 30 x 30 Rubin stamp
+    at 0.2 arcsec per pixel becomes 6 x 6 at ZTF's 1.01. Then as for real/bogus: framed in
+    ``size`` x ``size`` (NaN outside), filled, min-max scaled; no final resize. Stamps already
+    at the target scale (ZTF) skip the first step and keep their detector-edge placement.
+    """
+    frames = []
+    for alert in alerts:
+        if not isinstance(alert, Alert):
+            raise PreprocessError(f"expected an Alert, got {type(alert).__name__}")
+        try:
+            ratio = SURVEY_PIXEL_SCALES[alert.survey] / arcsec_per_px
+        except KeyError:
+            raise PreprocessError(f"no pixel scale known for survey {alert.survey!r}") from None
+        planes = []
+        for stamp in (alert.science, alert.template, alert.difference):
+            data = np.asarray(stamp.data, dtype=np.float32)
+            if abs(ratio - 1.0) <= 0.02:
+                planes.append(frame_stamp(data, size, position_px=alert.position_px, detector_shape=alert.detector_shape))
+                continue
+            finite = np.isfinite(data)
+            filled = np.where(finite, data, np.median(data[finite]) if finite.any() else 0.0).astype(np.float32)
+            out_hw = (max(1, round(data.shape[0] * ratio)), max(1, round(data.shape[1] * ratio)))
+            resized = F.interpolate(torch.from_numpy(filled)[None, None], size=out_hw, mode="bilinear",
+                                    align_corners=False, antialias=ratio < 1)[0, 0].numpy()
+            planes.append(frame_stamp(resized, size))
+        frames.append(np.stack(planes))
+    if not frames:
+        return torch.empty((0, 3, size, size), device=device)
+    return fill_and_normalise(to_device(_host_batch(frames), device))
+
+
 #: preprocessing name (as model cards give it) -> function(items, device) -> tensor
 PREPROCESSORS = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
@@ -311,4 +354,6 @@ PREPROCESSORS = {
     "hst_raw_2048x4096": lambda items, device: raw_exposure_items(items, 1, device),
     # the reduced-resolution HR-CelestialNet: the same trimmed chips, binned 4 x 4 to 512 x 1024
     "hst_raw_binned4": lambda items, device: raw_exposure_items(items, 4, device),
+    # the alert-class model: any survey's stamps on ZTF's 1.01 arcsec pixel grid, 63 x 63
+    "difference_stamps_arcsec_63": lambda items, device: difference_alert_batch_by_scale(items, 63, 1.01, device),
 }

@@ -147,25 +147,52 @@ class ModelRunner:
 
 
 class Registry:
-    """All model cards, by name; builds runners on demand."""
+    """All model cards, by name; builds runners on demand.
 
-    def __init__(self, cards: Sequence[ModelCard], weights_dir: Path = WEIGHTS_DIR) -> None:
+    ``cards`` are the current version of each model; ``earlier`` are superseded versions kept
+    loadable (``engines/cards/versions/``): a model is named ``"name"`` (its current version)
+    or ``"name@version"`` (any version), in :meth:`card`, :meth:`load_runner` and
+    :meth:`selected` (the service's ``engine.models``)."""
+
+    def __init__(self, cards: Sequence[ModelCard], weights_dir: Path = WEIGHTS_DIR,
+                 earlier: Sequence[ModelCard] = ()) -> None:
         self.cards: dict[str, ModelCard] = {}
         for card in cards:
             if card.name in self.cards:
                 raise EngineError(f"two model cards are named {card.name!r}")
             self.cards[card.name] = card
+        self.versions: dict[str, ModelCard] = {f"{c.name}@{c.version}": c for c in self.cards.values()}
+        for card in earlier:
+            ref = f"{card.name}@{card.version}"
+            if ref in self.versions:
+                raise EngineError(f"two model cards are {ref!r}")
+            self.versions[ref] = card
         self.weights_dir = weights_dir
 
     def card(self, name: str) -> ModelCard:
-        try:
-            return self.cards[name]
-        except KeyError:
-            raise EngineError(f"no model card named {name!r} (have {sorted(self.cards)})") from None
+        """The card of ``name`` (current version) or ``name@version``."""
+        found = self.versions.get(name) if "@" in name else self.cards.get(name)
+        if found is None:
+            raise EngineError(f"no model card named {name!r} (have {sorted(self.cards)}; versions {sorted(self.versions)})")
+        return found
 
     def cards_for(self, kind: InputKind) -> list[ModelCard]:
-        """Cards of the models that score inputs of ``kind``, in name order."""
+        """Cards of the models that score inputs of ``kind``, in name order (current versions)."""
         return [c for _, c in sorted(self.cards.items()) if kind in c.input_kinds]
+
+    def selected(self, kind: InputKind, models: Sequence[str] = ()) -> list[ModelCard]:
+        """The cards to run on ``kind``: every current one when ``models`` is empty, else those
+        named (``name`` or ``name@version``) that score ``kind``, one version per name."""
+        if not models:
+            return self.cards_for(kind)
+        chosen: dict[str, ModelCard] = {}
+        for ref in models:
+            card = self.card(ref)
+            if kind in card.input_kinds:
+                if card.name in chosen and chosen[card.name].version != card.version:
+                    raise EngineError(f"two versions of {card.name!r} named in the models list")
+                chosen[card.name] = card
+        return [chosen[name] for name in sorted(chosen)]
 
     def export(self, name: str, cache_dir: str | Path = "var/engines", precision: str = "fp32") -> Path:
         """The card's ONNX file in ``cache_dir``, exported now if it is not there yet."""
@@ -224,9 +251,11 @@ class Registry:
 
 
 def load_registry(cards_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> Registry:
-    """Read every ``*.toml`` card in ``cards_dir`` (default: engines/cards)."""
+    """Read every ``*.toml`` card in ``cards_dir`` (default: engines/cards) and the superseded
+    versions in its ``versions/`` folder."""
     cards_dir = Path(cards_dir) if cards_dir is not None else CARDS_DIR
     paths = sorted(cards_dir.glob("*.toml"))
     if not paths:
         raise EngineError(f"no model cards in {cards_dir}")
-    return Registry([load_card(p) for p in paths], Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR)
+    earlier = [load_card(p) for p in sorted((cards_dir / "versions").glob("*.toml"))]
+    return Registry([load_card(p) for p in paths], Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR, earlier)

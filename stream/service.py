@@ -425,11 +425,9 @@ def load_runners(settings: Settings) -> dict[InputKind, list[Any]]:
         kinds += [InputKind.RAW_EXPOSURE, InputKind.MULTIBAND_CUTOUT]
     runners: dict[InputKind, list[Any]] = {}
     for kind in kinds:
-        for card in registry.cards_for(kind):
-            if eng.models and card.name not in eng.models:
-                continue
+        for card in registry.selected(kind, eng.models):  # "name" or "name@version"
             runners.setdefault(kind, []).append(
-                registry.load_runner(card.name, eng.backend, device=eng.device, cache_dir=eng.cache_dir, allow_untrained=eng.allow_untrained)
+                registry.load_runner(f"{card.name}@{card.version}", eng.backend, device=eng.device, cache_dir=eng.cache_dir, allow_untrained=eng.allow_untrained)
             )
     untrained = [r.provenance.name for rs in runners.values() for r in rs if not r.provenance.trained]
     if untrained:

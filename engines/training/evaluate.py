@@ -110,6 +110,9 @@ def classification_metrics(
         "examples": n,
         "class_names": list(class_names),
         "accuracy": _safe(int(np.trace(confusion)), n),
+        # mean recall over the classes present: what accuracy is when every class counts the same
+        "balanced_accuracy": (float(np.mean([v["recall"] for v in per_class.values() if v["recall"] is not None]))
+                              if any(v["recall"] is not None for v in per_class.values()) else None),
         "threshold": threshold,
         "decision": (f"score({class_names[positive_class]}) >= {threshold}" if k == 2 and threshold is not None
                      else "arg-max over classes"),
@@ -145,7 +148,7 @@ def _markdown(title: str, metrics: dict[str, Any], notes: Sequence[str], roc_png
         lines.pop()
         lines.append("")
     lines += [f"Examples: {metrics['examples']}. Decision: {metrics['decision']}. "
-              f"Overall accuracy: {_fmt(metrics['accuracy'])}.", ""]
+              f"Overall accuracy: {_fmt(metrics['accuracy'])}; balanced accuracy (mean per-class recall): {_fmt(metrics.get('balanced_accuracy'))}.", ""]
     lines.append("| class | support | accuracy | precision | recall | specificity | F1 | ROC AUC |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for name in names:

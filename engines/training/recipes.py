@@ -20,7 +20,14 @@ from engines.training.datasets import LabelledImages
 from engines.training.evaluate import write_report
 from engines.training.head import HeadPlan, train_head
 from engines.training.splits import Split, grouped_split
-from engines.training.train import TrainConfig, TrainingData, TrainResult, array_sha256, train_network
+from engines.training.train import (
+    TrainConfig,
+    TrainingData,
+    TrainResult,
+    array_sha256,
+    balanced_class_weights,
+    train_network,
+)
 from engines.training.ztf_files import TrainingDataError
 
 __all__ = [
@@ -187,14 +194,22 @@ def train_and_evaluate(
     progress: bool = True,
     notes: Sequence[str] = (),
     head: HeadPlan | None = None,
+    balance_classes: bool = False,
 ) -> TrainedModel:
     """Grouped split -> train on train/validation -> evaluate on the held-out test groups.
 
     ``head``: train only the head of the seeded network on its frozen prefix's features
-    (:mod:`engines.training.head`); the weights are then a delta file over the seed."""
+    (:mod:`engines.training.head`); the weights are then a delta file over the seed.
+    ``config.network_kwargs["num_classes"]``: a user's own label set, the outputs in the data's
+    class order. ``balance_classes``: weigh the loss by inverse class frequency (stated in the notes)."""
     spec = _network_spec(config.model)
-    _check_classes(config.model, data)
-    data = _reorder_to_network(config.model, data)
+    if "num_classes" in config.network_kwargs:   # the user's own label set: outputs = the data's classes
+        if int(config.network_kwargs["num_classes"]) != len(data.class_names):
+            raise TrainingDataError(f"num_classes {config.network_kwargs['num_classes']} != the data's "
+                                    f"{len(data.class_names)} classes {list(data.class_names)}")
+    else:
+        _check_classes(config.model, data)
+        data = _reorder_to_network(config.model, data)
     split = grouped_split(data.groups, fractions, seed=config.seed)
     if len(split.train) == 0 or len(split.validation) == 0 or len(split.test) == 0:
         raise TrainingDataError(f"grouped split left a side empty (train {len(split.train)}, validation "
@@ -215,6 +230,11 @@ def train_and_evaluate(
                                "validation_groups": len({data.groups[i] for i in split.validation}),
                                "test_groups": len(test_groups), "test_examples": int(len(split.test))}},
     )
+    if balance_classes:
+        weights = balanced_class_weights(training.train_y, len(data.class_names))
+        config = replace(config, class_weights=weights)
+        notes = (*notes, "Class imbalance: the loss weighs each class by n / (classes x n_class) over the training "
+                         "split (" + ", ".join(f"{c} {w:.3g}" for c, w in zip(data.class_names, weights)) + ").")
     to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
     if head is not None:
         result = train_head(training, to_input, config, head, out_dir, resume=resume, progress=progress)

@@ -88,7 +88,8 @@ def _list(args: argparse.Namespace) -> int:
     registry = load_registry()
     cache = Path(args.cache_dir)
     print(f"{'model':<16}{'version':<18}{'trained':<9}{'weights_sha256':<18}artefact")
-    for name, card in sorted(registry.cards.items()):
+    for _ref, card in sorted(registry.versions.items()):  # current and superseded versions
+        name = card.name if registry.cards.get(card.name) is card else f"{card.name}@{card.version}"
         artefacts = []
         for precision in ("fp32", "fp16"):
             onnx = onnx_path_for(card, cache, precision)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 __all__ = ["register", "DEFAULTS"]
@@ -56,6 +57,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --head-blocks: seed of the frozen initialisation (default: the cards' seed, 20261122)")
     p.add_argument("--calibration-examples", type=int, default=48,
                    help="with --head-blocks: training inputs over which BatchNorm statistics are recomputed")
+    p.add_argument("--name", default=None,
+                   help="register the result as this model (card + weights; a user's own classes need it): "
+                        "engines list shows it, engine.models runs it; an existing name gets a new version")
+    p.add_argument("--version", default=None, help="with --name: the card's version (default 1.0.0-user)")
+    p.add_argument("--init-from", default=None, metavar="MODEL|PT",
+                   help="fine-tune from shipped weights: a registered model (name or name@version) of the same "
+                        "network and input, or a .pt state dict; an output layer of another size starts fresh")
+    p.add_argument("--no-balance", action="store_true",
+                   help="--data: do not weigh the loss by inverse class frequency (weighted by default)")
+    p.add_argument("--cards-dir", type=Path, default=None, help="with --name: where cards live (default engines/cards)")
+    p.add_argument("--weights-dir", type=Path, default=None, help="with --name: where weights live (default engines/weights)")
     p.add_argument("--out", type=Path, default=Path("var/training"), help="output folder (weights, record, checkpoint)")
     p.add_argument("--report", type=Path, default=None, help="test-report folder (default: OUT/report)")
     p.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="continue from a checkpoint.pt")
@@ -89,6 +101,8 @@ def _run(args: argparse.Namespace) -> int:
     from engines.seed_weights import INIT_SEED  # noqa: PLC0415
     from engines.training.head import HeadPlan  # noqa: PLC0415
     from engines.training.train import TrainConfig  # noqa: PLC0415
+    from engines.training.register import resolve_init_weights  # noqa: PLC0415
+    from engines.training.user_labels import register_trained, user_label_config  # noqa: PLC0415
     from engines.training.ztf_files import TrainingDataError  # noqa: PLC0415
 
     defaults = DEFAULTS[args.model]
@@ -129,13 +143,22 @@ def _run(args: argparse.Namespace) -> int:
                 print("give --data PATH (labelled data) or --synthetic N", file=sys.stderr)
                 return 2
             data = load_labelled(args.data, labels_csv=args.labels, group_column=args.group_column)
+            config = user_label_config(config, data.class_names, args.name)
+            if args.init_from:
+                config = replace(config, init_from=str(resolve_init_weights(args.init_from, args.model, args.cards_dir,
+                                                                            args.weights_dir)))
             description = {"source": str(args.data), "synthetic": False, "class_names": list(data.class_names),
                            "group_column": args.group_column}
             notes.append(f"Trained and tested on the user's data at {args.data}; test = held-out groups "
                          f"({'by ' + args.group_column if args.group_column else 'each file its own group'}).")
         trained = train_and_evaluate(
             data, config, args.out, args.report or args.out / "report", description, preprocessed=preprocessed,
-            binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=notes, head=head)
+            binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=notes, head=head,
+            balance_classes=args.data is not None and args.synthetic is None and not args.no_balance)
+        card_path = None
+        if args.name:
+            card_path = register_trained(args.name, args.version, config, trained, description, args.cards_dir,
+                                         args.weights_dir)
     except TrainingDataError as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         return 1
@@ -143,5 +166,6 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps({"weights": str(trained.result.weights_path), "record": str(trained.result.record_path),
                       "report": str(trained.report_json), "best_epoch": trained.result.best_epoch,
                       "stopped_because": trained.result.stopped_because, "test_accuracy": m["accuracy"],
-                      "test_examples": m["examples"]}))
+                      "test_examples": m["examples"], "balanced_accuracy": m.get("balanced_accuracy"),
+                      "card": str(card_path) if card_path else None}))
     return 0
