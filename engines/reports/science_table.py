@@ -6,7 +6,8 @@
 One row per card in ``engines/cards/`` (every model the registry serves, whoever added it):
 its version, what it was trained on (``[training] data``) and its figures. A card says its
 headline in ``[evaluation] summary``; a card without one gets its first numeric figures,
-named as the card names them. The table sits between two markers in README.md.
+named as the card names them, and its real-data caveat where the card has one. The table sits
+between two markers in README.md.
 """
 from __future__ import annotations
 
@@ -36,7 +37,11 @@ def _figures(evaluation: dict) -> str:
         parts.append(f"{key.replace('_', ' ')} {value:.3g}" if isinstance(value, float) else f"{key.replace('_', ' ')} {value}")
         if len(parts) == 4:
             break
-    return "; ".join(parts) or "no figures in the card"
+    text = "; ".join(parts) or "no figures in the card"
+    for key in ("real_data_check", "drb_agreement_note"):
+        if isinstance(evaluation.get(key), str):
+            text += f"; {key.replace('_', ' ')}: {evaluation[key]}"
+    return text
 
 
 def table_rows(cards_dir: Path) -> list[tuple[str, str, str, str, str]]:
@@ -48,7 +53,7 @@ def table_rows(cards_dir: Path) -> list[tuple[str, str, str, str, str]]:
         card = load_card(path)
         training = dict(card.training)
         trained_on = training.get("data") or ("untrained (seeded weights)" if not card.trained else "not stated")
-        if training.get("synthetic") is True:
+        if training.get("synthetic") is True and not str(trained_on).upper().startswith("SYNTHETIC"):
             trained_on = f"SYNTHETIC: {trained_on}"
         report = card.evaluation.get("report", "")
         rows.append((card.name, card.version, _cell(trained_on), _cell(_figures(dict(card.evaluation))), _cell(report)))

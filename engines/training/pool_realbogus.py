@@ -91,11 +91,13 @@ class TeacherRun:
 
 
 def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: TrainConfig, out_dir: Path,
-                  injection: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False) -> TeacherRun:
+                  injection: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False,
+                  resume: Path | None = None) -> TeacherRun:
     """Train ``variant`` ("teacher", "injection" or "both") on the split's training alerts.
 
     Validation is always the teacher-labelled validation alerts of the training sources, so
-    the kept epoch is chosen by agreement on real alerts for every variant."""
+    the kept epoch is chosen by agreement on real alerts for every variant. ``resume``: a
+    checkpoint of the same variant to continue (more epochs, another time budget)."""
     if variant not in ("teacher", "injection", "both"):
         raise TrainingDataError(f"unknown variant {variant!r}")
     if variant != "teacher" and injection is None:
@@ -120,7 +122,8 @@ def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: Tr
                         class_names=("bogus", "real"), description=description)
     started = time.monotonic()
     to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
-    result = train_network(data, to_input, config, Path(out_dir), progress=progress, augment=dihedral_augment)
+    result = train_network(data, to_input, config, Path(out_dir), progress=progress, augment=dihedral_augment,
+                           resume=resume)
     return TeacherRun(variant, result.weights_path, result.record_path, description, time.monotonic() - started)
 
 

@@ -18,6 +18,7 @@ VARIANT_TEXT = {
     "injection": "injection only, this recipe (1,500 synthetic injections; epoch kept by validation on real alerts)",
     "teacher": "teacher only: braai d6_m7 soft targets on the pool's training sources",
     "both": "teacher + injection: the pool's soft targets and 1,500 injections (one-hot), mixed",
+    "both-from-shipped": "teacher + injection, starting from the shipped 1.0.0 (injection-trained) weights, lr 3e-4",
 }
 
 
@@ -70,7 +71,7 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
         "| AUC vs d6_m9 | data/ztf AUC vs drb | data/ztf recall / bogus passed |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for key in ("shipped-1.0.0", "injection", "teacher", "both"):
+    for key in ("shipped-1.0.0", "injection", "teacher", "both", "both-from-shipped"):
         if key in results:
             lines.append(_row(f"{key}: {VARIANT_TEXT[key]}" + (" **(shipped as 2.0.0)**" if key == shipped else ""),
                               results[key]))

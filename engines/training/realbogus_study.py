@@ -86,12 +86,13 @@ def evaluate_weights(weights: Path, pool: PoolAlerts, split: SourceSplit, data_r
 def _train(args: argparse.Namespace) -> int:
     pool = load_pool(args.pool)
     split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
-    out = args.out / args.variant
+    out = args.out / (args.tag or args.variant)
     injection = _injection(INJECTION_EXAMPLES, INJECTION_SEED, args.data_ztf) if args.variant != "teacher" else None
-    config = TrainConfig(model="realbogus", **{**STUDY_CONFIG, "max_minutes": args.max_minutes})
-    run = train_on_pool(pool, split, args.variant, config, out, injection=injection)
+    config = TrainConfig(model="realbogus", **{**STUDY_CONFIG, "max_minutes": args.max_minutes, "epochs": args.epochs,
+                                               "lr": args.lr}, init_from=args.init_from)
+    run = train_on_pool(pool, split, args.variant, config, out, injection=injection, resume=args.resume)
     figures = evaluate_weights(run.weights, pool, split, args.data_ztf)
-    (out / "figures.json").write_text(json.dumps({"variant": args.variant, "description": run.description,
+    (out / "figures.json").write_text(json.dumps({"variant": args.tag or args.variant, "description": run.description,
                                                   "train_seconds": run.seconds, **figures}, indent=2, default=str))
     print(json.dumps({"variant": args.variant, **figures["vs_braai_d6_m7"]["all"]}, default=str))
     return 0
@@ -114,7 +115,7 @@ def _report(args: argparse.Namespace) -> int:
     pool = load_pool(args.pool)
     split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
     results = {"shipped-1.0.0": _shipped(args, pool, split)}
-    for variant in ("teacher", "injection", "both"):
+    for variant in ("teacher", "injection", "both", "both-from-shipped"):
         path = args.out / variant / "figures.json"
         if path.is_file():
             results[variant] = json.loads(path.read_text())
@@ -133,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
     t = sub.add_parser("train")
     t.add_argument("variant", choices=("teacher", "injection", "both"))
     t.add_argument("--max-minutes", type=float, default=STUDY_CONFIG["max_minutes"])
+    t.add_argument("--epochs", type=int, default=STUDY_CONFIG["epochs"])
+    t.add_argument("--resume", type=Path, default=None, help="continue this variant's checkpoint.pt")
+    t.add_argument("--tag", default=None, help="output folder name under --out (default: the variant)")
+    t.add_argument("--init-from", default=None, help="start from these weights (.pt), e.g. the shipped injection model")
+    t.add_argument("--lr", type=float, default=STUDY_CONFIG["lr"])
     r = sub.add_parser("report")
-    r.add_argument("--ship", choices=("teacher", "injection", "both"), default=None)
+    r.add_argument("--ship", choices=("teacher", "injection", "both", "both-from-shipped"), default=None)
     r.add_argument("--reports", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "realbogus")
     for p in (t, r):
         p.add_argument("--out", type=Path, default=Path("var/study"))
