@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from engines.networks.iicnet import IICNet
 
-__all__ = ["AlertClassNet", "ALERTCLASS_INPUT", "ALERTCLASS_LABELS"]
+__all__ = ["ALERTCLASS_INPUT", "ALERTCLASS_LABELS", "AlertClassNet"]
 
 ALERTCLASS_INPUT: tuple[int, int, int] = (3, 63, 63)
 ALERTCLASS_LABELS: tuple[str, ...] = ("asteroid", "bogus", "galaxy_host", "hostless_or_faint", "star")

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["START", "END", "table_rows", "render_table", "rewrite_readme"]
+__all__ = ["END", "START", "render_table", "rewrite_readme", "table_rows"]
 
 START = "<!-- science-table:start (python -m engines.reports.science_table) -->"
 END = "<!-- science-table:end -->"
@@ -46,7 +46,7 @@ def _figures(evaluation: dict) -> str:
 
 def table_rows(cards_dir: Path) -> list[tuple[str, str, str, str, str]]:
     """(model, version, trained on, figures, report) per card, in name order."""
-    from engines.cards import load_card  # noqa: PLC0415
+    from engines.cards import load_card
 
     rows = []
     for path in sorted(Path(cards_dir).glob("*.toml")):

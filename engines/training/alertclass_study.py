@@ -21,13 +21,18 @@ from typing import Any
 import numpy as np
 
 from engines.networks.alertclass import ALERTCLASS_INPUT, ALERTCLASS_LABELS
-from engines.training.pool_alertclass import CLASS_RULE, alert_classes, alertclass_report, train_alertclass
+from engines.training.pool_alertclass import (
+    CLASS_RULE,
+    alert_classes,
+    alertclass_report,
+    train_alertclass,
+)
 from engines.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
 from engines.training.train import TrainConfig
 from engines.training.ztf_files import TrainingDataError
 from engines.training.ztf_pool import load_pool
 
-__all__ = ["main", "rubin_check", "VERSION", "CONFIG"]
+__all__ = ["CONFIG", "VERSION", "main", "rubin_check"]
 
 VERSION = "1.0.0-pool"
 CONFIG = dict(epochs=20, batch_size=64, lr=1e-3, dropout=0.2, patience=4, seed=1, max_minutes=10.0, threads=2,
@@ -46,11 +51,11 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
 
 def rubin_check(network, samples: Path = REPO / "schemas" / "samples") -> dict[str, Any]:
     """Score the bundled Rubin (and, for scale, ZTF) sample alerts; compare what their fields allow."""
-    import torch  # noqa: PLC0415
+    import torch
 
-    from engines.preprocess import difference_alert_batch_by_scale  # noqa: PLC0415
-    from schemas.alert import Alert  # noqa: PLC0415
-    from schemas.decode import iter_file  # noqa: PLC0415
+    from engines.preprocess import difference_alert_batch_by_scale
+    from schemas.alert import Alert
+    from schemas.decode import iter_file
 
     out: dict[str, Any] = {}
     for survey in ("rubin", "ztf"):
@@ -90,7 +95,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engines.training.recipes import load_trained  # noqa: PLC0415
+    from engines.training.recipes import load_trained
 
     pool = load_pool(args.pool)
     split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
@@ -137,7 +142,7 @@ def _write_readme(metrics: dict[str, Any], rubin: dict[str, Any], description: d
         "",
         "## Held-out sources (" + ", ".join(description["heldout_sources"]) + ")",
         "",
-        f"Alerts per class: " + ", ".join(f"{k} {v}" for k, v in test_counts.items())
+        "Alerts per class: " + ", ".join(f"{k} {v}" for k, v in test_counts.items())
         + f". Accuracy {_f(metrics['accuracy'])}, balanced accuracy {_f(metrics['balanced_accuracy'])}.",
         "",
         "| class | support | precision | recall | F1 | ROC AUC |",
@@ -181,12 +186,12 @@ def _write_readme(metrics: dict[str, Any], rubin: dict[str, Any], description: d
 
 def _ship(run_dir: Path, metrics: dict[str, Any], rubin: dict[str, Any], description: dict[str, Any],
           record: dict[str, Any]) -> Path:
-    from engines.cards import ModelCard, write_card  # noqa: PLC0415
-    from engines.contract import InputContract  # noqa: PLC0415
-    from engines.registry import CARDS_DIR, WEIGHTS_DIR  # noqa: PLC0415
-    from engines.training.register import register_model  # noqa: PLC0415
-    from engines.training.user_labels import card_figures  # noqa: PLC0415
-    from schemas.alert import InputKind  # noqa: PLC0415
+    from engines.cards import ModelCard, write_card
+    from engines.contract import InputContract
+    from engines.registry import CARDS_DIR, WEIGHTS_DIR
+    from engines.training.register import register_model
+    from engines.training.user_labels import card_figures
+    from schemas.alert import InputKind
 
     card_path = CARDS_DIR / "alertclass.toml"
     r = rubin.get("rubin", {})
@@ -217,7 +222,7 @@ def _ship(run_dir: Path, metrics: dict[str, Any], rubin: dict[str, Any], descrip
     }
     # the family's first card: register_model takes preprocessing and contract from a template card,
     # written to a temporary folder (the shipped card is then copied into engines/cards)
-    import tempfile  # noqa: PLC0415
+    import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
         contract = InputContract(input_name="input", output_name="probabilities", shape=ALERTCLASS_INPUT,

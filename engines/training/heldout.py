@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["fast_auc", "threshold_at_recall", "agreement_figures", "figures_by_source"]
+__all__ = ["agreement_figures", "fast_auc", "figures_by_source", "threshold_at_recall"]
 
 
 def fast_auc(scores: np.ndarray, positives: np.ndarray) -> float | None:
@@ -62,7 +62,7 @@ def agreement_figures(scores: np.ndarray, reference: np.ndarray, groups: np.ndar
     reference = np.asarray(reference, dtype=np.float64)
     keep = np.isfinite(reference) & np.isfinite(scores)
     scores, positives, groups = scores[keep], reference[keep] >= cut, np.asarray(groups)[keep]
-    out: dict[str, Any] = {"alerts": int(len(scores)), "objects": int(len(set(groups.tolist()))),
+    out: dict[str, Any] = {"alerts": len(scores), "objects": len(set(groups.tolist())),
                            "reference_real": int(positives.sum()), "reference_bogus": int((~positives).sum()),
                            "threshold": float(threshold), **_point(scores, positives, threshold)}
     if len(scores) == 0:

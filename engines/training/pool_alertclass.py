@@ -29,10 +29,16 @@ import torch
 from engines.networks.alertclass import ALERTCLASS_LABELS
 from engines.training.evaluate import write_report
 from engines.training.pool_realbogus import SourceSplit
-from engines.training.train import TrainConfig, TrainingData, balanced_class_weights, dihedral_augment, train_network
+from engines.training.train import (
+    TrainConfig,
+    TrainingData,
+    balanced_class_weights,
+    dihedral_augment,
+    train_network,
+)
 from engines.training.ztf_pool import PoolAlerts
 
-__all__ = ["CLASS_RULE", "alert_classes", "train_alertclass", "alertclass_report"]
+__all__ = ["CLASS_RULE", "alert_classes", "alertclass_report", "train_alertclass"]
 
 CLASS_RULE = ("bogus if braai d6_m7 < 0.5; else the pool's weak_label (asteroid: 0 <= ssdistnr < 5\"; star: "
               "distpsnr1 <= 1.5\" and sgscore1 >= 0.5; galaxy_host: distpsnr1 <= 5\" and sgscore1 < 0.5; "
@@ -60,8 +66,8 @@ def train_alertclass(pool: PoolAlerts, split: SourceSplit, config: TrainConfig, 
     weights = balanced_class_weights(labels[train], len(ALERTCLASS_LABELS))
     config = TrainConfig(**{**config.__dict__, "class_weights": weights})
     counts = {name: int((labels[train] == i).sum()) for i, name in enumerate(ALERTCLASS_LABELS)}
-    description = {"class_rule": CLASS_RULE, "train_per_class": counts, "train_alerts": int(len(train)),
-                   "validation_alerts": int(len(validation)), "heldout_sources": list(split.heldout_sources),
+    description = {"class_rule": CLASS_RULE, "train_per_class": counts, "train_alerts": len(train),
+                   "validation_alerts": len(validation), "heldout_sources": list(split.heldout_sources),
                    "class_weights": [round(w, 4) for w in weights], "train_sources": pool.subset(train).counts()["per_source"]}
     data = TrainingData(train_x=pool.arcsec_inputs[train], train_y=labels[train], val_x=pool.arcsec_inputs[validation],
                         val_y=labels[validation], class_names=ALERTCLASS_LABELS, description=description)

@@ -26,12 +26,25 @@ import torch
 
 from engines.training.heldout import figures_by_source, threshold_at_recall
 from engines.training.splits import grouped_split
-from engines.training.train import TrainConfig, TrainingData, dihedral_augment, train_network
+from engines.training.train import (
+    TrainConfig,
+    TrainingData,
+    dihedral_augment,
+    train_network,
+)
 from engines.training.ztf_files import TrainingDataError
 from engines.training.ztf_pool import PoolAlerts
 
-__all__ = ["HELDOUT_SOURCES", "SourceSplit", "split_by_source", "soft_targets", "TeacherRun", "train_on_pool",
-           "score_inputs", "heldout_report"]
+__all__ = [
+    "HELDOUT_SOURCES",
+    "SourceSplit",
+    "TeacherRun",
+    "heldout_report",
+    "score_inputs",
+    "soft_targets",
+    "split_by_source",
+    "train_on_pool",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -105,23 +118,23 @@ def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: Tr
     xs, ys = [], []
     description: dict[str, Any] = {"variant": variant, "heldout_sources": list(split.heldout_sources),
                                    "pool_train_alerts": 0, "injection_examples": 0,
-                                   "validation_alerts": int(len(split.validation))}
+                                   "validation_alerts": len(split.validation)}
     if variant in ("teacher", "both"):
         xs.append(pool.realbogus_inputs[split.train])
         ys.append(soft_targets(pool.teacher[split.train]))
-        description["pool_train_alerts"] = int(len(split.train))
+        description["pool_train_alerts"] = len(split.train)
         train_pool = pool.subset(split.train)
         description["pool_train"] = train_pool.counts()
     if variant in ("injection", "both"):
         inj_x, inj_y = injection  # type: ignore[misc]
         xs.append(inj_x)
         ys.append(np.eye(2, dtype=np.float32)[inj_y])
-        description["injection_examples"] = int(len(inj_y))
+        description["injection_examples"] = len(inj_y)
     data = TrainingData(train_x=np.concatenate(xs), train_y=np.concatenate(ys),
                         val_x=pool.realbogus_inputs[split.validation], val_y=soft_targets(pool.teacher[split.validation]),
                         class_names=("bogus", "real"), description=description)
     started = time.monotonic()
-    to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
+    to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))
     result = train_network(data, to_input, config, Path(out_dir), progress=progress, augment=dihedral_augment,
                            resume=resume)
     return TeacherRun(variant, result.weights_path, result.record_path, description, time.monotonic() - started)

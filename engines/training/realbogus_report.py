@@ -11,7 +11,7 @@ from typing import Any
 from engines.training.pool_realbogus import SourceSplit
 from engines.training.ztf_pool import PoolAlerts
 
-__all__ = ["write_study_report", "ship_variant", "VARIANT_TEXT"]
+__all__ = ["VARIANT_TEXT", "ship_variant", "write_study_report"]
 
 VARIANT_TEXT = {
     "shipped-1.0.0": "injection only: the shipped 1.0.0-synthetic weights (12,000 synthetic injections, 2 epochs)",
@@ -105,8 +105,8 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
 
 def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: PoolAlerts, split: SourceSplit) -> Path:
     """Register the variant's weights as the new ``realbogus`` version, with its card."""
-    from engines.training.realbogus_study import SHIPPED_VERSION, STUDY_CONFIG  # noqa: PLC0415
-    from engines.training.register import register_model  # noqa: PLC0415
+    from engines.training.realbogus_study import SHIPPED_VERSION, STUDY_CONFIG
+    from engines.training.register import register_model
 
     record = json.loads((run_dir / "realbogus.train.json").read_text())
     train = pool.subset(split.train)
@@ -117,7 +117,7 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
         "data": f"{VARIANT_TEXT[variant]}; real ZTF public alerts of ../shared/ztf_pool",
         "sources": sorted(train.counts()["per_source"]),
         "train_alerts": len(train),
-        "validation_alerts": int(len(split.validation)),
+        "validation_alerts": len(split.validation),
         "injection_examples": int(record["data"].get("injection_examples", 0)),
         "label_rule": "soft targets (1 - s, s) from braai d6_m7 score s (= ZTF drb); injections one-hot",
         "split": "held-out sources for the test (their objects out of training); the rest by object, 85/15",
@@ -153,7 +153,7 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
                           training, evaluation,
                           description="Real/bogus CNN (unchanged seed architecture) on (science, template, difference) "
                                       "stamps, distilled from ZTF's braai on real ZTF alerts; figures on held-out sources.")
-    from engines.registry import WEIGHTS_DIR  # noqa: PLC0415
+    from engines.registry import WEIGHTS_DIR
 
     (WEIGHTS_DIR / f"realbogus-{SHIPPED_VERSION}.train.json").write_text(json.dumps(record, indent=2))
     return card

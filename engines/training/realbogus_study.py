@@ -39,7 +39,7 @@ from engines.training.train import TrainConfig
 from engines.training.ztf_files import TrainingDataError
 from engines.training.ztf_pool import PoolAlerts, load_pool
 
-__all__ = ["main", "data_ztf_figures", "evaluate_weights", "SHIPPED_VERSION", "STUDY_CONFIG"]
+__all__ = ["SHIPPED_VERSION", "STUDY_CONFIG", "data_ztf_figures", "evaluate_weights", "main"]
 
 SHIPPED_VERSION = "2.0.0-pool-distilled"
 #: the recipe of every variant (the seed CNN's training variant: dropout 0.2)
@@ -49,8 +49,8 @@ INJECTION_SEED = 20261122
 
 
 def _injection(count: int, seed: int, ztf_root: Path) -> tuple[np.ndarray, np.ndarray]:
-    from engines.training.adapters import realbogus_inputs  # noqa: PLC0415
-    from engines.training.recipes import synthetic_realbogus  # noqa: PLC0415
+    from engines.training.adapters import realbogus_inputs
+    from engines.training.recipes import synthetic_realbogus
 
     data, _ = synthetic_realbogus(ztf_root, count, seed)
     return realbogus_inputs(data.images), data.labels
@@ -58,8 +58,8 @@ def _injection(count: int, seed: int, ztf_root: Path) -> tuple[np.ndarray, np.nd
 
 def data_ztf_alerts(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, drb, object ids) of the FITS-stamp ZTF alerts under ``root`` that carry drb."""
-    from engines.preprocess import difference_alert_batch  # noqa: PLC0415
-    from engines.training.ztf_files import split_ztf_alerts  # noqa: PLC0415
+    from engines.preprocess import difference_alert_batch
+    from engines.training.ztf_files import split_ztf_alerts
 
     checks = list(split_ztf_alerts(root).checks)
     inputs = difference_alert_batch(checks, 69).numpy()
@@ -74,7 +74,7 @@ def data_ztf_figures(network, root: Path, threshold: float, draws: int = 1000) -
 
 def evaluate_weights(weights: Path, pool: PoolAlerts, split: SourceSplit, data_root: Path | None,
                      draws: int = 1000) -> dict[str, Any]:
-    from engines.training.recipes import load_trained  # noqa: PLC0415
+    from engines.training.recipes import load_trained
 
     network = load_trained("realbogus", weights)
     report = heldout_report(network, pool, split, draws=draws)
@@ -99,7 +99,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _shipped(args: argparse.Namespace, pool: PoolAlerts, split: SourceSplit) -> dict[str, Any]:
-    from engines.registry import WEIGHTS_DIR  # noqa: PLC0415
+    from engines.registry import WEIGHTS_DIR
 
     path = args.out / "shipped-1.0.0" / "figures.json"
     if not path.is_file():
@@ -110,7 +110,7 @@ def _shipped(args: argparse.Namespace, pool: PoolAlerts, split: SourceSplit) -> 
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engines.training.realbogus_report import ship_variant, write_study_report  # noqa: PLC0415
+    from engines.training.realbogus_report import ship_variant, write_study_report
 
     pool = load_pool(args.pool)
     split = split_by_source(pool, HELDOUT_SOURCES, seed=0)

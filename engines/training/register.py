@@ -29,15 +29,15 @@ MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 
 
 def _dirs(cards_dir: Path | None, weights_dir: Path | None) -> tuple[Path, Path]:
-    from engines.registry import CARDS_DIR, WEIGHTS_DIR  # noqa: PLC0415
+    from engines.registry import CARDS_DIR, WEIGHTS_DIR
 
     return (Path(cards_dir) if cards_dir else CARDS_DIR), (Path(weights_dir) if weights_dir else WEIGHTS_DIR)
 
 
 def family_card(network: str, cards_dir: Path | None = None):
     """The shipped card whose network is ``network`` (named after it), as the template."""
-    from engines.cards import load_card  # noqa: PLC0415
-    from engines.registry import CARDS_DIR  # noqa: PLC0415
+    from engines.cards import load_card
+    from engines.registry import CARDS_DIR
 
     for folder in (Path(cards_dir) if cards_dir else CARDS_DIR, CARDS_DIR):
         path = folder / f"{network}.toml"
@@ -52,8 +52,8 @@ def resolve_init_weights(ref: str, network: str, cards_dir: Path | None = None, 
     path = Path(ref)
     if path.suffix == ".pt" and path.is_file():
         return path
-    from engines.contract import EngineError  # noqa: PLC0415
-    from engines.registry import load_registry  # noqa: PLC0415
+    from engines.contract import EngineError
+    from engines.registry import load_registry
 
     cards, weights = _dirs(cards_dir, weights_dir)
     try:
@@ -74,10 +74,10 @@ def register_model(name: str, network: str, class_names: Sequence[str], weights_
                    cards_dir: Path | None = None, weights_dir: Path | None = None,
                    preprocessing: str | None = None) -> Path:
     """Copy ``weights_path`` into the weights folder and write card ``name``; returns the card path."""
-    from engines.cards import load_card, write_card  # noqa: PLC0415
-    from engines.contract import EngineError  # noqa: PLC0415
-    from engines.export import file_sha256  # noqa: PLC0415
-    from engines.networks import NETWORKS  # noqa: PLC0415
+    from engines.cards import load_card, write_card
+    from engines.contract import EngineError
+    from engines.export import file_sha256
+    from engines.networks import NETWORKS
 
     if not MODEL_NAME.match(name):
         raise TrainingDataError(f"model name {name!r}: letters, digits, '_' and '-', starting with a letter")

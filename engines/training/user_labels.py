@@ -16,13 +16,13 @@ from typing import Any
 from engines.training.train import TrainConfig
 from engines.training.ztf_files import TrainingDataError
 
-__all__ = ["user_label_config", "register_trained", "card_figures"]
+__all__ = ["card_figures", "register_trained", "user_label_config"]
 
 
 def user_label_config(config: TrainConfig, class_names: Sequence[str], name: str | None) -> TrainConfig:
     """``config`` for data with ``class_names``: unchanged when they are the network's outputs
     (in any order); else ``num_classes`` set, which needs a model name to register under."""
-    from engines.networks import NETWORKS  # noqa: PLC0415
+    from engines.networks import NETWORKS
 
     labels = NETWORKS[config.model].labels
     if sorted(class_names) == sorted(labels):
@@ -52,7 +52,7 @@ def card_figures(metrics: dict[str, Any], prefix: str = "test") -> dict[str, Any
 def register_trained(name: str, version: str | None, config: TrainConfig, trained, description: dict[str, Any],
                      cards_dir: Path | None = None, weights_dir: Path | None = None) -> Path:
     """Register a :class:`engines.training.recipes.TrainedModel` as model ``name``."""
-    from engines.training.register import register_model  # noqa: PLC0415
+    from engines.training.register import register_model
 
     metrics = trained.test_metrics
     report = str(trained.report_json)

@@ -24,7 +24,7 @@ import structlog
 
 from engines.training.ztf_files import TrainingDataError
 
-__all__ = ["PoolAlerts", "POOL_FIELDS", "default_pool_dir", "teacher_csv_for", "load_pool", "pool_arrays_from_alerts"]
+__all__ = ["POOL_FIELDS", "PoolAlerts", "default_pool_dir", "load_pool", "pool_arrays_from_alerts", "teacher_csv_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -71,7 +71,7 @@ class PoolAlerts:
     def counts(self) -> dict[str, Any]:
         """Alerts, objects and per-source counts, for cards and reports."""
         sources, per = np.unique(self.source, return_counts=True)
-        return {"alerts": len(self), "objects": int(len(set(self.object_id.tolist()))),
+        return {"alerts": len(self), "objects": len(set(self.object_id.tolist())),
                 "per_source": {str(s): int(n) for s, n in zip(sources, per)}}
 
 
@@ -93,7 +93,10 @@ def _read_rows(path: Path) -> dict[int, dict[str, str]]:
 def pool_arrays_from_alerts(alerts: list, labels: dict[int, dict[str, str]], teacher: dict[int, dict[str, str]],
                             default_source: str = "") -> PoolAlerts:
     """Preprocess decoded alerts and attach their labels / teacher scores (missing -> NaN or "")."""
-    from engines.preprocess import difference_alert_batch, difference_alert_batch_by_scale  # noqa: PLC0415
+    from engines.preprocess import (
+        difference_alert_batch,
+        difference_alert_batch_by_scale,
+    )
 
     rb, arc = [], []
     for start in range(0, len(alerts), 256):
@@ -131,8 +134,8 @@ def load_pool(pool_dir: Path | None = None, teacher_csv: Path | None = None, cac
     """The pool as :class:`PoolAlerts` (first ``limit`` rows only, when given), cached in ``cache_dir``.
 
     Rows the decoder refuses are logged and left out (the pool's README promises none)."""
-    from schemas.alert import Alert  # noqa: PLC0415
-    from schemas.decode.parquet import iter_parquet  # noqa: PLC0415
+    from schemas.alert import Alert
+    from schemas.decode.parquet import iter_parquet
 
     pool_dir = Path(pool_dir) if pool_dir is not None else default_pool_dir()
     parquet, labels_csv = pool_dir / "alerts.parquet", pool_dir / "labels.csv"

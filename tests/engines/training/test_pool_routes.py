@@ -74,7 +74,12 @@ def test_source_split_keeps_held_out_objects_out_of_training(pool) -> None:
 
 def test_realbogus_teacher_route_trains_scores_and_registers(small, tmp_path) -> None:
     from engines.registry import load_registry
-    from engines.training.pool_realbogus import HELDOUT_SOURCES, heldout_report, split_by_source, train_on_pool
+    from engines.training.pool_realbogus import (
+        HELDOUT_SOURCES,
+        heldout_report,
+        split_by_source,
+        train_on_pool,
+    )
     from engines.training.recipes import load_trained
     from engines.training.register import register_model
 
@@ -111,7 +116,11 @@ def _sample_alerts(survey: str):
 def test_alertclass_route_runs_on_ztf_and_rubin_alerts(small, tmp_path) -> None:
     from engines.networks.alertclass import ALERTCLASS_LABELS
     from engines.registry import load_registry
-    from engines.training.pool_alertclass import alert_classes, alertclass_report, train_alertclass
+    from engines.training.pool_alertclass import (
+        alert_classes,
+        alertclass_report,
+        train_alertclass,
+    )
     from engines.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
     from engines.training.recipes import load_trained
     from engines.training.register import register_model
