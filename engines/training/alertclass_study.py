@@ -28,6 +28,7 @@ from engines.training.pool_alertclass import (
     train_alertclass,
 )
 from engines.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
+from engines.training.register import round_to_half
 from engines.training.train import TrainConfig
 from engines.training.ztf_files import TrainingDataError
 from engines.training.ztf_pool import load_pool
@@ -99,7 +100,7 @@ def _report(args: argparse.Namespace) -> int:
 
     pool = load_pool(args.pool)
     split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
-    network = load_trained("alertclass", args.out / "alertclass.pt")
+    network = round_to_half(load_trained("alertclass", args.out / "alertclass.pt"))   # as shipped (float16 file)
     description = json.loads((args.out / "description.json").read_text())
     record = json.loads((args.out / "alertclass.train.json").read_text())
     metrics = alertclass_report(network, pool, split, REPORTS, extra={"training": description,
@@ -114,6 +115,16 @@ def _report(args: argparse.Namespace) -> int:
     print(json.dumps({"accuracy": metrics["accuracy"], "balanced_accuracy": metrics["balanced_accuracy"],
                       "per_class_f1": {c: r["f1"] for c, r in metrics["per_class"].items()}, "rubin": rubin}))
     return 0
+
+
+def verdict(metrics: dict[str, Any]) -> str:
+    """One honest line: how far the held-out balanced accuracy is from chance (1 / classes)."""
+    chance = 1.0 / len(ALERTCLASS_LABELS)
+    ba = metrics["balanced_accuracy"]
+    if ba < 0.6:
+        return (f"WEAK: balanced accuracy {ba:.3f} on held-out sources (chance {chance:.2f}); the class scores are "
+                "not for science, only a starting point")
+    return f"balanced accuracy {ba:.3f} on held-out sources (chance {chance:.2f})"
 
 
 def _f(v: Any) -> str:
@@ -194,6 +205,8 @@ def _ship(run_dir: Path, metrics: dict[str, Any], rubin: dict[str, Any], descrip
     from schemas.alert import InputKind
 
     card_path = CARDS_DIR / "alertclass.toml"
+    if card_path.is_file() and f'version = "{VERSION}"' in card_path.read_text():   # this study's own earlier output
+        card_path.unlink()
     r = rubin.get("rubin", {})
     training = {
         "synthetic": False,
@@ -210,7 +223,8 @@ def _ship(run_dir: Path, metrics: dict[str, Any], rubin: dict[str, Any], descrip
         "command": "python -m engines.training.alertclass_study train",
     }
     evaluation = {
-        "summary": (f"held-out sources ({metrics['examples']} alerts): accuracy {metrics['accuracy']:.3f}, balanced "
+        "verdict": verdict(metrics),
+        "summary": (verdict(metrics) + f"; held-out sources ({metrics['examples']} alerts): accuracy {metrics['accuracy']:.3f}, balanced "
                     f"accuracy {metrics['balanced_accuracy']:.3f}; F1 " + ", ".join(
                         f"{c} {row['f1']:.2f}" for c, row in metrics["per_class"].items() if row["f1"] is not None)
                     + "; labels are catalogue rules + braai, not human vetting"),
@@ -237,7 +251,7 @@ def _ship(run_dir: Path, metrics: dict[str, Any], rubin: dict[str, Any], descrip
                               description="IICnet's body (RFB + two CBAM) on the (science, template, difference) stamps of "
                                           "a difference alert on a 1.01 arcsec/px grid -> asteroid, bogus, galaxy_host, "
                                           "hostless_or_faint, star. Trained on real ZTF alerts; ZTF and Rubin inputs.",
-                              cards_dir=cards_dir, weights_dir=WEIGHTS_DIR)
+                              cards_dir=cards_dir, weights_dir=WEIGHTS_DIR, half=True)
         if cards_dir != CARDS_DIR:
             final = CARDS_DIR / "alertclass.toml"
             final.write_text(path.read_text())

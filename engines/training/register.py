@@ -20,7 +20,7 @@ import structlog
 
 from engines.training.ztf_files import TrainingDataError
 
-__all__ = ["MODEL_NAME", "family_card", "register_model", "resolve_init_weights"]
+__all__ = ["MODEL_NAME", "family_card", "register_model", "resolve_init_weights", "round_to_half"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,11 +69,26 @@ def resolve_init_weights(ref: str, network: str, cards_dir: Path | None = None, 
     return weights / card.weights_file
 
 
+def round_to_half(network):
+    """The network with every floating tensor rounded through float16, in place: what a
+    weights file saved with ``half=True`` loads as (evaluate that, not the float32 original)."""
+    import torch  # noqa: PLC0415
+
+    with torch.no_grad():
+        for tensor in network.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.half().float())
+    return network
+
+
 def register_model(name: str, network: str, class_names: Sequence[str], weights_path: Path, version: str,
                    training: Mapping[str, Any], evaluation: Mapping[str, Any], description: str = "",
                    cards_dir: Path | None = None, weights_dir: Path | None = None,
-                   preprocessing: str | None = None) -> Path:
-    """Copy ``weights_path`` into the weights folder and write card ``name``; returns the card path."""
+                   preprocessing: str | None = None, half: bool = False) -> Path:
+    """Copy ``weights_path`` into the weights folder and write card ``name``; returns the card path.
+
+    ``half``: store floating tensors as float16 (half the file; they load into the float32
+    network as :func:`round_to_half` gives them)."""
     from engines.cards import load_card, write_card
     from engines.contract import EngineError
     from engines.export import file_sha256
@@ -95,7 +110,13 @@ def register_model(name: str, network: str, class_names: Sequence[str], weights_
     weights.mkdir(parents=True, exist_ok=True)
     cards.mkdir(parents=True, exist_ok=True)
     destination = weights / weights_name
-    shutil.copyfile(weights_path, destination)
+    if half:
+        import torch  # noqa: PLC0415
+
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        torch.save({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, destination)
+    else:
+        shutil.copyfile(weights_path, destination)
     labels = tuple(str(c) for c in class_names)
     args = dict(template.network_args)
     if labels != tuple(NETWORKS[network].labels):
