@@ -75,8 +75,27 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
         if key in results:
             lines.append(_row(f"{key}: {VARIANT_TEXT[key]}" + (" **(shipped as 2.0.0)**" if key == shipped else ""),
                               results[key]))
-    lines += ["", "## Per held-out source", ""]
-    for key in (shipped,) if shipped else ():
+    aucs = {k: v["vs_braai_d6_m7"]["all"]["roc_auc"] for k, v in results.items()}
+    best = max(aucs, key=lambda k: aucs[k] or 0.0)
+    b = results[best]["vs_braai_d6_m7"]["all"]
+    reached = (b["roc_auc"] or 0) >= 0.95 and (b["recall_of_real"] or 0) >= 0.95
+    lines += [
+        "",
+        f"**Target (ROC AUC >= 0.95 and recall >= 0.95 on held-out sources): {'reached' if reached else 'NOT reached'}.** "
+        f"Best held-out AUC: {_f(b['roc_auc'])} (`{best}`), recall {_f(b['recall_of_real'])} with "
+        f"{_f(b['bogus_passed'])} of teacher-bogus passed at its validation threshold {_f(results[best]['threshold'])}.",
+        "",
+        ("Observed: the teacher-only network agrees with braai on its training sources' validation alerts but not on "
+        "the held-out sources, where its ranking is no better than chance (or inverted). The training sources are "
+        "90 % 2018 alerts (ztfss18, the Fink simulator's replay); the held-out ones span 2018-2026. Learning the "
+        "teacher from one period's selection does not carry to other periods here; the injection set, built on "
+        "bases from other nights, carries somewhat better. "
+         if (aucs.get("teacher") or 1.0) < 0.55 else "")
+        + ("A variant was shipped because it beats the previous version on the held-out sources."
+           if shipped else "No variant beat the shipped 1.0.0 on the held-out sources, so 1.0.0 stays the current version."),
+    ]
+    lines += ["", "## Per held-out source (at each variant's validation threshold)", ""]
+    for key in [k for k in ("shipped-1.0.0", "injection", "teacher", "both", "both-from-shipped") if k in results]:
         lines += [f"Variant `{key}`:", "", "| source | alerts | teacher-real / bogus | ROC AUC (95 % CI) | recall | bogus passed |",
                   "|---|---|---|---|---|---|"]
         for source, row in results[key]["vs_braai_d6_m7"].items():
@@ -152,7 +171,8 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
     card = register_model("realbogus", "realbogus", ("bogus", "real"), run_dir / "realbogus.pt", SHIPPED_VERSION,
                           training, evaluation,
                           description="Real/bogus CNN (unchanged seed architecture) on (science, template, difference) "
-                                      "stamps, distilled from ZTF's braai on real ZTF alerts; figures on held-out sources.")
+                                      "stamps, distilled from ZTF's braai on real ZTF alerts; figures on held-out sources.",
+                          half=True)
     from engines.registry import WEIGHTS_DIR
 
     (WEIGHTS_DIR / f"realbogus-{SHIPPED_VERSION}.train.json").write_text(json.dumps(record, indent=2))

@@ -21,10 +21,11 @@ def registry():
 
 
 def test_cards_for_each_input_kind(registry) -> None:
-    assert [c.name for c in registry.cards_for(InputKind.DIFFERENCE_ALERT)] == ["realbogus"]
+    assert [c.name for c in registry.cards_for(InputKind.DIFFERENCE_ALERT)] == ["alertclass", "realbogus"]
     assert [c.name for c in registry.cards_for(InputKind.MULTIBAND_CUTOUT)] == ["iicnet"]
     assert [c.name for c in registry.cards_for(InputKind.RAW_EXPOSURE)] == ["hrcelestialnet"]
     assert registry.card("realbogus").labels == ("bogus", "real")
+    assert registry.card("alertclass").labels == ("asteroid", "bogus", "galaxy_host", "hostless_or_faint", "star")
     assert registry.card("iicnet").labels == ("galaxy", "quasar", "star")
     assert registry.card("hrcelestialnet").labels == ("galaxy", "nebula_star_cluster")
 
