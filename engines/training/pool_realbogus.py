@@ -115,6 +115,10 @@ def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: Tr
         raise TrainingDataError(f"unknown variant {variant!r}")
     if variant != "teacher" and injection is None:
         raise TrainingDataError(f"variant {variant!r} needs the injection set")
+    scored = np.isfinite(pool.teacher)       # alerts without a teacher score teach nothing
+    split = replace(split, train=split.train[scored[split.train]], validation=split.validation[scored[split.validation]])
+    if len(split.validation) == 0:
+        raise TrainingDataError("no validation alert has a teacher score")
     xs, ys = [], []
     description: dict[str, Any] = {"variant": variant, "heldout_sources": list(split.heldout_sources),
                                    "pool_train_alerts": 0, "injection_examples": 0,
@@ -155,8 +159,9 @@ def heldout_report(network: torch.nn.Module, pool: PoolAlerts, split: SourceSpli
                    recall: float = 0.95) -> dict[str, Any]:
     """Threshold from validation (recall of teacher-real), then figures on the held-out sources
     against braai d6_m7 (= drb) and d6_m9, overall and per source."""
-    val_scores = score_inputs(network, pool.realbogus_inputs[split.validation])
-    val_real = pool.teacher[split.validation] >= 0.5
+    validation = split.validation[np.isfinite(pool.teacher[split.validation])]
+    val_scores = score_inputs(network, pool.realbogus_inputs[validation])
+    val_real = pool.teacher[validation] >= 0.5
     threshold = threshold_at_recall(val_scores, val_real, recall)
     test = pool.subset(split.test)
     scores = score_inputs(network, test.realbogus_inputs)

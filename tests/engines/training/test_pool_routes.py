@@ -105,6 +105,13 @@ def test_realbogus_teacher_route_trains_scores_and_registers(small, tmp_path) ->
     assert probabilities.shape == (4, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
 
 
+def _alerts_of(path: Path):
+    from schemas.alert import Alert
+    from schemas.decode import iter_file
+
+    return [item for _, item in iter_file(path) if isinstance(item, Alert)]
+
+
 def _sample_alerts(survey: str):
     from schemas.alert import Alert
     from schemas.decode import iter_file
@@ -209,3 +216,4 @@ def test_train_realbogus_on_real_bogus_folders_fine_tunes_from_shipped_weights(p
         from engines.training.register import resolve_init_weights
 
         resolve_init_weights("iicnet", "realbogus", cards, weights)
+
