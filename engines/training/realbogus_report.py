@@ -152,7 +152,14 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
     def r(v: Any) -> Any:
         return round(float(v), 4) if v is not None else "n/a"
 
+    reached = (a["roc_auc"] or 0) >= 0.95 and (a["recall_of_real"] or 0) >= 0.95
+    summary = (f"agreement with ZTF's braai (drb) on {a['alerts']} alerts of {len(split.heldout_sources)} sources held out "
+               f"of training: ROC AUC {a['roc_auc']:.3f} ({a['roc_auc_95ci'][0]:.2f}-{a['roc_auc_95ci'][1]:.2f}); at the "
+               f"validation threshold {figures['threshold']:.2f}: recall of drb-real {a['recall_of_real']:.3f}, drb-bogus "
+               f"passed {a['bogus_passed']:.3f}; target AUC and recall >= 0.95 {'reached' if reached else 'NOT reached'}"
+               + (f"; ../shared/data/ztf ({z['alerts']} alerts) AUC vs drb {z['roc_auc']:.3f}" if z.get("roc_auc") else ""))
     evaluation = {
+        "summary": summary,
         "reference": "braai d6_m7 >= 0.5 (ZTF's own model; agreement, not accuracy)",
         "heldout_sources": list(split.heldout_sources),
         "heldout_alerts": a["alerts"],
