@@ -130,6 +130,12 @@ def _report(args: argparse.Namespace) -> int:
     report = write_study_report(results, pool, split, args.reports, args.ship)
     print(json.dumps({"report": str(report)}))
     if args.ship:
+        from engines.cards import load_card
+        from engines.registry import CARDS_DIR
+
+        if load_card(CARDS_DIR / "realbogus.toml").version == SHIPPED_VERSION:
+            print(json.dumps({"card": "already shipped as " + SHIPPED_VERSION + "; report rewritten only"}))
+            return 0
         card = ship_variant(args.ship, args.out / args.ship, results[args.ship], pool, split)
         print(json.dumps({"card": str(card)}))
     return 0

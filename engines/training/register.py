@@ -109,7 +109,11 @@ def register_model(name: str, network: str, class_names: Sequence[str], weights_
         weights_name = f"{name}-{version}.pt"
     weights.mkdir(parents=True, exist_ok=True)
     cards.mkdir(parents=True, exist_ok=True)
+    if (weights / weights_name).exists():      # never overwrite a file another version may load
+        weights_name = f"{name}-{version}.pt"
     destination = weights / weights_name
+    if destination.exists():
+        raise TrainingDataError(f"weights file {destination} exists already: give another --version")
     if half:
         import torch  # noqa: PLC0415
 

@@ -51,10 +51,10 @@ def test_card_round_trips_through_toml(tmp_path: Path) -> None:
 
 
 def test_weights_hash_mismatch_is_refused(tmp_path: Path) -> None:
-    shutil.copy(WEIGHTS_DIR / "realbogus.pt", tmp_path / "realbogus.pt")
-    with open(tmp_path / "realbogus.pt", "ab") as fh:
-        fh.write(b"\0")
     card = load_card(CARDS_DIR / "realbogus.toml")
+    shutil.copy(WEIGHTS_DIR / card.weights_file, tmp_path / card.weights_file)
+    with open(tmp_path / card.weights_file, "ab") as fh:
+        fh.write(b"\0")
     with pytest.raises(EngineError, match="sha256"):
         load_network(card, tmp_path)
 
