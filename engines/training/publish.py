@@ -45,6 +45,8 @@ def publish_run(
     record = json.loads(record_path.read_text())
     weights_src = run_dir / record["weights_file"]
     weights_dst = engines_dir / "weights" / f"{card_name}.pt"
+    if weights_dst.exists() and weights_dst.name != card.weights_file:   # another version's file: keep it
+        weights_dst = engines_dir / "weights" / f"{card_name}-{version}.pt"
     shutil.copyfile(weights_src, weights_dst)
     sha = file_sha256(weights_dst)
     if sha != record["weights_sha256"]:
