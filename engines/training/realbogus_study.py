@@ -89,7 +89,8 @@ def evaluate_weights(weights: Path, pool: PoolAlerts, split: SourceSplit, data_r
 
 def _train(args: argparse.Namespace) -> int:
     pool = load_pool(args.pool)
-    split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
+    heldout = tuple(args.heldout.split(",")) if args.heldout else HELDOUT_SOURCES
+    split = split_by_source(pool, heldout, seed=0)
     out = args.out / (args.tag or args.variant)
     injection = _injection(INJECTION_EXAMPLES, INJECTION_SEED, args.data_ztf) if args.variant != "teacher" else None
     config = TrainConfig(model="realbogus", **{**STUDY_CONFIG, "max_minutes": args.max_minutes, "epochs": args.epochs,
@@ -127,7 +128,8 @@ def _report(args: argparse.Namespace) -> int:
         results[args.ship] = {**results[args.ship], **evaluate_weights(args.out / args.ship / "realbogus.pt", pool, split,
                                                                        args.data_ztf, half=True),
                               "weights": "float16 (as shipped)"}
-    report = write_study_report(results, pool, split, args.reports, args.ship)
+    folds = {path.parent.name: json.loads(path.read_text()) for path in sorted(args.out.glob("fold-*/figures.json"))}
+    report = write_study_report(results, pool, split, args.reports, args.ship, folds)
     print(json.dumps({"report": str(report)}))
     if args.ship:
         from engines.cards import load_card
@@ -153,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--tag", default=None, help="output folder name under --out (default: the variant)")
     t.add_argument("--init-from", default=None, help="start from these weights (.pt), e.g. the shipped injection model")
     t.add_argument("--lr", type=float, default=STUDY_CONFIG["lr"])
+    t.add_argument("--heldout", default=None,
+                   help="comma-separated sources to hold out instead of the standard set (another fold; tag it fold-*)")
     r = sub.add_parser("report")
     r.add_argument("--ship", choices=("teacher", "injection", "both", "both-from-shipped"), default=None)
     r.add_argument("--reports", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "realbogus")
