@@ -114,3 +114,25 @@ def test_runner_averages_chip_scores_of_raw_exposures(registry) -> None:
     assert got.shape == (3, 2)
     np.testing.assert_allclose(got, per_chip.mean(axis=1), atol=1e-6)
     assert not np.allclose(per_chip[:, 0], per_chip[:, 1])  # the chips really differ
+
+
+def test_superseded_versions_stay_loadable_by_name_at_version(registry) -> None:
+    """engine.models may name "name" (current) or "name@version" (kept in cards/versions/)."""
+    import numpy as np
+    import torch
+
+    current = registry.card("realbogus")
+    old = registry.card("realbogus@1.0.0-synthetic")
+    assert old.version == "1.0.0-synthetic" and old.weights_file != current.weights_file
+    assert registry.card(f"realbogus@{current.version}") is current
+    assert registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus@1.0.0-synthetic"]) == [old]
+    assert [c.name for c in registry.selected(InputKind.DIFFERENCE_ALERT)] == ["alertclass", "realbogus"]
+    assert registry.selected(InputKind.MULTIBAND_CUTOUT, ["realbogus"]) == []
+    with pytest.raises(EngineError, match="two versions"):
+        registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus", "realbogus@1.0.0-synthetic"])
+    with pytest.raises(EngineError, match="no model card"):
+        registry.card("realbogus@0.0.0")
+    x = torch.rand(2, 3, 69, 69)
+    a = registry.load_runner("realbogus@1.0.0-synthetic", "torch").infer(x)
+    b = registry.load_runner("realbogus", "torch").infer(x)
+    assert a.shape == b.shape == (2, 2) and not np.allclose(a, b)
