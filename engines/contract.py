@@ -4,9 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from schemas.provenance import ModelProvenance
-
 import numpy as np
+
+from schemas.provenance import ModelProvenance
 
 __all__ = ["InputContract", "ModelProvenance", "Engine", "EngineError"]  # ModelProvenance lives in schemas
 

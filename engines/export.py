@@ -91,7 +91,7 @@ def export_onnx(
 
 def _copy_for_export(network: nn.Module) -> nn.Module:
     """A copy in eval mode, so casting to fp16 never touches the caller's module."""
-    import copy  # noqa: PLC0415
+    import copy
 
     return copy.deepcopy(network).eval()
 

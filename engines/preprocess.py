@@ -83,6 +83,8 @@ __all__ = [
     "acai_features",
     "acai_missing_features",
     "acai_batch",
+    "SURVEY_PIXEL_SCALES",
+    "difference_alert_batch_by_scale",
     "PREPROCESSORS",
 ]
 
@@ -107,8 +109,8 @@ def frame_stamp(data: np.ndarray, frame: int = STAMP_FRAME, *, position_px: tupl
     candidate's detector position (``position_px`` with ``detector_shape``), else centred.
     Bigger ones (Rubin cutouts vary in size) are centre-cropped first.
     """
-    from schemas.decode.errors import DecodeError  # noqa: PLC0415
-    from schemas.decode.stamps import place_in_frame  # noqa: PLC0415
+    from schemas.decode.errors import DecodeError
+    from schemas.decode.stamps import place_in_frame
 
     data = np.asarray(data, dtype=np.float32)
     if data.ndim != 2:
@@ -192,6 +194,10 @@ def resample(x: torch.Tensor, size: int) -> torch.Tensor:
     if x.shape[-2:] == (size, size):
         return x
     return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=False)
+
+
+def _host_batch(frames: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(frames).astype(np.float32, copy=False))
 
 
 def difference_alert_batch(alerts: Sequence[Alert], size: int = 69, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -380,7 +386,7 @@ def ztf_triplet_batch(alerts: Sequence[Alert], row_wise: bool, device: str | tor
     """(N, 3, 63, 63): braai ``d6_m7`` (``row_wise``) or ``d6_m9`` / ACAI (whole-cutout) input."""
     if not alerts:
         return torch.empty((0, 3, ZTF_TRIPLET_FRAME, ZTF_TRIPLET_FRAME), device=device)
-    return to_device(torch.from_numpy(np.stack([ztf_triplet(a, row_wise) for a in alerts]).astype(np.float32, copy=False)), device)
+    return to_device(_host_batch([ztf_triplet(a, row_wise) for a in alerts]), device)
 
 
 def _feature_value(candidate: Mapping[str, Any], name: str) -> float | None:
@@ -437,6 +443,47 @@ APPLIES: dict[str, Any] = {
     "acai_d1_20201130": lambda item: isinstance(item, Alert) and acai_applies(item),
 }
 
+#: arcsec per pixel of each survey's cutouts (ZTF: 1.01; Rubin LSSTCam: 0.2)
+SURVEY_PIXEL_SCALES: dict[str, float] = {"ztf": 1.01, "rubin": 0.2}
+
+
+def difference_alert_batch_by_scale(alerts: Sequence[Alert], size: int = STAMP_FRAME, arcsec_per_px: float = 1.01,
+                                    device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, 3, size, size) stamps of any survey on one sky grid of ``arcsec_per_px``.
+
+    Each stamp is first resampled by the ratio of its survey's pixel scale
+    (:data:`SURVEY_PIXEL_SCALES`) to ``arcsec_per_px``: missing pixels take the stamp's median,
+    then bilinear with antialiasing (an area average when shrinking), so a 30 x 30 Rubin stamp
+    at 0.2 arcsec per pixel becomes 6 x 6 at ZTF's 1.01. Then as for real/bogus: framed in
+    ``size`` x ``size`` (NaN outside), filled, min-max scaled; no final resize. Stamps already
+    at the target scale (ZTF) skip the first step and keep their detector-edge placement.
+    """
+    frames = []
+    for alert in alerts:
+        if not isinstance(alert, Alert):
+            raise PreprocessError(f"expected an Alert, got {type(alert).__name__}")
+        try:
+            ratio = SURVEY_PIXEL_SCALES[alert.survey] / arcsec_per_px
+        except KeyError:
+            raise PreprocessError(f"no pixel scale known for survey {alert.survey!r}") from None
+        planes = []
+        for stamp in (alert.science, alert.template, alert.difference):
+            data = np.asarray(stamp.data, dtype=np.float32)
+            if abs(ratio - 1.0) <= 0.02:
+                planes.append(frame_stamp(data, size, position_px=alert.position_px, detector_shape=alert.detector_shape))
+                continue
+            finite = np.isfinite(data)
+            filled = np.where(finite, data, np.median(data[finite]) if finite.any() else 0.0).astype(np.float32)
+            out_hw = (max(1, round(data.shape[0] * ratio)), max(1, round(data.shape[1] * ratio)))
+            resized = F.interpolate(torch.from_numpy(filled)[None, None], size=out_hw, mode="bilinear",
+                                    align_corners=False, antialias=ratio < 1)[0, 0].numpy()
+            planes.append(frame_stamp(resized, size))
+        frames.append(np.stack(planes))
+    if not frames:
+        return torch.empty((0, 3, size, size), device=device)
+    return fill_and_normalise(to_device(_host_batch(frames), device))
+
+
 #: preprocessing name (as model cards give it) -> function(items, device) -> tensor
 PREPROCESSORS = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
@@ -449,4 +496,6 @@ PREPROCESSORS = {
     "braai_l2norm_63": lambda items, device: ztf_triplet_batch(items, False, device),
     # ACAI: (whole-cutout L2 triplet, 25 raw candidate features)
     "acai_d1_20201130": lambda items, device: acai_batch(items, device),
+    # the alert-class model: any survey's stamps on ZTF's 1.01 arcsec pixel grid, 63 x 63
+    "difference_stamps_arcsec_63": lambda items, device: difference_alert_batch_by_scale(items, 63, 1.01, device),
 }

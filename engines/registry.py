@@ -6,6 +6,7 @@ from ``load_runner(...)`` for its lifetime (weights are never reloaded per batch
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -201,11 +202,16 @@ class ModelRunner:
 class Registry:
     """All model cards, by name (the default version) and by (name, version); builds runners.
 
-    Several versions of a model may ship (braai d6_m7 and d6_m9): exactly one card of a name is
-    its default (``default = true``), which is what a name alone loads and what the service runs.
-    """
+    Several versions of a model may ship: exactly one card of a name is its default (``default =
+    true``, braai d6_m7 beside d6_m9), which is what a name alone loads and what the service runs.
 
-    def __init__(self, cards: Sequence[ModelCard], weights_dir: Path = WEIGHTS_DIR) -> None:
+    ``cards`` are the current version of each model; ``earlier`` are superseded versions kept
+    loadable (``engines/cards/versions/``): a model is named ``"name"`` (its current version)
+    or ``"name@version"`` (any version), in :meth:`card`, :meth:`load_runner` and
+    :meth:`selected` (the service's ``engine.models``)."""
+
+    def __init__(self, cards: Sequence[ModelCard], weights_dir: Path = WEIGHTS_DIR,
+                 earlier: Sequence[ModelCard] = ()) -> None:
         self.cards: dict[str, ModelCard] = {}
         self.versions: dict[tuple[str, str], ModelCard] = {}
         for card in cards:
@@ -216,13 +222,19 @@ class Registry:
                 if card.name in self.cards:
                     raise EngineError(f"two model cards named {card.name!r} are both the default version")
                 self.cards[card.name] = card
+        for card in earlier:  # superseded versions (engines/cards/versions/): loadable, never the default
+            if (card.name, card.version) in self.versions:
+                raise EngineError(f"two model cards are named {card.name!r} version {card.version!r}")
+            self.versions[(card.name, card.version)] = dataclasses.replace(card, default=False)
         orphans = sorted({name for name, _ in self.versions} - set(self.cards))
         if orphans:
             raise EngineError(f"no default version for model(s) {orphans}")
         self.weights_dir = weights_dir
 
     def card(self, name: str, version: str | None = None) -> ModelCard:
-        """The default card of ``name``, or its card of ``version``."""
+        """The default card of ``name``, or its card of ``version`` (also written ``name@version``)."""
+        if version is None and "@" in name:
+            name, version = name.split("@", 1)
         if version is not None:
             try:
                 return self.versions[(name, version)]
@@ -238,6 +250,20 @@ class Registry:
         """Default cards of the models that score inputs of ``kind`` (of ``survey``, if given), in name order."""
         return [c for _, c in sorted(self.cards.items())
                 if kind in c.input_kinds and (survey is None or c.applies_to_survey(survey))]
+
+    def selected(self, kind: InputKind, models: Sequence[str] = ()) -> list[ModelCard]:
+        """The cards to run on ``kind``: every default one when ``models`` is empty, else those
+        named (``name`` or ``name@version``) that score ``kind``, one version per name."""
+        if not models:
+            return self.cards_for(kind)
+        chosen: dict[str, ModelCard] = {}
+        for ref in models:
+            card = self.card(ref)
+            if kind in card.input_kinds:
+                if card.name in chosen and chosen[card.name].version != card.version:
+                    raise EngineError(f"two versions of {card.name!r} named in the models list")
+                chosen[card.name] = card
+        return [chosen[name] for name in sorted(chosen)]
 
     def export(self, name: str, cache_dir: str | Path = ENGINE_CACHE_DIR, precision: str = "fp32", version: str | None = None) -> Path:
         """The card's ONNX file in ``cache_dir``, exported now if it is not there yet."""
@@ -268,11 +294,11 @@ class Registry:
             raise EngineError(f"unknown backend {backend!r}; known: {BACKENDS}")
         extra: dict[str, Any] = {}
         if backend == "torch":
-            from engines.backends.torch_backend import TorchEngine  # noqa: PLC0415
+            from engines.backends.torch_backend import TorchEngine
 
             engine: Engine = TorchEngine(load_network(card, self.weights_dir), card.contract, device=device, **engine_options)
         elif backend == "tensorrt":
-            from engines.backends.tensorrt_backend import import_tensorrt, precision_for_device  # noqa: PLC0415
+            from engines.backends.tensorrt_backend import import_tensorrt, precision_for_device
 
             if precision is None and card.contract.feature_count:
                 # raw catalogue features (ACAI: ra up to 360, ncovhist in the thousands) lose
@@ -303,9 +329,11 @@ class Registry:
 
 
 def load_registry(cards_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> Registry:
-    """Read every ``*.toml`` card in ``cards_dir`` (default: engines/cards)."""
+    """Read every ``*.toml`` card in ``cards_dir`` (default: engines/cards) and the superseded
+    versions in its ``versions/`` folder."""
     cards_dir = Path(cards_dir) if cards_dir is not None else CARDS_DIR
     paths = sorted(cards_dir.glob("*.toml"))
     if not paths:
         raise EngineError(f"no model cards in {cards_dir}")
-    return Registry([load_card(p) for p in paths], Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR)
+    earlier = [load_card(p) for p in sorted((cards_dir / "versions").glob("*.toml"))]
+    return Registry([load_card(p) for p in paths], Path(weights_dir) if weights_dir is not None else WEIGHTS_DIR, earlier)

@@ -46,22 +46,21 @@ class Runner(Protocol):
 
 
 def select_cards(registry: Any, kind: InputKind, models: Iterable[str] = (), *, include_untrained: bool = True) -> list[Any]:
-    """The cards that score ``kind``: every such card, or only those named in ``models``;
-    untrained cards are left out unless ``include_untrained``."""
-    wanted = set(models)
-    return [card for card in registry.cards_for(kind)
-            if (not wanted or card.name in wanted) and (card.trained or include_untrained)]
+    """The cards that score ``kind``: every default one, or only those named in ``models``
+    (``name`` or ``name@version``); untrained cards are left out unless ``include_untrained``."""
+    return [card for card in registry.selected(kind, list(models)) if card.trained or include_untrained]
 
 
 def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: str, cache_dir: str,
                       models: Iterable[str] = (), allow_untrained: bool = False, skip_untrained: bool = False) -> list[Any]:
-    """Loaded runners for every selected card of ``kind``.
+    """Loaded runners for every selected card of ``kind`` (each at the version selected).
 
     An untrained card is refused by the registry unless ``allow_untrained``; ``skip_untrained``
     leaves such cards out instead (offline scoring of whatever trained models there are).
     """
     cards = select_cards(registry, kind, models, include_untrained=allow_untrained or not skip_untrained)
-    return [registry.load_runner(card.name, backend, device=device, cache_dir=cache_dir, allow_untrained=allow_untrained)
+    return [registry.load_runner(card.name, backend, device=device, cache_dir=cache_dir, allow_untrained=allow_untrained,
+                                 version=card.version)
             for card in cards]
 
 
@@ -88,8 +87,8 @@ def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageCl
         for start in range(0, len(chosen), step):
             indices = chosen[start:start + step]
             chunk = [items[i] for i in indices]
-            batch = _timed(clock, "preprocess", lambda: runner.preprocess(chunk))
-            probs = np.asarray(_timed(clock, "infer", lambda: runner.infer(batch)))
+            batch = _timed(clock, "preprocess", lambda r=runner, c=chunk: r.preprocess(c))
+            probs = np.asarray(_timed(clock, "infer", lambda r=runner, b=batch: r.infer(b)))
             if probs.shape != (len(chunk), len(runner.labels)):
                 raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
             for i, row in zip(indices, probs):

@@ -73,7 +73,8 @@ def write_seeded(name: str, cards_dir: Path = CARDS_DIR, weights_dir: Path = WEI
         weights_file=weights_file,
         weights_sha256=sha,
         init_seed=seed,
-        training={"data": _UNTRAINED, "provenance": f"torch.manual_seed({seed}) + default init, torch {torch.__version__}", "architecture_source": paper},
+        training={"data": _UNTRAINED, "provenance": f"torch.manual_seed({seed}) + default init, torch {torch.__version__}",
+                  "architecture_source": paper},
         evaluation={"status": "not evaluated (untrained)"},
         description=description,
     )

@@ -23,15 +23,15 @@ ENGINE_CACHE_DIR = "var/engines"
 def open_onnx_engine(backend: str, onnx_path: Path, contract: InputContract, **options: Any) -> Engine:
     """Load an ONNX file on ``backend`` (onnxruntime, openvino or tensorrt)."""
     if backend == "onnxruntime":
-        from engines.backends.onnxruntime_backend import OnnxRuntimeEngine  # noqa: PLC0415
+        from engines.backends.onnxruntime_backend import OnnxRuntimeEngine
 
         return OnnxRuntimeEngine(onnx_path, contract, **options)
     if backend == "openvino":
-        from engines.backends.openvino_backend import OpenVinoEngine  # noqa: PLC0415
+        from engines.backends.openvino_backend import OpenVinoEngine
 
         return OpenVinoEngine(onnx_path, contract, **options)
     if backend == "tensorrt":
-        from engines.backends.tensorrt_backend import TensorRtEngine  # noqa: PLC0415
+        from engines.backends.tensorrt_backend import TensorRtEngine
 
         return TensorRtEngine(onnx_path, contract, **options)
     raise EngineError(f"unknown ONNX backend {backend!r}; known: onnxruntime, openvino, tensorrt")

@@ -22,7 +22,7 @@ class OnnxRuntimeEngine:
 
     def __init__(self, onnx_path: str | Path, contract: InputContract, device: str = "cpu", threads: int = 0) -> None:
         try:
-            import onnxruntime as ort  # noqa: PLC0415
+            import onnxruntime as ort
         except ImportError as exc:
             raise EngineError(f"onnxruntime cannot be imported: {exc}") from exc
         available = ort.get_available_providers()

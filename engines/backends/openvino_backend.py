@@ -42,8 +42,8 @@ class OpenVinoEngine:
         if precision not in OPENVINO_PRECISIONS:
             raise EngineError(f"OpenVINO precision must be one of {OPENVINO_PRECISIONS}, not {precision!r}")
         try:
-            import openvino as ov  # noqa: PLC0415
-            import openvino.properties.hint as hints  # noqa: PLC0415
+            import openvino as ov
+            import openvino.properties.hint as hints
         except ImportError as exc:
             raise EngineError(f"openvino cannot be imported: {exc}") from exc
         config: dict[str, Any] = {
@@ -51,7 +51,7 @@ class OpenVinoEngine:
             hints.performance_mode: getattr(hints.PerformanceMode, performance_hint),
         }
         if threads:
-            import openvino.properties as props  # noqa: PLC0415
+            import openvino.properties as props
 
             config[props.inference_num_threads] = threads
         try:

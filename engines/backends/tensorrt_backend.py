@@ -71,7 +71,7 @@ def import_tensorrt() -> Any:
 def _require_cuda(device: str) -> Any:
     if not device.startswith("cuda"):
         raise EngineError(f"the TensorRT backend runs on a CUDA device, not {device!r}")
-    import torch  # noqa: PLC0415
+    import torch
 
     if not torch.cuda.is_available():
         raise EngineError("the TensorRT backend needs CUDA, and torch reports no CUDA device here")
@@ -159,7 +159,7 @@ class TensorRtEngine:
     ) -> None:
         torch = _require_cuda(device)
         trt = import_tensorrt()
-        from engines.export import file_sha256  # noqa: PLC0415
+        from engines.export import file_sha256
 
         self.contract = contract
         self.device = device

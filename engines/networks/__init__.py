@@ -1,4 +1,4 @@
-"""The three networks and the one place that builds them by name.
+"""The networks and the one place that builds them by name.
 
 ``build_network(name)`` returns the inference (eval-mode, no dropout) network; training code
 passes ``dropout`` for the training variants, which have the same parameters.
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from engines.networks.alertclass import ALERTCLASS_INPUT, ALERTCLASS_LABELS, AlertClassNet
 from engines.networks.delta_weights import SEED_KEY, apply_delta_state, is_delta_state
 from engines.networks.hrcelestial import HRCELESTIAL_INPUT, HRCELESTIAL_LABELS, HRCelestialNet
 from engines.networks.iicnet import IICNET_INPUT, IICNET_LABELS, IICNet
@@ -33,6 +34,7 @@ NETWORKS: dict[str, NetworkSpec] = {
     "realbogus": NetworkSpec("realbogus", RealBogusCNN, REALBOGUS_INPUT, REALBOGUS_LABELS),
     "iicnet": NetworkSpec("iicnet", IICNet, IICNET_INPUT, IICNET_LABELS),
     "hrcelestialnet": NetworkSpec("hrcelestialnet", HRCelestialNet, HRCELESTIAL_INPUT, HRCELESTIAL_LABELS),
+    "alertclass": NetworkSpec("alertclass", AlertClassNet, ALERTCLASS_INPUT, ALERTCLASS_LABELS),
 }
 
 

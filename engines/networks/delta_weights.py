@@ -104,7 +104,7 @@ def delta_state_dict(network: nn.Module, seed: int, full: list[str]) -> dict[str
     ``full``: names (as the plain network's state dict has them) of tensors to ship whole;
     every parametrised weight ships as its ``lora_a``/``lora_b`` pair (scale folded in).
     """
-    from torch.nn.utils import parametrize  # noqa: PLC0415
+    from torch.nn.utils import parametrize
 
     out: dict[str, torch.Tensor] = {SEED_KEY: torch.tensor(seed, dtype=torch.int64)}
     plain = {}

@@ -95,9 +95,11 @@ class CBAM(nn.Module):
 
 
 class IICNet(nn.Module):
-    """IICnet; returns 3 logits (galaxy, quasar, star). ``dropout`` only acts in training."""
+    """IICnet; returns 3 logits (galaxy, quasar, star) by default. ``dropout`` only acts in
+    training; ``num_classes`` sets the output layer for another label set (the same body
+    serves the difference-alert class model and users' own classes)."""
 
-    def __init__(self, dropout: float = 0.0) -> None:
+    def __init__(self, dropout: float = 0.0, num_classes: int = len(IICNET_LABELS)) -> None:
         super().__init__()
         self.features = nn.Sequential(
             conv_bn(3, 32, 5),
@@ -118,7 +120,7 @@ class IICNet(nn.Module):
             nn.Linear(384, 1024),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(1024, len(IICNET_LABELS)),
+            nn.Linear(1024, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

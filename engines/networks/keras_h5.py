@@ -261,7 +261,7 @@ def _text(value: Any) -> str:
 
 def read_keras_h5(path: str | Path) -> tuple[dict[str, Any], dict[str, list[np.ndarray]]]:
     """(model_config, layer name -> weight arrays in Keras order) from a Keras 2 ``.h5`` file."""
-    import h5py  # noqa: PLC0415 - only needed when a Keras model is loaded
+    import h5py
 
     with h5py.File(path, "r") as fh:
         if "model_config" not in fh.attrs:
@@ -331,7 +331,7 @@ def _topological(layers: list[KerasLayer], inbound: Mapping[str, Sequence[str]],
     while pending:
         ready = [layer for layer in pending if all(src in done for src in inbound[layer.layer_name])]
         if not ready:
-            raise KerasImportError(f"layer graph has a cycle or a dangling input at {[l.layer_name for l in pending]}")
+            raise KerasImportError(f"layer graph has a cycle or a dangling input at {[layer.layer_name for layer in pending]}")
         for layer in ready:
             ordered.append(layer)
             done.add(layer.layer_name)

@@ -23,9 +23,10 @@ class RealBogusCNN(nn.Module):
     ``dropout`` > 0 gives the paper's refined (training) model: dropout after each pool block
     (rate ``dropout / 2``) and before the output layer (rate ``dropout``). Dropout is inert in
     ``eval()`` mode and adds no parameters, so weights load into either variant.
+    ``num_classes`` other than 2 is a user's own label set (same body, another output layer).
     """
 
-    def __init__(self, dropout: float = 0.0) -> None:
+    def __init__(self, dropout: float = 0.0, num_classes: int = len(REALBOGUS_LABELS)) -> None:
         super().__init__()
         conv_drop = dropout / 2
 
@@ -44,7 +45,7 @@ class RealBogusCNN(nn.Module):
             nn.Linear(128 * 9 * 9, 128),
             nn.ReLU(inplace=True),
             nn.Dropout(dropout),
-            nn.Linear(128, len(REALBOGUS_LABELS)),
+            nn.Linear(128, num_classes),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -35,7 +35,7 @@ def stamp_triplets_to_alerts(triplets: np.ndarray, prefix: str = "train") -> lis
 
 def realbogus_inputs(triplets: np.ndarray, device: str = "cpu") -> np.ndarray:
     """(N, 3, 69, 69) float32 network inputs for raw stamp triplets."""
-    from engines.preprocess import difference_alert_batch  # noqa: PLC0415
+    from engines.preprocess import difference_alert_batch
 
     if triplets.ndim != 4 or triplets.shape[1] != 3:
         raise TrainingDataError(f"real/bogus data must be (N, 3, H, W) science/template/difference, got {triplets.shape}")
@@ -47,7 +47,7 @@ def realbogus_inputs(triplets: np.ndarray, device: str = "cpu") -> np.ndarray:
 
 def wise_inputs(cutouts: np.ndarray, device: str = "cpu") -> np.ndarray:
     """(N, 3, 80, 80) float32 network inputs for (W1, W2, W3) cutouts of any size."""
-    from engines.preprocess import WISE_BANDS, multiband_batch  # noqa: PLC0415
+    from engines.preprocess import WISE_BANDS, multiband_batch
 
     if cutouts.ndim != 4 or cutouts.shape[1] != 3:
         raise TrainingDataError(f"IICnet data must be (N, 3, H, W) W1/W2/W3, got {cutouts.shape}")
@@ -75,7 +75,7 @@ def hst_inputs(images: np.ndarray, input_hw: tuple[int, int], binning: int) -> n
     Raw ACS/WFC chip extensions (2068 x 4144) go through the service's trimming and scaling; any
     other image is taken as already trimmed 16-bit data: scaled by 1/65535 and resized to
     ``input_hw`` (block mean when it divides, bilinear otherwise)."""
-    from engines.preprocess import RAW_GEOMETRY, raw_exposure_batch  # noqa: PLC0415
+    from engines.preprocess import RAW_GEOMETRY, raw_exposure_batch
 
     if images.ndim == 3:
         images = images[:, None]

@@ -85,7 +85,7 @@ def _as_chw(array: np.ndarray, source: str) -> np.ndarray:
 
 
 def _read_fits(path: Path) -> np.ndarray:
-    from astropy.io import fits  # noqa: PLC0415
+    from astropy.io import fits
 
     raw = path.read_bytes()
     if raw[:2] == b"\x1f\x8b":
@@ -101,7 +101,7 @@ def _read_fits(path: Path) -> np.ndarray:
 
 
 def _read_raster(path: Path) -> np.ndarray:
-    import matplotlib.image as mpimg  # noqa: PLC0415
+    import matplotlib.image as mpimg
 
     try:
         data = np.asarray(mpimg.imread(path), dtype=np.float32)
@@ -132,8 +132,8 @@ def read_image(path: Path) -> np.ndarray:
 def _stack_same_size(images: list[np.ndarray], sources: list[str]) -> np.ndarray:
     """Stack images, resizing those off the most common (C, H, W) (bilinear, channels repeated
     from one where needed)."""
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch
+    import torch.nn.functional as F
 
     shapes = Counter(im.shape for im in images)
     target = shapes.most_common(1)[0][0]
@@ -210,7 +210,7 @@ def _load_array_file(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
             raise TrainingDataError(f"{path}: not a readable .npz: {exc}") from exc
     elif path.suffix.lower() in (".h5", ".hdf5"):
         try:
-            import h5py  # noqa: PLC0415
+            import h5py
         except ImportError as exc:
             raise TrainingDataError("HDF5 input needs h5py (pip install h5py)") from exc
         try:

@@ -110,6 +110,9 @@ def classification_metrics(
         "examples": n,
         "class_names": list(class_names),
         "accuracy": _safe(int(np.trace(confusion)), n),
+        # mean recall over the classes present: what accuracy is when every class counts the same
+        "balanced_accuracy": (float(np.mean([v["recall"] for v in per_class.values() if v["recall"] is not None]))
+                              if any(v["recall"] is not None for v in per_class.values()) else None),
         "threshold": threshold,
         "decision": (f"score({class_names[positive_class]}) >= {threshold}" if k == 2 and threshold is not None
                      else "arg-max over classes"),
@@ -145,7 +148,8 @@ def _markdown(title: str, metrics: dict[str, Any], notes: Sequence[str], roc_png
         lines.pop()
         lines.append("")
     lines += [f"Examples: {metrics['examples']}. Decision: {metrics['decision']}. "
-              f"Overall accuracy: {_fmt(metrics['accuracy'])}.", ""]
+              f"Overall accuracy: {_fmt(metrics['accuracy'])}; "
+              f"balanced accuracy (mean per-class recall): {_fmt(metrics.get('balanced_accuracy'))}.", ""]
     lines.append("| class | support | accuracy | precision | recall | specificity | F1 | ROC AUC |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for name in names:
@@ -163,10 +167,10 @@ def _markdown(title: str, metrics: dict[str, Any], notes: Sequence[str], roc_png
 
 
 def _plot_roc(path: Path, probabilities: np.ndarray, labels: np.ndarray, class_names: Sequence[str], title: str) -> None:
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 5))
     classes = range(len(class_names)) if len(class_names) > 2 else [1]
@@ -188,10 +192,10 @@ def _plot_roc(path: Path, probabilities: np.ndarray, labels: np.ndarray, class_n
 
 
 def _plot_confusion(path: Path, confusion: np.ndarray, class_names: Sequence[str], title: str) -> None:
-    import matplotlib  # noqa: PLC0415
+    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4.5, 4))
     ax.imshow(confusion, cmap="Blues")

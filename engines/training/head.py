@@ -91,7 +91,7 @@ def split_network(network: nn.Module, blocks: int) -> tuple[nn.Sequential, nn.Se
 
 def _prefix_maps(prefix: nn.Module, x: np.ndarray, to_input: Callable[[np.ndarray], torch.Tensor], batch: int,
                  device: torch.device, desc: str, progress: bool) -> torch.Tensor:
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
     out = []
     with torch.inference_mode():
@@ -149,9 +149,9 @@ def train_head(
     progress: bool = True,
 ) -> TrainResult:
     """Train the head of ``config.model`` seeded with ``plan.init_seed``; see the module docstring."""
-    from tqdm import tqdm  # noqa: PLC0415
+    from tqdm import tqdm
 
-    from engines.registry import state_sha256  # noqa: PLC0415
+    from engines.registry import state_sha256
 
     device = prepare_run(data, config, out_dir)
     out_dir = Path(out_dir)
@@ -174,13 +174,14 @@ def train_head(
         recalibrate_batch_norm(network, calibration, to_input, plan.prefix_batch, device)
         train_maps = _prefix_maps(prefix, data.train_x, to_input, plan.prefix_batch, device, "prefix (train)", progress)
         val_maps = _prefix_maps(prefix, data.val_x, to_input, plan.prefix_batch, device, "prefix (validation)", progress)
-        batch_norm = {name: b.detach().cpu().clone() for name, b in network.named_buffers() if ".running_" in name or name.endswith("num_batches_tracked")}
+        batch_norm = {name: b.detach().cpu().clone() for name, b in network.named_buffers()
+                      if ".running_" in name or name.endswith("num_batches_tracked")}
         torch.save({"batch_norm": batch_norm, "train_maps": train_maps, "val_maps": val_maps}, cache_path)
     network_parameters = sum(p.numel() for p in network.parameters())
     trainable, full = _make_trainable(network, head, plan.rank, config.seed)
     trained_count = sum(p.numel() for p in trainable)
     optimizer = make_optimizer(trainable, config)
-    identity = lambda maps: maps  # noqa: E731  (the maps are the head's inputs already)
+    identity = lambda maps: maps
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, float]] = []

@@ -20,7 +20,14 @@ from engines.training.datasets import LabelledImages
 from engines.training.evaluate import write_report
 from engines.training.head import HeadPlan, train_head
 from engines.training.splits import Split, grouped_split
-from engines.training.train import TrainConfig, TrainingData, TrainResult, array_sha256, train_network
+from engines.training.train import (
+    TrainConfig,
+    TrainingData,
+    TrainResult,
+    array_sha256,
+    balanced_class_weights,
+    train_network,
+)
 from engines.training.ztf_files import TrainingDataError
 
 __all__ = [
@@ -56,8 +63,8 @@ class TrainedModel:
 
 def synthetic_realbogus(ztf_root: Path, count: int, seed: int) -> tuple[LabelledImages, dict[str, Any]]:
     """The injection set on real ZTF bases (drb-carrying alerts and their objects excluded)."""
-    from engines.training.synth_realbogus import bases_from_alerts, generate  # noqa: PLC0415
-    from engines.training.ztf_files import split_ztf_alerts  # noqa: PLC0415
+    from engines.training.synth_realbogus import bases_from_alerts, generate
+    from engines.training.ztf_files import split_ztf_alerts
 
     alerts = split_ztf_alerts(Path(ztf_root))
     bases = bases_from_alerts(alerts.bases, seed, alerts.fwhm_by_alert_id,
@@ -80,7 +87,7 @@ def synthetic_realbogus(ztf_root: Path, count: int, seed: int) -> tuple[Labelled
 
 
 def synthetic_wise(count: int, seed: int) -> tuple[LabelledImages, dict[str, Any]]:
-    from engines.training.synth_wise import WISE_LABELS, generate  # noqa: PLC0415
+    from engines.training.synth_wise import WISE_LABELS, generate
 
     generated = generate(count, seed)
     data = LabelledImages(images=generated.images, labels=generated.labels, class_names=WISE_LABELS,
@@ -92,9 +99,9 @@ def synthetic_wise(count: int, seed: int) -> tuple[LabelledImages, dict[str, Any
 def synthetic_hst(bodies_per_class: int, views_per_body: int, seed: int, binning: int) -> tuple[LabelledImages, dict[str, Any]]:
     """Raw frames made and run through the service's raw-frame preprocessing at once (a raw
     chip is 34 MB; the binned input is 2 MB), so ``images`` are network inputs already."""
-    from engines.preprocess import raw_exposure_batch  # noqa: PLC0415
-    from engines.training.adapters import hst_exposure  # noqa: PLC0415
-    from engines.training.synth_hst import ACS_WFC_CHIPS, HST_LABELS, iter_frames  # noqa: PLC0415
+    from engines.preprocess import raw_exposure_batch
+    from engines.training.adapters import hst_exposure
+    from engines.training.synth_hst import ACS_WFC_CHIPS, HST_LABELS, iter_frames
 
     inputs, labels, groups = [], [], []
     for i, frame in enumerate(iter_frames(bodies_per_class, views_per_body, seed, binning, ACS_WFC_CHIPS)):
@@ -110,7 +117,7 @@ def synthetic_hst(bodies_per_class: int, views_per_body: int, seed: int, binning
 
 
 def _network_spec(network: str):
-    from engines.networks import NETWORKS  # noqa: PLC0415
+    from engines.networks import NETWORKS
 
     try:
         return NETWORKS[network]
@@ -166,7 +173,7 @@ def predict(network: torch.nn.Module, inputs: np.ndarray, batch_size: int | None
 
 
 def load_trained(network: str, weights: Path, network_kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
-    from engines.networks import load_weights  # noqa: PLC0415
+    from engines.networks import load_weights
 
     try:
         return load_weights(network, weights, **(network_kwargs or {}))
@@ -187,14 +194,22 @@ def train_and_evaluate(
     progress: bool = True,
     notes: Sequence[str] = (),
     head: HeadPlan | None = None,
+    balance_classes: bool = False,
 ) -> TrainedModel:
     """Grouped split -> train on train/validation -> evaluate on the held-out test groups.
 
     ``head``: train only the head of the seeded network on its frozen prefix's features
-    (:mod:`engines.training.head`); the weights are then a delta file over the seed."""
+    (:mod:`engines.training.head`); the weights are then a delta file over the seed.
+    ``config.network_kwargs["num_classes"]``: a user's own label set, the outputs in the data's
+    class order. ``balance_classes``: weigh the loss by inverse class frequency (stated in the notes)."""
     spec = _network_spec(config.model)
-    _check_classes(config.model, data)
-    data = _reorder_to_network(config.model, data)
+    if "num_classes" in config.network_kwargs:   # the user's own label set: outputs = the data's classes
+        if int(config.network_kwargs["num_classes"]) != len(data.class_names):
+            raise TrainingDataError(f"num_classes {config.network_kwargs['num_classes']} != the data's "
+                                    f"{len(data.class_names)} classes {list(data.class_names)}")
+    else:
+        _check_classes(config.model, data)
+        data = _reorder_to_network(config.model, data)
     split = grouped_split(data.groups, fractions, seed=config.seed)
     if len(split.train) == 0 or len(split.validation) == 0 or len(split.test) == 0:
         raise TrainingDataError(f"grouped split left a side empty (train {len(split.train)}, validation "
@@ -215,7 +230,12 @@ def train_and_evaluate(
                                "validation_groups": len({data.groups[i] for i in split.validation}),
                                "test_groups": len(test_groups), "test_examples": int(len(split.test))}},
     )
-    to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))  # noqa: E731
+    if balance_classes:
+        weights = balanced_class_weights(training.train_y, len(data.class_names))
+        config = replace(config, class_weights=weights)
+        notes = (*notes, "Class imbalance: the loss weighs each class by n / (classes x n_class) over the training "
+                         "split (" + ", ".join(f"{c} {w:.3g}" for c, w in zip(data.class_names, weights)) + ").")
+    to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))
     if head is not None:
         result = train_head(training, to_input, config, head, out_dir, resume=resume, progress=progress)
     else:

@@ -64,7 +64,7 @@ def labels_from_csv(path: Path, label_column: str = "label") -> Labeller:
 
 
 def _cube(alert: Alert) -> np.ndarray:
-    from engines.preprocess import frame_stamp  # noqa: PLC0415
+    from engines.preprocess import frame_stamp
 
     return np.stack([frame_stamp(np.asarray(s.data), position_px=alert.position_px, detector_shape=alert.detector_shape)
                      for s in (alert.science, alert.template, alert.difference)]).astype(np.float32)
@@ -72,7 +72,7 @@ def _cube(alert: Alert) -> np.ndarray:
 
 def write_stamp_folder(alerts: Iterable[Alert], labeller: Labeller, out: Path) -> Mapping[str, object]:
     """Write every labelled alert (duplicates by survey:alert_id once); returns a summary."""
-    from astropy.io import fits  # noqa: PLC0415
+    from astropy.io import fits
 
     out = Path(out)
     rows: list[dict[str, str]] = []

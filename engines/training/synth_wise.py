@@ -155,8 +155,8 @@ def _add_source(scene: np.ndarray, label: str, w1: float, x0: float, y0: float, 
 
 def render_cutout(label: str, rng: np.random.Generator) -> tuple[np.ndarray, tuple[float, float]]:
     """One (3, 80, 80) cutout in DN with the target of class ``label`` at the centre."""
-    import torch  # noqa: PLC0415
-    import torch.nn.functional as F  # noqa: PLC0415
+    import torch
+    import torch.nn.functional as F
 
     scene = np.zeros((3, CUTOUT_PX, CUTOUT_PX))
     centre = CUTOUT_PX / 2 - 0.5

@@ -39,7 +39,9 @@ from torch import nn
 from engines.training.ztf_files import TrainingDataError
 
 __all__ = ["TrainConfig", "TrainingData", "TrainResult", "train_network", "recalibrate_batch_norm",
-           "serving_state_dict", "set_seed", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason", "write_training_record"]
+           "serving_state_dict", "set_seed", "init_network", "dihedral_augment", "balanced_class_weights",
+           "class_weight_tensor", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason",
+           "write_training_record"]
 
 log = structlog.get_logger(__name__)
 
@@ -63,11 +65,16 @@ class TrainConfig:
     threads: int = 2
     network_kwargs: dict[str, Any] = field(default_factory=dict)
     bn_recalibration_examples: int = 2048  # 0: keep the running averages training leaves
+    class_weights: tuple[float, ...] | None = None   # loss weight per class (imbalanced sets)
+    init_from: str | None = None           # state-dict file to start from (fine-tuning); see init_network
 
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Raw examples (whatever ``to_input`` takes) with integer labels, split in two."""
+    """Raw examples (whatever ``to_input`` takes) with labels, split in two.
+
+    Labels are class indices (N,), or float class probabilities (N, K) for soft targets
+    (distillation from a teacher model's scores); the loss is cross-entropy either way."""
 
     train_x: np.ndarray
     train_y: np.ndarray
@@ -183,18 +190,63 @@ def batches(n: int, batch_size: int, rng: np.random.Generator | None) -> list[np
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
+def class_weight_tensor(config: TrainConfig, device: torch.device) -> torch.Tensor | None:
+    """``config.class_weights`` as the loss's weight tensor (None: every class weighs 1)."""
+    if not config.class_weights:
+        return None
+    return torch.tensor(config.class_weights, dtype=torch.float32, device=device)
+
+
+def balanced_class_weights(labels: np.ndarray, classes: int) -> tuple[float, ...]:
+    """Weights n / (classes x n_c) per class (scikit-learn's "balanced"); an absent class gets 0.
+    Soft (N, K) labels count their probability mass."""
+    counts = labels.sum(axis=0) if labels.ndim == 2 else np.bincount(labels, minlength=classes)[:classes]
+    total = float(np.sum(counts))
+    return tuple(float(total / (classes * c)) if c > 0 else 0.0 for c in counts)
+
+
 def evaluate_loss(network: nn.Module, x: np.ndarray, y: np.ndarray, to_input: Callable[[np.ndarray], torch.Tensor],
-                   batch_size: int, device: torch.device) -> tuple[float, float]:
+                   batch_size: int, device: torch.device, weight: torch.Tensor | None = None) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy (argmax against the hard or the most probable soft label)."""
     network.eval()
-    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    loss_fn = nn.CrossEntropyLoss(weight=weight, reduction="sum")
     total_loss, correct = 0.0, 0
     with torch.inference_mode():
         for idx in batches(len(y), batch_size, None):
             logits = network(to_input(x[idx]).to(device))
             target = torch.from_numpy(y[idx]).to(device)
             total_loss += float(loss_fn(logits, target))
-            correct += int((logits.argmax(1) == target).sum())
+            hard = target.argmax(1) if target.ndim == 2 else target
+            correct += int((logits.argmax(1) == hard).sum())
     return total_loss / max(len(y), 1), correct / max(len(y), 1)
+
+
+def dihedral_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """Each (N, C, H, W) example turned by one of the 8 rotations / reflections of the square,
+    drawn from ``rng`` (stamps have no preferred orientation on the sky)."""
+    choice = rng.integers(0, 8, len(x))
+    out = x.clone()
+    for k in range(8):
+        idx = torch.from_numpy(np.flatnonzero(choice == k))
+        if len(idx) == 0:
+            continue
+        part = torch.rot90(x[idx], k % 4, dims=(2, 3))
+        out[idx] = torch.flip(part, dims=(3,)) if k >= 4 else part
+    return out
+
+
+def init_network(network: nn.Module, path: str | Path) -> list[str]:
+    """Load the tensors of the state dict at ``path`` whose names and shapes match (fine-tuning
+    from shipped weights); the others (an output layer of another class count) keep their fresh
+    initialisation. Returns the names left fresh; raises when nothing matches."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = network.state_dict()
+    taken = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not taken:
+        raise TrainingDataError(f"--init-from {path}: no tensor matches this network (another architecture?)")
+    own.update(taken)
+    network.load_state_dict(own)
+    return sorted(set(own) - set(taken))
 
 
 def recalibrate_batch_norm(network: nn.Module, x: np.ndarray, to_input: Callable[[np.ndarray], torch.Tensor],
@@ -231,20 +283,29 @@ def train_network(
     out_dir: Path,
     resume: Path | None = None,
     progress: bool = True,
+    augment: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None,
 ) -> TrainResult:
-    """Train ``config.model`` on ``data``; see the module docstring for what is written."""
-    from tqdm import tqdm  # noqa: PLC0415
+    """Train ``config.model`` on ``data``; see the module docstring for what is written.
 
-    from engines.networks import build_network  # noqa: PLC0415
+    ``augment`` (optional) transforms each training batch's input (never validation's), e.g.
+    :func:`dihedral_augment`."""
+    from tqdm import tqdm
+
+    from engines.networks import build_network
 
     device = prepare_run(data, config, out_dir)
     out_dir = Path(out_dir)
     train_kwargs = dict(config.network_kwargs)
     if config.dropout > 0:
         train_kwargs["dropout"] = config.dropout
-    network = build_network(config.model, **train_kwargs).to(device)
+    network = build_network(config.model, **train_kwargs)
+    if config.init_from and resume is None:
+        fresh = init_network(network, config.init_from)
+        log.info("training_init_from", weights=config.init_from, fresh_tensors=fresh)
+    network = network.to(device)
     optimizer = make_optimizer(network.parameters(), config)
-    loss_fn = nn.CrossEntropyLoss()
+    weight = class_weight_tensor(config, device)
+    loss_fn = nn.CrossEntropyLoss(weight=weight)
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, float]] = []
     start_epoch = 0
@@ -277,7 +338,10 @@ def train_network(
         epoch_batches = batches(len(data.train_y), config.batch_size, rng)
         bar = tqdm(epoch_batches, desc=f"{config.model} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
         for idx in bar:
-            inputs = to_input(data.train_x[idx]).to(device)
+            inputs = to_input(data.train_x[idx])
+            if augment is not None:
+                inputs = augment(inputs, rng)
+            inputs = inputs.to(device)
             target = torch.from_numpy(data.train_y[idx]).to(device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(network(inputs), target)
@@ -291,7 +355,7 @@ def train_network(
         if config.bn_recalibration_examples > 0:
             recalibrate_batch_norm(network, data.train_x[:config.bn_recalibration_examples], to_input,
                                    config.batch_size, device)
-        val_loss, val_acc = evaluate_loss(network, data.val_x, data.val_y, to_input, config.batch_size, device)
+        val_loss, val_acc = evaluate_loss(network, data.val_x, data.val_y, to_input, config.batch_size, device, weight)
         row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
                "seconds": time.monotonic() - started}
         history.append(row)

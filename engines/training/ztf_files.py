@@ -49,7 +49,7 @@ def iter_alerts(paths: Iterable[Path]) -> Iterator[tuple[Path, Alert]]:
     """Every decodable ZTF :class:`Alert` under ``paths`` (files, directories, tarballs, Parquet
     dumps: :func:`schemas.walk.walk_decoded`); decode errors are logged and skipped: these are
     training inputs, not the stream; the stream dead-letters them."""
-    from schemas.walk import walk_decoded  # noqa: PLC0415
+    from schemas.walk import walk_decoded
 
     for entry, index, item in walk_decoded(list(paths)):
         if isinstance(item, Alert) and item.survey == "ztf":

@@ -94,8 +94,9 @@ def _list(args: argparse.Namespace) -> int:
 
     registry = load_registry()
     cache = Path(args.cache_dir)
-    print(f"{'model':<16}{'version':<18}{'trained':<9}{'weights_sha256':<18}artefact")
-    for name, card in sorted(registry.cards.items()):
+    print(f"{'model':<28}{'version':<27}{'trained':<9}{'weights_sha256':<18}artefact")
+    for _ref, card in sorted(registry.versions.items()):  # current and superseded versions
+        name = card.name if registry.cards.get(card.name) is card else f"{card.name}@{card.version}"
         artefacts = []
         for precision in ("fp32", "fp16"):
             onnx = onnx_path_for(card, cache, precision)
@@ -103,7 +104,7 @@ def _list(args: argparse.Namespace) -> int:
                 artefacts.append(f"{onnx.name} ({onnx.stat().st_size / 1e6:.1f} MB)")
                 artefacts += [f"{e.name} ({e.stat().st_size / 1e6:.1f} MB)" for e in sorted(cache.glob(f"{onnx.stem}-*.engine"))]
         for artefact in artefacts or ["(not built)"]:
-            print(f"{name:<16}{card.version:<18}{str(card.trained).lower():<9}{card.weights_sha256[:16]:<18}{artefact}")
+            print(f"{name:<28}{card.version:<27}{str(card.trained).lower():<9}{card.weights_sha256[:16]:<18}{artefact}")
     return 0
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 __all__ = ["register", "DEFAULTS"]
@@ -57,6 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --head-blocks: seed of the frozen initialisation (default: the cards' seed, 20261122)")
     p.add_argument("--calibration-examples", type=int, default=48,
                    help="with --head-blocks: training inputs over which BatchNorm statistics are recomputed")
+    p.add_argument("--name", default=None,
+                   help="register the result as this model (card + weights; a user's own classes need it): "
+                        "engines list shows it, engine.models runs it; an existing name gets a new version")
+    p.add_argument("--version", default=None, help="with --name: the card's version (default 1.0.0-user)")
+    p.add_argument("--init-from", default=None, metavar="MODEL|PT",
+                   help="fine-tune from shipped weights: a registered model (name or name@version) of the same "
+                        "network and input, or a .pt state dict; an output layer of another size starts fresh")
+    p.add_argument("--no-balance", action="store_true",
+                   help="--data: do not weigh the loss by inverse class frequency (weighted by default)")
+    p.add_argument("--cards-dir", type=Path, default=None, help="with --name: where cards live (default engines/cards)")
+    p.add_argument("--weights-dir", type=Path, default=None, help="with --name: where weights live (default engines/weights)")
     p.add_argument("--out", type=Path, default=Path("var/training"), help="output folder (weights, record, checkpoint)")
     p.add_argument("--report", type=Path, default=None, help="test-report folder (default: OUT/report)")
     p.add_argument("--resume", type=Path, default=None, metavar="CKPT", help="continue from a checkpoint.pt")
@@ -70,8 +82,10 @@ def _run(args: argparse.Namespace) -> int:
     from engines.seed_weights import INIT_SEED
     from engines.training.head import HeadPlan
     from engines.training.recipes import train_and_evaluate
+    from engines.training.register import resolve_init_weights
     from engines.training.runs import network_kwargs, run_data
     from engines.training.train import TrainConfig
+    from engines.training.user_labels import register_trained, user_label_config
     from engines.training.ztf_files import TrainingDataError
 
     defaults = DEFAULTS[args.model]
@@ -99,9 +113,20 @@ def _run(args: argparse.Namespace) -> int:
     try:
         run = run_data(args.model, purpose="train", data=args.data, labels=args.labels, group_column=args.group_column,
                        synthetic=args.synthetic, seed=args.seed, views_per_body=args.views_per_body, binning=args.binning)
+        user_data = args.synthetic is None
+        if user_data:
+            config = user_label_config(config, run.data.class_names, args.name)
+            if args.init_from:
+                config = replace(config, init_from=str(resolve_init_weights(args.init_from, args.model, args.cards_dir,
+                                                                            args.weights_dir)))
         trained = train_and_evaluate(
             run.data, config, args.out, args.report or args.out / "report", run.description, preprocessed=run.preprocessed,
-            binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=run.notes, head=head)
+            binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=run.notes, head=head,
+            balance_classes=user_data and not args.no_balance)
+        card_path = None
+        if args.name:
+            card_path = register_trained(args.name, args.version, config, trained, run.description, args.cards_dir,
+                                         args.weights_dir)
     except TrainingDataError as exc:
         print(f"training failed: {exc}", file=sys.stderr)
         return 1
@@ -109,5 +134,6 @@ def _run(args: argparse.Namespace) -> int:
     print(json.dumps({"weights": str(trained.result.weights_path), "record": str(trained.result.record_path),
                       "report": str(trained.report_json), "best_epoch": trained.result.best_epoch,
                       "stopped_because": trained.result.stopped_because, "test_accuracy": m["accuracy"],
-                      "test_examples": m["examples"]}))
+                      "test_examples": m["examples"], "balanced_accuracy": m.get("balanced_accuracy"),
+                      "card": str(card_path) if card_path else None}))
     return 0

@@ -22,10 +22,11 @@ def registry():
 
 def test_cards_for_each_input_kind(registry) -> None:
     alert_models = [c.name for c in registry.cards_for(InputKind.DIFFERENCE_ALERT)]
-    assert alert_models == sorted(alert_models) and {"realbogus", "braai", "acai"} <= set(alert_models)
+    assert alert_models == sorted(alert_models) and {"realbogus", "braai", "acai", "alertclass"} <= set(alert_models)
     assert [c.name for c in registry.cards_for(InputKind.MULTIBAND_CUTOUT)] == ["iicnet"]
     assert [c.name for c in registry.cards_for(InputKind.RAW_EXPOSURE)] == ["hrcelestialnet"]
     assert registry.card("realbogus").labels == ("bogus", "real")
+    assert registry.card("alertclass").labels == ("asteroid", "bogus", "galaxy_host", "hostless_or_faint", "star")
     assert registry.card("iicnet").labels == ("galaxy", "quasar", "star")
     assert registry.card("hrcelestialnet").labels == ("galaxy", "nebula_star_cluster")
 
@@ -51,10 +52,10 @@ def test_card_round_trips_through_toml(tmp_path: Path) -> None:
 
 
 def test_weights_hash_mismatch_is_refused(tmp_path: Path) -> None:
-    shutil.copy(WEIGHTS_DIR / "realbogus.pt", tmp_path / "realbogus.pt")
-    with open(tmp_path / "realbogus.pt", "ab") as fh:
-        fh.write(b"\0")
     card = load_card(CARDS_DIR / "realbogus.toml")
+    shutil.copy(WEIGHTS_DIR / card.weights_file, tmp_path / card.weights_file)
+    with open(tmp_path / card.weights_file, "ab") as fh:
+        fh.write(b"\0")
     with pytest.raises(EngineError, match="sha256"):
         load_network(card, tmp_path)
 
@@ -127,3 +128,23 @@ def test_imported_keras_cards_round_trip(tmp_path: Path) -> None:
     assert acai.contract.input_names == ("triplets", "features") and acai.contract.feature_count == 25
     assert acai.class_score_keys["hosted"] == "acai.hosted" and "drb_from_braai_d6_m9" not in acai.class_score_keys
     assert load_card(CARDS_DIR / "braai_d6_m9.toml").default is False
+def test_superseded_versions_stay_loadable_by_name_at_version(registry) -> None:
+    """engine.models may name "name" (current) or "name@version" (kept in cards/versions/)."""
+    import numpy as np
+    import torch
+
+    current = registry.card("realbogus")
+    old = registry.card("realbogus@1.0.0-synthetic")
+    assert old.version == "1.0.0-synthetic" and old.weights_file != current.weights_file
+    assert registry.card(f"realbogus@{current.version}") is current
+    assert registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus@1.0.0-synthetic"]) == [old]
+    assert [c.name for c in registry.selected(InputKind.DIFFERENCE_ALERT)] == ["acai", "alertclass", "braai", "realbogus"]
+    assert registry.selected(InputKind.MULTIBAND_CUTOUT, ["realbogus"]) == []
+    with pytest.raises(EngineError, match="two versions"):
+        registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus", "realbogus@1.0.0-synthetic"])
+    with pytest.raises(EngineError, match="no model card"):
+        registry.card("realbogus@0.0.0")
+    x = torch.rand(2, 3, 69, 69)
+    a = registry.load_runner("realbogus@1.0.0-synthetic", "torch").infer(x)
+    b = registry.load_runner("realbogus", "torch").infer(x)
+    assert a.shape == b.shape == (2, 2) and not np.allclose(a, b)

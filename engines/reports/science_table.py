@@ -1,0 +1,107 @@
+"""README's science table, generated from the model cards (never typed by hand).
+
+    python -m engines.reports.science_table            # rewrite the table in README.md
+    python -m engines.reports.science_table --check    # exit 1 when README.md's table is stale
+
+One row per card in ``engines/cards/`` (every model the registry serves, whoever added it):
+its version, what it was trained on (``[training] data``) and its figures. A card says its
+headline in ``[evaluation] summary``; a card without one gets its first numeric figures,
+named as the card names them, and its real-data caveat where the card has one. The table sits
+between two markers in README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["END", "START", "render_table", "rewrite_readme", "table_rows"]
+
+START = "<!-- science-table:start (python -m engines.reports.science_table) -->"
+END = "<!-- science-table:end -->"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "/").replace("\n", " ").strip()
+
+
+def _figures(evaluation: dict) -> str:
+    if evaluation.get("summary"):
+        return str(evaluation["summary"])
+    parts = []
+    for key, value in evaluation.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        parts.append(f"{key.replace('_', ' ')} {value:.3g}" if isinstance(value, float) else f"{key.replace('_', ' ')} {value}")
+        if len(parts) == 4:
+            break
+    text = "; ".join(parts) or "no figures in the card"
+    for key in ("real_data_check", "drb_agreement_note"):
+        if isinstance(evaluation.get(key), str):
+            text += f"; {key.replace('_', ' ')}: {evaluation[key]}"
+    return text
+
+
+def table_rows(cards_dir: Path) -> list[tuple[str, str, str, str, str]]:
+    """(model, version, trained on, figures, report) per card, in name order."""
+    from engines.cards import load_card
+
+    rows = []
+    for path in sorted(Path(cards_dir).glob("*.toml")):
+        card = load_card(path)
+        training = dict(card.training)
+        trained_on = training.get("data") or ("untrained (seeded weights)" if not card.trained else "not stated")
+        if training.get("synthetic") is True and not str(trained_on).upper().startswith("SYNTHETIC"):
+            trained_on = f"SYNTHETIC: {trained_on}"
+        report = card.evaluation.get("report", "")
+        rows.append((card.name, card.version, _cell(trained_on), _cell(_figures(dict(card.evaluation))), _cell(report)))
+    return rows
+
+
+def render_table(rows: Sequence[tuple[str, str, str, str, str]]) -> str:
+    lines = ["| model | version | trained on | figures (see the report for what they do not show) | report |",
+             "|---|---|---|---|---|"]
+    for name, version, trained_on, figures, report in rows:
+        link = f"[{Path(report).name}]({report})" if report else "-"
+        lines.append(f"| {name} | {version} | {trained_on} | {figures} | {link} |")
+    return "\n".join(lines)
+
+
+def rewrite_readme(readme: Path, cards_dir: Path) -> tuple[str, str]:
+    """(old text, new text) of ``readme`` with the table between the markers replaced; the
+    markers are added after the "Science, honestly" heading's first paragraph when absent."""
+    text = readme.read_text(encoding="utf-8")
+    table = render_table(table_rows(cards_dir))
+    block = f"{START}\n{table}\n{END}"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        return text, head + block + tail
+    marker = "## Science, honestly"
+    if marker not in text:
+        raise SystemExit(f"{readme}: no '{marker}' section to put the table in")
+    head, tail = text.split(marker, 1)
+    return text, f"{head}{marker}\n\n{block}\n{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engines.reports.science_table", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--cards", type=Path, default=ROOT / "engines" / "cards")
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README's table differs from the cards")
+    args = parser.parse_args(argv)
+    old, new = rewrite_readme(args.readme, args.cards)
+    if args.check:
+        if old != new:
+            print(f"{args.readme}: the science table is stale; run python -m engines.reports.science_table", file=sys.stderr)
+            return 1
+        return 0
+    args.readme.write_text(new, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,185 @@
+"""The real/bogus CNN trained on real alerts: a teacher's scores as soft targets, held-out sources.
+
+Labels: ZTF's braai ``d6_m7`` score of each pool alert (the ``drb`` ZTF ships) as the target
+distribution (bogus 1 - s, real s): distillation, so the network learns the teacher's
+confidence, not only its side of 0.5. The injection set (synthetic, one-hot targets) can be
+mixed in; :func:`run_ablation` trains teacher only, injection only and both on the same split.
+
+Split: whole sources (the repository or package an alert came from, which is also its survey
+period and selection) are held out for the test; every object of a held-out source is removed
+from training too. The rest is split by object into train and validation; the operating
+threshold is the highest that keeps 95 % of teacher-real *validation* alerts, so the held-out
+figures never choose anything.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+import torch
+
+from engines.training.heldout import figures_by_source, threshold_at_recall
+from engines.training.splits import grouped_split
+from engines.training.train import (
+    TrainConfig,
+    TrainingData,
+    dihedral_augment,
+    train_network,
+)
+from engines.training.ztf_files import TrainingDataError
+from engines.training.ztf_pool import PoolAlerts
+
+__all__ = [
+    "HELDOUT_SOURCES",
+    "SourceSplit",
+    "TeacherRun",
+    "heldout_report",
+    "score_inputs",
+    "soft_targets",
+    "split_by_source",
+    "train_on_pool",
+]
+
+log = structlog.get_logger(__name__)
+
+#: the sources held out of training for the headline figures: four repositories, 2018-2026,
+#: 383 alerts; training keeps ztfss18 (2018-07), the Fink simulator (2018-11) and the
+#: fink-science 7.4.0 package (2021-2024)
+HELDOUT_SOURCES: tuple[str, ...] = (
+    "github:astrolabsoftware/fink-science",
+    "github:astrolabsoftware/fink-filters",
+    "github:astrolabsoftware/fink-client",
+    "github:alercebroker/pipeline",
+)
+
+
+@dataclass(frozen=True)
+class SourceSplit:
+    """Indices into the pool: train / validation (by object, training sources), test (held-out sources)."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    test: np.ndarray
+    heldout_sources: tuple[str, ...]
+    dropped_shared_objects: int
+
+
+def split_by_source(pool: PoolAlerts, heldout_sources: Sequence[str], validation_fraction: float = 0.15,
+                    seed: int = 0) -> SourceSplit:
+    """Held-out sources -> test; their objects leave training; the rest split by object."""
+    held = set(heldout_sources)
+    unknown = held - set(pool.source.tolist())
+    if unknown:
+        raise TrainingDataError(f"held-out sources not in the pool: {sorted(unknown)}")
+    is_test = np.isin(pool.source, list(held))
+    test_objects = set(pool.object_id[is_test].tolist())
+    rest = np.flatnonzero(~is_test & ~np.isin(pool.object_id, list(test_objects)))
+    dropped = int((~is_test).sum() - len(rest))
+    inner = grouped_split(pool.object_id[rest].tolist(), (1.0 - validation_fraction, validation_fraction, 0.0), seed=seed)
+    return SourceSplit(train=rest[inner.train], validation=rest[inner.validation], test=np.flatnonzero(is_test),
+                       heldout_sources=tuple(sorted(held)), dropped_shared_objects=dropped)
+
+
+def soft_targets(scores: np.ndarray) -> np.ndarray:
+    """(N, 2) float32 (bogus, real) = (1 - s, s) from a teacher's real score ``s``."""
+    s = np.clip(np.asarray(scores, dtype=np.float32), 0.0, 1.0)
+    return np.stack([1.0 - s, s], axis=1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TeacherRun:
+    """One trained variant: its weights and what it was trained on."""
+
+    variant: str
+    weights: Path
+    record: Path
+    description: dict[str, Any]
+    seconds: float
+
+
+def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: TrainConfig, out_dir: Path,
+                  injection: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False,
+                  resume: Path | None = None) -> TeacherRun:
+    """Train ``variant`` ("teacher", "injection" or "both") on the split's training alerts.
+
+    Validation is always the teacher-labelled validation alerts of the training sources, so
+    the kept epoch is chosen by agreement on real alerts for every variant. ``resume``: a
+    checkpoint of the same variant to continue (more epochs, another time budget)."""
+    if variant not in ("teacher", "injection", "both"):
+        raise TrainingDataError(f"unknown variant {variant!r}")
+    if variant != "teacher" and injection is None:
+        raise TrainingDataError(f"variant {variant!r} needs the injection set")
+    scored = np.isfinite(pool.teacher)       # alerts without a teacher score teach nothing
+    split = replace(split, train=split.train[scored[split.train]], validation=split.validation[scored[split.validation]])
+    if len(split.validation) == 0:
+        raise TrainingDataError("no validation alert has a teacher score")
+    xs, ys = [], []
+    description: dict[str, Any] = {"variant": variant, "heldout_sources": list(split.heldout_sources),
+                                   "pool_train_alerts": 0, "injection_examples": 0,
+                                   "validation_alerts": len(split.validation)}
+    if variant in ("teacher", "both"):
+        xs.append(pool.realbogus_inputs[split.train])
+        ys.append(soft_targets(pool.teacher[split.train]))
+        description["pool_train_alerts"] = len(split.train)
+        train_pool = pool.subset(split.train)
+        description["pool_train"] = train_pool.counts()
+    if variant in ("injection", "both"):
+        inj_x, inj_y = injection  # type: ignore[misc]
+        xs.append(inj_x)
+        ys.append(np.eye(2, dtype=np.float32)[inj_y])
+        description["injection_examples"] = len(inj_y)
+    data = TrainingData(train_x=np.concatenate(xs), train_y=np.concatenate(ys),
+                        val_x=pool.realbogus_inputs[split.validation], val_y=soft_targets(pool.teacher[split.validation]),
+                        class_names=("bogus", "real"), description=description)
+    started = time.monotonic()
+    to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))
+    result = train_network(data, to_input, config, Path(out_dir), progress=progress, augment=dihedral_augment,
+                           resume=resume)
+    return TeacherRun(variant, result.weights_path, result.record_path, description, time.monotonic() - started)
+
+
+def score_inputs(network: torch.nn.Module, inputs: np.ndarray, label_index: int = 1, batch_size: int = 256) -> np.ndarray:
+    """The network's probability of ``label_index`` for each input row."""
+    network = network.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(inputs), batch_size):
+            logits = network(torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size])))
+            out.append(torch.softmax(logits.float(), dim=1)[:, label_index].numpy())
+    return np.concatenate(out) if out else np.empty(0, np.float32)
+
+
+def heldout_report(network: torch.nn.Module, pool: PoolAlerts, split: SourceSplit, draws: int = 1000,
+                   recall: float = 0.95) -> dict[str, Any]:
+    """Threshold from validation (recall of teacher-real), then figures on the held-out sources
+    against braai d6_m7 (= drb) and d6_m9, overall and per source."""
+    validation = split.validation[np.isfinite(pool.teacher[split.validation])]
+    val_scores = score_inputs(network, pool.realbogus_inputs[validation])
+    val_real = pool.teacher[validation] >= 0.5
+    threshold = threshold_at_recall(val_scores, val_real, recall)
+    test = pool.subset(split.test)
+    scores = score_inputs(network, test.realbogus_inputs)
+    return {
+        "threshold": threshold,
+        "threshold_rule": f"highest threshold keeping {recall:.2f} of teacher-real validation alerts "
+                          f"({int(val_real.sum())} of {len(val_real)} validation alerts teacher-real)",
+        "vs_braai_d6_m7": dict(figures_by_source(scores, test.teacher, test.object_id, test.source, threshold, draws)),
+        "vs_braai_d6_m9": figures_by_source(scores, test.teacher_m9, test.object_id, test.source, threshold, draws)["all"],
+        "at_0_5": figures_by_source(scores, test.teacher, test.object_id, test.source, 0.5, draws)["all"],
+    }
+
+
+def save_json(path: Path, payload: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path
+
+
+def with_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
+    return replace(config, epochs=epochs)

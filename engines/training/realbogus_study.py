@@ -1,0 +1,176 @@
+"""Train and compare the real/bogus variants on the real-alert pool; write the report; ship one.
+
+    python -m engines.training.realbogus_study train teacher --out var/study
+    python -m engines.training.realbogus_study train both --out var/study
+    python -m engines.training.realbogus_study report --out var/study --ship teacher
+
+``train VARIANT``: teacher (braai soft targets on the pool's training sources), injection
+(the synthetic injection set only), both (the two mixed); weights, training record and
+figures go to ``OUT/VARIANT/``. The shipped 1.0.0-synthetic model (injection set, 12,000
+examples) is scored the same way as ``shipped-1.0.0``. ``report`` writes the ablation
+table and per-source figures to ``engines/reports/realbogus/`` and, with ``--ship``,
+registers that variant as the new ``realbogus`` version (the old one stays loadable as
+``realbogus@1.0.0-synthetic``).
+
+Figures on held-out sources (:mod:`engines.training.pool_realbogus`) and on the bundled
+``../shared/data/ztf`` alerts that carry ``drb`` (none of them in the pool), all against
+ZTF's own model (agreement, not accuracy).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engines.training.heldout import figures_by_source
+from engines.training.pool_realbogus import (
+    HELDOUT_SOURCES,
+    SourceSplit,
+    heldout_report,
+    score_inputs,
+    split_by_source,
+    train_on_pool,
+)
+from engines.training.train import TrainConfig
+from engines.training.ztf_files import TrainingDataError
+from engines.training.ztf_pool import PoolAlerts, load_pool
+
+__all__ = ["SHIPPED_VERSION", "STUDY_CONFIG", "data_ztf_figures", "evaluate_weights", "main"]
+
+SHIPPED_VERSION = "2.0.0-pool-distilled"
+#: the recipe of every variant (the seed CNN's training variant: dropout 0.2)
+STUDY_CONFIG = dict(epochs=30, batch_size=64, lr=1e-3, dropout=0.2, patience=5, seed=1, max_minutes=9.0, threads=2)
+INJECTION_EXAMPLES = 1500
+INJECTION_SEED = 20261122
+
+
+def _injection(count: int, seed: int, ztf_root: Path) -> tuple[np.ndarray, np.ndarray]:
+    from engines.training.adapters import realbogus_inputs
+    from engines.training.recipes import synthetic_realbogus
+
+    data, _ = synthetic_realbogus(ztf_root, count, seed)
+    return realbogus_inputs(data.images), data.labels
+
+
+def data_ztf_alerts(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs, drb, object ids) of the FITS-stamp ZTF alerts under ``root`` that carry drb."""
+    from engines.preprocess import difference_alert_batch
+    from engines.training.ztf_files import split_ztf_alerts
+
+    checks = list(split_ztf_alerts(root).checks)
+    inputs = difference_alert_batch(checks, 69).numpy()
+    return inputs, np.asarray([a.survey_scores["drb"] for a in checks]), np.asarray([a.object_id for a in checks])
+
+
+def data_ztf_figures(network, root: Path, threshold: float, draws: int = 1000) -> dict[str, Any]:
+    inputs, drb, objects = data_ztf_alerts(root)
+    scores = score_inputs(network, inputs)
+    return figures_by_source(scores, drb, objects, np.asarray(["data/ztf"] * len(drb)), threshold, draws)["all"]
+
+
+def evaluate_weights(weights: Path, pool: PoolAlerts, split: SourceSplit, data_root: Path | None,
+                     draws: int = 1000, half: bool = False) -> dict[str, Any]:
+    """Held-out-source and data/ztf figures of a weights file (``half``: as shipped in float16)."""
+    from engines.training.recipes import load_trained
+    from engines.training.register import round_to_half
+
+    network = load_trained("realbogus", weights)
+    if half:
+        network = round_to_half(network)
+    report = heldout_report(network, pool, split, draws=draws)
+    if data_root is not None and data_root.is_dir():
+        report["data_ztf_vs_drb"] = data_ztf_figures(network, data_root, report["threshold"], draws)
+    return report
+
+
+def _train(args: argparse.Namespace) -> int:
+    pool = load_pool(args.pool)
+    heldout = tuple(args.heldout.split(",")) if args.heldout else HELDOUT_SOURCES
+    split = split_by_source(pool, heldout, seed=0)
+    out = args.out / (args.tag or args.variant)
+    injection = _injection(INJECTION_EXAMPLES, INJECTION_SEED, args.data_ztf) if args.variant != "teacher" else None
+    config = TrainConfig(model="realbogus", **{**STUDY_CONFIG, "max_minutes": args.max_minutes, "epochs": args.epochs,
+                                               "lr": args.lr}, init_from=args.init_from)
+    run = train_on_pool(pool, split, args.variant, config, out, injection=injection, resume=args.resume)
+    figures = evaluate_weights(run.weights, pool, split, args.data_ztf)
+    (out / "figures.json").write_text(json.dumps({"variant": args.tag or args.variant, "description": run.description,
+                                                  "train_seconds": run.seconds, **figures}, indent=2, default=str))
+    print(json.dumps({"variant": args.variant, **figures["vs_braai_d6_m7"]["all"]}, default=str))
+    return 0
+
+
+def _shipped(args: argparse.Namespace, pool: PoolAlerts, split: SourceSplit) -> dict[str, Any]:
+    from engines.registry import WEIGHTS_DIR
+
+    path = args.out / "shipped-1.0.0" / "figures.json"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figures = evaluate_weights(WEIGHTS_DIR / "realbogus.pt", pool, split, args.data_ztf)
+        path.write_text(json.dumps({"variant": "shipped-1.0.0", **figures}, indent=2, default=str))
+    return json.loads(path.read_text())
+
+
+def _report(args: argparse.Namespace) -> int:
+    from engines.training.realbogus_report import ship_variant, write_study_report
+
+    pool = load_pool(args.pool)
+    split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
+    results = {"shipped-1.0.0": _shipped(args, pool, split)}
+    for variant in ("teacher", "injection", "both", "both-from-shipped"):
+        path = args.out / variant / "figures.json"
+        if path.is_file():
+            results[variant] = json.loads(path.read_text())
+    if args.ship:  # the shipped file holds float16 weights: its figures are measured on exactly those
+        results[args.ship] = {**results[args.ship], **evaluate_weights(args.out / args.ship / "realbogus.pt", pool, split,
+                                                                       args.data_ztf, half=True),
+                              "weights": "float16 (as shipped)"}
+    folds = {path.parent.name: json.loads(path.read_text()) for path in sorted(args.out.glob("fold-*/figures.json"))}
+    report = write_study_report(results, pool, split, args.reports, args.ship, folds)
+    print(json.dumps({"report": str(report)}))
+    if args.ship:
+        from engines.cards import load_card
+        from engines.registry import CARDS_DIR
+
+        if load_card(CARDS_DIR / "realbogus.toml").version == SHIPPED_VERSION:
+            print(json.dumps({"card": "already shipped as " + SHIPPED_VERSION + "; report rewritten only"}))
+            return 0
+        card = ship_variant(args.ship, args.out / args.ship, results[args.ship], pool, split)
+        print(json.dumps({"card": str(card)}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engines.training.realbogus_study", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="step", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("variant", choices=("teacher", "injection", "both"))
+    t.add_argument("--max-minutes", type=float, default=STUDY_CONFIG["max_minutes"])
+    t.add_argument("--epochs", type=int, default=STUDY_CONFIG["epochs"])
+    t.add_argument("--resume", type=Path, default=None, help="continue this variant's checkpoint.pt")
+    t.add_argument("--tag", default=None, help="output folder name under --out (default: the variant)")
+    t.add_argument("--init-from", default=None, help="start from these weights (.pt), e.g. the shipped injection model")
+    t.add_argument("--lr", type=float, default=STUDY_CONFIG["lr"])
+    t.add_argument("--heldout", default=None,
+                   help="comma-separated sources to hold out instead of the standard set (another fold; tag it fold-*)")
+    r = sub.add_parser("report")
+    r.add_argument("--ship", choices=("teacher", "injection", "both", "both-from-shipped"), default=None)
+    r.add_argument("--reports", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "realbogus")
+    for p in (t, r):
+        p.add_argument("--out", type=Path, default=Path("var/study"))
+        p.add_argument("--pool", type=Path, default=None, help="pool folder (default ../shared/ztf_pool)")
+        p.add_argument("--data-ztf", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data" / "ztf")
+    args = parser.parse_args(argv)
+    try:
+        return _train(args) if args.step == "train" else _report(args)
+    except TrainingDataError as exc:
+        print(f"realbogus study failed: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,40 @@
+"""README's science table is generated from the cards, and the committed README matches them."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from engines.cards import load_card
+from engines.reports.science_table import END, START, main, rewrite_readme, table_rows
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_every_card_has_a_row_and_synthetic_training_is_marked() -> None:
+    rows = table_rows(REPO / "engines" / "cards")
+    names = [r[0] for r in rows]
+    assert names == sorted(load_card(p).name for p in (REPO / "engines" / "cards").glob("*.toml"))
+    for name, _version, trained_on, figures, _report in rows:
+        assert trained_on and figures, name
+    iicnet = next(r for r in rows if r[0] == "iicnet")
+    assert iicnet[2].upper().startswith("SYNTHETIC")
+
+
+def test_a_new_card_appears_and_the_readme_check_sees_staleness(tmp_path) -> None:
+    cards = tmp_path / "cards"
+    shutil.copytree(REPO / "engines" / "cards", cards, ignore=shutil.ignore_patterns("README.md", "versions"))
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Science, honestly\n\nText.\n")
+    assert main(["--readme", str(readme), "--cards", str(cards)]) == 0
+    assert START in readme.read_text() and END in readme.read_text()
+    assert main(["--readme", str(readme), "--cards", str(cards), "--check"]) == 0
+    text = (cards / "iicnet.toml").read_text().replace('name = "iicnet"', 'name = "braai"', 1)
+    assert text.rstrip().splitlines()[-1] and "\n[evaluation]\n" in text   # the last table: append to it
+    (cards / "braai.toml").write_text(text.rstrip() + '\nsummary = "parity with the Keras original"\n')
+    assert main(["--readme", str(readme), "--cards", str(cards), "--check"]) == 1
+    _, new = rewrite_readme(readme, cards)
+    assert "| braai |" in new and "parity with the Keras original" in new
+
+
+def test_committed_readme_table_is_current() -> None:
+    assert main(["--check"]) == 0

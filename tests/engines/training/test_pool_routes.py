@@ -1,0 +1,219 @@
+"""The three training routes on small slices of the real-alert pool (``../shared/ztf_pool``):
+realbogus distilled from the teacher with held-out sources, the alert-class model, and a
+user's own class set through ``train ... --name``; each result loads through the registry."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engines.training.train import TrainConfig
+from engines.training.ztf_pool import default_pool_dir
+
+POOL = default_pool_dir()
+REPO = Path(__file__).resolve().parents[3]
+SAMPLES = REPO / "schemas" / "samples"
+
+pytestmark = pytest.mark.skipif(not (POOL / "alerts.parquet").is_file(), reason=f"the real-alert pool is absent ({POOL})")
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory):
+    from engines.training.ztf_pool import load_pool
+
+    cache = Path("var/cache") if Path("var/cache").is_dir() else tmp_path_factory.mktemp("cache")
+    return load_pool(POOL, cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
+def small(pool):
+    """Every held-out-source alert and a random 160 of the others: a split keeps its rules."""
+    from engines.training.pool_realbogus import HELDOUT_SOURCES
+
+    rng = np.random.default_rng(0)
+    held = np.flatnonzero(np.isin(pool.source, HELDOUT_SOURCES))
+    rest = rng.choice(np.flatnonzero(~np.isin(pool.source, HELDOUT_SOURCES)), 160, replace=False)
+    return pool.subset(np.sort(np.concatenate([held[::4], rest])))
+
+
+def _fresh_registry_dirs(tmp_path: Path) -> tuple[Path, Path]:
+    cards, weights = tmp_path / "cards", tmp_path / "weights"
+    shutil.copytree(REPO / "engines" / "cards", cards, ignore=shutil.ignore_patterns("README.md"))
+    weights.mkdir()
+    for card in cards.rglob("*.toml"):
+        name = [ln.split('"')[1] for ln in card.read_text().splitlines() if ln.startswith("file = ")][0]
+        if name and not (weights / name).exists():
+            (weights / name).symlink_to(REPO / "engines" / "weights" / name)
+    return cards, weights
+
+
+def test_pool_joins_labels_and_teacher(pool) -> None:
+    assert len(pool) == 2075 and pool.realbogus_inputs.shape == (2075, 3, 69, 69)
+    assert pool.arcsec_inputs.shape == (2075, 3, 63, 63)
+    assert np.isfinite(pool.teacher).all()
+    carries = np.isfinite(pool.drb)
+    assert carries.sum() == 767 and np.allclose(pool.drb[carries], pool.teacher[carries], atol=1e-5)  # d6_m7 is drb
+    assert set(pool.weak_label) >= {"star", "galaxy_host", "hostless_or_faint", "asteroid"}
+
+
+def test_source_split_keeps_held_out_objects_out_of_training(pool) -> None:
+    from engines.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
+
+    split = split_by_source(pool, HELDOUT_SOURCES)
+    test_objects = set(pool.object_id[split.test])
+    trained = set(pool.object_id[split.train]) | set(pool.object_id[split.validation])
+    assert not (test_objects & trained)
+    assert not (set(pool.object_id[split.train]) & set(pool.object_id[split.validation]))
+    assert set(pool.source[split.test]) == set(HELDOUT_SOURCES)
+    assert not (set(pool.source[split.train]) & set(HELDOUT_SOURCES))
+
+
+def test_realbogus_teacher_route_trains_scores_and_registers(small, tmp_path) -> None:
+    from engines.registry import load_registry
+    from engines.training.pool_realbogus import (
+        HELDOUT_SOURCES,
+        heldout_report,
+        split_by_source,
+        train_on_pool,
+    )
+    from engines.training.recipes import load_trained
+    from engines.training.register import register_model
+
+    split = split_by_source(small, HELDOUT_SOURCES)
+    config = TrainConfig(model="realbogus", epochs=1, batch_size=32, lr=1e-3, dropout=0.2, threads=1)
+    run = train_on_pool(small, split, "teacher", config, tmp_path / "run")
+    report = heldout_report(load_trained("realbogus", run.weights), small, split, draws=20)
+    row = report["vs_braai_d6_m7"]["all"]
+    assert row["alerts"] == len(split.test) and 0.0 <= row["roc_auc"] <= 1.0
+    assert 0.0 <= report["threshold"] <= 1.0 and len(row["roc_auc_95ci"]) == 2
+    cards, weights = _fresh_registry_dirs(tmp_path)
+    register_model("realbogus", "realbogus", ("bogus", "real"), run.weights, "9.9.9-test", {"data": "test"},
+                   {"summary": "test"}, cards_dir=cards, weights_dir=weights)
+    registry = load_registry(cards, weights)
+    assert registry.card("realbogus").version == "9.9.9-test"
+    old = registry.card("realbogus@1.0.0-synthetic")        # the superseded version stays loadable
+    assert old.weights_file == "realbogus.pt"
+    from schemas.alert import InputKind
+
+    assert [c.version for c in registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus@1.0.0-synthetic"])] == ["1.0.0-synthetic"]
+    runner = registry.load_runner("realbogus", "torch")
+    probabilities = runner.infer(__import__("torch").from_numpy(small.realbogus_inputs[:4]))
+    assert probabilities.shape == (4, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+
+
+def _alerts_of(path: Path):
+    from schemas.alert import Alert
+    from schemas.decode import iter_file
+
+    return [item for _, item in iter_file(path) if isinstance(item, Alert)]
+
+
+def _sample_alerts(survey: str):
+    from schemas.alert import Alert
+    from schemas.decode import iter_file
+
+    return [item for path in sorted((SAMPLES / survey).rglob("*.avro")) for _, item in iter_file(path)
+            if isinstance(item, Alert)]
+
+
+def test_alertclass_route_runs_on_ztf_and_rubin_alerts(small, tmp_path) -> None:
+    from engines.networks.alertclass import ALERTCLASS_LABELS
+    from engines.registry import load_registry
+    from engines.training.pool_alertclass import (
+        alert_classes,
+        alertclass_report,
+        train_alertclass,
+    )
+    from engines.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
+    from engines.training.recipes import load_trained
+    from engines.training.register import register_model
+
+    labels = alert_classes(small)
+    assert set(labels[labels >= 0]) <= set(range(len(ALERTCLASS_LABELS)))
+    assert (labels[small.teacher < 0.5] == ALERTCLASS_LABELS.index("bogus")).all()
+    split = split_by_source(small, HELDOUT_SOURCES)
+    config = TrainConfig(model="alertclass", epochs=1, batch_size=32, lr=1e-3, dropout=0.2, threads=1,
+                         bn_recalibration_examples=64)
+    result, description = train_alertclass(small, split, config, tmp_path / "run")
+    assert sum(description["train_per_class"].values()) == description["train_alerts"]
+    metrics = alertclass_report(load_trained("alertclass", result.weights_path), small, split, tmp_path / "report")
+    assert set(metrics["per_class"]) == set(ALERTCLASS_LABELS) and np.asarray(metrics["confusion_matrix"]).shape == (5, 5)
+    cards, weights = _fresh_registry_dirs(tmp_path)
+    if not (cards / "alertclass.toml").is_file():
+        pytest.skip("no alertclass card shipped yet")
+    register_model("alertclass", "alertclass", ALERTCLASS_LABELS, result.weights_path, "9.9.9-test", {"data": "test"},
+                   {"summary": "test"}, cards_dir=cards, weights_dir=weights)
+    runner = load_registry(cards, weights).load_runner("alertclass", "torch")
+    ztf, rubin = _sample_alerts("ztf")[:3], _sample_alerts("rubin")[:3]
+    assert rubin and all(a.survey == "rubin" for a in rubin)
+    for alerts in (ztf, rubin):
+        scores = runner.score(alerts)
+        assert scores.shape == (len(alerts), 5) and np.allclose(scores.sum(1), 1, atol=1e-5)
+
+
+def _star_galaxy_folder(pool, root: Path, per_class: int = 24) -> Path:
+    """Pool stamps whose catalogue rule says star or galaxy host, as .npy files per class."""
+    rows = []
+    for label, folder in (("star", "star"), ("galaxy_host", "galaxy")):
+        (root / folder).mkdir(parents=True)
+        for i in np.flatnonzero((pool.weak_label == label) & (pool.teacher >= 0.5))[:per_class]:
+            np.save(root / folder / f"{pool.candid[i]}.npy", pool.arcsec_inputs[i])
+            rows.append([f"{folder}/{pool.candid[i]}.npy", pool.object_id[i]])
+    with open(root / "metadata.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "objectId"])
+        writer.writerows(rows)
+    return root
+
+
+def test_train_iicnet_on_a_two_class_folder_registers_a_two_class_model(pool, tmp_path, capsys) -> None:
+    from engines.registry import load_registry
+    from stream.cli import main
+
+    data = _star_galaxy_folder(pool, tmp_path / "sg")
+    base = ["train", "iicnet", "--data", str(data), "--group-column", "objectId", "--epochs", "1", "--batch-size", "16",
+            "--threads", "1", "--no-progress", "--out", str(tmp_path / "out")]
+    assert main(base) == 1
+    assert "--name" in capsys.readouterr().err            # the refusal says how to proceed
+    cards, weights = _fresh_registry_dirs(tmp_path)
+    assert main([*base, "--name", "star_galaxy", "--cards-dir", str(cards), "--weights-dir", str(weights)]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["balanced_accuracy"] is not None and out["card"].endswith("star_galaxy.toml")
+    card = load_registry(cards, weights).card("star_galaxy")
+    assert card.labels == ("galaxy", "star") and card.network_args["num_classes"] == 2
+    assert card.training["class_weights"] != "none"
+    runner = load_registry(cards, weights).load_runner("star_galaxy", "torch")
+    assert runner.infer(__import__("torch").rand(3, 3, 80, 80)).shape == (3, 2)
+
+
+def test_train_realbogus_on_real_bogus_folders_fine_tunes_from_shipped_weights(pool, tmp_path, capsys) -> None:
+    from engines.registry import load_registry
+    from stream.cli import main
+
+    root = tmp_path / "rb"
+    rows = []
+    for label, mask in (("real", pool.teacher >= 0.9), ("bogus", pool.teacher < 0.1)):
+        (root / label).mkdir(parents=True)
+        for i in np.flatnonzero(mask)[:20]:
+            np.save(root / label / f"{pool.candid[i]}.npy", pool.realbogus_inputs[i][:, 3:66, 3:66])
+            rows.append([f"{label}/{pool.candid[i]}.npy", pool.object_id[i]])
+    with open(root / "metadata.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["path", "objectId"], *rows])
+    cards, weights = _fresh_registry_dirs(tmp_path)
+    args = ["train", "realbogus", "--data", str(root), "--group-column", "objectId", "--epochs", "1", "--threads", "1",
+            "--no-progress", "--out", str(tmp_path / "out"), "--name", "my_realbogus", "--cards-dir", str(cards),
+            "--weights-dir", str(weights), "--init-from", "realbogus@1.0.0-synthetic" if (cards / "versions").is_dir() else "realbogus"]
+    assert main(args) == 0
+    capsys.readouterr()
+    card = load_registry(cards, weights).card("my_realbogus")
+    assert card.labels == ("bogus", "real") and "num_classes" not in card.network_args
+    assert card.training["init_from"].endswith("realbogus.pt")
+    with pytest.raises(Exception, match="network"):
+        from engines.training.register import resolve_init_weights
+
+        resolve_init_weights("iicnet", "realbogus", cards, weights)
+
