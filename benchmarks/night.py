@@ -45,6 +45,9 @@ RESULTS = REPO / "benchmarks" / "results"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m benchmarks.night", description=__doc__.split("\n\n")[0])
     p.add_argument("--alerts", type=int, default=50_000, help="alerts in the night (default 50000)")
+    p.add_argument("--source", type=Path, default=None,
+                   help="alerts to multiply: anything replay reads (a folder, a tarball, a Fink Parquet dump such as "
+                        "../shared/ztf_pool/alerts.parquet; default: the bundled samples)")
     p.add_argument("--quick", action="store_true", help="short timings and short bursts (a smoke run, not figures to quote)")
     p.add_argument("--backends", nargs="+", default=None,
                    help="inference backends to compare (default: torch onnxruntime openvino, + tensorrt with CUDA)")
@@ -317,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
-    night = build_night(args.alerts, exposures=args.exposures)
+    night = build_night(args.alerts, exposures=args.exposures, **({"source": args.source} if args.source else {}))
     results["night"] = night.describe()
     notes: list[str] = []
     if not gpu:

@@ -121,3 +121,17 @@ def test_machine_limit_takes_each_models_fastest_backend_weighted_by_its_share()
     ratios = {r["name"]: r for r in compute_ratios({"machine_limit": limit}, {"asap": {"throughput_per_s": 400.0}})}
     ratio = ratios["service alerts/s / machine limit (stage minima over the usable cores)"]
     assert ratio["value"] == 0.5 and ratio["met"] is False
+
+
+def test_night_can_be_built_from_a_fink_parquet_dump():
+    from pathlib import Path
+
+    pool = Path(__file__).resolve().parents[2].parent / "shared" / "ztf_pool" / "alerts.parquet"
+    if not pool.is_file():
+        pytest.skip("../shared/ztf_pool is not beside the repo")
+    night = build_night(50, source=pool)
+    assert len(night.alerts) == 50 and night.describe()["by_survey"] == {"ztf": 50}
+    assert night.originals == 2075 and all(len(m.cutouts) == 3 for m in night.alerts)
+    keys = [item.key for m in night.alerts for item in decode_message(m.value)]
+    assert len(set(keys)) == 50
+    assert parse_args(["--source", str(pool), "--alerts", "10"]).source == pool
