@@ -14,9 +14,9 @@ import torch
 
 from engines.preprocess import (
     PREPROCESSORS,
-    difference_alert_batch_rownorm,
     PreprocessError,
     difference_alert_batch,
+    difference_alert_batch_rownorm,
     fill_and_normalise,
     fill_and_stretch_shared,
     multiband_batch,
