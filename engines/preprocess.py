@@ -85,6 +85,7 @@ __all__ = [
     "acai_batch",
     "SURVEY_PIXEL_SCALES",
     "difference_alert_batch_by_scale",
+    "difference_alert_batch_rownorm",
     "PREPROCESSORS",
 ]
 
@@ -484,9 +485,22 @@ def difference_alert_batch_by_scale(alerts: Sequence[Alert], size: int = STAMP_F
     return fill_and_normalise(to_device(_host_batch(frames), device))
 
 
+def difference_alert_batch_rownorm(alerts: Sequence[Alert], size: int = 69, device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, 3, size, size): braai ``d6_m7``'s own input (row-wise L2, see :func:`ztf_triplet`),
+    resampled bilinearly 63 -> ``size``.
+
+    For the real/bogus CNN distilled from braai: unlike the per-stamp min-max of
+    :func:`difference_alert_batch`, a row-wise L2 keeps each row's profile relative to its
+    own flux, and a network trained on it imitates braai on alert sources it never saw far
+    better than on min-max stamps (see the realbogus report)."""
+    return resample(ztf_triplet_batch(alerts, True, device), size)
+
+
 #: preprocessing name (as model cards give it) -> function(items, device) -> tensor
 PREPROCESSORS = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
+    # realbogus >= 2.1: braai d6_m7's row-wise L2 triplet, resampled 63 -> 69
+    "difference_stamps_rownorm_69": lambda items, device: difference_alert_batch_rownorm(items, 69, device),
     "wise_w123_80": lambda items, device: multiband_batch(items, 80, WISE_BANDS, device),
     "hst_raw_2048x4096": lambda items, device: raw_exposure_items(items, 1, device),
     # the reduced-resolution HR-CelestialNet: the same trimmed chips, binned 4 x 4 to 512 x 1024

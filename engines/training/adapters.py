@@ -17,10 +17,14 @@ import torch.nn.functional as F
 from engines.training.ztf_files import TrainingDataError
 from schemas.alert import Alert, Exposure, InputKind, Stamp
 
-__all__ = ["stamp_triplets_to_alerts", "realbogus_inputs", "wise_inputs", "hst_exposure", "hst_inputs", "model_inputs",
+__all__ = ["stamp_triplets_to_alerts", "USER_PREPROCESSING", "realbogus_inputs", "wise_inputs", "hst_exposure", "hst_inputs", "model_inputs",
            "CHUNK"]
 
 CHUNK = 512
+#: the preprocessing :func:`model_inputs` gives a user's raw images, per network family where
+#: it may differ from the family's current card (the shipped realbogus reads braai's row-wise
+#: L2 stamps; a user's own real/bogus model keeps the min-max stamps); absent: the card's
+USER_PREPROCESSING: dict[str, str] = {"realbogus": "difference_stamps_69"}
 
 
 def stamp_triplets_to_alerts(triplets: np.ndarray, prefix: str = "train") -> list[Alert]:
@@ -33,15 +37,19 @@ def stamp_triplets_to_alerts(triplets: np.ndarray, prefix: str = "train") -> lis
     return alerts
 
 
-def realbogus_inputs(triplets: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """(N, 3, 69, 69) float32 network inputs for raw stamp triplets."""
-    from engines.preprocess import difference_alert_batch
+def realbogus_inputs(triplets: np.ndarray, device: str = "cpu", preprocessing: str = "difference_stamps_69") -> np.ndarray:
+    """(N, 3, 69, 69) float32 network inputs for raw stamp triplets (``preprocessing``: an
+    :mod:`engines.preprocess` key giving 3 x 69 x 69, the real/bogus card's)."""
+    from engines.preprocess import PREPROCESSORS
 
     if triplets.ndim != 4 or triplets.shape[1] != 3:
         raise TrainingDataError(f"real/bogus data must be (N, 3, H, W) science/template/difference, got {triplets.shape}")
+    if preprocessing not in PREPROCESSORS:
+        raise TrainingDataError(f"unknown preprocessing {preprocessing!r}")
     out = []
     for start in range(0, len(triplets), CHUNK):
-        out.append(difference_alert_batch(stamp_triplets_to_alerts(triplets[start:start + CHUNK]), 69, device).cpu().numpy())
+        alerts = stamp_triplets_to_alerts(triplets[start:start + CHUNK])
+        out.append(PREPROCESSORS[preprocessing](alerts, device).cpu().numpy())
     return np.concatenate(out) if out else np.empty((0, 3, 69, 69), dtype=np.float32)
 
 
@@ -99,7 +107,7 @@ def hst_inputs(images: np.ndarray, input_hw: tuple[int, int], binning: int) -> n
 def model_inputs(network: str, images: np.ndarray, input_shape: Sequence[int], binning: int = 4) -> np.ndarray:
     """Network inputs for ``network`` from a user's raw (N, C, H, W) images."""
     if network == "realbogus":
-        return realbogus_inputs(images)
+        return realbogus_inputs(images, preprocessing=USER_PREPROCESSING["realbogus"])
     if network == "iicnet":
         return wise_inputs(images)
     if network == "hrcelestialnet":

@@ -2,11 +2,14 @@
 
     python -m engines.training.realbogus_study train teacher --out var/study
     python -m engines.training.realbogus_study train both --out var/study
-    python -m engines.training.realbogus_study report --out var/study --ship teacher
+    python -m engines.training.realbogus_study train both --preprocessing difference_stamps_rownorm_69 --tag both-rownorm
+    python -m engines.training.realbogus_study report --out var/study --ship both-rownorm
 
 ``train VARIANT``: teacher (braai soft targets on the pool's training sources), injection
 (the synthetic injection set only), both (the two mixed); weights, training record and
-figures go to ``OUT/VARIANT/``. The shipped 1.0.0-synthetic model (injection set, 12,000
+figures go to ``OUT/VARIANT/`` (or ``OUT/TAG/``). ``--preprocessing`` picks the network's
+input: the min-max stamps of 1.0.0 and 2.0.0 (``difference_stamps_69``) or braai's own
+row-wise L2 triplet resampled to 69 x 69 (``difference_stamps_rownorm_69``). The shipped 1.0.0-synthetic model (injection set, 12,000
 examples) is scored the same way as ``shipped-1.0.0``. ``report`` writes the ablation
 table and per-source figures to ``engines/reports/realbogus/`` and, with ``--ship``,
 registers that variant as the new ``realbogus`` version (the old one stays loadable as
@@ -39,42 +42,49 @@ from engines.training.train import TrainConfig
 from engines.training.ztf_files import TrainingDataError
 from engines.training.ztf_pool import PoolAlerts, load_pool
 
-__all__ = ["SHIPPED_VERSION", "STUDY_CONFIG", "data_ztf_figures", "evaluate_weights", "main"]
+__all__ = ["PREPROCESSING_CHOICES", "SHIPPED_VERSION", "STUDY_CONFIG", "VARIANT_TAGS", "data_ztf_figures",
+           "evaluate_weights", "main"]
 
-SHIPPED_VERSION = "2.0.0-pool-distilled"
+SHIPPED_VERSION = "2.1.0-pool-distilled"
+#: the real/bogus inputs a variant may be trained on (engines.preprocess keys)
+PREPROCESSING_CHOICES: tuple[str, ...] = ("difference_stamps_69", "difference_stamps_rownorm_69")
+#: the ablation's rows, in report order (folders under --out)
+VARIANT_TAGS: tuple[str, ...] = ("teacher", "injection", "both", "both-from-shipped", "teacher-rownorm", "both-rownorm")
 #: the recipe of every variant (the seed CNN's training variant: dropout 0.2)
 STUDY_CONFIG = dict(epochs=30, batch_size=64, lr=1e-3, dropout=0.2, patience=5, seed=1, max_minutes=9.0, threads=2)
 INJECTION_EXAMPLES = 1500
 INJECTION_SEED = 20261122
 
 
-def _injection(count: int, seed: int, ztf_root: Path) -> tuple[np.ndarray, np.ndarray]:
+def _injection(count: int, seed: int, ztf_root: Path, preprocessing: str) -> tuple[np.ndarray, np.ndarray]:
     from engines.training.adapters import realbogus_inputs
     from engines.training.recipes import synthetic_realbogus
 
     data, _ = synthetic_realbogus(ztf_root, count, seed)
-    return realbogus_inputs(data.images), data.labels
+    return realbogus_inputs(data.images, preprocessing=preprocessing), data.labels
 
 
-def data_ztf_alerts(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def data_ztf_alerts(root: Path, preprocessing: str = PREPROCESSING_CHOICES[0]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(inputs, drb, object ids) of the FITS-stamp ZTF alerts under ``root`` that carry drb."""
-    from engines.preprocess import difference_alert_batch
+    from engines.preprocess import PREPROCESSORS
     from engines.training.ztf_files import split_ztf_alerts
 
     checks = list(split_ztf_alerts(root).checks)
-    inputs = difference_alert_batch(checks, 69).numpy()
+    inputs = PREPROCESSORS[preprocessing](checks, "cpu").numpy()
     return inputs, np.asarray([a.survey_scores["drb"] for a in checks]), np.asarray([a.object_id for a in checks])
 
 
-def data_ztf_figures(network, root: Path, threshold: float, draws: int = 1000) -> dict[str, Any]:
-    inputs, drb, objects = data_ztf_alerts(root)
+def data_ztf_figures(network, root: Path, threshold: float, draws: int = 1000,
+                     preprocessing: str = PREPROCESSING_CHOICES[0]) -> dict[str, Any]:
+    inputs, drb, objects = data_ztf_alerts(root, preprocessing)
     scores = score_inputs(network, inputs)
     return figures_by_source(scores, drb, objects, np.asarray(["data/ztf"] * len(drb)), threshold, draws)["all"]
 
 
 def evaluate_weights(weights: Path, pool: PoolAlerts, split: SourceSplit, data_root: Path | None,
                      draws: int = 1000, half: bool = False) -> dict[str, Any]:
-    """Held-out-source and data/ztf figures of a weights file (``half``: as shipped in float16)."""
+    """Held-out-source and data/ztf figures of a weights file (``half``: as shipped in float16);
+    the network's inputs are the pool's (its ``realbogus_preprocessing``)."""
     from engines.training.recipes import load_trained
     from engines.training.register import round_to_half
 
@@ -83,21 +93,27 @@ def evaluate_weights(weights: Path, pool: PoolAlerts, split: SourceSplit, data_r
         network = round_to_half(network)
     report = heldout_report(network, pool, split, draws=draws)
     if data_root is not None and data_root.is_dir():
-        report["data_ztf_vs_drb"] = data_ztf_figures(network, data_root, report["threshold"], draws)
+        report["data_ztf_vs_drb"] = data_ztf_figures(network, data_root, report["threshold"], draws,
+                                                     pool.realbogus_preprocessing)
+    report["preprocessing"] = pool.realbogus_preprocessing
     return report
 
 
-def _train(args: argparse.Namespace) -> int:
-    pool = load_pool(args.pool)
+def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    pool = load_pool(args.pool, realbogus_preprocessing=args.preprocessing)
     heldout = tuple(args.heldout.split(",")) if args.heldout else HELDOUT_SOURCES
     split = split_by_source(pool, heldout, seed=0)
     out = args.out / (args.tag or args.variant)
-    injection = _injection(INJECTION_EXAMPLES, INJECTION_SEED, args.data_ztf) if args.variant != "teacher" else None
+    injection = (_injection(INJECTION_EXAMPLES, INJECTION_SEED, args.data_ztf, args.preprocessing)
+                 if args.variant != "teacher" else None)
     config = TrainConfig(model="realbogus", **{**STUDY_CONFIG, "max_minutes": args.max_minutes, "epochs": args.epochs,
                                                "lr": args.lr}, init_from=args.init_from)
     run = train_on_pool(pool, split, args.variant, config, out, injection=injection, resume=args.resume)
     figures = evaluate_weights(run.weights, pool, split, args.data_ztf)
-    (out / "figures.json").write_text(json.dumps({"variant": args.tag or args.variant, "description": run.description,
+    figures["fit"] = _fit_figures(run.weights, pool, split)
+    command = " ".join(["python -m engines.training.realbogus_study", *(argv or [])])
+    (out / "figures.json").write_text(json.dumps({"variant": args.tag or args.variant, "command": command,
+                                                  "description": run.description,
                                                   "train_seconds": run.seconds, **figures}, indent=2, default=str))
     print(json.dumps({"variant": args.variant, **figures["vs_braai_d6_m7"]["all"]}, default=str))
     return 0
@@ -114,19 +130,39 @@ def _shipped(args: argparse.Namespace, pool: PoolAlerts, split: SourceSplit) -> 
     return json.loads(path.read_text())
 
 
+def _fit_figures(weights: Path, pool: PoolAlerts, split: SourceSplit) -> dict[str, float | None]:
+    """ROC AUC against braai d6_m7 >= 0.5 on the variant's own training and validation alerts:
+    whether the network fits its teacher at all (a check, not a result)."""
+    from engines.training.heldout import fast_auc
+    from engines.training.recipes import load_trained
+
+    network = load_trained("realbogus", weights)
+    out: dict[str, float | None] = {}
+    for name, index in (("train", split.train), ("validation", split.validation)):
+        index = index[np.isfinite(pool.teacher[index])]
+        out[f"{name}_roc_auc"] = fast_auc(score_inputs(network, pool.realbogus_inputs[index]), pool.teacher[index] >= 0.5)
+    return out
+
+
 def _report(args: argparse.Namespace) -> int:
     from engines.training.realbogus_report import ship_variant, write_study_report
 
-    pool = load_pool(args.pool)
+    pools = {key: load_pool(args.pool, realbogus_preprocessing=key) for key in PREPROCESSING_CHOICES}
+    pool = pools[PREPROCESSING_CHOICES[0]]
     split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
     results = {"shipped-1.0.0": _shipped(args, pool, split)}
-    for variant in ("teacher", "injection", "both", "both-from-shipped"):
+    for variant in VARIANT_TAGS:
         path = args.out / variant / "figures.json"
         if path.is_file():
             results[variant] = json.loads(path.read_text())
+            if "fit" not in results[variant] and (path.parent / "realbogus.pt").is_file():
+                variant_pool = pools[results[variant].get("preprocessing", PREPROCESSING_CHOICES[0])]
+                results[variant]["fit"] = _fit_figures(path.parent / "realbogus.pt", variant_pool, split)
+                path.write_text(json.dumps(results[variant], indent=2, default=str))
     if args.ship:  # the shipped file holds float16 weights: its figures are measured on exactly those
-        results[args.ship] = {**results[args.ship], **evaluate_weights(args.out / args.ship / "realbogus.pt", pool, split,
-                                                                       args.data_ztf, half=True),
+        ship_pool = pools[results[args.ship].get("preprocessing", PREPROCESSING_CHOICES[0])]
+        results[args.ship] = {**results[args.ship], **evaluate_weights(args.out / args.ship / "realbogus.pt", ship_pool,
+                                                                       split, args.data_ztf, half=True),
                               "weights": "float16 (as shipped)"}
     folds = {path.parent.name: json.loads(path.read_text()) for path in sorted(args.out.glob("fold-*/figures.json"))}
     report = write_study_report(results, pool, split, args.reports, args.ship, folds)
@@ -155,10 +191,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--tag", default=None, help="output folder name under --out (default: the variant)")
     t.add_argument("--init-from", default=None, help="start from these weights (.pt), e.g. the shipped injection model")
     t.add_argument("--lr", type=float, default=STUDY_CONFIG["lr"])
+    t.add_argument("--preprocessing", choices=PREPROCESSING_CHOICES, default=PREPROCESSING_CHOICES[0],
+                   help="the network's input (default: the min-max stamps of 1.0.0 and 2.0.0)")
     t.add_argument("--heldout", default=None,
                    help="comma-separated sources to hold out instead of the standard set (another fold; tag it fold-*)")
     r = sub.add_parser("report")
-    r.add_argument("--ship", choices=("teacher", "injection", "both", "both-from-shipped"), default=None)
+    r.add_argument("--ship", choices=VARIANT_TAGS, default=None)
     r.add_argument("--reports", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "realbogus")
     for p in (t, r):
         p.add_argument("--out", type=Path, default=Path("var/study"))
@@ -166,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--data-ztf", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data" / "ztf")
     args = parser.parse_args(argv)
     try:
-        return _train(args) if args.step == "train" else _report(args)
+        return _train(args, argv if argv is not None else sys.argv[1:]) if args.step == "train" else _report(args)
     except TrainingDataError as exc:
         print(f"realbogus study failed: {exc}", file=sys.stderr)
         return 1

@@ -60,10 +60,12 @@ def resolve_init_weights(ref: str, network: str, cards_dir: Path | None = None, 
         card = load_registry(cards, weights).card(ref)
     except EngineError as exc:
         raise TrainingDataError(f"--init-from {ref!r}: neither a .pt file nor a registered model ({exc})") from exc
-    base = family_card(network, cards)
-    if card.network != network or card.preprocessing != base.preprocessing:
+    from engines.training.adapters import USER_PREPROCESSING
+
+    expected = USER_PREPROCESSING.get(network) or family_card(network, cards).preprocessing
+    if card.network != network or card.preprocessing != expected:
         raise TrainingDataError(f"--init-from {ref!r}: its network {card.network!r} / input {card.preprocessing!r} "
-                                f"is not {network!r} / {base.preprocessing!r}")
+                                f"is not {network!r} / {expected!r}")
     if not card.weights_file:
         raise TrainingDataError(f"--init-from {ref!r}: the model has no weights file (untrained seed)")
     return weights / card.weights_file

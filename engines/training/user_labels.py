@@ -52,6 +52,7 @@ def card_figures(metrics: dict[str, Any], prefix: str = "test") -> dict[str, Any
 def register_trained(name: str, version: str | None, config: TrainConfig, trained, description: dict[str, Any],
                      cards_dir: Path | None = None, weights_dir: Path | None = None) -> Path:
     """Register a :class:`engines.training.recipes.TrainedModel` as model ``name``."""
+    from engines.training.adapters import USER_PREPROCESSING
     from engines.training.register import register_model
 
     metrics = trained.test_metrics
@@ -76,4 +77,5 @@ def register_trained(name: str, version: str | None, config: TrainConfig, traine
     return register_model(name, config.model, metrics["class_names"], trained.result.weights_path,
                           version or "1.0.0-user", training, evaluation,
                           description=f"{config.model} architecture trained on the user's classes "
-                                      f"{', '.join(metrics['class_names'])}", cards_dir=cards_dir, weights_dir=weights_dir)
+                                      f"{', '.join(metrics['class_names'])}", cards_dir=cards_dir, weights_dir=weights_dir,
+                          preprocessing=USER_PREPROCESSING.get(config.model))

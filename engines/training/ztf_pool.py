@@ -7,8 +7,9 @@ every alert (``reference_models/teacher_scores_ztf_pool.csv``: braai ``d6_m7``, 
 ``drb`` ZTF ships, and ``d6_m9``). All three join on ``candid``.
 
 Each alert goes through the service's own preprocessing (the decoder, then
-:mod:`engines.preprocess`), once, and the arrays are cached as ``.npz`` keyed by the input
-files' sizes and modification times, so a training run or a test reads them in a second.
+:mod:`engines.preprocess`; the real/bogus inputs under the preprocessing key asked for), once,
+and the arrays are cached as ``.npz`` keyed by the input files' sizes and modification times
+and that key, so a training run or a test reads them in a second.
 """
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ import structlog
 
 from engines.training.ztf_files import TrainingDataError
 
-__all__ = ["POOL_FIELDS", "PoolAlerts", "default_pool_dir", "load_pool", "pool_arrays_from_alerts", "teacher_csv_for"]
+__all__ = ["POOL_FIELDS", "REALBOGUS_PREPROCESSING", "PoolAlerts", "default_pool_dir", "load_pool", "pool_arrays_from_alerts", "teacher_csv_for"]
 
 log = structlog.get_logger(__name__)
 
 #: candidate fields kept beside the stamps (the weak-label rule reads the last three)
 POOL_FIELDS: tuple[str, ...] = ("ssdistnr", "distpsnr1", "sgscore1")
+#: the real/bogus inputs' preprocessing unless asked otherwise (the 1.0.0 and 2.0.0 networks')
+REALBOGUS_PREPROCESSING = "difference_stamps_69"
 
 
 def default_pool_dir() -> Path:
@@ -47,7 +50,7 @@ def teacher_csv_for(pool_dir: Path) -> Path:
 class PoolAlerts:
     """One row per alert: network inputs and what is known about the alert."""
 
-    realbogus_inputs: np.ndarray     # (N, 3, 69, 69) difference_stamps_69
+    realbogus_inputs: np.ndarray     # (N, 3, 69, 69) under realbogus_preprocessing
     arcsec_inputs: np.ndarray        # (N, 3, 63, 63) difference_stamps_arcsec_63
     candid: np.ndarray               # (N,) int64
     object_id: np.ndarray            # (N,) str
@@ -57,6 +60,7 @@ class PoolAlerts:
     teacher_m9: np.ndarray           # (N,) float: braai d6_m9; NaN where unknown
     drb: np.ndarray                  # (N,) float: drb the alert itself carries; NaN where absent
     fields: dict[str, np.ndarray]    # POOL_FIELDS, float, NaN where absent
+    realbogus_preprocessing: str = REALBOGUS_PREPROCESSING   # engines.preprocess.PREPROCESSORS key
 
     def __len__(self) -> int:
         return int(self.candid.shape[0])
@@ -91,17 +95,16 @@ def _read_rows(path: Path) -> dict[int, dict[str, str]]:
 
 
 def pool_arrays_from_alerts(alerts: list, labels: dict[int, dict[str, str]], teacher: dict[int, dict[str, str]],
-                            default_source: str = "") -> PoolAlerts:
+                            default_source: str = "", realbogus_preprocessing: str = REALBOGUS_PREPROCESSING) -> PoolAlerts:
     """Preprocess decoded alerts and attach their labels / teacher scores (missing -> NaN or "")."""
-    from engines.preprocess import (
-        difference_alert_batch,
-        difference_alert_batch_by_scale,
-    )
+    from engines.preprocess import PREPROCESSORS, difference_alert_batch_by_scale
 
+    if realbogus_preprocessing not in PREPROCESSORS:
+        raise TrainingDataError(f"unknown preprocessing {realbogus_preprocessing!r}")
     rb, arc = [], []
     for start in range(0, len(alerts), 256):
         chunk = alerts[start:start + 256]
-        rb.append(difference_alert_batch(chunk, 69).numpy())
+        rb.append(PREPROCESSORS[realbogus_preprocessing](chunk, "cpu").numpy())
         arc.append(difference_alert_batch_by_scale(chunk, 63, 1.01).numpy())
     candid = np.asarray([int(a.alert_id) for a in alerts], dtype=np.int64)
     lab = [labels.get(int(c), {}) for c in candid]
@@ -118,11 +121,14 @@ def pool_arrays_from_alerts(alerts: list, labels: dict[int, dict[str, str]], tea
         drb=np.asarray([float(a.survey_scores.get("drb", np.nan)) for a in alerts]),
         fields={f: np.asarray([_float(None if a.candidate.get(f) is None else str(a.candidate.get(f))) for a in alerts])
                 for f in POOL_FIELDS},
+        realbogus_preprocessing=realbogus_preprocessing,
     )
 
 
-def _cache_key(*paths: Path, limit: int | None) -> str:
-    digest = hashlib.sha256(f"v1|{limit}".encode())
+def _cache_key(*paths: Path, limit: int | None, preprocessing: str = REALBOGUS_PREPROCESSING) -> str:
+    # the original key's text for the original preprocessing, so existing caches stay valid
+    extra = "" if preprocessing == REALBOGUS_PREPROCESSING else f"|{preprocessing}"
+    digest = hashlib.sha256(f"v1|{limit}{extra}".encode())
     for path in paths:
         st = path.stat()
         digest.update(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -130,8 +136,9 @@ def _cache_key(*paths: Path, limit: int | None) -> str:
 
 
 def load_pool(pool_dir: Path | None = None, teacher_csv: Path | None = None, cache_dir: Path | None = Path("var/cache"),
-              limit: int | None = None) -> PoolAlerts:
-    """The pool as :class:`PoolAlerts` (first ``limit`` rows only, when given), cached in ``cache_dir``.
+              limit: int | None = None, realbogus_preprocessing: str = REALBOGUS_PREPROCESSING) -> PoolAlerts:
+    """The pool as :class:`PoolAlerts` (first ``limit`` rows only, when given), cached in ``cache_dir``;
+    the real/bogus inputs under ``realbogus_preprocessing`` (an :mod:`engines.preprocess` key).
 
     Rows the decoder refuses are logged and left out (the pool's README promises none)."""
     from schemas.alert import Alert
@@ -145,18 +152,20 @@ def load_pool(pool_dir: Path | None = None, teacher_csv: Path | None = None, cac
             raise TrainingDataError(f"pool file {path} is missing")
     cache = None
     if cache_dir is not None:
-        cache = Path(cache_dir) / f"ztf_pool-{_cache_key(parquet, labels_csv, teacher_csv, limit=limit)}.npz"
+        cache = Path(cache_dir) / f"ztf_pool-{_cache_key(parquet, labels_csv, teacher_csv, limit=limit, preprocessing=realbogus_preprocessing)}.npz"
         if cache.is_file():
             with np.load(cache, allow_pickle=False) as z:
                 return PoolAlerts(**{k: z[k] for k in z.files if not k.startswith("field_")},
-                                  fields={k[6:]: z[k] for k in z.files if k.startswith("field_")})
+                                  fields={k[6:]: z[k] for k in z.files if k.startswith("field_")},
+                                  realbogus_preprocessing=realbogus_preprocessing)
     alerts = []
     for index, item in iter_parquet(parquet, limit=limit):
         if isinstance(item, Alert):
             alerts.append(item)
         else:
             log.warning("pool_row_skipped", row=index, reason=str(item))
-    pool = pool_arrays_from_alerts(alerts, _read_rows(labels_csv), _read_rows(teacher_csv))
+    pool = pool_arrays_from_alerts(alerts, _read_rows(labels_csv), _read_rows(teacher_csv),
+                                   realbogus_preprocessing=realbogus_preprocessing)
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: getattr(pool, k) for k in ("realbogus_inputs", "arcsec_inputs", "candid", "object_id", "source",

@@ -13,8 +13,10 @@ import pytest
 import torch
 
 from engines.preprocess import (
+    PREPROCESSORS,
     PreprocessError,
     difference_alert_batch,
+    difference_alert_batch_rownorm,
     fill_and_normalise,
     fill_and_stretch_shared,
     multiband_batch,
@@ -130,6 +132,30 @@ def test_difference_alert_batch_matches_numpy_reference(alerts) -> None:
         for channel, stamp in enumerate((alert.science, alert.template, alert.difference)):
             expected = np_stamp(stamp.data, 69, alert.position_px, alert.detector_shape)
             np.testing.assert_allclose(row[channel], expected, atol=ATOL, rtol=0)
+
+
+def np_rownorm_stamp(data: np.ndarray, size: int) -> np.ndarray:
+    """braai d6_m7's normalisation written out: NaN -> 0, centre-crop to 63, each row / its L2
+    norm in float32 (zero rows kept; a row whose squares overflow float32 becomes zeros, as in
+    braai's own code), bottom/right padding with 1e-9, then bilinear to ``size``."""
+    plane = np.nan_to_num(np.asarray(data, dtype=np.float32))
+    top, left = max((plane.shape[0] - 63) // 2, 0), max((plane.shape[1] - 63) // 2, 0)
+    plane = plane[top:top + 63, left:left + 63]
+    with np.errstate(over="ignore", invalid="ignore"):
+        norms = np.sqrt((plane ** 2).sum(axis=1, keepdims=True, dtype=np.float32))
+        plane = (plane / np.where(norms == 0, np.float32(1), norms)).astype(np.float64)
+    plane = np.pad(plane, [(0, 63 - plane.shape[0]), (0, 63 - plane.shape[1])], constant_values=1e-9)
+    return np_bilinear(plane, size)
+
+
+def test_rownorm_stamps_are_braai_input_resampled(alerts) -> None:
+    """``difference_stamps_rownorm_69`` (realbogus >= 2.1): braai d6_m7's own triplet, 63 -> 69."""
+    batch = difference_alert_batch_rownorm(alerts, 69)
+    assert batch.shape == (len(alerts), 3, 69, 69) and torch.isfinite(batch).all()
+    assert torch.equal(PREPROCESSORS["difference_stamps_rownorm_69"](alerts, "cpu"), batch)
+    for row, alert in zip(batch.numpy(), alerts):
+        for channel, stamp in enumerate((alert.science, alert.template, alert.difference)):
+            np.testing.assert_allclose(row[channel], np_rownorm_stamp(stamp.data, 69), atol=1e-5, rtol=0)
 
 
 def _stand_in_exposures(alerts, count: int = 12, gain: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> list[Exposure]:

@@ -42,3 +42,30 @@ def test_teacher_route_on_the_bundled_samples_alone(tmp_path) -> None:
     assert run.description["pool_train_alerts"] == int(np.isfinite(pool.teacher[split.train]).sum())
     report = heldout_report(load_trained("realbogus", run.weights), pool, split, draws=10)
     assert report["vs_braai_d6_m7"]["all"]["alerts"] == int(np.isfinite(pool.teacher[split.test]).sum())
+
+
+def test_pool_inputs_follow_the_preprocessing_asked_for() -> None:
+    """The pool's real/bogus inputs are the named preprocessing's, for every alert, and the
+    name travels with subsets; a name the service does not know is refused."""
+    import pytest
+
+    from engines.preprocess import PREPROCESSORS
+    from engines.training.adapters import realbogus_inputs
+    from engines.training.ztf_files import TrainingDataError
+    from engines.training.ztf_pool import pool_arrays_from_alerts
+
+    alerts = [a for path in sorted((SAMPLES / "ztf").rglob("*.avro")) for a in _alerts_of(path)][:12]
+    minmax = pool_arrays_from_alerts(alerts, {}, {})
+    rownorm = pool_arrays_from_alerts(alerts, {}, {}, realbogus_preprocessing="difference_stamps_rownorm_69")
+    assert minmax.realbogus_preprocessing == "difference_stamps_69"
+    assert rownorm.subset(np.arange(3)).realbogus_preprocessing == "difference_stamps_rownorm_69"
+    np.testing.assert_array_equal(rownorm.realbogus_inputs, PREPROCESSORS["difference_stamps_rownorm_69"](alerts, "cpu").numpy())
+    assert not np.allclose(rownorm.realbogus_inputs, minmax.realbogus_inputs)
+    np.testing.assert_array_equal(rownorm.arcsec_inputs, minmax.arcsec_inputs)   # the alert-class inputs do not change
+    triplets = np.stack([np.stack([a.science.data, a.template.data, a.difference.data]) for a in alerts
+                         if a.science.shape == (63, 63)])
+    np.testing.assert_allclose(realbogus_inputs(triplets, preprocessing="difference_stamps_rownorm_69"),
+                               PREPROCESSORS["difference_stamps_rownorm_69"](
+                                   [a for a in alerts if a.science.shape == (63, 63)], "cpu").numpy(), atol=1e-6)
+    with pytest.raises(TrainingDataError, match="unknown preprocessing"):
+        pool_arrays_from_alerts(alerts, {}, {}, realbogus_preprocessing="no_such_input")
