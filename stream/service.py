@@ -129,7 +129,9 @@ class Service:
         topics = list(k.alert_topics) + list(k.exposure_topics)
         self.consumer.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("service_started", topics=topics, group=k.group_id, backend=self.settings.engine.backend,
-                 models={kind.value: [r.provenance.name for r in rs] for kind, rs in self.runners.items()})
+                 models={kind.value: [f"{r.provenance.name}@{r.provenance.backend}" for r in rs] for kind, rs in self.runners.items()},
+                 decode_workers=self.decode_pool.workers if self.decode_pool is not None else 0,
+                 engine_threads=self.settings.engine.thread_count())
         bs = self.settings.batch
         idle_since = time.monotonic()
         consumed = 0
@@ -422,6 +424,11 @@ def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, li
 
     eng = settings.engine
     registry = registry if registry is not None else load_registry()
+    threads = eng.thread_count()
+    if not eng.device.startswith("cuda"):
+        import torch
+
+        torch.set_num_threads(threads)  # preprocessing (and the torch backend) on the cores given
     kinds = []
     if settings.kafka.alert_topics:
         kinds.append(InputKind.DIFFERENCE_ALERT)
@@ -430,7 +437,8 @@ def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, li
     runners: dict[InputKind, list[Runner]] = {}
     for kind in kinds:
         loaded = load_kind_runners(registry, kind, backend=eng.backend, device=eng.device, cache_dir=eng.cache_dir,
-                                   models=eng.models, allow_untrained=eng.allow_untrained)
+                                   models=eng.models, allow_untrained=eng.allow_untrained, backends=eng.backends,
+                                   threads=threads)
         if loaded:
             runners[kind] = loaded
     untrained = [r.provenance.name for rs in runners.values() for r in rs if not r.provenance.trained]
@@ -454,10 +462,10 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
     dedup = RedisDedup(settings.redis.url, key_prefix=settings.redis.key_prefix, ttl_s=settings.redis.dedup_ttl_s)
     metrics.set_redis_up(dedup.ping())
     pool = None
-    if settings.batch.decode_workers > 0:
+    workers = settings.batch.decode_worker_count()
+    if workers > 0:
         # supervised spawn workers with a time and memory limit; they die with the service even after SIGKILL
-        pool = DecodePool(settings.batch.decode_workers,
-                          DecodeLimits(timeout_s=settings.decode.timeout_s, worker_memory_mb=settings.decode.worker_memory_mb))
+        pool = DecodePool(workers, DecodeLimits(timeout_s=settings.decode.timeout_s, worker_memory_mb=settings.decode.worker_memory_mb))
     obs = settings.observability
     # metrics_port None: the configured port (0 there disables the endpoint); an explicit 0 binds a free port
     if metrics_port is None:
