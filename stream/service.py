@@ -419,6 +419,7 @@ class _PausingDedup:
 def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, list[Runner]]:
     """The models to run per input kind, from the engine registry (default: the shipped cards);
     refuses untrained models unless ``engine.allow_untrained``."""
+    from engines.backends import usable_cores
     from engines.registry import load_registry
     from engines.scoring import load_kind_runners
 
@@ -428,7 +429,8 @@ def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, li
     if not eng.device.startswith("cuda"):
         import torch
 
-        torch.set_num_threads(threads)  # preprocessing (and the torch backend) on the cores given
+        # preprocessing (and the torch backend) on the CPU: see engine.preprocess_threads
+        torch.set_num_threads(eng.preprocess_threads if eng.preprocess_threads > 0 else usable_cores())
     kinds = []
     if settings.kafka.alert_topics:
         kinds.append(InputKind.DIFFERENCE_ALERT)
