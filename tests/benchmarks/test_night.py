@@ -121,3 +121,24 @@ def test_machine_limit_takes_each_models_fastest_backend_weighted_by_its_share()
     ratios = {r["name"]: r for r in compute_ratios({"machine_limit": limit}, {"asap": {"throughput_per_s": 400.0}})}
     ratio = ratios["service alerts/s / machine limit (stage minima over the usable cores)"]
     assert ratio["value"] == 0.5 and ratio["met"] is False
+
+
+def test_fastest_backend_per_model_at_the_service_batch():
+    from benchmarks.night import fastest_backends
+
+    lim = {"inference": {
+        "onnxruntime": {"models": {"acai": {"batches": {"256": {"per_s": 900.0}}}, "braai": {"batches": {"256": {"per_s": 3000.0}}}}},
+        "openvino": {"models": {"acai": {"batches": {"256": {"per_s": 1200.0}}}, "braai": {"batches": {"64": {"per_s": 9000.0}}}}},
+        "torch": {"error": "did not load"},
+    }}
+    assert fastest_backends(lim) == {"acai": "openvino", "braai": "onnxruntime"}
+
+
+def test_burst_latency_target_and_cpu_efficiency_ratios():
+    lim = {"machine_limit": {"alerts_per_s": 800.0, "ms_per_alert_one_core": 2.5}}
+    svc = {"asap": {"throughput_per_s": 400.0, "service_cpu_ms_per_alert": 3.125},
+           "paced": {"latency_ms": {"p99": 9000.0}, "drain_s": 5.0, "p99_target_ms": 7000}}
+    ratios = {r["name"]: r for r in compute_ratios(lim, svc)}
+    assert ratios["machine-limit CPU ms per alert / service CPU ms per alert (asap)"]["value"] == 0.8
+    burst = ratios["paced p99 latency / (2 s + burst drain 5.0 s)"]
+    assert burst["value"] == pytest.approx(9000 / 7000, abs=1e-3) and burst["met"] is False
