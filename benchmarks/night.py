@@ -33,6 +33,7 @@ from benchmarks.machine import REPO, cuda_device, host_label, load_average, mach
 from benchmarks.night_data import build_night
 from benchmarks.report import timeline, write_results
 from benchmarks.service_run import BurstPlan, run_service
+from stream.config import CPU_INFER_BATCH
 
 __all__ = ["main", "parse_args", "compute_ratios", "fastest_backends", "CPU_BACKENDS"]
 
@@ -84,6 +85,7 @@ def _settings(backend: str, device: str, exposures: bool = False) -> Any:
 
     env = _engine_env(backend, device)
     env["SC__ENGINE__THREADS"] = "1"
+    env["SC__ENGINE__INFER_BATCH"] = "1000000"  # every batch size up to the model's own max is timed
     if exposures:
         env["SC__KAFKA__EXPOSURE_TOPICS"] = "bench-exposures"
     return load_settings(env=env)
@@ -130,7 +132,7 @@ def measure_limits(
     items = limits.decoded_items(values[:1024], decode_settings)
     batch = min(256, len(items))
     inference: dict[str, Any] = {}
-    sizes = [1, 64, 256] + ([1024] if device.startswith("cuda") else [])
+    sizes = [1, CPU_INFER_BATCH, 64, 256] + ([1024] if device.startswith("cuda") else [])
     untrained: set[str] = set()
     per_model: dict[str, dict[str, Any]] = {}
     for backend in backends:
@@ -221,7 +223,7 @@ def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: 
             _close(rs)
 
 
-def fastest_backends(limits_out: Mapping[str, Any], batch: int = 256) -> dict[str, str]:
+def fastest_backends(limits_out: Mapping[str, Any], batch: int = CPU_INFER_BATCH) -> dict[str, str]:
     """Per alert model, the backend with the most alerts/s at ``batch`` (the service's batch size)
     among those measured; a model measured on one backend only is left out."""
     best: dict[str, tuple[float, str]] = {}
@@ -363,9 +365,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes += lim_notes
     svc: dict[str, Any] = {}
     if not args.skip_service:
-        # on the CPU, per model the fastest backend measured at the service's batch size, unless one was named
+        # on the CPU, per model the fastest backend measured at the service's engine batch, unless one was named
         fastest = fastest_backends(lim)
         results["fastest_backend_by_model"] = fastest
+        results["service_infer_batch"] = CPU_INFER_BATCH if device == "cpu" else "the model's max batch"
         model_backends = ({} if args.service_backend or device != "cpu"
                           else {m: b for m, b in fastest.items() if b != service_backend})
         svc, svc_notes = run_services(night, args, service_backend, device, (lim.get("bare_loop") or {}).get("per_s"),

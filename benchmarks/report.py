@@ -104,7 +104,7 @@ def markdown(results: Mapping[str, Any]) -> str:
             lines.append(f"| {model} | {_fmt(row['share'], 3)} | {_fmt(row['preprocess_ms'], 3)} | {row['best_backend']} batch "
                          f"{row['best_batch']} | {_fmt(row['inference_ms'], 3)} | {_fmt(row['ms_per_alert'], 3)} |")
     if results.get("fastest_backend_by_model"):
-        lines += ["", "Fastest backend per model at batch 256 (what the service run uses): "
+        lines += ["", f"Fastest backend per model at batch {results.get('service_infer_batch', '-')} (what the service run uses): "
                   + ", ".join(f"{m} {b}" for m, b in results["fastest_backend_by_model"].items()) + "."]
     if lim.get("exposures"):
         lines += ["", "### Raw exposures (seconds per exposure)", "", "```", json.dumps(lim["exposures"], indent=1), "```"]

@@ -60,12 +60,13 @@ THREADED_BACKENDS = ("onnxruntime", "openvino")
 
 def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: str, cache_dir: str,
                       models: Iterable[str] = (), allow_untrained: bool = False, skip_untrained: bool = False,
-                      backends: Mapping[str, str] | None = None, threads: int = 0) -> list[Any]:
+                      backends: Mapping[str, str] | None = None, threads: int = 0, infer_batch: int = 0) -> list[Any]:
     """Loaded runners for every selected card of ``kind``.
 
     Each model runs on ``backends[name]`` where named there, else on ``backend`` (the fastest
     CPU engine differs by model). ``threads`` > 0 sets the CPU threads of ONNX Runtime and
-    OpenVINO engines. An untrained card is refused by the registry unless ``allow_untrained``;
+    OpenVINO engines; ``infer_batch`` > 0 caps each runner's ``max_batch`` (the chunk
+    :func:`score_items` preprocesses and infers at once). An untrained card is refused by the registry unless ``allow_untrained``;
     ``skip_untrained`` leaves such cards out instead (offline scoring of whatever trained models there are).
     """
     cards = select_cards(registry, kind, models, include_untrained=allow_untrained or not skip_untrained)
@@ -73,8 +74,11 @@ def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: s
     for card in cards:
         chosen = (backends or {}).get(card.name, backend)
         options = {"threads": threads} if threads > 0 and chosen in THREADED_BACKENDS and not device.startswith("cuda") else {}
-        runners.append(registry.load_runner(card.name, chosen, device=device, cache_dir=cache_dir,
-                                            allow_untrained=allow_untrained, **options))
+        runner = registry.load_runner(card.name, chosen, device=device, cache_dir=cache_dir,
+                                      allow_untrained=allow_untrained, **options)
+        if infer_batch > 0:
+            runner.max_batch = min(int(runner.max_batch), infer_batch)
+        runners.append(runner)
     return runners
 
 

@@ -440,7 +440,7 @@ def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, li
     for kind in kinds:
         loaded = load_kind_runners(registry, kind, backend=eng.backend, device=eng.device, cache_dir=eng.cache_dir,
                                    models=eng.models, allow_untrained=eng.allow_untrained, backends=eng.backends,
-                                   threads=threads)
+                                   threads=threads, infer_batch=eng.infer_batch_size())
         if loaded:
             runners[kind] = loaded
     untrained = [r.provenance.name for rs in runners.values() for r in rs if not r.provenance.trained]

@@ -84,3 +84,11 @@ def test_per_model_backends_and_threads(tmp_path):
         load_settings(env={"SC__ENGINE__BACKENDS": "acai=magic"})
     with pytest.raises(ConfigError, match="engine.threads"):
         load_settings(env={"SC__ENGINE__THREADS": "-2"})
+
+
+def test_infer_batch_is_small_on_the_cpu_and_the_models_own_on_cuda():
+    from stream.config import CPU_INFER_BATCH
+
+    assert load_settings(env={}).engine.infer_batch_size() == CPU_INFER_BATCH
+    assert load_settings(env={"SC__ENGINE__DEVICE": "cuda"}).engine.infer_batch_size() == 0   # no cap
+    assert load_settings(env={"SC__ENGINE__INFER_BATCH": "128"}).engine.infer_batch_size() == 128
