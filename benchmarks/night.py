@@ -175,6 +175,9 @@ def measure_limits(
             inference[backend] = {"model": first, "load_s": round(time.perf_counter() - t0, 2), **by_model.get(first, {}),
                                   "models": by_model}
             if backend == service_backend:
+                if not device.startswith("cuda"):  # the service's engine batch on the CPU
+                    for runner in runners:
+                        runner.max_batch = min(int(runner.max_batch), CPU_INFER_BATCH)
                 loop, stages = limits.bare_loop(values, {InputKind.DIFFERENCE_ALERT: runners},
                                                 _settings(backend, _device_for(backend, device)), batch_size=256)
                 out["bare_loop"] = {**loop.as_dict(), "stage_seconds": stages}
