@@ -443,11 +443,13 @@ def acai_missing_features(alert: Alert) -> list[str]:
 def acai_features(alert: Alert) -> np.ndarray:
     """(25,) float32 raw features in :data:`ACAI_FEATURES` order; ``drb`` is NaN when missing
     (the ACAI graph fills it). Raises PreprocessError when any other feature is missing."""
-    missing = acai_missing_features(alert)
+    candidate = alert.candidate
+    values = [_feature_value(candidate, name) for name in ACAI_FEATURES]  # each read once
+    missing = [name for name, value in zip(ACAI_FEATURES[1:], values[1:]) if value is None]
     if missing:
         raise PreprocessError(f"alert {alert.alert_id}: ACAI features missing: {missing}")
-    values = [float("nan") if _drb_missing(alert) else _feature_value(alert.candidate, "drb")]
-    values += [_feature_value(alert.candidate, name) for name in ACAI_FEATURES[1:]]
+    if _drb_missing(alert):
+        values[0] = float("nan")
     return np.asarray(values, dtype=np.float32)
 
 
