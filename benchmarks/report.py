@@ -170,7 +170,7 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
         ax = axes[2][col]
         mem = run.get("memory_timeline", {})
         ax.plot(mem.get("t_s", []), mem.get("service_rss_mib", []), label="service RSS")
-        ax.plot(mem.get("t_s", []), mem.get("service_tree_rss_mib", []), label="service + decode worker")
+        ax.plot(mem.get("t_s", []), mem.get("service_tree_rss_mib", []), label="service + decode workers")
         ax.set_ylabel("MiB")
         ax.set_xlabel("seconds since the service was ready")
         ax.legend()
