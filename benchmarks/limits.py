@@ -120,10 +120,10 @@ def decoded_items(values: Sequence[bytes], settings: DecodeSettings) -> list[Any
 
 
 def tile_batch(batch: Any, size: int) -> Any:
-    """A batch of exactly ``size`` rows, repeating the rows of ``batch`` (torch tensor or numpy;
-    a tuple of them, such as ACAI's (images, features), tiles each part)."""
-    if isinstance(batch, tuple):
-        return tuple(tile_batch(part, size) for part in batch)
+    """A batch of exactly ``size`` rows, repeating the rows of ``batch`` (torch tensor or numpy, or a
+    tuple of them for a model with several inputs: ACAI's images and features)."""
+    if isinstance(batch, (tuple, list)):
+        return tuple(tile_batch(b, size) for b in batch)
     n = int(batch.shape[0])
     reps = -(-size // n)
     if hasattr(batch, "repeat") and not isinstance(batch, np.ndarray):

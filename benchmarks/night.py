@@ -22,7 +22,7 @@ import argparse
 import datetime as dt
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,9 @@ from benchmarks.machine import REPO, cuda_device, host_label, load_average, mach
 from benchmarks.night_data import build_night
 from benchmarks.report import timeline, write_results
 from benchmarks.service_run import BurstPlan, run_service
+from stream.config import CPU_INFER_BATCH
 
-__all__ = ["main", "parse_args", "compute_ratios", "CPU_BACKENDS"]
+__all__ = ["main", "parse_args", "compute_ratios", "fastest_backends", "CPU_BACKENDS"]
 
 log = structlog.get_logger(__name__)
 
@@ -72,15 +73,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _engine_env(backend: str, device: str) -> dict[str, str]:
-    return {"SC__ENGINE__BACKEND": backend, "SC__ENGINE__DEVICE": device, "SC__ENGINE__ALLOW_UNTRAINED": "true",
-            "SC__ENGINE__CACHE_DIR": str(REPO / "var" / "engines")}
+def _engine_env(backend: str, device: str, model_backends: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {"SC__ENGINE__BACKEND": backend, "SC__ENGINE__DEVICE": device, "SC__ENGINE__ALLOW_UNTRAINED": "true",
+           "SC__ENGINE__CACHE_DIR": str(REPO / "var" / "engines")}
+    if model_backends:
+        env["SC__ENGINE__BACKENDS"] = ",".join(f"{m}={b}" for m, b in sorted(model_backends.items()))
+    return env
 
 
 def _settings(backend: str, device: str, exposures: bool = False) -> Any:
+    """Settings for the limits: engines on ONE thread, so each timing is a one-core cost that
+    :func:`benchmarks.limits.machine_limit` can spread over the cores."""
     from stream.config import load_settings
 
     env = _engine_env(backend, device)
+    env["SC__ENGINE__THREADS"] = "1"
+    env["SC__ENGINE__INFER_BATCH"] = "1000000"  # every batch size up to the model's own max is timed
     if exposures:
         env["SC__KAFKA__EXPOSURE_TOPICS"] = "bench-exposures"
     return load_settings(env=env)
@@ -127,7 +135,7 @@ def measure_limits(
     items = limits.decoded_items(values[:1024], decode_settings)
     batch = min(256, len(items))
     inference: dict[str, Any] = {}
-    sizes = [1, 64, 256] + ([1024] if device.startswith("cuda") else [])
+    sizes = [1, CPU_INFER_BATCH, 64, 256] + ([1024] if device.startswith("cuda") else [])
     untrained: set[str] = set()
     per_model: dict[str, dict[str, Any]] = {}
     for backend in backends:
@@ -170,6 +178,9 @@ def measure_limits(
             inference[backend] = {"model": first, "load_s": round(time.perf_counter() - t0, 2), **by_model.get(first, {}),
                                   "models": by_model}
             if backend == service_backend:
+                if not device.startswith("cuda"):  # the service's engine batch on the CPU
+                    for runner in runners:
+                        runner.max_batch = min(int(runner.max_batch), CPU_INFER_BATCH)
                 loop, stages = limits.bare_loop(values, {InputKind.DIFFERENCE_ALERT: runners},
                                                 _settings(backend, _device_for(backend, device)), batch_size=256)
                 out["bare_loop"] = {**loop.as_dict(), "stage_seconds": stages}
@@ -218,14 +229,28 @@ def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: 
             _close(rs)
 
 
+def fastest_backends(limits_out: Mapping[str, Any], batch: int = CPU_INFER_BATCH) -> dict[str, str]:
+    """Per alert model, the backend with the most alerts/s at ``batch`` (the service's batch size)
+    among those measured; a model measured on one backend only is left out."""
+    best: dict[str, tuple[float, str]] = {}
+    for backend, row in (limits_out.get("inference") or {}).items():
+        for model, m in ((row or {}).get("models") or {}).items():
+            rate = ((m.get("batches") or {}).get(str(batch)) or {}).get("per_s")
+            if rate and (model not in best or rate > best[model][0]):
+                best[model] = (rate, backend)
+    return {model: backend for model, (_, backend) in sorted(best.items())}
+
+
 def run_services(
     night: Any, args: argparse.Namespace, service_backend: str, device: str, bare_rate: float | None,
+    model_backends: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     from stream.stack import EmbeddedStack
 
     notes: list[str] = []
-    env = _engine_env(service_backend, _device_for(service_backend, device))
-    out: dict[str, Any] = {"backend": service_backend, "device": _device_for(service_backend, device)}
+    env = _engine_env(service_backend, _device_for(service_backend, device), model_backends)
+    out: dict[str, Any] = {"backend": service_backend, "device": _device_for(service_backend, device),
+                           "model_backends": dict(model_backends or {})}
     notes.append("asap latency includes the time an alert waited in the pre-loaded backlog (and the service's start); "
                  "quote the paced run's latency as end-to-end latency")
     with EmbeddedStack() as stack:
@@ -243,6 +268,10 @@ def run_services(
         out["paced"] = _run_summary(paced)
         out["paced"]["offered_rate_in_burst_per_s"] = round(size / args.burst_window_s, 1)
         out["paced"]["capacity_used_for_plan_per_s"] = capacity
+        # a burst of `size` alerts needs size / capacity seconds to drain: the last alert of a
+        # burst cannot be classified sooner, so the latency target is 2 s on top of that
+        out["paced"]["drain_s"] = round(size / capacity, 2)
+        out["paced"]["p99_target_ms"] = round(2000 + 1000 * size / capacity)
     return out, notes
 
 
@@ -271,6 +300,17 @@ def compute_ratios(lim: dict[str, Any], svc: dict[str, Any]) -> list[dict[str, A
     r = asap / limit if asap and limit else None
     ratios.append(_ratio("service alerts/s / machine limit (stage minima over the usable cores)", r, ">= 0.6",
                          None if r is None else r >= 0.6))
+    # CPU work per alert: independent of what else runs on a shared machine
+    cost = (lim.get("machine_limit") or {}).get("ms_per_alert_one_core")
+    spent = (svc.get("asap") or {}).get("service_cpu_ms_per_alert")
+    r = cost / spent if cost and spent else None
+    ratios.append(_ratio("machine-limit CPU ms per alert / service CPU ms per alert (asap)", r, ">= 0.6 (comparison)",
+                         None if r is None else r >= 0.6))
+    paced = svc.get("paced") or {}
+    p99, target = (paced.get("latency_ms") or {}).get("p99"), paced.get("p99_target_ms")
+    r = p99 / target if p99 and target else None
+    ratios.append(_ratio(f"paced p99 latency / (2 s + burst drain {paced.get('drain_s', '-')} s)", r, "<= 1",
+                         None if r is None else r <= 1))
     loop = (lim.get("bare_loop") or {}).get("per_s")
     r = asap / loop if asap and loop else None
     ratios.append(_ratio("service alerts/s / bare-loop alerts/s", r, ">= 0.8", None if r is None else r >= 0.8))
@@ -331,7 +371,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes += lim_notes
     svc: dict[str, Any] = {}
     if not args.skip_service:
-        svc, svc_notes = run_services(night, args, service_backend, device, (lim.get("bare_loop") or {}).get("per_s"))
+        # on the CPU, per model the fastest backend measured at the service's engine batch, unless one was named
+        fastest = fastest_backends(lim)
+        results["fastest_backend_by_model"] = fastest
+        results["service_infer_batch"] = CPU_INFER_BATCH if device == "cpu" else "the model's max batch"
+        model_backends = ({} if args.service_backend or device != "cpu"
+                          else {m: b for m, b in fastest.items() if b != service_backend})
+        svc, svc_notes = run_services(night, args, service_backend, device, (lim.get("bare_loop") or {}).get("per_s"),
+                                      model_backends)
         notes += svc_notes
     results["service"] = svc
     results["ratios"] = compute_ratios(lim, svc)

@@ -69,26 +69,52 @@ def markdown(results: Mapping[str, Any]) -> str:
         t = lim.get(key)
         if t:
             lines.append(f"| {label} | {_fmt(t['per_s'])} | {_fmt(t['ms_per_item'], 3)} |")
-    lines += ["", "### Inference alone (alerts/s; p50 ms per batch)", ""]
+    lines += ["", "### Inference alone, per model (alerts/s, one engine thread; p50 ms per batch)", ""]
     inf = lim.get("inference", {})
-    sizes = sorted({int(s) for b in inf.values() if isinstance(b, Mapping) for s in b.get("batches", {})})
+    sizes = sorted({int(s) for b in inf.values() if isinstance(b, Mapping)
+                    for m in (b.get("models") or {}).values() for s in m.get("batches", {})})
     if sizes:
-        lines += ["| backend | device | " + " | ".join(f"batch {s}" for s in sizes) + " |", "|---|---|" + "---|" * len(sizes)]
+        lines += ["| model | backend | device | " + " | ".join(f"batch {s}" for s in sizes) + " |",
+                  "|---|---|---|" + "---|" * len(sizes)]
+        models = sorted({m for b in inf.values() if isinstance(b, Mapping) for m in (b.get("models") or {})})
+        for model in models:
+            for backend, row in inf.items():
+                m = (row.get("models") or {}).get(model)
+                if not m or "batches" not in m:
+                    continue
+                cells = []
+                for s in sizes:
+                    t = m["batches"].get(str(s))
+                    cells.append(f"{_fmt(t['per_s'], 0)} ({_fmt(t['call_p50_ms'], 2)} ms)" if t else "-")
+                lines.append(f"| {model} | {backend} | {m.get('device')} | " + " | ".join(cells) + " |")
         for backend, row in inf.items():
             if "error" in row:
-                lines.append(f"| {backend} | - | " + " | ".join("-" for _ in sizes) + f" |  (not run: {row['error']})")
+                lines.append(f"\n{backend}: not run ({row['error']})")
+    limit = lim.get("machine_limit")
+    if limit:
+        lines += ["", f"### The machine's limit: {_fmt(limit.get('alerts_per_s'))} alerts/s", "",
+                  f"One alert costs {_fmt(limit['ms_per_alert_one_core'], 3)} CPU ms on one core: decode "
+                  f"{_fmt(limit['decode_ms'], 3)} ms + each model's preprocess and fastest inference, weighted by the share "
+                  f"of alerts it scores; spread over {limit['cores']} usable cores.", "",
+                  "| model | share of alerts | preprocess ms | fastest inference | inference ms | ms per alert |", "|---|---|---|---|---|---|"]
+        for model, row in sorted(limit.get("models", {}).items()):
+            if "error" in row:
+                lines.append(f"| {model} | - | - | - | - | {row['error']} |")
                 continue
-            cells = []
-            for s in sizes:
-                t = row["batches"].get(str(s))
-                cells.append(f"{_fmt(t['per_s'], 0)} ({_fmt(t['call_p50_ms'], 2)} ms)" if t else "-")
-            lines.append(f"| {backend} | {row.get('device')} | " + " | ".join(cells) + " |")
+            lines.append(f"| {model} | {_fmt(row['share'], 3)} | {_fmt(row['preprocess_ms'], 3)} | {row['best_backend']} batch "
+                         f"{row['best_batch']} | {_fmt(row['inference_ms'], 3)} | {_fmt(row['ms_per_alert'], 3)} |")
+    if results.get("fastest_backend_by_model"):
+        lines += ["", f"Fastest backend per model at batch {results.get('service_infer_batch', '-')} (what the service run uses): "
+                  + ", ".join(f"{m} {b}" for m, b in results["fastest_backend_by_model"].items()) + "."]
     if lim.get("exposures"):
         lines += ["", "### Raw exposures (seconds per exposure)", "", "```", json.dumps(lim["exposures"], indent=1), "```"]
+    backends = svc.get("model_backends") or {}
     lines += ["", "## The real service (embedded Tansu broker + Redis, 4 partitions)", "",
-              "| run | alerts | alerts/s | steady alerts/s | latency p50 / p95 / p99 ms | service CPU s (cores busy) | broker CPU s "
-              "| RSS MiB start / 25% / 50% / 75% / end / peak |",
-              "|---|---|---|---|---|---|---|---|"]
+              f"Backend {svc.get('backend')}" + (f", per model: {', '.join(f'{m} {b}' for m, b in sorted(backends.items()))}"
+                                                 if backends else "") + f"; device {svc.get('device')}; default batch settings.", "",
+              "| run | alerts | alerts/s | steady alerts/s | latency p50 / p95 / p99 ms | service CPU s (cores busy) | "
+              "service CPU ms per alert | broker CPU s | RSS MiB start / 25% / 50% / 75% / end / peak |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for mode, run in svc.items():
         if not isinstance(run, Mapping) or "latency_ms" not in run:
             continue
@@ -101,7 +127,16 @@ def markdown(results: Mapping[str, Any]) -> str:
                      f"{_fmt(run['steady_throughput_per_s'])} | "
                      f"{_fmt(lat['p50'], 0)} / {_fmt(lat['p95'], 0)} / {_fmt(lat['p99'], 0)} | "
                      f"{_fmt(cpu.get('service'))} ({_fmt(busy.get('service'), 2)}) | "
+                     f"{_fmt(run.get('service_cpu_ms_per_alert'), 2)} | "
                      f"{_fmt(cpu.get('broker'))} | {rss_points} |")
+    paced = svc.get("paced")
+    if isinstance(paced, Mapping) and paced.get("drain_s") is not None:
+        lat = paced.get("latency_ms") or {}
+        lines.append(f"\nPaced bursts: {paced['plan'].get('size'):,} alerts arrive within {paced['plan'].get('window_s')} s; at the "
+                     f"measured capacity ({_fmt(paced.get('capacity_used_for_plan_per_s'))} alerts/s) a burst drains in "
+                     f"{_fmt(paced['drain_s'], 2)} s, so the p99 target is 2 s + drain = {_fmt(paced['p99_target_ms'] / 1000, 2)} s; "
+                     f"measured p50 / p95 / p99 = {_fmt((lat.get('p50') or 0) / 1000, 2)} / {_fmt((lat.get('p95') or 0) / 1000, 2)} / "
+                     f"{_fmt((lat.get('p99') or 0) / 1000, 2)} s.")
     for mode, run in svc.items():
         if isinstance(run, Mapping) and run.get("stage_seconds"):
             stages = ", ".join(f"{k} {v.get('sum', 0):.2f} s" for k, v in sorted(run["stage_seconds"].items()))
@@ -135,7 +170,7 @@ def plot(results: Mapping[str, Any], path: Path) -> None:
         ax = axes[2][col]
         mem = run.get("memory_timeline", {})
         ax.plot(mem.get("t_s", []), mem.get("service_rss_mib", []), label="service RSS")
-        ax.plot(mem.get("t_s", []), mem.get("service_tree_rss_mib", []), label="service + decode worker")
+        ax.plot(mem.get("t_s", []), mem.get("service_tree_rss_mib", []), label="service + decode workers")
         ax.set_ylabel("MiB")
         ax.set_xlabel("seconds since the service was ready")
         ax.legend()

@@ -8,7 +8,7 @@ numbers and the same provenance as one scored in the stream. Each runner preproc
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,7 +16,7 @@ import numpy as np
 from schemas.alert import Alert, Exposure, InputKind
 from schemas.provenance import ModelProvenance
 
-__all__ = ["Runner", "ModelResults", "StageClock", "select_cards", "load_kind_runners", "score_items"]
+__all__ = ["Runner", "ModelResults", "StageClock", "THREADED_BACKENDS", "select_cards", "load_kind_runners", "score_items"]
 
 Item = Alert | Exposure
 
@@ -51,17 +51,34 @@ def select_cards(registry: Any, kind: InputKind, models: Iterable[str] = (), *, 
     return [card for card in registry.selected(kind, list(models)) if card.trained or include_untrained]
 
 
+#: Backends that take a CPU thread count (``threads=``): ONNX Runtime's intra-op pool, OpenVINO's
+#: inference threads. torch's is process-wide (``torch.set_num_threads``, set by the caller).
+THREADED_BACKENDS = ("onnxruntime", "openvino")
+
+
 def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: str, cache_dir: str,
-                      models: Iterable[str] = (), allow_untrained: bool = False, skip_untrained: bool = False) -> list[Any]:
+                      models: Iterable[str] = (), allow_untrained: bool = False, skip_untrained: bool = False,
+                      backends: Mapping[str, str] | None = None, threads: int = 0, infer_batch: int = 0) -> list[Any]:
     """Loaded runners for every selected card of ``kind`` (each at the version selected).
 
-    An untrained card is refused by the registry unless ``allow_untrained``; ``skip_untrained``
-    leaves such cards out instead (offline scoring of whatever trained models there are).
+    Each model runs on ``backends[name]`` where named there, else on ``backend`` (the fastest
+    CPU engine differs by model). ``threads`` > 0 sets the CPU threads of ONNX Runtime and
+    OpenVINO engines; ``infer_batch`` > 0 caps each runner's ``max_batch`` (the chunk
+    :func:`score_items` preprocesses and infers at once). An untrained card is refused by the
+    registry unless ``allow_untrained``; ``skip_untrained`` leaves such cards out instead
+    (offline scoring of whatever trained models there are).
     """
     cards = select_cards(registry, kind, models, include_untrained=allow_untrained or not skip_untrained)
-    return [registry.load_runner(card.name, backend, device=device, cache_dir=cache_dir, allow_untrained=allow_untrained,
-                                 version=card.version)
-            for card in cards]
+    runners = []
+    for card in cards:
+        chosen = (backends or {}).get(card.name, backend)
+        options = {"threads": threads} if threads > 0 and chosen in THREADED_BACKENDS and not device.startswith("cuda") else {}
+        runner = registry.load_runner(card.name, chosen, device=device, cache_dir=cache_dir,
+                                      allow_untrained=allow_untrained, version=card.version, **options)
+        if infer_batch > 0:
+            runner.max_batch = min(int(runner.max_batch), infer_batch)
+        runners.append(runner)
+    return runners
 
 
 def _timed(clock: StageClock | None, stage: str, fn: Callable[[], Any]) -> Any:

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +12,18 @@ import numpy as np
 
 from engines.contract import Engine, EngineError, InputContract
 
-__all__ = ["BACKENDS", "ENGINE_CACHE_DIR", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs", "check_batch", "split_inputs"]
+__all__ = ["BACKENDS", "ENGINE_CACHE_DIR", "usable_cores", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs", "check_batch", "split_inputs"]
 
 #: Backend names the registry accepts, in order of preference on a CPU host.
 BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 #: Where exported ONNX files and built TensorRT engines are cached unless a caller names a folder.
 ENGINE_CACHE_DIR = "var/engines"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container's CPU set, not the host's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def open_onnx_engine(backend: str, onnx_path: Path, contract: InputContract, **options: Any) -> Engine:

@@ -21,6 +21,7 @@ class OnnxRuntimeEngine:
     backend = "onnxruntime"
 
     def __init__(self, onnx_path: str | Path, contract: InputContract, device: str = "cpu", threads: int = 0) -> None:
+        """``threads`` > 0 sets the intra-op threads (and turns busy-waiting off); 0 keeps ONNX Runtime's default."""
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -36,6 +37,10 @@ class OnnxRuntimeEngine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+            # no busy-waiting between operators: the service's decode workers share these cores
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        #: intra-op threads asked for (0: ONNX Runtime's default, the physical cores)
+        self.threads = threads
         try:
             self._session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
         except Exception as exc:  # ort raises its own Fail/InvalidGraph types

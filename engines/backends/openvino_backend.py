@@ -64,6 +64,8 @@ class OpenVinoEngine:
             raise EngineError(f"OpenVINO could not compile {onnx_path}: {exc}") from exc
         self.contract = contract
         self.device = device
+        #: inference threads asked for (0: OpenVINO's default)
+        self.threads = threads
         self.precision = actual.get_type_name() if hasattr(actual, "get_type_name") else str(actual)
         self._output = self._compiled.output(contract.output_name)
         log.info("openvino_engine_loaded", path=str(onnx_path), precision=self.precision)

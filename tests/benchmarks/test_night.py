@@ -83,7 +83,7 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
     for key in ("decode", "raw_gunzip_fits", "preprocess", "bare_loop"):
         assert lim[key]["per_s"] > 0, key
     for backend in ("onnxruntime", "torch"):
-        assert set(lim["inference"][backend]["batches"]) == {"1", "64", "256"}, backend
+        assert set(lim["inference"][backend]["batches"]) == {"1", "32", "64", "256"}, backend
 
     for mode in ("asap", "paced"):
         run = results["service"][mode]
@@ -96,6 +96,8 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
     assert results["service"]["asap"]["inputs"] == 300
     assert results["service"]["paced"]["plan"]["bursts"] == 2
 
+    assert results["fastest_backend_by_model"] and set(results["service"]["model_backends"]) <= set(results["fastest_backend_by_model"])
+    assert results["service"]["paced"]["drain_s"] > 0 and results["service"]["paced"]["p99_target_ms"] >= 2000
     names = [r["name"] for r in results["ratios"]]
     assert "service alerts/s / bare-loop alerts/s" in names and "decode ms / raw gunzip+FITS ms per alert" in names
     assert next(r for r in results["ratios"] if r["name"].startswith("service"))["value"] > 0
@@ -135,3 +137,22 @@ def test_night_can_be_built_from_a_fink_parquet_dump():
     keys = [item.key for m in night.alerts for item in decode_message(m.value)]
     assert len(set(keys)) == 50
     assert parse_args(["--source", str(pool), "--alerts", "10"]).source == pool
+def test_fastest_backend_per_model_at_the_service_batch():
+    from benchmarks.night import fastest_backends
+
+    lim = {"inference": {
+        "onnxruntime": {"models": {"acai": {"batches": {"256": {"per_s": 900.0}}}, "braai": {"batches": {"256": {"per_s": 3000.0}}}}},
+        "openvino": {"models": {"acai": {"batches": {"256": {"per_s": 1200.0}}}, "braai": {"batches": {"64": {"per_s": 9000.0}}}}},
+        "torch": {"error": "did not load"},
+    }}
+    assert fastest_backends(lim, batch=256) == {"acai": "openvino", "braai": "onnxruntime"}
+
+
+def test_burst_latency_target_and_cpu_efficiency_ratios():
+    lim = {"machine_limit": {"alerts_per_s": 800.0, "ms_per_alert_one_core": 2.5}}
+    svc = {"asap": {"throughput_per_s": 400.0, "service_cpu_ms_per_alert": 3.125},
+           "paced": {"latency_ms": {"p99": 9000.0}, "drain_s": 5.0, "p99_target_ms": 7000}}
+    ratios = {r["name"]: r for r in compute_ratios(lim, svc)}
+    assert ratios["machine-limit CPU ms per alert / service CPU ms per alert (asap)"]["value"] == 0.8
+    burst = ratios["paced p99 latency / (2 s + burst drain 5.0 s)"]
+    assert burst["value"] == pytest.approx(9000 / 7000, abs=1e-3) and burst["met"] is False

@@ -39,3 +39,18 @@ def test_score_items_equals_the_runner_and_reports_stage_time(real_data_roots, t
     np.testing.assert_allclose(ours, direct, atol=1e-5, rtol=0)
     assert {p.name for [(p, _)] in results} == {"realbogus"} and set(seconds) == {"preprocess", "infer"}
     runner.close()
+
+
+def test_a_model_runs_on_its_own_backend_with_the_threads_given() -> None:
+    # the shared engine cache (var/engines) keeps this fast once the ONNX files exist
+    runners = load_kind_runners(load_registry(), InputKind.DIFFERENCE_ALERT, backend="onnxruntime", device="cpu",
+                                cache_dir="var/engines", models=["realbogus", "braai"], backends={"braai": "openvino"}, threads=1,
+                                infer_batch=16)
+    try:
+        assert {r.provenance.name: r.provenance.backend for r in runners} == {"braai": "openvino", "realbogus": "onnxruntime"}
+        by_name = {r.provenance.name: r for r in runners}
+        assert by_name["realbogus"].engine.threads == 1 and by_name["braai"].engine.threads == 1
+        assert {r.max_batch for r in runners} == {16}
+    finally:
+        for r in runners:
+            r.close()

@@ -118,3 +118,20 @@ def test_record_carries_acai_class_scores_and_braai_beside_realbogus(registry, a
     assert models["braai"]["version"] == "d6_m7"
     assert models["braai"]["scores"]["real"] == pytest.approx(alert.candidate["drb"], abs=2e-6)
     assert models["acai"]["scores"]["drb_from_braai_d6_m9"] == 0.0
+
+
+@pytest.mark.parametrize("row_wise", [True, False])
+def test_triplet_batch_equals_one_alert_at_a_time_bit_for_bit(ztf, row_wise):
+    from engines.preprocess import ztf_triplet
+    from schemas.alert import Stamp
+
+    edge = dataclasses.replace(ztf[0], science=Stamp(np.asarray(ztf[0].science.data)[:50, :40]))   # cut at the detector edge
+    holes = np.array(ztf[1].difference.data, dtype=np.float32)
+    holes[:3, :] = np.nan
+    holes[10, 10] = np.inf
+    nans = dataclasses.replace(ztf[1], difference=Stamp(holes))
+    zero = dataclasses.replace(ztf[2], template=Stamp(np.zeros((63, 63), np.float32)))                # norm 0 -> left as is
+    alerts = [*ztf[:5], edge, nans, zero]
+    batch = ztf_triplet_batch(alerts, row_wise).numpy()
+    one_by_one = np.stack([ztf_triplet(a, row_wise) for a in alerts])
+    assert batch.dtype == np.float32 and np.array_equal(batch, one_by_one)

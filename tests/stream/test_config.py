@@ -52,3 +52,43 @@ def test_settings_are_frozen():
         s.batch.max_size = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         s.kafka.client["x"] = 1  # type: ignore[index]
+
+
+def test_decode_workers_auto_number_or_zero(tmp_path):
+    from stream.config import AUTO_DECODE_WORKERS_MAX
+
+    auto = load_settings(env={}).batch
+    assert auto.decode_workers == "auto"
+    assert auto.decode_worker_count(cores=2) == 2 and auto.decode_worker_count(cores=1) == 1
+    assert auto.decode_worker_count(cores=64) == AUTO_DECODE_WORKERS_MAX
+    assert load_settings(env={"SC__BATCH__DECODE_WORKERS": "3"}).batch.decode_worker_count(cores=2) == 3
+    assert load_settings(env={"SC__BATCH__DECODE_WORKERS": "0"}).batch.decode_worker_count() == 0
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[batch]\ndecode_workers = "auto"\n')
+    assert load_settings(cfg, env={}).batch.decode_workers == "auto"
+    for bad in ("many", "-1"):
+        with pytest.raises(ConfigError, match="batch.decode_workers"):
+            load_settings(env={"SC__BATCH__DECODE_WORKERS": bad})
+
+
+def test_per_model_backends_and_threads(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[engine]\nbackend = "onnxruntime"\nthreads = 3\nbackends = {acai = "openvino"}\n')
+    eng = load_settings(cfg, env={}).engine
+    assert eng.backend_for("acai") == "openvino" and eng.backend_for("braai") == "onnxruntime"
+    assert eng.thread_count() == 3
+    env = load_settings(env={"SC__ENGINE__BACKENDS": "acai=openvino, braai=torch"}).engine
+    assert dict(env.backends) == {"acai": "openvino", "braai": "torch"}
+    assert load_settings(env={}).engine.thread_count() >= 1  # 0: the usable cores
+    with pytest.raises(ConfigError, match="engine.backends.acai"):
+        load_settings(env={"SC__ENGINE__BACKENDS": "acai=magic"})
+    with pytest.raises(ConfigError, match="engine.threads"):
+        load_settings(env={"SC__ENGINE__THREADS": "-2"})
+
+
+def test_infer_batch_is_small_on_the_cpu_and_the_models_own_on_cuda():
+    from stream.config import CPU_INFER_BATCH
+
+    assert load_settings(env={}).engine.infer_batch_size() == CPU_INFER_BATCH
+    assert load_settings(env={"SC__ENGINE__DEVICE": "cuda"}).engine.infer_batch_size() == 0   # no cap
+    assert load_settings(env={"SC__ENGINE__INFER_BATCH": "128"}).engine.infer_batch_size() == 128

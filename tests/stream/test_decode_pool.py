@@ -158,3 +158,32 @@ def test_a_worker_killed_while_idle_is_replaced_without_blaming_a_message(pool_f
     outcomes, _ = pool.submit([b"bb", b"ccc"], SETTINGS).result(timeout=60)
     assert [o.detail for o in outcomes] == ["2", "3"] and first[0].detail == "1"
     assert pool.replaced == 0
+
+
+def _pid_decode(values, settings, registry_url=""):
+    """Counts bytes like ``segfault_decode`` (crashing on b"crash"), and names the worker's pid."""
+    import os
+
+    from stream.pipeline import DecodeOutcome
+
+    outcomes, seconds = segfault_decode(values, settings, registry_url)
+    return [DecodeOutcome(reason=o.reason, detail=f"{o.detail}:{os.getpid()}") for o in outcomes], seconds
+
+
+def test_a_batch_is_split_across_workers_in_order_and_a_crash_is_isolated_in_its_chunk():
+    pool = DecodePool(2, DecodeLimits(timeout_s=30, worker_memory_mb=0), decode_fn=_pid_decode, min_chunk=4)
+    try:
+        values = [b"x" * (i + 1) for i in range(8)] + [b"crash"] + [b"y" * (i + 1) for i in range(7)]
+        outcomes, seconds = pool.submit(values, SETTINGS).result(timeout=120)
+        assert [o.reason for o in outcomes] == ["counted"] * 8 + [DECODE_WORKER_CRASHED] + ["counted"] * 7
+        counts = [o.detail.split(":")[0] for o in outcomes if o.reason == "counted"]
+        assert counts == [str(i + 1) for i in range(8)] + [str(i + 1) for i in range(7)]
+        pids_first = {o.detail.split(":")[1] for o in outcomes[:8]}
+        pids_second = {o.detail.split(":")[1] for o in outcomes[9:]}
+        assert len(pids_first) == 1 and len(pids_second) == 1 and pids_first != pids_second  # two workers, one chunk each
+        assert pool.replaced == 1 and pool.workers == 2 and seconds > 0
+        # a batch smaller than two chunks stays whole
+        small, _ = pool.submit([b"a", b"bb"], SETTINGS).result(timeout=60)
+        assert [o.detail.split(":")[0] for o in small] == ["1", "2"]
+    finally:
+        pool.close()
