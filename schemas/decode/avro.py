@@ -38,6 +38,7 @@ import fastavro
 from schemas.decode.errors import DecodeError, Reason
 
 __all__ = [
+    "encode_long",
     "CONTAINER_MAGIC",
     "WIRE_MAGIC",
     "CODECS",
@@ -320,7 +321,8 @@ def _read_exact(fh: BinaryIO, size: int, what: str) -> bytes:
     return data
 
 
-def _encode_long(value: int) -> bytes:
+def encode_long(value: int) -> bytes:
+    """Avro's zig-zag varint encoding of a long (block counts and sizes, string lengths)."""
     acc = (value << 1) ^ (value >> 63)
     out = bytearray()
     while acc & ~0x7F:
@@ -538,11 +540,11 @@ def read_container(value: bytes, *, max_block_bytes: int = 32 * 1024 * 1024,
 
 def one_record_container(schema_json: bytes, datum: bytes, sync: bytes) -> bytes:
     """A ``null``-codec container holding one already-encoded record (exact original bytes)."""
-    meta = _encode_long(2)
+    meta = encode_long(2)
     for key, value in ((b"avro.schema", schema_json), (b"avro.codec", b"null")):
-        meta += _encode_long(len(key)) + key + _encode_long(len(value)) + value
-    meta += _encode_long(0)
-    return CONTAINER_MAGIC + meta + sync + _encode_long(1) + _encode_long(len(datum)) + datum + sync
+        meta += encode_long(len(key)) + key + encode_long(len(value)) + value
+    meta += encode_long(0)
+    return CONTAINER_MAGIC + meta + sync + encode_long(1) + encode_long(len(datum)) + datum + sync
 
 
 def read_schemaless(payload: bytes | memoryview, parsed_schema: Any, reader_schema: Any = None) -> Any:

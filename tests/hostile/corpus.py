@@ -33,6 +33,8 @@ import fastavro
 import numpy as np
 from astropy.io import fits
 
+from schemas.decode.avro import encode_long
+
 __all__ = ["HostileCase", "hostile_cases", "build_corpus", "SAMPLES"]
 
 SAMPLES = Path(__file__).resolve().parents[2] / "schemas" / "samples"
@@ -52,14 +54,7 @@ class HostileCase(NamedTuple):
 
 # --- building blocks --------------------------------------------------------------------------
 
-def _long(value: int) -> bytes:
-    acc = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while acc & ~0x7F:
-        out.append((acc & 0x7F) | 0x80)
-        acc >>= 7
-    out.append(acc)
-    return bytes(out)
+_long = encode_long
 
 
 def _bytes(data: bytes) -> bytes:

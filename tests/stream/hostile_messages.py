@@ -20,6 +20,8 @@ from typing import Any
 
 import fastavro
 
+from schemas.decode.avro import encode_long
+
 REPO = Path(__file__).resolve().parents[2]
 ZTF_SAMPLES = REPO / "schemas" / "samples" / "ztf"
 
@@ -39,14 +41,7 @@ __all__ = [
 GARBAGE = b"\x7f" + bytes(range(256)) * 4
 
 
-def _zigzag(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+_zigzag = encode_long
 
 
 def _avro_bytes(b: bytes) -> bytes:
