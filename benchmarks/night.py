@@ -208,7 +208,7 @@ def _exposure_limits(values: Sequence[bytes], backend: str, device: str, notes: 
         from stream.service import load_runners
 
         runners = load_runners(_settings(backend, _device_for(backend, device), exposures=True))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - a backend failing to load is recorded; the other figures still come
         notes.append(f"exposure models did not load on {backend}: {type(exc).__name__}: {exc}")
         return {"error": str(exc)}
     exposure_runners = {k: v for k, v in runners.items() if k == InputKind.RAW_EXPOSURE}

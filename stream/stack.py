@@ -155,7 +155,7 @@ def wait_for_redis(url: str, timeout_s: float = 15.0) -> None:
             if client.ping():
                 client.close()
                 return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - any failure while Redis starts means retry until the deadline
             last = exc
             time.sleep(0.1)
     raise StackError(f"Redis at {url} did not answer within {timeout_s:.0f} s: {last}")

@@ -219,7 +219,7 @@ def _iter_wire(value: bytes, origin: str) -> Iterator[Item]:
         return
     try:
         record = fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any fastavro failure means an unreadable payload, reported as such
         yield Unreadable(origin, f"Confluent wire payload (schema id {schema_id}) unreadable: {type(exc).__name__}: {exc}")
         return
     yield _guard(lambda: _alert_message(value, record, origin, SourceKind.WIRE, writer_schema=schema, wire_schema_id=schema_id), origin)
