@@ -135,6 +135,12 @@ def _probabilities(runner: Any, card: Any, items: list[Any] | None, n: int) -> n
     return runner.infer(_random_batch(card, n).to(runner.device))
 
 
+def _tensorrt_runner(registry: Any, name: str, precision: str, args: argparse.Namespace) -> Any:
+    """Model ``name`` on TensorRT at ``precision`` (the engine is built on first use and cached)."""
+    return registry.load_runner(name, "tensorrt", device=args.device, cache_dir=args.cache_dir,
+                                allow_untrained=True, precision=precision)
+
+
 def step_device(device: str) -> dict[str, Any]:
     import torch
 
@@ -159,8 +165,7 @@ def step_build(registry: Any, names: list[str], args: argparse.Namespace) -> dic
     for name in names:
         for precision in PRECISIONS:
             t0 = time.perf_counter()
-            runner = registry.load_runner(name, "tensorrt", device=args.device, cache_dir=args.cache_dir,
-                                          allow_untrained=True, precision=precision)
+            runner = _tensorrt_runner(registry, name, precision, args)
             built[f"{name}/{precision}"] = {"seconds": round(time.perf_counter() - t0, 1), **runner.provenance.extra}
             runner.close()
     return built
@@ -176,8 +181,7 @@ def step_parity(registry: Any, names: list[str], alerts: list[Any], args: argpar
         reference = _probabilities(reference_runner, card, items, n)
         reference_runner.close()
         for precision in PRECISIONS:
-            runner = registry.load_runner(name, "tensorrt", device=args.device, cache_dir=args.cache_dir,
-                                          allow_untrained=True, precision=precision)
+            runner = _tensorrt_runner(registry, name, precision, args)
             got = _probabilities(runner, card, items, n)
             runner.close()
             diff = float(np.max(np.abs(got - reference))) if got.size else 0.0
@@ -223,8 +227,7 @@ def step_limits(registry: Any, names: list[str], alerts: list[Any], args: argpar
         card = registry.card(name)
         items = _inputs_for(card, alerts)
         for precision in PRECISIONS:
-            runner = registry.load_runner(name, "tensorrt", device=args.device, cache_dir=args.cache_dir,
-                                          allow_untrained=True, precision=precision)
+            runner = _tensorrt_runner(registry, name, precision, args)
             for batch_size in BATCHES:
                 if batch_size > card.contract.max_batch:
                     continue
