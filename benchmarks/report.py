@@ -52,7 +52,8 @@ def markdown(results: Mapping[str, Any]) -> str:
         f"Git {m['git_commit']}; " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".  ",
         f"Night: {night['alerts']:,} alerts ({night['by_survey']}) = {night['original_packets']} bundled real packets x up to "
         f"{night['copies_per_packet']} copies with fresh ids, {night['alert_bytes'] / 2**20:,.0f} MiB. "
-        f"Exposures: {night['exposure_note'] or 'none'}. Models untrained: {results.get('untrained_models')}.",
+        f"Exposures: {night['exposure_note'] or 'none'}. Models untrained: {results.get('untrained_models')}. "
+        f"Alert models run: {results.get('models', 'every registered model')}.",
         "",
         "## Ratios (the project's goals)",
         "",
@@ -64,11 +65,20 @@ def markdown(results: Mapping[str, Any]) -> str:
     lines += ["", f"## Limits (one process, no Kafka, no Redis; first {lim['sample_alerts']:,} alerts)", "",
               "| stage | alerts/s | ms per alert |", "|---|---|---|"]
     for key, label in (("decode", "bare decode (decode_values)"), ("raw_gunzip_fits", "raw gunzip + astropy FITS of the cutouts"),
-                       ("preprocess", f"preprocess ({lim.get('preprocess_backend')}, batch {lim.get('batch_size')})"),
+                       ("preprocess", f"preprocess, first model ({lim.get('preprocess_backend')}, batch "
+                                      f"{(lim.get('preprocess') or {}).get('batch', lim.get('batch_size'))})"),
                        ("bare_loop", f"bare loop decode+preprocess+infer ({lim.get('loop_backend')}, batch {lim.get('batch_size')})")):
         t = lim.get(key)
         if t:
             lines.append(f"| {label} | {_fmt(t['per_s'])} | {_fmt(t['ms_per_item'], 3)} |")
+    pre = lim.get("preprocess_by_model") or {}
+    pre_sizes = sorted({int(b) for by_batch in pre.values() for b in by_batch})
+    if pre:
+        lines += ["", "### Preprocessing per model (alerts/s on one core; ms per alert)", "",
+                  "| model | " + " | ".join(f"batch {b}" for b in pre_sizes) + " |", "|---|" + "---|" * len(pre_sizes)]
+        for model, by_batch in pre.items():
+            cells = [f"{_fmt(t['per_s'], 0)} ({_fmt(t['ms_per_item'], 3)})" if (t := by_batch.get(str(b))) else "-" for b in pre_sizes]
+            lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines += ["", "### Inference alone, per model (alerts/s, one engine thread; p50 ms per batch)", ""]
     inf = lim.get("inference", {})
     sizes = sorted({int(s) for b in inf.values() if isinstance(b, Mapping)

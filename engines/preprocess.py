@@ -383,41 +383,73 @@ def ztf_triplet(alert: Alert, row_wise: bool) -> np.ndarray:
     return np.stack(planes).astype(np.float32, copy=False)
 
 
+def _normalised_block(block: np.ndarray, row_wise: bool) -> np.ndarray:
+    """(K, 3, H, W) float32 triplets of one shape -> normalised (K, 3, min(H, 63), min(W, 63)).
+
+    The same float32 operations per cutout as :func:`_normalise_cutout` (centre crop, NaN -> 0,
+    row norms by the same reduction, a cutout's norm by the same ``dot``), so every cutout comes
+    out identical bit for bit; only the Python loop over alerts is gone.
+    """
+    frame = ZTF_TRIPLET_FRAME
+    h, w = block.shape[-2:]
+    top, left = max((h - frame) // 2, 0), max((w - frame) // 2, 0)
+    block = np.nan_to_num(np.ascontiguousarray(block[..., top:top + frame, left:left + frame]), copy=False)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if row_wise:
+            norms = np.linalg.norm(block, axis=-1, keepdims=True)
+            norms[norms == 0] = 1
+        else:
+            planes = block.reshape(-1, block.shape[-2] * block.shape[-1])
+            norms = np.sqrt(np.array([plane.dot(plane) for plane in planes], dtype=np.float32))
+            norms[norms == 0] = 1
+            norms = norms.reshape(-1, 3, 1, 1)
+        return np.divide(block, norms, out=block)
+
+
+def _triplet_shape(alert: Alert) -> tuple[int, int] | None:
+    """The shared 2-D shape of an alert's three cutouts, or None (shapes differ, or a cutout is empty)."""
+    shapes = {np.shape(stamp.data) for stamp in (alert.science, alert.template, alert.difference)}
+    if len(shapes) != 1:
+        return None
+    (shape,) = shapes
+    return shape if len(shape) == 2 and 0 not in shape else None
+
+
 def ztf_triplet_batch(alerts: Sequence[Alert], row_wise: bool, device: str | torch.device = "cpu") -> torch.Tensor:
     """(N, 3, 63, 63): braai ``d6_m7`` (``row_wise``) or ``d6_m9`` / ACAI (whole-cutout) input.
 
-    Triplets of 63 x 63 cutouts (nearly all) are normalised together, with the same float32
-    operations per cutout as :func:`ztf_triplet` (row norms by the same reduction; a cutout's
-    norm by the same ``dot``), so the result is identical bit for bit; other shapes (cut at the
-    detector edge, oversized) go through :func:`ztf_triplet` one by one.
+    Alerts are grouped by cutout shape (ZTF's 63 x 63, nearly all; cut at the detector edge;
+    a Rubin size) and each group is normalised as one block (:func:`_normalised_block`), bit
+    for bit what :func:`ztf_triplet` gives one alert; an alert whose three cutouts differ in
+    shape goes through :func:`ztf_triplet` on its own.
     """
     n, frame = len(alerts), ZTF_TRIPLET_FRAME
     if not n:
         return torch.empty((0, 3, frame, frame), device=device)
-    host = np.empty((n, 3, frame, frame), dtype=np.float32)
-    whole = np.ones(n, dtype=bool)
+    groups: dict[tuple[int, int], list[int]] = {}
     for i, alert in enumerate(alerts):
         if not isinstance(alert, Alert):
             raise PreprocessError(f"expected an Alert, got {type(alert).__name__}")
-        stamps = (alert.science, alert.template, alert.difference)
-        if all(np.shape(s.data) == (frame, frame) for s in stamps):
-            for j, stamp in enumerate(stamps):
-                host[i, j] = stamp.data
-        else:
-            whole[i] = False
-            host[i] = ztf_triplet(alert, row_wise)
-    if whole.any():
-        block = np.nan_to_num(host[whole], copy=False)
-        with np.errstate(over="ignore", invalid="ignore"):
-            if row_wise:
-                norms = np.linalg.norm(block, axis=-1, keepdims=True)
-                norms[norms == 0] = 1
-            else:
-                planes = block.reshape(-1, frame * frame)
-                norms = np.sqrt(np.array([plane.dot(plane) for plane in planes], dtype=np.float32))
-                norms[norms == 0] = 1
-                norms = norms.reshape(-1, 3, 1, 1)
-            host[whole] = block / norms
+        groups.setdefault(_triplet_shape(alert) or (0, 0), []).append(i)
+    host = np.empty((n, 3, frame, frame), dtype=np.float32)
+    for shape, members in groups.items():
+        if shape == (0, 0):
+            for i in members:
+                host[i] = ztf_triplet(alerts[i], row_wise)
+            continue
+        block = np.empty((len(members), 3, *shape), dtype=np.float32)
+        for k, i in enumerate(members):
+            alert = alerts[i]
+            block[k, 0], block[k, 1], block[k, 2] = alert.science.data, alert.template.data, alert.difference.data
+        normalised = _normalised_block(block, row_wise)
+        h, w = normalised.shape[-2:]
+        if (h, w) == (frame, frame) and len(members) == n:
+            host = normalised
+            break
+        if (h, w) != (frame, frame):
+            normalised = np.pad(normalised, [(0, 0), (0, 0), (0, frame - h), (0, frame - w)], mode="constant",
+                                constant_values=_PAD_VALUE)
+        host[members] = normalised
     return to_device(torch.from_numpy(host), device)
 
 

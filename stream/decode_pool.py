@@ -119,8 +119,9 @@ def _address_space_bytes() -> int:
     return 0
 
 
-def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, memory_mb: int, decode_fn: DecodeFn | None) -> None:
-    """Worker loop: import, cap memory, then decode each job's values one at a time.
+def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, memory_mb: int, decode_fn: DecodeFn | None,
+                 nice: int = 0) -> None:
+    """Worker loop: import, lower its priority by ``nice``, cap memory, then decode each job's values one at a time.
 
     Protocol (worker -> supervisor): ``("ready", vm_bytes)`` once; per job, ``("outcomes",
     [(kind, payload), ...])`` blocks in message order, each entry ``("outcome", outcome)`` or
@@ -135,6 +136,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
     from stream.stack import die_with_parent
 
     die_with_parent()
+    if nice > 0:
+        os.nice(nice)
     fn = decode_fn or _default_decode_fn()
     from schemas.decode import SchemaRegistryError
 
@@ -181,13 +184,13 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
 class _Worker:
     """One worker process and its end of the pipe."""
 
-    def __init__(self, ctx: Any, limits: DecodeLimits, decode_fn: DecodeFn | None) -> None:
+    def __init__(self, ctx: Any, limits: DecodeLimits, decode_fn: DecodeFn | None, nice: int = 0) -> None:
         self._kill_lock = threading.Lock()
         self._killed = False
         self.conn, child = ctx.Pipe(duplex=True)
         #: Index (within the current job) of the message the worker is decoding; -1 before the first.
         self.progress = ctx.RawValue("q", -1)
-        self.process = ctx.Process(target=_worker_main, args=(child, self.progress, limits.worker_memory_mb, decode_fn),
+        self.process = ctx.Process(target=_worker_main, args=(child, self.progress, limits.worker_memory_mb, decode_fn, nice),
                                    name="decode-worker", daemon=True)
         self.process.start()
         child.close()
@@ -259,10 +262,15 @@ class DecodePool:
     """
 
     def __init__(self, workers: int, limits: DecodeLimits | None = None, *, decode_fn: DecodeFn | None = None,
-                 outcome_factory: Callable[..., Any] | None = None, min_chunk: int = 16) -> None:
+                 outcome_factory: Callable[..., Any] | None = None, min_chunk: int = 16, nice: int = 0) -> None:
         if workers < 1:
             raise ValueError("a decode pool needs at least one worker")
+        if not 0 <= nice <= 19:
+            raise ValueError(f"decode worker nice must be 0..19, got {nice}")
         self.limits = limits or DecodeLimits()
+        #: How much lower than the service's the workers' CPU priority is (``os.nice``): see
+        #: ``batch.decode_worker_nice``.
+        self.nice = nice
         #: A batch is split across workers only into chunks of at least this many messages
         #: (smaller ones cost more in hand-offs than they gain).
         self.min_chunk = min_chunk
@@ -350,7 +358,7 @@ class DecodePool:
                 self._retire(holder[0], gently=True)
 
     def _start_worker(self) -> _Worker:
-        w = _Worker(self._ctx, self.limits, self._decode_fn)
+        w = _Worker(self._ctx, self.limits, self._decode_fn, self.nice)
         with self._lock:
             self._live.add(w)
         return w

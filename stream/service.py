@@ -476,7 +476,8 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
         # service two to three times slower than decoding alone. A shorter interval lets them in.
         sys.setswitchinterval(DECODE_SWITCH_INTERVAL_S)
         # supervised spawn workers with a time and memory limit; they die with the service even after SIGKILL
-        pool = DecodePool(workers, DecodeLimits(timeout_s=settings.decode.timeout_s, worker_memory_mb=settings.decode.worker_memory_mb))
+        pool = DecodePool(workers, DecodeLimits(timeout_s=settings.decode.timeout_s, worker_memory_mb=settings.decode.worker_memory_mb),
+                          nice=settings.batch.decode_worker_nice)
     obs = settings.observability
     # metrics_port None: the configured port (0 there disables the endpoint); an explicit 0 binds a free port
     if metrics_port is None:

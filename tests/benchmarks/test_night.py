@@ -58,6 +58,21 @@ def test_ratios_use_the_same_run_figures():
     assert ratios["TensorRT batch 1024 alerts/s (GPU host)"]["met"] is None
 
 
+def test_models_option_selects_the_alert_models_everywhere():
+    from benchmarks.night import _engine_env
+
+    assert parse_args([]).models == [] and "SC__ENGINE__MODELS" not in _engine_env("onnxruntime", "cpu")
+    assert parse_args(["--models", "realbogus", "braai"]).models == ["realbogus", "braai"]
+    assert _engine_env("onnxruntime", "cpu", models=["realbogus", "braai"])["SC__ENGINE__MODELS"] == "realbogus,braai"
+
+
+def test_preprocessing_goal_reads_the_best_batch_of_the_difference_stamp_model():
+    lim = {"preprocess_by_model": {"realbogus": {"32": {"per_s": 12_000.0}, "256": {"per_s": 9_000.0}}, "braai": {"32": {"per_s": 50_000.0}}}}
+    ratio = next(r for r in compute_ratios(lim, {}) if "difference-stamp preprocessing" in r["name"])
+    assert ratio["value"] == 12_000.0 and ratio["met"] is True
+    assert next(r for r in compute_ratios({}, {}) if "difference-stamp preprocessing" in r["name"])["met"] is None
+
+
 def test_quick_defaults():
     args = parse_args(["--alerts", "300", "--quick"])
     assert (args.exposures, args.limit_alerts, args.bursts, args.burst_period_s) == (0, 300, 2, 10.0)
@@ -70,7 +85,7 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
 
     out = tmp_path / "results"
     assert main(["--alerts", "300", "--quick", "--out", str(out), "--backends", "onnxruntime", "torch",
-                 "--bursts", "2", "--burst-period-s", "4"]) == 0
+                 "--bursts", "2", "--burst-period-s", "4", "--models", "realbogus", "braai"]) == 0
 
     results = json.loads((out / "night.json").read_text())
     assert results["night"]["alerts"] == 300
@@ -84,6 +99,11 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
         assert lim[key]["per_s"] > 0, key
     for backend in ("onnxruntime", "torch"):
         assert set(lim["inference"][backend]["batches"]) == {"1", "32", "64", "256"}, backend
+        assert set(lim["inference"][backend]["models"]) == {"realbogus", "braai"}, backend   # --models, in the limits...
+    assert results["models"] == ["realbogus", "braai"] and set(lim["machine_limit"]["models"]) == {"realbogus", "braai"}
+    assert set(lim["preprocess_by_model"]["realbogus"]) == {"32", "256"} and lim["preprocess"]["batch"] in (32, 256)
+    assert lim["machine_limit"]["models"]["realbogus"]["preprocess_ms"] == min(
+        t["ms_per_item"] for t in lim["preprocess_by_model"]["realbogus"].values())
 
     for mode in ("asap", "paced"):
         run = results["service"][mode]
@@ -94,11 +114,13 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
         assert run["service_rss_mib"]["start"] and run["service_rss_mib"]["end"], mode
         assert sum(run["timeline"]["per_s"]) == pytest.approx(run["outputs"]), mode
     assert results["service"]["asap"]["inputs"] == 300
+    assert results["service"]["asap"]["settings"]["SC__ENGINE__MODELS"] == "realbogus,braai"          # ...and in the service
     assert results["service"]["paced"]["plan"]["bursts"] == 2
 
     assert results["fastest_backend_by_model"] and set(results["service"]["model_backends"]) <= set(results["fastest_backend_by_model"])
     assert results["service"]["paced"]["drain_s"] > 0 and results["service"]["paced"]["p99_target_ms"] >= 2000
     names = [r["name"] for r in results["ratios"]]
+    assert "realbogus difference-stamp preprocessing, alerts/s on one core (best batch)" in names
     assert "service alerts/s / bare-loop alerts/s" in names and "decode ms / raw gunzip+FITS ms per alert" in names
     assert next(r for r in results["ratios"] if r["name"].startswith("service"))["value"] > 0
 

@@ -131,7 +131,12 @@ def test_triplet_batch_equals_one_alert_at_a_time_bit_for_bit(ztf, row_wise):
     holes[10, 10] = np.inf
     nans = dataclasses.replace(ztf[1], difference=Stamp(holes))
     zero = dataclasses.replace(ztf[2], template=Stamp(np.zeros((63, 63), np.float32)))                # norm 0 -> left as is
-    alerts = [*ztf[:5], edge, nans, zero]
+    big = dataclasses.replace(ztf[3], science=Stamp(np.pad(np.asarray(ztf[3].science.data), 4)),     # oversized: cropped
+                              template=Stamp(np.pad(np.asarray(ztf[3].template.data), 4)),
+                              difference=Stamp(np.pad(np.asarray(ztf[3].difference.data), 4)))
+    rubin = _alerts("rubin")                                    # whole groups of smaller shapes, each normalised as a block
+    assert len({np.shape(a.science.data) for a in rubin}) > 1
+    alerts = [*ztf[:5], edge, nans, zero, big, *rubin, ztf[4]]
     batch = ztf_triplet_batch(alerts, row_wise).numpy()
     one_by_one = np.stack([ztf_triplet(a, row_wise) for a in alerts])
     assert batch.dtype == np.float32 and np.array_equal(batch, one_by_one)

@@ -71,6 +71,14 @@ def test_decode_workers_auto_number_or_zero(tmp_path):
             load_settings(env={"SC__BATCH__DECODE_WORKERS": bad})
 
 
+def test_decode_worker_nice_defaults_lower_and_is_checked():
+    assert load_settings(env={}).batch.decode_worker_nice == 10
+    assert load_settings(env={"SC__BATCH__DECODE_WORKER_NICE": "0"}).batch.decode_worker_nice == 0
+    for bad in ("-1", "20"):
+        with pytest.raises(ConfigError, match="batch.decode_worker_nice"):
+            load_settings(env={"SC__BATCH__DECODE_WORKER_NICE": bad})
+
+
 def test_per_model_backends_and_threads(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[engine]\nbackend = "onnxruntime"\nthreads = 3\nbackends = {acai = "openvino"}\n')

@@ -187,3 +187,27 @@ def test_a_batch_is_split_across_workers_in_order_and_a_crash_is_isolated_in_its
         assert [o.detail.split(":")[0] for o in small] == ["1", "2"]
     finally:
         pool.close()
+
+
+def _nice_decode(values, settings, registry_url=""):
+    """Names the worker's CPU priority (``os.nice(0)`` reads it) instead of decoding."""
+    import os
+
+    from stream.pipeline import DecodeOutcome
+
+    return [DecodeOutcome(reason="nice", detail=str(os.nice(0))) for _ in values], 0.0
+
+
+def test_workers_run_at_the_lower_cpu_priority_asked_for():
+    import os
+
+    own = os.nice(0)
+    for nice in (0, 7):
+        pool = DecodePool(1, DecodeLimits(timeout_s=30, worker_memory_mb=0), decode_fn=_nice_decode, nice=nice)
+        try:
+            outcomes, _ = pool.submit([b"a"], SETTINGS).result(timeout=60)
+            assert outcomes[0].detail == str(min(19, own + nice))
+        finally:
+            pool.close()
+    with pytest.raises(ValueError, match="0..19"):
+        DecodePool(1, nice=-1)
