@@ -167,8 +167,10 @@ AUTO_DECODE_WORKERS_MAX = 8
 class BatchSettings:
     max_size: int = 256
     max_wait_ms: int = 50
-    #: Upper bound on batches decoded but not yet committed (bounds memory).
-    max_in_flight: int = 2
+    #: Upper bound on batches consumed but not yet committed (bounds memory: ~30 MB per batch of
+    #: ZTF alerts). 3 keeps the decode workers a batch ahead while one is scored (2 left them
+    #: idle half the time: see benchmarks/README.md).
+    max_in_flight: int = 3
     #: Worker processes for decode: ``"auto"`` (one per usable core, ``os.sched_getaffinity``,
     #: at most :data:`AUTO_DECODE_WORKERS_MAX`), a number, or 0 to decode in the consuming
     #: thread (no watchdog). Each batch is split across the workers.

@@ -15,7 +15,9 @@ such a bug cost one dead letter instead of the service:
 * outcomes come back in blocks (every :data:`FLUSH_S` and at the end of the job), not one pipe
   message each: each receive costs the supervisor thread the GIL, which the service's scoring
   thread holds most of the time, and one receive per message made decoding in the service twice
-  as slow as decoding alone;
+  as slow as decoding alone; the values and the blocks' pixel arrays travel through two shared
+  memory areas per worker (:mod:`stream.decode_transport`), the pipe carrying only small
+  pickles and offsets;
 * the message responsible (the one in progress when a limit broke) becomes a dead letter with
   reason ``decode_timeout`` or ``decode_memory_limit`` (``decode_worker_crashed`` for any other
   death, a segfault say), a fresh worker replaces the broken one, and the rest of the batch is
@@ -48,6 +50,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import structlog
+
+from stream.decode_transport import AREA_BYTES, SharedArea, shared_memory_available
 
 __all__ = [
     "FLUSH_S",
@@ -120,11 +124,14 @@ def _address_space_bytes() -> int:
 
 
 def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, memory_mb: int, decode_fn: DecodeFn | None,
-                 nice: int = 0) -> None:
+                 nice: int = 0, areas: tuple[SharedArea, SharedArea] | None = None) -> None:
     """Worker loop: import, lower its priority by ``nice``, cap memory, then decode each job's values one at a time.
 
-    Protocol (worker -> supervisor): ``("ready", vm_bytes)`` once; per job, ``("outcomes",
-    [(kind, payload), ...])`` blocks in message order, each entry ``("outcome", outcome)`` or
+    Protocol (supervisor -> worker): a job ``(values, spans, settings, registry_url)``: the
+    values themselves, or None and their spans in the in area (:mod:`stream.decode_transport`);
+    None to stop. (worker -> supervisor): ``("ready", vm_bytes)`` once; per job, blocks in
+    message order, ``("outcomes", [(kind, payload), ...])`` or the same list packed in the out
+    area, ``("outcomes_shm", (pickle, spans))``, each entry ``("outcome", outcome)`` or
     ``("memory", detail)`` for a MemoryError; ``("registry", detail)`` ends the job early; then
     ``("done", seconds)``. Before decoding message ``i`` of a job, ``progress.value = i``.
     """
@@ -154,7 +161,12 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
             return
         if job is None:
             return
-        values, settings, registry_url = job
+        values, spans, settings, registry_url = job
+        if spans is not None and areas is not None:
+            values = [areas[0].value(span) for span in spans]
+        out_area = areas[1] if areas is not None else None
+        if out_area is not None:
+            out_area.rewind()
         t0 = last_flush = time.perf_counter()
         block: list[tuple[str, Any]] = []
         for i, value in enumerate(values):
@@ -166,17 +178,26 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
                 block.append(("memory", f"MemoryError under decode.worker_memory_mb = {memory_mb}: {exc}"[:300]))
             except SchemaRegistryError as exc:
                 if block:
-                    conn.send(("outcomes", block))
+                    _send_outcomes(conn, block, out_area)
                     block = []
                 conn.send(("registry", str(exc)))
                 break
             now = time.perf_counter()
             if now - last_flush >= FLUSH_S:
-                conn.send(("outcomes", block))
+                _send_outcomes(conn, block, out_area)
                 block, last_flush = [], now
         if block:
-            conn.send(("outcomes", block))
+            _send_outcomes(conn, block, out_area)
         conn.send(("done", time.perf_counter() - t0))
+
+
+def _send_outcomes(conn: multiprocessing.connection.Connection, block: list[tuple[str, Any]], out_area: SharedArea | None) -> None:
+    """A block of outcomes to the supervisor: its arrays through the out area where they fit."""
+    packed = out_area.pack(block) if out_area is not None else None
+    if packed is None:
+        conn.send(("outcomes", block))
+    else:
+        conn.send(("outcomes_shm", packed))
 
 
 # ---------------------------------------------------------------- the supervisor side
@@ -184,16 +205,24 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
 class _Worker:
     """One worker process and its end of the pipe."""
 
-    def __init__(self, ctx: Any, limits: DecodeLimits, decode_fn: DecodeFn | None, nice: int = 0) -> None:
+    def __init__(self, ctx: Any, limits: DecodeLimits, decode_fn: DecodeFn | None, nice: int = 0,
+                 shared_memory_bytes: int = 0) -> None:
         self._kill_lock = threading.Lock()
         self._killed = False
         self.conn, child = ctx.Pipe(duplex=True)
         #: Index (within the current job) of the message the worker is decoding; -1 before the first.
         self.progress = ctx.RawValue("q", -1)
-        self.process = ctx.Process(target=_worker_main, args=(child, self.progress, limits.worker_memory_mb, decode_fn, nice),
+        #: (in, out) shared areas (:mod:`stream.decode_transport`), or None: the pipe carries everything.
+        self.areas = ((SharedArea(shared_memory_bytes, "sc-decode-in"), SharedArea(shared_memory_bytes, "sc-decode-out"))
+                      if shared_memory_bytes > 0 else None)
+        self.process = ctx.Process(target=_worker_main, args=(child, self.progress, limits.worker_memory_mb, decode_fn, nice, self.areas),
                                    name="decode-worker", daemon=True)
-        self.process.start()
-        child.close()
+        try:
+            self.process.start()
+        finally:
+            child.close()
+            for area in self.areas or ():
+                area.release_fd()
         if not self.conn.poll(STARTUP_TIMEOUT_S):
             self.kill()
             raise DecodeWorkerError(f"decode worker did not start within {STARTUP_TIMEOUT_S:.0f} s")
@@ -220,6 +249,11 @@ class _Worker:
             self.process.kill()
         self.process.join(5)
         self.conn.close()
+        for area in self.areas or ():
+            try:
+                area.close()
+            except BufferError:  # the supervisor is copying a block out this instant: freed with the worker
+                pass
 
     def stop(self) -> None:
         try:
@@ -262,7 +296,8 @@ class DecodePool:
     """
 
     def __init__(self, workers: int, limits: DecodeLimits | None = None, *, decode_fn: DecodeFn | None = None,
-                 outcome_factory: Callable[..., Any] | None = None, min_chunk: int = 16, nice: int = 0) -> None:
+                 outcome_factory: Callable[..., Any] | None = None, min_chunk: int = 16, nice: int = 0,
+                 shared_memory_bytes: int = AREA_BYTES) -> None:
         if workers < 1:
             raise ValueError("a decode pool needs at least one worker")
         if not 0 <= nice <= 19:
@@ -271,6 +306,10 @@ class DecodePool:
         #: How much lower than the service's the workers' CPU priority is (``os.nice``): see
         #: ``batch.decode_worker_nice``.
         self.nice = nice
+        #: Bytes of each worker's two shared areas (:mod:`stream.decode_transport`) that carry values
+        #: and decoded arrays; what does not fit, and everything when 0 (or where the platform
+        #: has no ``memfd_create``), goes through the pipe.
+        self.shared_memory_bytes = shared_memory_bytes if shared_memory_available() else 0
         #: A batch is split across workers only into chunks of at least this many messages
         #: (smaller ones cost more in hand-offs than they gain).
         self.min_chunk = min_chunk
@@ -358,7 +397,7 @@ class DecodePool:
                 self._retire(holder[0], gently=True)
 
     def _start_worker(self) -> _Worker:
-        w = _Worker(self._ctx, self.limits, self._decode_fn, self.nice)
+        w = _Worker(self._ctx, self.limits, self._decode_fn, self.nice, self.shared_memory_bytes)
         with self._lock:
             self._live.add(w)
         return w
@@ -421,7 +460,11 @@ class DecodePool:
             if not worker.process.is_alive():
                 raise _WorkerGone(f"exit code {worker.process.exitcode}")
             worker.progress.value = -1
-            worker.conn.send((values, job.settings, job.registry_url))
+            spans = None
+            if worker.areas is not None:
+                worker.areas[0].rewind()
+                spans = worker.areas[0].put(values)
+            worker.conn.send((values if spans is None else None, spans, job.settings, job.registry_url))
         except OSError as exc:  # died while idle: no message of this batch is to blame
             raise _WorkerGone(type(exc).__name__) from None
         timeout = self.limits.timeout_s
@@ -455,6 +498,8 @@ class DecodePool:
                 if code == -signal.SIGKILL:
                     raise _LimitBroken(culprit, received, DECODE_MEMORY_LIMIT, "decode worker was killed (SIGKILL: out of memory?)") from None
                 raise _LimitBroken(culprit, received, DECODE_WORKER_CRASHED, f"decode worker died (exit code {code})") from None
+            if kind == "outcomes_shm" and worker.areas is not None:
+                kind, payload = "outcomes", worker.areas[1].unpack(*payload)
             if kind == "outcomes":
                 if received + len(payload) > len(values):
                     raise DecodeWorkerError(f"decode worker sent {received + len(payload)} outcomes for {len(values)} values")

@@ -141,7 +141,9 @@ class Service:
         consumed = 0
         try:
             while not self._stop.is_set():
-                messages = self.consumer.consume(num_messages=bs.max_size, timeout=bs.max_wait_ms / 1000.0)
+                # a decoded batch waiting: take what the consumer holds already, without waiting for more
+                wait_s = 0.0 if self._pending and self._pending[0].decoded.done() else bs.max_wait_ms / 1000.0
+                messages = self.consumer.consume(num_messages=bs.max_size, timeout=wait_s)
                 self.metrics.last_loop_monotonic = time.monotonic()
                 envelopes = self._envelopes(messages)
                 if envelopes:
@@ -149,7 +151,11 @@ class Service:
                     consumed += len(envelopes)
                     self._pending.append(self._submit(envelopes))
                     self.metrics.in_flight.set(len(self._pending))
-                while self._pending and (len(self._pending) >= bs.max_in_flight or not envelopes or self._pending[0].decoded.done()):
+                # One batch per turn, so the next is consumed and handed to the decoders before the
+                # one after it is scored: the decode pool always has work queued while this thread
+                # scores (processing every decoded batch at once left the workers idle, then this
+                # thread waiting on them).
+                if self._pending and (len(self._pending) >= bs.max_in_flight or not envelopes or self._pending[0].decoded.done()):
                     self._process(self._pending.popleft())
                     self.metrics.in_flight.set(len(self._pending))
                 self._update_lag()

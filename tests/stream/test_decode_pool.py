@@ -211,3 +211,29 @@ def test_workers_run_at_the_lower_cpu_priority_asked_for():
             pool.close()
     with pytest.raises(ValueError, match="0..19"):
         DecodePool(1, nice=-1)
+
+
+@pytest.mark.parametrize("area_bytes", [None, 0, 120_000], ids=["shared-memory", "pipe-only", "areas-too-small-for-some"])
+def test_real_packets_decode_the_same_through_shared_memory_or_the_pipe(area_bytes):
+    import numpy as np
+
+    from stream.pipeline import decode_values
+
+    values = [p.read_bytes() for p in real_ztf_packets(12)] + [None, b"not avro"]
+    expected, _ = decode_values(values, SETTINGS)
+    kwargs = {} if area_bytes is None else {"shared_memory_bytes": area_bytes}
+    pool = DecodePool(2, DecodeLimits(timeout_s=30, worker_memory_mb=1536), min_chunk=4, **kwargs)
+    try:
+        for _ in range(2):  # the areas are rewound and reused by the next job
+            outcomes, _ = pool.submit(values, SETTINGS).result(timeout=120)
+            assert [(o.reason, o.detail) for o in outcomes] == [(o.reason, o.detail) for o in expected]
+            for got, want in zip(outcomes, expected, strict=True):
+                assert [a.key for a in got.items] == [a.key for a in want.items]
+                for a, b in zip(got.items, want.items, strict=True):
+                    for stamp in ("science", "template", "difference"):
+                        x, y = getattr(a, stamp).data, getattr(b, stamp).data
+                        assert np.array_equal(x, y, equal_nan=True) and x.dtype == y.dtype and x.flags.writeable
+                    assert dict(a.candidate) == dict(b.candidate)
+        assert pool.replaced == 0
+    finally:
+        pool.close()
