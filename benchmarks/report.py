@@ -118,6 +118,13 @@ def markdown(results: Mapping[str, Any]) -> str:
                   + ", ".join(f"{m} {b}" for m, b in results["fastest_backend_by_model"].items()) + "."]
     if lim.get("exposures"):
         lines += ["", "### Raw exposures (seconds per exposure)", "", "```", json.dumps(lim["exposures"], indent=1), "```"]
+    kc = svc.get("kafka_consume") or {}
+    if kc:
+        lines += ["", "### Kafka alone (embedded broker on the same cores)", "",
+                  f"The night published to a fresh topic and read back by one consumer with the service's consumer settings, "
+                  f"{kc.get('batch')} at a time, doing nothing else: {_fmt(kc.get('per_s'))} messages/s; the reader's CPU "
+                  f"{_fmt(kc.get('consumer_cpu_ms_per_message'), 3)} ms per message, the broker's {_fmt(kc.get('broker_cpu_s'), 2)} s "
+                  "over the read. The machine's limit leaves this out: the service pays it on the same cores."]
     backends = svc.get("model_backends") or {}
     lines += ["", "## The real service (embedded Tansu broker + Redis, 4 partitions)", "",
               f"Backend {svc.get('backend')}" + (f", per model: {', '.join(f'{m} {b}' for m, b in sorted(backends.items()))}"

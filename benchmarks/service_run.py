@@ -35,7 +35,7 @@ import structlog
 
 from benchmarks.night_data import NightMessage
 
-__all__ = ["ServiceRunResult", "BurstPlan", "run_service", "percentiles", "REPO"]
+__all__ = ["ServiceRunResult", "BurstPlan", "run_service", "bare_consume", "percentiles", "REPO"]
 
 log = structlog.get_logger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -377,6 +377,77 @@ def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, serv
         result.latencies_ms = reader.latencies()
     result.samples = sampler.samples
     return result
+
+
+def bare_consume(messages: Sequence[NightMessage], *, stack: Any, partitions: int = 4, batch: int = 256,
+                 timeout_s: float = 300.0) -> dict[str, Any]:
+    """The night's messages through Kafka and nothing else: published to a fresh topic, then read
+    back by one consumer with the service's consumer settings, ``batch`` at a time.
+
+    What moving the alerts costs on this machine (the broker shares its cores), and what the
+    machine's limit leaves out: ``per_s`` (first message to last), the reading process's CPU
+    ms per message, and the broker's CPU seconds over the read.
+    """
+    from confluent_kafka import Consumer
+
+    from stream.kafka_clients import CONSUMER_DEFAULTS
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_SESSION_TIMEOUT_MS, create_topics
+
+    topic = f"bench-consume-{uuid.uuid4().hex[:6]}"
+    create_topics(stack.bootstrap_servers, [topic], partitions=partitions)
+    publisher = _Publisher(stack.bootstrap_servers, topic)
+    publisher.send(messages)
+    publisher.flush()
+    consumer = Consumer({**CONSUMER_DEFAULTS, "bootstrap.servers": stack.bootstrap_servers, "group.id": f"{topic}-group",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "partition.assignment.strategy": EMBEDDED_ASSIGNMENT_STRATEGY,
+                         "session.timeout.ms": EMBEDDED_SESSION_TIMEOUT_MS})
+    broker = _child_pid("tansu")
+    try:
+        consumer.subscribe([topic])
+        read, first = 0, 0
+        t0 = cpu0 = broker0 = None
+        deadline = time.monotonic() + timeout_s
+        while read < len(messages) and time.monotonic() < deadline:
+            got = [m for m in consumer.consume(batch, 1.0) if m.error() is None]
+            if got and t0 is None:  # from the first batch on: the group join is not transport
+                t0, cpu0, broker0, first = time.perf_counter(), time.process_time(), _cpu_seconds(broker), len(got)
+            read += len(got)
+        wall = time.perf_counter() - t0 if t0 is not None else 0.0
+        cpu = time.process_time() - cpu0 if cpu0 is not None else 0.0
+        counted = read - first
+        broker_s = _cpu_seconds(broker) - broker0 if broker0 is not None and broker is not None else None
+    finally:
+        consumer.close()
+    return {"messages": read, "complete": read == len(messages), "batch": batch,
+            "per_s": round(counted / wall, 1) if wall > 0 and counted else None,
+            "consumer_cpu_ms_per_message": round(1000 * cpu / counted, 4) if counted else None,
+            "broker_cpu_s": None if broker_s is None else round(broker_s, 2)}
+
+
+def _child_pid(name: str) -> int | None:
+    """The pid of this process's child whose name contains ``name`` (the embedded broker), if any."""
+    import psutil
+
+    for child in psutil.Process().children():
+        try:
+            if name in child.name():
+                return child.pid
+        except psutil.Error:
+            continue
+    return None
+
+
+def _cpu_seconds(pid: int | None) -> float:
+    if pid is None:
+        return 0.0
+    try:
+        import psutil
+
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
+    except Exception:  # noqa: BLE001 - a figure for the report only: a vanished broker just leaves it out
+        return 0.0
 
 
 def _send_bursts(publisher: _Publisher, messages: Sequence[NightMessage], plan: BurstPlan) -> None:

@@ -114,6 +114,8 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
         assert run["service_rss_mib"]["start"] and run["service_rss_mib"]["end"], mode
         assert sum(run["timeline"]["per_s"]) == pytest.approx(run["outputs"]), mode
     assert results["service"]["asap"]["inputs"] == 300
+    kc = results["service"]["kafka_consume"]
+    assert kc["complete"] and kc["messages"] == 300 and kc["per_s"] > 0 and kc["consumer_cpu_ms_per_message"] > 0
     assert results["service"]["asap"]["settings"]["SC__ENGINE__MODELS"] == "realbogus,braai"          # ...and in the service
     assert results["service"]["paced"]["plan"]["bursts"] == 2
 
@@ -125,7 +127,7 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
     assert next(r for r in results["ratios"] if r["name"].startswith("service"))["value"] > 0
 
     md = (out / "night.md").read_text()
-    assert "| service alerts/s / bare-loop alerts/s |" in md and "| asap |" in md
+    assert "| service alerts/s / bare-loop alerts/s |" in md and "| asap |" in md and "### Kafka alone" in md
     assert (out / "night.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -168,6 +170,15 @@ def test_fastest_backend_per_model_at_the_service_batch():
         "torch": {"error": "did not load"},
     }}
     assert fastest_backends(lim, batch=256) == {"acai": "openvino", "braai": "onnxruntime"}
+
+
+def test_limit_with_kafka_adds_the_reader_and_broker_cpu_per_message():
+    lim = {"machine_limit": {"alerts_per_s": 800.0, "ms_per_alert_one_core": 2.5, "cores": 2}}
+    svc = {"asap": {"throughput_per_s": 600.0}, "kafka_consume": {"messages": 1000, "consumer_cpu_ms_per_message": 0.3, "broker_cpu_s": 0.2}}
+    ratios = {r["name"]: r for r in compute_ratios(lim, svc)}
+    # 2 cores / (2.5 + 0.3 + 0.2 ms) = 666.7 alerts/s
+    assert ratios["service alerts/s / machine limit with Kafka's CPU per message added (reader + broker)"]["value"] == pytest.approx(0.9)
+    assert ratios["service alerts/s / machine limit (stage minima over the usable cores)"]["value"] == 0.75
 
 
 def test_burst_latency_target_and_cpu_efficiency_ratios():
