@@ -536,7 +536,9 @@ def difference_alert_batch_by_scale(alerts: Sequence[Alert], size: int = STAMP_F
         for stamp in (alert.science, alert.template, alert.difference):
             data = np.asarray(stamp.data, dtype=np.float32)
             if abs(ratio - 1.0) <= 0.02:
-                planes.append(frame_stamp(data, size, position_px=alert.position_px, detector_shape=alert.detector_shape))
+                # a stamp that fills the frame (nearly every ZTF one) is its own framing
+                planes.append(data if data.shape == (size, size) else
+                              frame_stamp(data, size, position_px=alert.position_px, detector_shape=alert.detector_shape))
                 continue
             finite = np.isfinite(data)
             filled = np.where(finite, data, np.median(data[finite]) if finite.any() else 0.0).astype(np.float32)

@@ -134,6 +134,22 @@ def test_difference_alert_batch_matches_numpy_reference(alerts) -> None:
             np.testing.assert_allclose(row[channel], expected, atol=ATOL, rtol=0)
 
 
+def test_arcsec_grid_stamps_match_numpy_reference_on_ztf(alerts) -> None:
+    """``difference_stamps_arcsec_63`` (alertclass): ZTF stamps are already on the 1.01" grid, so
+    framing + fill + min-max as for real/bogus, no resize (full-frame stamps skip the framing)."""
+    from engines.preprocess import difference_alert_batch_by_scale
+
+    batch = difference_alert_batch_by_scale(alerts, 63, 1.01)
+    assert batch.shape == (len(alerts), 3, 63, 63) and torch.isfinite(batch).all()
+    assert float(batch.min()) >= 0.0 and float(batch.max()) <= 1.0
+    ztf = [(row, a) for row, a in zip(batch.numpy(), alerts) if a.survey == "ztf"]
+    assert len(ztf) == len(alerts)
+    for row, alert in ztf:
+        for channel, stamp in enumerate((alert.science, alert.template, alert.difference)):
+            expected = np_fill_normalise(np_frame(stamp.data, 63, alert.position_px, alert.detector_shape))
+            np.testing.assert_allclose(row[channel], expected, atol=ATOL, rtol=0)
+
+
 def np_rownorm_stamp(data: np.ndarray, size: int) -> np.ndarray:
     """braai d6_m7's normalisation written out: NaN -> 0, centre-crop to 63, each row / its L2
     norm in float32 (zero rows kept; a row whose squares overflow float32 becomes zeros, as in
