@@ -39,6 +39,7 @@ from schemas.decode.errors import DecodeError, Reason
 
 __all__ = [
     "encode_long",
+    "encode_varint",
     "CONTAINER_MAGIC",
     "WIRE_MAGIC",
     "CODECS",
@@ -321,15 +322,19 @@ def _read_exact(fh: BinaryIO, size: int, what: str) -> bytes:
     return data
 
 
+def encode_varint(value: int) -> bytes:
+    """An unsigned little-endian base-128 varint (snappy's uncompressed length; Avro longs after zig-zag)."""
+    out = bytearray()
+    while value & ~0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
 def encode_long(value: int) -> bytes:
     """Avro's zig-zag varint encoding of a long (block counts and sizes, string lengths)."""
-    acc = (value << 1) ^ (value >> 63)
-    out = bytearray()
-    while acc & ~0x7F:
-        out.append((acc & 0x7F) | 0x80)
-        acc >>= 7
-    out.append(acc)
-    return bytes(out)
+    return encode_varint((value << 1) ^ (value >> 63))
 
 
 def _read_header(fh: BinaryIO) -> tuple[dict[str, bytes], bytes]:

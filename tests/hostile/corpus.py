@@ -33,7 +33,7 @@ import fastavro
 import numpy as np
 from astropy.io import fits
 
-from schemas.decode.avro import encode_long
+from schemas.decode.avro import encode_long, encode_varint
 
 __all__ = ["HostileCase", "hostile_cases", "build_corpus", "SAMPLES"]
 
@@ -236,7 +236,7 @@ def hostile_cases() -> list[HostileCase]:
                               [(1, _zstd_zeros(100_000_000))], codec="zstandard"), "too_large"),
         HostileCase("snappy_block_declares_2gb",
                     container({"type": "record", "name": "b", "fields": alert_marker},
-                              [(1, _long_unsigned(2**31) + b"\x00" * 16 + b"\x00\x00\x00\x00")], codec="snappy"), "too_large"),
+                              [(1, encode_varint(2**31) + b"\x00" * 16 + b"\x00\x00\x00\x00")], codec="snappy"), "too_large"),
         HostileCase("xz_block_truncated",
                     container({"type": "record", "name": "b", "fields": alert_marker},
                               [(1, lzma.compress(b"\x00" * 1000, format=lzma.FORMAT_XZ)[:-20])], codec="xz"), "truncated_avro"),
@@ -283,15 +283,6 @@ def hostile_cases() -> list[HostileCase]:
                     "bad_schema"),
     ]
     return cases
-
-
-def _long_unsigned(value: int) -> bytes:
-    out = bytearray()
-    while value & ~0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _zstd_zeros(size: int) -> bytes:
