@@ -92,15 +92,16 @@ class SharedArea:
     def put(self, chunks: Sequence[Any]) -> list[Span] | None:
         """Write ``chunks`` (bytes-like, or None) after what this job wrote already; their spans,
         or None (nothing written) when they do not all fit."""
-        sizes = [0 if c is None else memoryview(c).nbytes for c in chunks]
-        if self._cursor + sum(sizes) > self.size:
+        views = [None if c is None else memoryview(c).cast("B") for c in chunks]
+        if self._cursor + sum(v.nbytes for v in views if v is not None) > self.size:
             return None
         spans: list[Span] = []
-        for chunk, n in zip(chunks, sizes, strict=True):
-            if chunk is None:
+        for view in views:
+            if view is None:
                 spans.append(None)
                 continue
-            self.map[self._cursor:self._cursor + n] = memoryview(chunk).cast("B")
+            n = view.nbytes
+            self.map[self._cursor:self._cursor + n] = view
             spans.append((self._cursor, n))
             self._cursor += n
         return spans
