@@ -137,15 +137,19 @@ class ModelRunner:
     """One model on one backend: ``preprocess`` -> ``infer`` (probabilities), or ``score``.
 
     ``select(items)`` says which items the model scores at all: those of the surveys its card
-    names, which its preprocessing can take (ACAI needs its features); the others get no score
-    from it. One preprocessed row per item (a pair of tensors for a model with a feature
-    input). For raw exposures a row holds the exposure's CCD chips side by side, (N, chips,
+    names (trained and checked on) or the operator added unvalidated, which its preprocessing can
+    take (ACAI needs its features); the others get no score from it. One preprocessed row per
+    item (a pair of tensors for a model with a feature input). For raw exposures a row holds the exposure's CCD chips side by side, (N, chips,
     H, W) for a (1, H, W) network: ``infer`` scores every chip and returns the mean over an
     exposure's chips, so the output is still (N, K).
     """
 
-    def __init__(self, card: ModelCard, engine: Engine, provenance: ModelProvenance, device: str) -> None:
+    def __init__(self, card: ModelCard, engine: Engine, provenance: ModelProvenance, device: str,
+                 unvalidated_surveys: Sequence[str] = ()) -> None:
         self.card = card
+        #: Surveys the operator runs this model on although its card does not name them
+        #: (``engine.run_unvalidated``): its scores there are marked ``validated = false``.
+        self.unvalidated_surveys: tuple[str, ...] = tuple(s for s in unvalidated_surveys if s not in card.surveys)
         self.engine = engine
         self.provenance = provenance
         self.labels: tuple[str, ...] = card.labels
@@ -155,8 +159,10 @@ class ModelRunner:
         self._applies = APPLIES.get(card.preprocessing)
 
     def applies(self, item: Alert | Exposure) -> bool:
-        """Whether this model scores ``item`` (its survey, and what its preprocessing needs)."""
-        if not self.card.applies_to_survey(str(getattr(item, "survey", ""))):
+        """Whether this model scores ``item``: a survey its card names (or the operator added,
+        unvalidated), and what its preprocessing needs."""
+        survey = str(getattr(item, "survey", ""))
+        if not self.card.applies_to_survey(survey) and survey not in self.unvalidated_surveys:
             return False
         return self._applies is None or bool(self._applies(item))
 
@@ -282,10 +288,12 @@ class Registry:
         allow_untrained: bool = False,
         precision: str | None = None,
         version: str | None = None,
+        unvalidated_surveys: Sequence[str] = (),
         **engine_options: Any,
     ) -> ModelRunner:
         """A loaded runner for model ``name`` (its default version, or ``version``) on ``backend``
         (torch, onnxruntime, openvino, tensorrt). Refuses untrained models unless ``allow_untrained``.
+        It scores the surveys its card names, plus ``unvalidated_surveys`` (marked so in every record).
         ``precision``: for openvino "f32" (default) or "bf16"; for tensorrt "fp16"/"fp32" (default: by GPU)."""
         card = self.card(name, version)
         if not card.trained and not allow_untrained:
@@ -322,10 +330,13 @@ class Registry:
             engine = open_onnx_engine(backend, onnx, card.contract, device=device, **engine_options)
         extra["precision"] = getattr(engine, "precision", "fp32")
         extra["class_scores"] = card.class_score_keys
-        provenance = ModelProvenance(card.name, card.version, card.weights_sha256, card.trained, backend, extra)
+        if card.real_bogus:
+            extra["real_bogus"] = True
+        provenance = ModelProvenance(card.name, card.version, card.weights_sha256, card.trained, backend, extra,
+                                     surveys=card.surveys)
         log.info("runner_loaded", model=name, version=card.version, backend=backend, device=device, trained=card.trained,
                  precision=extra["precision"], onnx_sha256=extra.get("onnx_sha256"))
-        return ModelRunner(card, engine, provenance, device)
+        return ModelRunner(card, engine, provenance, device, unvalidated_surveys)
 
 
 def load_registry(cards_dir: str | Path | None = None, weights_dir: str | Path | None = None) -> Registry:

@@ -16,7 +16,8 @@ import numpy as np
 from schemas.alert import Alert, Exposure, InputKind
 from schemas.provenance import ModelProvenance
 
-__all__ = ["Runner", "ModelResults", "StageClock", "THREADED_BACKENDS", "select_cards", "load_kind_runners", "score_items"]
+__all__ = ["Runner", "ModelResults", "StageClock", "THREADED_BACKENDS", "select_cards", "load_kind_runners", "survey_scope",
+           "score_items"]
 
 Item = Alert | Exposure
 
@@ -58,7 +59,8 @@ THREADED_BACKENDS = ("onnxruntime", "openvino")
 
 def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: str, cache_dir: str,
                       models: Iterable[str] = (), allow_untrained: bool = False, skip_untrained: bool = False,
-                      backends: Mapping[str, str] | None = None, threads: int = 0, infer_batch: int = 0) -> list[Any]:
+                      backends: Mapping[str, str] | None = None, threads: int = 0, infer_batch: int = 0,
+                      unvalidated: Mapping[str, Sequence[str]] | None = None) -> list[Any]:
     """Loaded runners for every selected card of ``kind`` (each at the version selected).
 
     Each model runs on ``backends[name]`` where named there, else on ``backend`` (the fastest
@@ -66,19 +68,35 @@ def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: s
     OpenVINO engines; ``infer_batch`` > 0 caps each runner's ``max_batch`` (the chunk
     :func:`score_items` preprocesses and infers at once). An untrained card is refused by the
     registry unless ``allow_untrained``; ``skip_untrained`` leaves such cards out instead
-    (offline scoring of whatever trained models there are).
+    (offline scoring of whatever trained models there are). Each model scores the surveys its
+    card names; ``unvalidated[name]`` adds surveys it runs on unchecked (its scores say so).
     """
     cards = select_cards(registry, kind, models, include_untrained=allow_untrained or not skip_untrained)
     runners = []
     for card in cards:
         chosen = (backends or {}).get(card.name, backend)
         options = {"threads": threads} if threads > 0 and chosen in THREADED_BACKENDS and not device.startswith("cuda") else {}
+        extra_surveys = tuple((unvalidated or {}).get(card.name, ()))
+        if extra_surveys:
+            options["unvalidated_surveys"] = extra_surveys
         runner = registry.load_runner(card.name, chosen, device=device, cache_dir=cache_dir,
                                       allow_untrained=allow_untrained, version=card.version, **options)
         if infer_batch > 0:
             runner.max_batch = min(int(runner.max_batch), infer_batch)
         runners.append(runner)
     return runners
+
+
+def survey_scope(runners: Iterable[Any]) -> list[dict[str, Any]]:
+    """Per loaded runner: the surveys it was trained and checked on, and those the operator added
+    unvalidated (what the service and ``classify`` log at start-up)."""
+    scope = []
+    for runner in runners:
+        provenance = runner.provenance
+        scope.append({"model": provenance.name, "version": provenance.version,
+                      "validated_surveys": list(provenance.surveys or ()),
+                      "unvalidated_surveys": list(getattr(runner, "unvalidated_surveys", ()))})
+    return scope
 
 
 def _timed(clock: StageClock | None, stage: str, fn: Callable[[], Any]) -> Any:

@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["InputKind", "Stamp", "Alert", "Exposure", "ReadOnlyFields", "dedup_key"]
+__all__ = ["SURVEYS", "InputKind", "Stamp", "Alert", "Exposure", "ReadOnlyFields", "dedup_key"]
+
+#: Every value of an input's ``survey``: the alert surveys, and ``exposure`` for our exposures.
+SURVEYS: tuple[str, ...] = ("ztf", "rubin", "exposure")
 
 
 class ReadOnlyFields(Mapping[str, Any]):

@@ -1,7 +1,7 @@
 """The classified output record: build it from an input and its scores, encode and decode it.
 
 Schema: ``schemas/classified/v<major>_<minor>.avsc``, framed as Confluent wire format with
-schema id ``100 * major + minor`` (v1.0 -> 100, v1.1 -> 101), like Rubin's rule. Writers use
+schema id ``100 * major + minor`` (v1.0 -> 100, v1.1 -> 101, ..., v1.3 -> 103), like Rubin's rule. Writers use
 the version named in the record's ``schema_version`` (default: the latest shipped);
 :func:`decode_classified` reads any shipped version and resolves it to the latest.
 
@@ -25,6 +25,7 @@ from schemas.decode.avro import frame_wire, split_wire
 from schemas.decode.errors import DecodeError, Reason
 from schemas.projection import DETECTION_FIELDS, MJD_TIME_SCALE, item_fields, utc_mjd_to_tai
 from schemas.provenance import ModelProvenance
+from schemas.quality import quality_fields
 
 __all__ = [
     "CLASSIFIED_VERSIONS",
@@ -32,6 +33,7 @@ __all__ = [
     "CLASSIFIED_SCHEMA_HEADER",
     "classified_schema_id",
     "classification_fields",
+    "unscored_reason",
     "build_classified_record",
     "encode_classified",
     "decode_classified",
@@ -72,38 +74,65 @@ def classified_schema(version: tuple[int, int] = LATEST_CLASSIFIED_VERSION) -> d
 _FETCHED: dict[str, Any] = {}
 
 
+def _model_entry(provenance: ModelProvenance, scores: Mapping[str, float], survey: str) -> dict[str, Any]:
+    return {
+        "name": provenance.name,
+        "version": provenance.version,
+        "weights_sha256": provenance.weights_sha256,
+        "backend": provenance.backend,
+        "trained": bool(provenance.trained),
+        "scores": {str(k): float(v) for k, v in scores.items()},
+        "validated": provenance.validated_on(survey),                            # added in v1.3
+    }
+
+
+def unscored_reason(survey: str, unvalidated: Sequence[str]) -> str:
+    """Why a record carries no score of a model validated on its survey (``unscored_reason``)."""
+    reason = f"no model validated on survey {survey!r} scored this input"
+    if unvalidated:
+        reason += f"; scores of models not validated on it ({', '.join(unvalidated)}) are in models with validated = false"
+    return reason
+
+
 def classification_fields(
     item: Alert | Exposure,
     model_results: Sequence[tuple[ModelProvenance, Mapping[str, float]]],
-    real_bogus_model: str = "realbogus",
 ) -> dict[str, Any]:
     """The classified record's fields that depend on the input and its scores alone (no Kafka
     source, no timestamps): what offline ``classify`` prints and the service publishes.
 
-    ``real_bogus`` is the ``"real"`` score of the model named ``real_bogus_model`` (null if that
-    model did not run); ``class_scores`` merges the other models' label -> probability (a label
-    two models share is written ``"<model>.<label>"`` for the later one). A model whose
-    provenance ``extra["class_scores"]`` maps labels to keys (its card's ``class_labels`` and
+    Survey scope: a model's scores feed ``real_bogus`` and ``class_scores`` only where it was
+    validated on the input's survey (its card's ``surveys``); a model the operator ran on
+    another survey (``engine.run_unvalidated``) appears in ``models`` alone, with
+    ``validated = false``. ``real_bogus`` is the ``"real"`` score of the first validated model
+    whose card says ``real_bogus = true`` (named in ``real_bogus_model``). ``class_scores``
+    merges the other validated models' label -> probability (a label two models share is
+    written ``"<model>.<label>"`` for the later one); a model whose provenance
+    ``extra["class_scores"]`` maps labels to keys (its card's ``class_labels`` and
     ``class_prefix``) puts only those labels there, under those keys: ACAI's five scores go in
     as ``acai.hosted`` .. ``acai.bogus``, braai's real/bogus score and ACAI's drb-fill flag stay
-    in ``models`` only. Every model's full scores are in ``models`` under its name.
+    in ``models`` only. A record no validated model scored says why in ``unscored_reason`` and
+    still carries the survey's own scores and ``quality``.
     """
-    real_bogus = None
+    fields = item_fields(item)
+    survey = fields["survey"]
+    real_bogus: float | None = None
+    real_bogus_model: str | None = None
     class_scores: dict[str, float] = {}
     models = []
+    unvalidated = []
     for provenance, scores in model_results:
-        clean = {str(k): float(v) for k, v in scores.items()}
-        models.append({
-            "name": provenance.name,
-            "version": provenance.version,
-            "weights_sha256": provenance.weights_sha256,
-            "backend": provenance.backend,
-            "trained": bool(provenance.trained),
-            "scores": clean,
-        })
-        keys = (getattr(provenance, "extra", None) or {}).get("class_scores")
-        if provenance.name == real_bogus_model:
-            real_bogus = clean.get("real")
+        entry = _model_entry(provenance, scores, survey)
+        models.append(entry)
+        if entry["validated"] is False:
+            unvalidated.append(provenance.name)
+            continue
+        clean = entry["scores"]
+        extra = getattr(provenance, "extra", None) or {}
+        keys = extra.get("class_scores")
+        if extra.get("real_bogus"):
+            if real_bogus_model is None and "real" in clean:
+                real_bogus, real_bogus_model = clean["real"], provenance.name
         elif keys is not None:
             for label, key in keys.items():
                 if label in clean:
@@ -111,11 +140,11 @@ def classification_fields(
         else:
             for label, value in clean.items():
                 class_scores[label if label not in class_scores else f"{provenance.name}.{label}"] = value
-    fields = item_fields(item)
+    scored = len(models) > len(unvalidated)
     major, minor = LATEST_CLASSIFIED_VERSION
     return {
         "schema_version": f"{major}.{minor}",
-        "survey": fields["survey"],
+        "survey": survey,
         "kind": fields["kind"],
         "alert_id": fields["alert_id"],
         "object_id": fields["object_id"],
@@ -127,6 +156,9 @@ def classification_fields(
         "class_scores": class_scores,
         "models": models,
         "untrained": any(not m["trained"] for m in models),
+        "real_bogus_model": real_bogus_model,                                     # added in v1.3
+        "unscored_reason": None if scored else unscored_reason(survey, unvalidated),  # added in v1.3
+        "quality": quality_fields(item),                                          # added in v1.3
         "survey_scores": fields["survey_scores"],
         "survey_score_versions": fields["survey_score_versions"],
         "mjd_time_scale": fields["mjd_time_scale"],                               # added in v1.2
@@ -145,13 +177,12 @@ def build_classified_record(
     ingested_ms: int,
     classified_ms: int,
     classifier_version: str,
-    real_bogus_model: str = "realbogus",
     processing_host: str | None = None,
 ) -> dict:
     """The output record (latest schema version) for one input and its models' scores:
     :func:`classification_fields` plus where the input came from and when it was scored."""
     return {
-        **classification_fields(item, model_results, real_bogus_model),
+        **classification_fields(item, model_results),
         "source_topic": source_topic,
         "source_partition": int(source_partition),
         "source_offset": int(source_offset),

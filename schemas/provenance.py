@@ -17,3 +17,11 @@ class ModelProvenance:
     trained: bool
     backend: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The surveys the model was trained and checked on (its card's ``surveys``): a score of an
+    #: input of another survey is published as ``validated = false``.
+    #: None: not stated (records before v1.3 and hand-built provenance).
+    surveys: tuple[str, ...] | None = None
+
+    def validated_on(self, survey: str) -> bool | None:
+        """Whether the model was checked on ``survey``; None where the provenance does not say."""
+        return None if self.surveys is None else survey in self.surveys

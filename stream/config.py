@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.backends import BACKENDS, ENGINE_CACHE_DIR, usable_cores
+from schemas.alert import SURVEYS
 from schemas.decode.limits import DecodeSettings
 from stream.errors import UsageError, did_you_mean
 from stream.schema_registry import redact_url, redact_urls_in
@@ -221,9 +222,23 @@ class EngineSettings:
     #: per alert in chunks of 16 and 1.0-1.8 ms in chunks of 256, one thread), the model's max
     #: batch on CUDA, where big batches fill the device.
     infer_batch: int = 0
+    #: Run a model on a survey its card does not name (it was never checked there), as
+    #: ``"model:survey"`` pairs, e.g. ``["realbogus:rubin"]``; from the environment
+    #: ``SC__ENGINE__RUN_UNVALIDATED="realbogus:rubin"``. Such scores are published in ``models``
+    #: with ``validated = false``, never in ``real_bogus`` or ``class_scores``, and logged at
+    #: start-up. Empty (the default): each model scores only the surveys it was checked on.
+    run_unvalidated: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backends", _frozen_mapping(self.backends))
+
+    def unvalidated_surveys(self) -> dict[str, tuple[str, ...]]:
+        """``run_unvalidated`` as model name -> surveys."""
+        out: dict[str, tuple[str, ...]] = {}
+        for pair in self.run_unvalidated:
+            model, _, survey = pair.partition(":")
+            out[model.strip()] = out.get(model.strip(), ()) + (survey.strip(),)
+        return out
 
     def backend_for(self, model: str) -> str:
         """The backend ``model`` runs on: its override in ``backends``, else ``backend``."""
@@ -278,6 +293,11 @@ class Settings:
         for model, backend in self.engine.backends.items():
             if backend not in BACKENDS:
                 raise ConfigError(f"engine.backends.{model} must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        for pair in self.engine.run_unvalidated:
+            model, _, survey = pair.partition(":")
+            if not model.strip() or survey.strip() not in SURVEYS:
+                raise ConfigError(f"engine.run_unvalidated entries are \"model:survey\" with survey one of {', '.join(SURVEYS)}, "
+                                  f"got {pair!r}")
         for name in ("threads", "preprocess_threads", "infer_batch"):
             if getattr(self.engine, name) < 0:
                 raise ConfigError(f"engine.{name} must be >= 0 (0: the usable cores), got {getattr(self.engine, name)}")

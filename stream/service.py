@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from engines.scoring import Runner
+from engines.scoring import Runner, survey_scope
 from schemas.alert import InputKind
 from stream import __version__, stages
 from stream.config import Settings
@@ -59,7 +59,6 @@ DECODE_SWITCH_INTERVAL_S = 0.0002
 #: room left for a dead letter's headers under the producer's message.max.bytes
 DEAD_LETTER_HEADER_ROOM = 64 * 1024
 
-REAL_BOGUS_MODEL = "realbogus"
 
 
 class ServiceStopped(RuntimeError):
@@ -324,7 +323,7 @@ class Service:
             messages.append(stages.dead_letter_message(env, outcome, topic=k.dead_letter_topic, classifier_version=__version__,
                                                        max_value_bytes=self.dead_letter_max_value_bytes))
         messages += [stages.classified_message(s, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
-                                               real_bogus_model=REAL_BOGUS_MODEL, processing_host=self.processing_host,
+                                               processing_host=self.processing_host,
                                                frame=self.framing.frame)
                      for s in scored]
         delivered = timer.time("publish", lambda: stages.publish(self.producer, messages))
@@ -450,13 +449,29 @@ def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, li
     for kind in kinds:
         loaded = load_kind_runners(registry, kind, backend=eng.backend, device=eng.device, cache_dir=eng.cache_dir,
                                    models=eng.models, allow_untrained=eng.allow_untrained, backends=eng.backends,
-                                   threads=threads, infer_batch=eng.infer_batch_size())
+                                   threads=threads, infer_batch=eng.infer_batch_size(), unvalidated=eng.unvalidated_surveys())
         if loaded:
             runners[kind] = loaded
+    log_survey_scope([r for rs in runners.values() for r in rs], eng.unvalidated_surveys())
     untrained = [r.provenance.name for rs in runners.values() for r in rs if not r.provenance.trained]
     if untrained:
         log.warning("running_untrained_models", note="engine.allow_untrained = true; every record says so", models=untrained)
     return runners
+
+
+def log_survey_scope(runners: Sequence[Runner], requested: Mapping[str, Sequence[str]]) -> None:
+    """Say at start-up which surveys each model scores, and warn loudly for every model run on a
+    survey it was never checked on (``engine.run_unvalidated``)."""
+    scope = survey_scope(runners)
+    for entry in scope:
+        log.info("model_survey_scope", **entry)
+        if entry["unvalidated_surveys"]:
+            log.warning("running_unvalidated_model", model=entry["model"], surveys=entry["unvalidated_surveys"],
+                        note="engine.run_unvalidated: these scores are published with validated = false and stay out of "
+                             "real_bogus and class_scores")
+    loaded = {entry["model"] for entry in scope}
+    for model in sorted(set(requested) - loaded):
+        log.warning("run_unvalidated_model_not_loaded", model=model, loaded=sorted(loaded))
 
 
 def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] | None = None, metrics_port: int | None = None,

@@ -147,7 +147,7 @@ class Outgoing:
     token: Any
 
 
-def classified_message(scored: Scored, *, ingested_ms: int, classifier_version: str, real_bogus_model: str,
+def classified_message(scored: Scored, *, ingested_ms: int, classifier_version: str,
                        processing_host: str | None, frame: Callable[[str, bytes], bytes] | None = None) -> Outgoing:
     """The classified record of one scored input, encoded, with its headers; the token is the item's key.
 
@@ -158,7 +158,7 @@ def classified_message(scored: Scored, *, ingested_ms: int, classifier_version: 
     record = build_classified_record(
         item, results, source_topic=env.topic, source_partition=env.partition, source_offset=env.offset,
         source_timestamp_ms=env.timestamp_ms, ingested_ms=ingested_ms, classified_ms=scored.classified_ms,
-        classifier_version=classifier_version, real_bogus_model=real_bogus_model, processing_host=processing_host,
+        classifier_version=classifier_version, processing_host=processing_host,
     )
     headers = [
         ("sc-models", ",".join(f"{p.name}:{p.version}" for p, _ in results).encode()),

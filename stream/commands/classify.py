@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engines.backends import BACKENDS, ENGINE_CACHE_DIR
+from schemas.alert import SURVEYS
 
 __all__ = ["register", "classify_paths"]
 
@@ -38,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--agreement-report", type=Path, default=None, metavar="DIR",
                    help="also write the real/bogus agreement with ZTF drb to DIR")
     p.add_argument("--agreement-model", default="realbogus", help="model compared with drb (default: realbogus)")
+    p.add_argument("--run-unvalidated", action="append", default=[], metavar="MODEL:SURVEY",
+                   help="also run MODEL on SURVEY, which its card does not name (never checked there); its scores are "
+                        "marked validated = false and stay out of real_bogus and class_scores (repeatable)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--max-file-bytes", type=int, default=256 * 1024 * 1024,
                    help="largest input file decoded (default 256 MiB: raw HST frames are tens of MB; the service's "
@@ -46,12 +50,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, models: list[str],
-                   allow_untrained: bool, cache_dir: str, batch_size: int, decode_settings: Any = None):
+                   allow_untrained: bool, cache_dir: str, batch_size: int, decode_settings: Any = None,
+                   unvalidated: dict[str, tuple[str, ...]] | None = None):
     """Yield one JSON-able line per decoded item (or decode error), in file order.
 
     Items are scored by the service's scoring path (:mod:`engines.scoring`); a line holds the
     source file and the classified record's fields (:func:`schemas.classified_record.classification_fields`).
-    Models whose card says ``trained = false`` are skipped unless ``allow_untrained``.
+    Models whose card says ``trained = false`` are skipped unless ``allow_untrained``. Each model
+    scores only the surveys its card names, plus ``unvalidated[name]`` (marked so in the line).
     """
     from engines.scoring import load_kind_runners, score_items
     from schemas.classified_record import classification_fields
@@ -70,7 +76,8 @@ def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, 
         for kind, indices in by_kind.items():
             if kind not in runners:
                 runners[kind] = load_kind_runners(registry, kind, backend=backend, device=device, cache_dir=cache_dir,
-                                                  models=models, allow_untrained=allow_untrained, skip_untrained=True)
+                                                  models=models, allow_untrained=allow_untrained, skip_untrained=True,
+                                                  unvalidated=unvalidated)
             scored = score_items([pending[i][1] for i in indices], runners[kind])
             results.update(zip(indices, scored, strict=True))
         for index, (source, item) in enumerate(pending):
@@ -107,6 +114,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return 2
     models = [m for m in args.models.split(",") if m]
+    unvalidated: dict[str, tuple[str, ...]] = {}
+    for pair in args.run_unvalidated:
+        model, _, survey = pair.partition(":")
+        if not model or survey not in SURVEYS:
+            print(f"--run-unvalidated takes MODEL:SURVEY with SURVEY one of {', '.join(SURVEYS)}, got {pair!r}", file=sys.stderr)
+            return 2
+        unvalidated[model] = unvalidated.get(model, ()) + (survey,)
+        print(f"warning: running {model} on {survey}, where it was never checked: its scores are marked validated = false",
+              file=sys.stderr)
     from schemas.decode.limits import DecodeSettings
 
     decode_settings = DecodeSettings(max_message_bytes=args.max_file_bytes)
@@ -115,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
         records = []
         errors = 0
         for record in classify_paths(paths, registry, args.backend, args.device, models, args.allow_untrained,
-                                     args.cache_dir, args.batch_size, decode_settings):
+                                     args.cache_dir, args.batch_size, decode_settings, unvalidated):
             print(json.dumps(record), flush=False)
             errors += "error" in record
             if args.agreement_report is not None:

@@ -94,7 +94,8 @@ def _list(args: argparse.Namespace) -> int:
 
     registry = load_registry()
     cache = Path(args.cache_dir)
-    print(f"{'model':<28}{'version':<27}{'trained':<9}{'weights_sha256':<18}artefact")
+    # surveys: those the card says it was trained and checked on (the only ones it scores); "-": none
+    print(f"{'model':<28}{'version':<27}{'trained':<9}{'surveys':<16}{'weights_sha256':<18}artefact")
     for _ref, card in sorted(registry.versions.items()):  # current and superseded versions
         name = card.name if registry.cards.get(card.name) is card else f"{card.name}@{card.version}"
         artefacts = []
@@ -104,7 +105,8 @@ def _list(args: argparse.Namespace) -> int:
                 artefacts.append(f"{onnx.name} ({onnx.stat().st_size / 1e6:.1f} MB)")
                 artefacts += [f"{e.name} ({e.stat().st_size / 1e6:.1f} MB)" for e in sorted(cache.glob(f"{onnx.stem}-*.engine"))]
         for artefact in artefacts or ["(not built)"]:
-            print(f"{name:<28}{card.version:<27}{str(card.trained).lower():<9}{card.weights_sha256[:16]:<18}{artefact}")
+            surveys = ",".join(card.surveys) or "-"
+            print(f"{name:<28}{card.version:<27}{str(card.trained).lower():<9}{surveys:<16}{card.weights_sha256[:16]:<18}{artefact}")
     return 0
 
 

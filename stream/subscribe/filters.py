@@ -8,6 +8,9 @@ The expression language (``--where``) is a safe subset of Python expressions, pa
   ``source_partition``, ``source_offset``, ``source_timestamp_ms``, ``ingested_ms``,
   ``classified_ms``, ``schema_version``;
 * map look-ups: ``class_scores['galaxy']``, ``survey_scores['drb']`` (a missing key is null);
+* the survey's quality flags (v1.3 ``quality`` block, :mod:`schemas.quality`) by name:
+  ``quality.good``, ``quality.known_solar_system``, ``quality.snr``, ``quality.nbad`` ... (also
+  ``quality['good']``); an unknown flag name is refused, a record without the block gives null;
 * ``models`` as the list of model names (``'braai' in models``);
 * literals: numbers, strings in quotes, ``true``/``false``/``null`` (or Python's spellings);
 * comparisons ``== != < <= > >=`` (chains too: ``0.2 < real_bogus <= 0.9``), ``in`` and
@@ -17,7 +20,8 @@ The expression language (``--where``) is a safe subset of Python expressions, pa
 A comparison with a null side (a missing score, ``real_bogus`` of an untrained model) is
 false, never an error, so ``real_bogus > 0.8`` simply drops records without a score.
 Examples: ``real_bogus > 0.8 and survey == 'ztf'``; ``class_scores['galaxy'] >= 0.7 or
-band in ('g', 'r')``; ``not untrained and 'braai' in models``.
+band in ('g', 'r')``; ``not untrained and 'braai' in models``; ``quality.good and not
+quality.known_solar_system`` (the survey's good-quality rule, no known asteroid).
 """
 from __future__ import annotations
 
@@ -26,6 +30,8 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from schemas.quality import QUALITY_FIELDS
 
 __all__ = ["FilterError", "Predicate", "FIELDS", "MAP_FIELDS", "MAX_WHERE_CHARS", "MAX_WHERE_DEPTH", "parse_where",
            "flag_predicate", "combine", "accept_all"]
@@ -45,9 +51,12 @@ FIELDS = frozenset({
     "source_timestamp_ms", "ingested_ms", "classified_ms",
     "mjd_time_scale", "candid", "dia_source_id", "dia_object_id", "magpsf", "sigmapsf", "fid", "isdiffpos",
     "psf_flux", "psf_flux_err", "is_negative",  # v1.2
+    "real_bogus_model", "unscored_reason",  # v1.3
 })
 #: Map fields an expression may index with a string.
-MAP_FIELDS = frozenset({"class_scores", "survey_scores", "survey_score_versions"})
+MAP_FIELDS = frozenset({"class_scores", "survey_scores", "survey_score_versions", "quality"})
+#: The record whose keys are known: ``quality.<flag>`` (or ``quality['<flag>']``).
+QUALITY = "quality"
 _LITERAL_NAMES = {"true": True, "false": False, "null": None, "True": True, "False": False, "None": None}
 
 _ORDER: dict[type, Callable[[Any, Any], bool]] = {
@@ -95,6 +104,11 @@ class _Compiler:
         col = getattr(node, "col_offset", 0)
         return FilterError(f"--where {self.text!r}: {why} (at column {col + 1})")
 
+    def quality_flag(self, node: ast.AST, flag: str) -> Value:
+        if flag not in QUALITY_FIELDS:
+            raise self.fail(node, f"unknown quality flag {flag!r}; flags: {', '.join(QUALITY_FIELDS)}")
+        return lambda r: (r.get(QUALITY) or {}).get(flag)
+
     def value(self, node: ast.AST) -> Value:
         if isinstance(node, ast.Constant):
             if not isinstance(node.value, (int, float, str, bool, type(None))):
@@ -120,7 +134,11 @@ class _Compiler:
             if not (isinstance(key_node, ast.Constant) and isinstance(key_node.value, str)):
                 raise self.fail(node, "a map is indexed by a quoted string, e.g. class_scores['galaxy']")
             field_name, key = node.value.id, key_node.value
+            if field_name == QUALITY:
+                return self.quality_flag(node, key)
             return lambda r: (r.get(field_name) or {}).get(key)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == QUALITY:
+            return self.quality_flag(node, node.attr)
         if isinstance(node, (ast.Tuple, ast.List)):
             items = [self.value(elt) for elt in node.elts]
             return lambda r: tuple(item(r) for item in items)

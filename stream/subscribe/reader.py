@@ -67,6 +67,8 @@ class ModelScores:
     backend: str
     trained: bool
     scores: Mapping[str, float]
+    #: v1.3: whether the model was checked on the record's survey (None: not stated, before v1.3).
+    validated: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,11 @@ class ClassifiedRecord:
     psf_flux: float | None = None
     psf_flux_err: float | None = None
     is_negative: bool | None = None
+    #: v1.3: the model whose P(real) is real_bogus; why no validated model scored the input;
+    #: the survey's own quality flags (:mod:`schemas.quality`). None in records before v1.3.
+    real_bogus_model: str | None = None
+    unscored_reason: str | None = None
+    quality: Mapping[str, Any] | None = None
     topic: str = ""
     partition: int = -1
     offset: int = -1
@@ -134,7 +141,8 @@ class ClassifiedRecord:
         models = tuple(
             ModelScores(name=str(m.get("name", "")), version=str(m.get("version", "")),
                         weights_sha256=str(m.get("weights_sha256", "") or ""), backend=str(m.get("backend", "") or ""),
-                        trained=bool(m.get("trained", False)), scores=dict(m.get("scores") or {}))
+                        trained=bool(m.get("trained", False)), scores=dict(m.get("scores") or {}),
+                        validated=m.get("validated"))
             for m in (record.get("models") or [])
         )
         return cls(
@@ -155,6 +163,8 @@ class ClassifiedRecord:
             magpsf=opt_float("magpsf"), sigmapsf=opt_float("sigmapsf"), fid=opt_int("fid"), isdiffpos=record.get("isdiffpos"),
             psf_flux=opt_float("psf_flux"), psf_flux_err=opt_float("psf_flux_err"),
             is_negative=None if record.get("is_negative") is None else bool(record["is_negative"]),
+            real_bogus_model=record.get("real_bogus_model"), unscored_reason=record.get("unscored_reason"),
+            quality=None if record.get("quality") is None else dict(record["quality"]),
             topic=topic, partition=partition, offset=offset, timestamp_ms=timestamp_ms,
         )
 

@@ -37,6 +37,8 @@ def test_build_then_list(tmp_path: Path, capsys) -> None:
     assert main(["engines", "list", "--cache-dir", str(cache)]) == 0
     listing = capsys.readouterr().out
     assert "realbogus" in listing and "-fp32.onnx" in listing and "(not built)" in listing  # iicnet not built
+    rows = {line.split()[0]: line.split() for line in listing.splitlines()[1:]}
+    assert rows["realbogus"][3] == "ztf" and rows["acai"][3] == "ztf" and rows["iicnet"][3] == "exposure"
 
 
 def test_build_of_tensorrt_without_gpu_reports_failure(tmp_path: Path, capsys) -> None:

@@ -11,8 +11,10 @@ import pytest
 from engines.cards import card_to_toml, load_card, write_card
 from engines.contract import EngineError
 from engines.registry import CARDS_DIR, WEIGHTS_DIR, ModelRunner, load_network, load_registry
-from schemas.alert import InputKind
+from schemas.alert import SURVEYS, InputKind
+from schemas.decode import decode_message
 from tests.engines.real_stamps import real_alerts
+from tests.schemas.decode.packets import SAMPLES
 
 
 @pytest.fixture(scope="module")
@@ -151,3 +153,39 @@ def test_superseded_versions_stay_loadable_by_name_at_version(registry) -> None:
     a = registry.load_runner("realbogus@1.0.0-synthetic", "torch").infer(x)
     b = registry.load_runner("realbogus", "torch").infer(x)
     assert a.shape == b.shape == (2, 2) and not np.allclose(a, b)
+
+
+# --- survey scope ---------------------------------------------------------------------------------
+
+
+def test_every_shipped_card_names_its_surveys_with_figures(registry) -> None:
+    """A model scores only the surveys it was trained and checked on; its card says how it did on each."""
+    for (name, version), card in registry.versions.items():
+        assert card.surveys, f"{name}@{version} names no survey"
+        for survey in card.surveys:
+            assert survey in SURVEYS and card.survey_figures.get(survey), f"{name}@{version}: no figures for {survey}"
+    real_bogus = {survey: sorted(c.name for c in registry.cards.values() if c.real_bogus and survey in c.surveys)
+                  for survey in ("ztf", "rubin")}
+    assert real_bogus["ztf"] == ["realbogus"], "one real/bogus model fills ZTF's real_bogus"
+    assert "rubin" not in registry.card("realbogus").surveys and "NOT validated" in registry.card("realbogus").survey_figures["rubin"]
+    assert "rubin" not in registry.card("alertclass").surveys   # no class model is checked on Rubin
+
+
+def test_a_card_without_surveys_is_refused(tmp_path: Path) -> None:
+    text = (CARDS_DIR / "realbogus.toml").read_text()
+    (tmp_path / "realbogus.toml").write_text("\n".join(line for line in text.splitlines() if not line.startswith("surveys")))
+    with pytest.raises(EngineError, match=r"missing key 'surveys'.*trained and checked on"):
+        load_registry(tmp_path)
+
+
+def test_a_runner_scores_its_surveys_and_the_unvalidated_ones_it_is_given(registry) -> None:
+    files = sorted((SAMPLES / "ztf" / "kowalski").glob("*.avro"))[:4] + sorted((SAMPLES / "rubin" / "alerce-kafka").glob("*.avro"))
+    alerts = [alert for path in files for alert in decode_message(path.read_bytes())]
+    surveys = [a.survey for a in alerts]
+    assert {"ztf", "rubin"} <= set(surveys)
+    plain = registry.load_runner("realbogus", "torch")
+    assert [surveys[i] for i in plain.select(alerts)] == [s for s in surveys if s == "ztf"]
+    assert plain.provenance.surveys == ("ztf",) and plain.provenance.extra["real_bogus"] is True
+    widened = registry.load_runner("realbogus", "torch", unvalidated_surveys=("rubin",))
+    assert widened.select(alerts) == list(range(len(alerts))) and widened.unvalidated_surveys == ("rubin",)
+    assert widened.provenance.validated_on("rubin") is False and widened.provenance.validated_on("ztf") is True

@@ -22,7 +22,8 @@ from schemas.classified_record import (
 from schemas.decode import DecodeError, Reason, decode_message
 from tests.schemas.decode.packets import SAMPLES
 
-RB = ModelProvenance("realbogus", "0.3.0", "a" * 64, trained=True, backend="onnxruntime")
+RB = ModelProvenance("realbogus", "0.3.0", "a" * 64, trained=True, backend="onnxruntime", extra={"real_bogus": True},
+                     surveys=("ztf",))
 CLS = ModelProvenance("alert-class", "0.1.0", "b" * 64, trained=False, backend="onnxruntime")
 SOURCE = dict(source_topic="ztf-alerts", source_partition=3, source_offset=123456789012,
               source_timestamp_ms=1_700_000_000_000, ingested_ms=1_700_000_000_100, classified_ms=1_700_000_000_150,
@@ -61,7 +62,7 @@ def test_real_bogus_absent_and_label_clash():
 def test_round_trip_wire_framing():
     record = build_classified_record(_ztf_alert(), [(RB, {"bogus": 0.1, "real": 0.9})], **SOURCE)
     value = encode_classified(record)
-    assert value[0] == 0 and struct.unpack(">i", value[1:5])[0] == classified_schema_id(*LATEST_CLASSIFIED_VERSION) == 102
+    assert value[0] == 0 and struct.unpack(">i", value[1:5])[0] == classified_schema_id(*LATEST_CLASSIFIED_VERSION) == 103
     assert decode_classified(value) == record
 
 
@@ -84,6 +85,8 @@ def test_version_1_0_is_written_and_resolved_to_latest():
         f["name"] for f in schemas.load_schema("classified", 1, 0)["fields"]}
     assert "processing_host" in later and "magpsf" in later
     assert all(decoded[k] is None for k in later)  # fields added after v1.0 read as their defaults
+    assert [m["validated"] for m in decoded["models"]] == [None]  # v1.3's nested field: "not stated"
+    old["models"] = [dict(m, validated=None) for m in old["models"]]
     assert {k: v for k, v in decoded.items() if k not in later} == {k: v for k, v in old.items() if k not in later}
 
 
@@ -146,3 +149,53 @@ def test_v1_1_records_read_with_the_time_scale_unstated():
     v11 = {f["name"] for f in schemas.load_schema("classified", 1, 1)["fields"]}
     decoded = decode_classified(encode_classified({k: v for k, v in record.items() if k in v11} | {"schema_version": "1.1"}))
     assert decoded["mjd_time_scale"] is None and decoded["schema_version"] == "1.1"
+
+
+# --- survey scope (v1.3) -------------------------------------------------------------------------
+
+RUBIN_RB = ModelProvenance("rubin_realbogus", "1.0.0", "e" * 64, True, "torch", {"real_bogus": True}, surveys=("rubin",))
+ACAI = ModelProvenance("acai", "1", "f" * 64, True, "torch", {"class_scores": {"hosted": "acai.hosted"}}, surveys=("ztf",))
+
+
+def _rubin_alert():
+    (alert,) = decode_message(next((SAMPLES / "rubin").rglob("*.avro")).read_bytes())
+    return alert
+
+
+def test_real_bogus_comes_from_the_model_validated_on_the_survey():
+    ztf = build_classified_record(_ztf_alert(), [(RB, {"bogus": 0.2, "real": 0.8}), (ACAI, {"hosted": 0.3})], **SOURCE)
+    assert (ztf["real_bogus"], ztf["real_bogus_model"], ztf["unscored_reason"]) == (0.8, "realbogus", None)
+    assert ztf["class_scores"] == {"acai.hosted": 0.3}
+    assert [m["validated"] for m in ztf["models"]] == [True, True]
+    rubin = build_classified_record(_rubin_alert(), [(RUBIN_RB, {"bogus": 0.4, "real": 0.6})], **SOURCE)
+    assert (rubin["real_bogus"], rubin["real_bogus_model"], rubin["unscored_reason"]) == (0.6, "rubin_realbogus", None)
+    assert decode_classified(encode_classified(rubin)) == rubin
+
+
+def test_an_unvalidated_score_stays_in_models_only():
+    # the operator ran the ZTF real/bogus model and a ZTF class model on a Rubin alert
+    record = build_classified_record(_rubin_alert(), [(RB, {"bogus": 0.9, "real": 0.1}), (ACAI, {"hosted": 0.7})], **SOURCE)
+    assert record["real_bogus"] is None and record["real_bogus_model"] is None and record["class_scores"] == {}
+    assert [(m["name"], m["validated"]) for m in record["models"]] == [("realbogus", False), ("acai", False)]
+    assert "rubin" in record["unscored_reason"] and "realbogus, acai" in record["unscored_reason"]
+    assert record["survey_scores"]["reliability"] == pytest.approx(_rubin_alert().survey_scores["reliability"])
+    assert record["quality"]["rule"] == "rubin-v1"
+    assert decode_classified(encode_classified(record)) == record
+
+
+def test_a_record_no_model_scored_says_why_and_keeps_the_surveys_scores():
+    record = build_classified_record(_rubin_alert(), [], **SOURCE)
+    assert record["models"] == [] and record["real_bogus"] is None
+    assert record["unscored_reason"] == "no model validated on survey 'rubin' scored this input"
+    assert "reliability" in record["survey_scores"] and record["quality"]["reliability"] is not None
+    assert decode_classified(encode_classified(record)) == record
+
+
+def test_version_1_2_records_read_with_the_new_fields_null():
+    record = build_classified_record(_ztf_alert(), [(RB, {"real": 0.5, "bogus": 0.5})], **SOURCE)
+    old = {k: v for k, v in record.items() if k not in ("real_bogus_model", "unscored_reason", "quality")}
+    old["schema_version"] = "1.2"
+    old["models"] = [{k: v for k, v in m.items() if k != "validated"} for m in old["models"]]
+    decoded = decode_classified(encode_classified(old))
+    assert decoded["quality"] is None and decoded["real_bogus_model"] is None and decoded["unscored_reason"] is None
+    assert decoded["models"][0]["validated"] is None and decoded["real_bogus"] == 0.5

@@ -32,9 +32,9 @@ def _sample(version: str) -> dict:
 
 
 def test_versions_shipped_and_loadable():
-    assert schemas.available_versions("classified") == [(1, 0), (1, 1), (1, 2)]
+    assert schemas.available_versions("classified") == [(1, 0), (1, 1), (1, 2), (1, 3)]
     assert schemas.available_versions("exposure") == [(1, 0)]
-    assert schemas.latest_version("classified") == (1, 2)
+    assert schemas.latest_version("classified") == (1, 3)
     for family in ("classified", "exposure"):
         for version in schemas.available_versions(family):
             assert schemas.schema_path(family, *version).is_file()

@@ -113,3 +113,34 @@ def test_classify_scores_a_full_size_raw_hst_exposure_once_with_the_shipped_hrce
     assert record["class_scores"] == scores and record["real_bogus"] is None
     card = load_registry().card("hrcelestialnet")
     assert model["name"] == "hrcelestialnet" and model["version"] == card.version and model["trained"]
+
+
+def test_classify_scores_rubin_alerts_only_with_models_validated_on_rubin(capsys):
+    """Every default model runs; on the bundled Rubin alerts only Rubin-validated scores appear,
+    beside Rubin's own reliability and the quality block."""
+    from engines.registry import load_registry
+
+    rubin_models = sorted(c.name for c in load_registry().cards.values() if "rubin" in c.surveys)
+    code = main(["classify", str(SAMPLES / "rubin"), "--threads", "1"])
+    records = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert code == 0 and len(records) == len(_decoded(SAMPLES / "rubin"))
+    for record in records:
+        assert record["survey"] == "rubin"
+        assert all(m["validated"] is True for m in record["models"])
+        assert sorted(m["name"] for m in record["models"]) == rubin_models
+        assert record["class_scores"] == {}               # no class model is validated on Rubin
+        if record["real_bogus"] is None:
+            assert record["unscored_reason"].startswith("no model validated on survey 'rubin'")
+        assert record["quality"]["rule"] == "rubin-v1" and "reliability" in record["survey_scores"]
+
+
+def test_classify_marks_a_model_run_where_it_was_never_checked(capsys):
+    code = main(["classify", str(SAMPLES / "rubin" / "alerce-kafka"), "--models", "realbogus", "--threads", "1",
+                 "--run-unvalidated", "realbogus:rubin"])
+    captured = capsys.readouterr()
+    records = [json.loads(line) for line in captured.out.strip().splitlines()]
+    assert code == 0 and len(records) == 5 and "never checked" in captured.err
+    for record in records:
+        assert [(m["name"], m["validated"]) for m in record["models"]] == [("realbogus", False)]
+        assert record["real_bogus"] is None and "validated = false" in record["unscored_reason"]
+    assert main(["classify", str(SAMPLES / "rubin"), "--run-unvalidated", "realbogus"]) == 2

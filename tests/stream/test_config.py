@@ -30,6 +30,8 @@ def test_toml_and_env_precedence(tmp_path):
     ({"SC__BATCH__NOPE": "1"}, "unknown key"),
     ({"SC__KAFKA__OUTPUT_TOPIC": ""}, "output_topic"),
     ({"SC__ENGINE__BACKEND": "magic"}, "engine.backend"),
+    ({"SC__ENGINE__RUN_UNVALIDATED": "realbogus"}, "engine.run_unvalidated"),
+    ({"SC__ENGINE__RUN_UNVALIDATED": "realbogus:lsst"}, "engine.run_unvalidated"),
 ])
 def test_invalid_settings_are_refused_with_the_key(env, needle):
     with pytest.raises(ConfigError, match=needle):
@@ -100,3 +102,12 @@ def test_infer_batch_is_small_on_the_cpu_and_the_models_own_on_cuda():
     assert load_settings(env={}).engine.infer_batch_size() == CPU_INFER_BATCH
     assert load_settings(env={"SC__ENGINE__DEVICE": "cuda"}).engine.infer_batch_size() == 0   # no cap
     assert load_settings(env={"SC__ENGINE__INFER_BATCH": "128"}).engine.infer_batch_size() == 128
+
+
+def test_run_unvalidated_pairs_from_toml_and_env(tmp_path):
+    assert load_settings(env={}).engine.unvalidated_surveys() == {}
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[engine]\nrun_unvalidated = ["realbogus:rubin", "alertclass:rubin"]\n')
+    assert load_settings(cfg, env={}).engine.unvalidated_surveys() == {"realbogus": ("rubin",), "alertclass": ("rubin",)}
+    env = {"SC__ENGINE__RUN_UNVALIDATED": "realbogus:rubin,braai:rubin"}
+    assert load_settings(env=env).engine.unvalidated_surveys() == {"realbogus": ("rubin",), "braai": ("rubin",)}

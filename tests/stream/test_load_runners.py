@@ -39,3 +39,15 @@ def test_the_shipped_cards_load_without_the_flag_for_the_kinds_the_topics_carry(
     assert set(runners) == {InputKind.DIFFERENCE_ALERT}
     assert [(r.provenance.name, r.provenance.trained) for r in runners[InputKind.DIFFERENCE_ALERT]] == [("realbogus", True)]
     _close(runners)
+
+
+def test_start_up_says_which_surveys_each_model_scores_and_warns_for_unvalidated_ones(capsys):
+    env = {**ENV, "SC__ENGINE__MODELS": "realbogus,braai", "SC__ENGINE__RUN_UNVALIDATED": "realbogus:rubin,acai:rubin"}
+    runners = load_runners(load_settings(env=env))
+    out = capsys.readouterr()
+    logged = out.out + out.err
+    scope = {r.provenance.name: r.unvalidated_surveys for r in runners[InputKind.DIFFERENCE_ALERT]}
+    assert scope == {"braai": (), "realbogus": ("rubin",)}
+    assert "model_survey_scope" in logged and "running_unvalidated_model" in logged
+    assert "run_unvalidated_model_not_loaded" in logged and "acai" in logged   # named, but not in engine.models
+    _close(runners)

@@ -39,7 +39,7 @@ def registry():
 def _record() -> dict:
     alert = decode_message((SAMPLES / "ztf" / "alerce" / "3044341005815015012.avro").read_bytes())[0]
     provenance = ModelProvenance(name="realbogus", version="1.0.0", weights_sha256="ab" * 32, backend="onnxruntime",
-                                 trained=True)
+                                 trained=True, extra={"real_bogus": True}, surveys=("ztf",))
     return build_classified_record(alert, [(provenance, {"real": 0.9, "bogus": 0.1})], source_topic="alerts",
                                    source_partition=0, source_offset=7, source_timestamp_ms=1, ingested_ms=2,
                                    classified_ms=3, classifier_version="0.1.0")

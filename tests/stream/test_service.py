@@ -29,6 +29,8 @@ from tests.kafka_helpers import produce_files, produce_values, read_topic
 pytestmark = pytest.mark.integration
 
 BACKEND = os.environ.get("SC_TEST_BACKEND", "onnxruntime")
+#: The model whose P(real) is each survey's real_bogus (its card: real_bogus = true, surveys = [that survey]).
+REAL_BOGUS_MODELS = {"ztf": "realbogus", "rubin": "rubin_realbogus"}
 
 
 def sample_files() -> list[Path]:
@@ -124,12 +126,13 @@ def test_every_sample_packet_classified_once_and_bad_ones_dead_lettered(services
     assert max(got.values()) == 1, f"published twice: {[k for k, v in got.items() if v > 1]}"
     upstream_dups = sum(keys.values()) - len(keys)
 
-    rb = next(r for rs in runners.values() for r in rs if r.provenance.name == "realbogus")
+    loaded = {r.provenance.name: r.provenance for rs in runners.values() for r in rs}
     for r in records:
-        ours = next(m for m in r["models"] if m["name"] == "realbogus")
-        assert ours["weights_sha256"] == rb.provenance.weights_sha256
-        assert r["untrained"] == (not rb.provenance.trained)
-        assert 0.0 <= r["real_bogus"] <= 1.0
+        assert r["real_bogus_model"] == REAL_BOGUS_MODELS[r["survey"]]
+        ours = next(m for m in r["models"] if m["name"] == r["real_bogus_model"])
+        assert ours["validated"] is True and ours["weights_sha256"] == loaded[ours["name"]].weights_sha256
+        assert r["untrained"] == any(not m["trained"] for m in r["models"])
+        assert 0.0 <= r["real_bogus"] <= 1.0 and r["unscored_reason"] is None
         assert r["source_topic"] == f"{name}-alerts"
         assert r["classified_ms"] >= r["ingested_ms"] > 0
     ztf = [r for r in records if r["survey"] == "ztf"]

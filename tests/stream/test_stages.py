@@ -35,7 +35,8 @@ class FakeRunner:
 
     @property
     def provenance(self) -> ModelProvenance:
-        return ModelProvenance(self.name, "1.0.0", "ab" * 32, trained=True, backend="fake")
+        extra = {"real_bogus": True} if self.name == "realbogus" else {}
+        return ModelProvenance(self.name, "1.0.0", "ab" * 32, trained=True, backend="fake", extra=extra)
 
     def preprocess(self, items: Sequence[Any]) -> np.ndarray:
         self.calls.append(len(items))
@@ -151,7 +152,7 @@ def _run_batch(values, dedup_store, producer, consumer, runners, partitions=None
     scored = stages.score(fresh, runners, TOPICS)
     messages = [stages.dead_letter_message(e, o, topic="dead", max_value_bytes=1 << 20, classifier_version="t")
                 for e, o in triaged.dead]
-    messages += [stages.classified_message(s, ingested_ms=1, classifier_version="t", real_bogus_model="realbogus",
+    messages += [stages.classified_message(s, ingested_ms=1, classifier_version="t",
                                            processing_host="host-a") for s in scored]
     delivered = stages.publish(producer, messages)
     dedup_store.mark(stages.destinations(delivered))
@@ -227,9 +228,9 @@ def test_score_gives_no_score_from_a_runner_to_items_it_does_not_select():
 def test_a_frame_hook_reframes_the_encoded_value_for_its_topic():
     envelopes, outcomes = _batch(_packets(1))
     [scored] = stages.score([(envelopes[0], outcomes[0].items[0])], {InputKind.DIFFERENCE_ALERT: [FakeRunner("realbogus")]}, TOPICS)
-    plain = stages.classified_message(scored, ingested_ms=1, classifier_version="t", real_bogus_model="realbogus",
+    plain = stages.classified_message(scored, ingested_ms=1, classifier_version="t",
                                       processing_host=None)
-    framed = stages.classified_message(scored, ingested_ms=1, classifier_version="t", real_bogus_model="realbogus",
+    framed = stages.classified_message(scored, ingested_ms=1, classifier_version="t",
                                        processing_host=None, frame=lambda topic, value: topic.encode() + b"|" + value)
     assert framed.value == b"classified|" + plain.value
 

@@ -16,7 +16,8 @@ from stream.replay.sources import SourceMessage, iter_source
 
 SAMPLES = Path(__file__).resolve().parents[3] / "schemas" / "samples"
 
-REALBOGUS = ModelProvenance(name="realbogus", version="test-1", weights_sha256="a" * 64, trained=True, backend="onnxruntime")
+REALBOGUS = ModelProvenance(name="realbogus", version="test-1", weights_sha256="a" * 64, trained=True, backend="onnxruntime",
+                            extra={"real_bogus": True})
 MORPHOLOGY = ModelProvenance(name="morphology", version="test-2", weights_sha256="b" * 64, trained=False, backend="pytorch")
 LABELS = ("galaxy", "star", "artefact")
 
