@@ -32,6 +32,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from schemas.quality import QUALITY_FIELDS
 from stream.subscribe.reader import ClassifiedRecord
 from stream.subscribe.units import FIELD_UNITS, SURVEY_SCORE_NAMES, csv_header_name, field_docs
 
@@ -61,6 +62,8 @@ _SCALARS = (
     # v1.2: time scale, survey ids as the surveys type them, the detection's photometry
     "mjd_time_scale", "candid", "dia_source_id", "dia_object_id", "magpsf", "sigmapsf", "fid", "isdiffpos",
     "psf_flux", "psf_flux_err", "is_negative",
+    # v1.3: which model gave real_bogus, why no validated model scored the input
+    "real_bogus_model", "unscored_reason",
 )
 
 
@@ -72,7 +75,8 @@ def _class_labels() -> tuple[str, ...]:
 
 #: CSV columns (names before units are added to the header).
 CSV_COLUMNS = (*_SCALARS, "top_class", "top_prob", *(f"class_scores.{label}" for label in _class_labels()),
-               "class_scores.other", *(f"survey_scores.{name}" for name in SURVEY_SCORE_NAMES), "models")
+               "class_scores.other", *(f"survey_scores.{name}" for name in SURVEY_SCORE_NAMES), "models",
+               *(f"quality.{name}" for name in QUALITY_FIELDS))
 
 
 class OutputError(RuntimeError):
@@ -188,7 +192,10 @@ def csv_row(record: ClassifiedRecord) -> dict[str, Any]:
     row["class_scores.other"] = ";".join(other) or None
     for name in SURVEY_SCORE_NAMES:
         row[f"survey_scores.{name}"] = record.survey_scores.get(name)
-    row["models"] = ";".join(f"{m.name}:{m.version}{'' if m.trained else '*'}" for m in record.models) or None
+    row["models"] = ";".join(f"{m.name}:{m.version}{'' if m.trained else '*'}{'' if m.validated is not False else '!'}"
+                             for m in record.models) or None
+    for name in QUALITY_FIELDS:
+        row[f"quality.{name}"] = (record.quality or {}).get(name)
     return row
 
 
@@ -225,8 +232,14 @@ class CsvWriter(RecordWriter):
 def _arrow_schema():
     import pyarrow as pa
 
+    quality_types = {"rule": pa.string(), "solar_system_name": pa.string(), "solar_system_distance_arcsec": pa.float64(),
+                     "snr": pa.float64(), "reliability": pa.float64(), "nbad": pa.int32(), "fwhm": pa.float64(),
+                     "elong": pa.float64(), "magdiff": pa.float64()}
+
     model = pa.struct([("name", pa.string()), ("version", pa.string()), ("weights_sha256", pa.string()),
-                       ("backend", pa.string()), ("trained", pa.bool_()), ("scores", pa.map_(pa.string(), pa.float64()))])
+                       ("backend", pa.string()), ("trained", pa.bool_()), ("scores", pa.map_(pa.string(), pa.float64())),
+                       ("validated", pa.bool_())])
+    quality = pa.struct([(name, quality_types.get(name, pa.bool_())) for name in QUALITY_FIELDS])
     types = {
         "ra": pa.float64(), "dec": pa.float64(), "mjd": pa.float64(), "real_bogus": pa.float64(), "untrained": pa.bool_(),
         "source_partition": pa.int32(), "source_offset": pa.int64(), "source_timestamp_ms": pa.int64(),
@@ -245,7 +258,8 @@ def _arrow_schema():
     fields += [described("top_class", pa.string()), described("top_prob", pa.float64()),
                described("class_scores", pa.map_(pa.string(), pa.float64())),
                described("survey_scores", pa.map_(pa.string(), pa.float64())),
-               described("survey_score_versions", pa.map_(pa.string(), pa.string())), described("models", pa.list_(model))]
+               described("survey_score_versions", pa.map_(pa.string(), pa.string())), described("models", pa.list_(model)),
+               described("quality", quality)]
     return pa.schema(fields)
 
 
@@ -268,7 +282,7 @@ class ParquetWriter(RecordWriter):
         row.update(top_class=record.top_class, top_prob=record.top_prob,
                    class_scores=list(record.class_scores.items()), survey_scores=list(record.survey_scores.items()),
                    survey_score_versions=list(record.survey_score_versions.items()),
-                   models=[dict(m, scores=list(m["scores"].items())) for m in data["models"]])
+                   models=[dict(m, scores=list(m["scores"].items())) for m in data["models"]], quality=data.get("quality"))
         self._rows.append(row)
         self.count += 1
         if len(self._rows) >= self.row_group:
