@@ -70,3 +70,20 @@ def test_flags(records):
     assert flag_predicate() is None
     both = combine([flag_predicate(survey="ztf"), parse_where("real_bogus < 0.3")])
     assert _keep(both, records) == [r for r in records if r["survey"] == "ztf" and r["real_bogus"] < 0.3]
+
+
+def test_where_on_the_quality_block(records):
+    """The survey's own flags (v1.3 quality block), by name: Fink's ZTF rule, Rubin's flags, asteroids."""
+    good = _keep(parse_where("quality.good and not quality.known_solar_system"), records)
+    assert good == [r for r in records if r["quality"]["good"] and not r["quality"]["known_solar_system"]]
+    assert 0 < len(good) < len(records)
+    ztf_good = _keep(parse_where("survey == 'ztf' and quality['good'] == true"), records)
+    assert ztf_good and all(r["quality"]["nbad"] == 0 and abs(r["quality"]["magdiff"]) <= 0.1 for r in ztf_good)
+    asteroids = _keep(parse_where("quality.known_solar_system and quality.solar_system_distance_arcsec <= 5"), records)
+    assert asteroids and all(r["survey"] == "ztf" for r in asteroids)
+    rubin_clean = _keep(parse_where("survey == 'rubin' and quality.reliability >= 0.5 and not quality.dipole"), records)
+    assert rubin_clean == [r for r in records if r["survey"] == "rubin" and (r["quality"]["reliability"] or 0) >= 0.5
+                           and not r["quality"]["dipole"]]
+    with pytest.raises(FilterError, match="unknown quality flag 'godo'"):
+        parse_where("quality.godo")
+    assert parse_where("quality.good")(dict(records[0], quality=None)) is False   # a record before v1.3
