@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
+import os
 import socket
 
 import structlog
@@ -71,7 +72,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.embedded:
         _require_services(settings, args.config)
     _check_metrics_port(settings.observability.metrics_host, settings.observability.metrics_port)
-    _check_models(settings)
+    _check_models(settings, args.config)
     stack = None
     if args.embedded:
         stack = EmbeddedStack().start()
@@ -117,24 +118,38 @@ def _require_services(settings, config_path: str | None) -> None:
         raise UsageError(f"no Redis named: set REDIS_URL (or redis.url{where}), or pass --embedded to start a local one")
 
 
-def _check_models(settings) -> None:
-    """Refuse unknown names in engine.models, and untrained models without the flag, before anything starts."""
+def _models_source(config_path: str | None) -> str:
+    """Where engine.models came from, for an error message: the variable if set, else the file."""
+    if os.environ.get("SC__ENGINE__MODELS") is not None:
+        return "SC__ENGINE__MODELS"
+    return f"engine.models in {config_path}" if config_path else "engine.models"
+
+
+def _check_models(settings, config_path: str | None = None) -> None:
+    """Refuse unknown names in engine.models (``name`` or ``name@version``), and untrained models
+    without the flag, before anything starts."""
+    from engines.contract import EngineError
     from engines.registry import load_registry
     from schemas.alert import InputKind
     from stream.errors import did_you_mean
 
     registry = load_registry()
     eng = settings.engine
-    for name in eng.models:
+    for ref in eng.models:
+        name = ref.split("@", 1)[0]
         if name not in registry.cards:
-            raise UsageError(f"engine.models (SC__ENGINE__MODELS): no model named {name!r}{did_you_mean(name, registry.cards)} "
+            raise UsageError(f"{_models_source(config_path)}: no model named {name!r}{did_you_mean(name, registry.cards)} "
                              f"(known: {', '.join(sorted(registry.cards))})")
+        try:
+            registry.card(ref)
+        except EngineError as exc:
+            raise UsageError(f"{_models_source(config_path)}: {exc}") from None
     if eng.allow_untrained:
         return
     kinds = ([InputKind.DIFFERENCE_ALERT] if settings.kafka.alert_topics else []) + (
         [InputKind.RAW_EXPOSURE, InputKind.MULTIBAND_CUTOUT] if settings.kafka.exposure_topics else [])
-    untrained = sorted({card.name for kind in kinds for card in registry.cards_for(kind)
-                        if not card.trained and (not eng.models or card.name in eng.models)})
+    untrained = sorted({f"{card.name}@{card.version}" for kind in kinds for card in registry.selected(kind, list(eng.models))
+                        if not card.trained})
     if untrained:
         raise UsageError(f"model(s) {', '.join(untrained)} have untrained placeholder weights: pass --allow-untrained "
                          f"(or engine.allow_untrained = true, SC__ENGINE__ALLOW_UNTRAINED) to run them anyway, or leave "

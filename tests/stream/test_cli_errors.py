@@ -139,3 +139,17 @@ def test_unknown_model_in_engine_models_suggests() -> None:
     proc = _cli("run", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0",
                             "SC__ENGINE__MODELS": "realbogsu", "SC__OBSERVABILITY__METRICS_PORT": "0"})
     _one_line_error(proc, "SC__ENGINE__MODELS", "did you mean realbogus?")
+
+
+def test_engine_models_takes_name_at_version_from_toml_and_blames_the_file(tmp_path) -> None:
+    from stream.commands.run import _check_models
+    from stream.config import load_settings
+
+    config = tmp_path / "old.toml"
+    config.write_text('[engine]\nmodels = ["realbogus@2.0.0-pool-distilled"]\n')
+    _check_models(load_settings(config, env={}), str(config))   # an older version the registry ships: accepted
+    config.write_text('[engine]\nmodels = ["realbogus@9.9"]\n')
+    proc = _cli("run", "--config", str(config), env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0",
+                                                      "SC__OBSERVABILITY__METRICS_PORT": "0"})
+    _one_line_error(proc, f"engine.models in {config}", "version '9.9'")
+    assert "SC__ENGINE__MODELS" not in proc.stderr
