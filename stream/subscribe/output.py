@@ -106,10 +106,16 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 class TableWriter(RecordWriter):
-    """A live, fixed-width table: one line per record as it arrives (header every 40 lines)."""
+    """A live, fixed-width table: one line per record as it arrives (header every 40 lines).
+
+    No value is cut: names are abbreviated to fit (``survey_rb`` shows ``drb``, ``rb`` or ``rel``
+    for Rubin's reliability) and the last column, the models, takes the rest of the line. A
+    value wider than its column (an over-long object id) pushes the line right instead of being
+    cut. ``good`` is the survey's good-quality rule (``quality.good``: yes / no / -).
+    """
 
     COLUMNS = (("survey", 6), ("alert_id", 20), ("object_id", 20), ("band", 4), ("mjd_tai", 12), ("real_bogus", 10),
-               ("survey_rb", 9), ("class", 16), ("prob", 6), ("latency_ms", 10), ("models", 24))
+               ("survey_rb", 9), ("good", 4), ("class", 18), ("prob", 6), ("latency_ms", 10), ("models", 0))
 
     def __init__(self, stream: TextIO | None = None, header_every: int = 40) -> None:
         self.stream = stream or sys.stdout
@@ -117,24 +123,30 @@ class TableWriter(RecordWriter):
         self.count = 0
 
     def _line(self, cells: Sequence[str]) -> str:
-        return "  ".join(str(c)[:w].ljust(w) for c, (_, w) in zip(cells, self.COLUMNS)).rstrip()
+        return "  ".join(str(c).ljust(w) for c, (_, w) in zip(cells, self.COLUMNS)).rstrip()
 
     def write(self, record: ClassifiedRecord) -> None:
         if self.count % self.header_every == 0:
             print(self._line([name for name, _ in self.COLUMNS]), file=self.stream)
-        models = ",".join(f"{m.name}{'' if m.trained else '*'}" for m in record.models)
+        models = ",".join(f"{m.name}{'' if m.trained else '*'}{'!' if m.validated is False else ''}" for m in record.models)
         latency = record.latency_ms
+        good = (record.quality or {}).get("good")
         print(self._line([record.survey, record.alert_id, record.object_id, record.band or "-", _fmt(record.mjd, 5),
-                          _fmt(record.real_bogus), _survey_rb(record), record.top_class or "-", _fmt(record.top_prob),
+                          _fmt(record.real_bogus), _survey_rb(record), "-" if good is None else ("yes" if good else "no"),
+                          record.top_class or "-", _fmt(record.top_prob),
                           "-" if latency is None else str(latency), models or "-"]), file=self.stream, flush=True)
         self.count += 1
 
 
+#: Short names of the surveys' scores in the table (9 characters with the value).
+_SURVEY_SCORE_SHORT = {"reliability": "rel"}
+
+
 def _survey_rb(record: ClassifiedRecord) -> str:
-    """The survey's own real/bogus score beside ours: ZTF drb (rb when older), Rubin reliability."""
+    """The survey's own real/bogus score beside ours: ZTF drb (rb when older), Rubin reliability (rel)."""
     for name in SURVEY_SCORE_NAMES:
         if name in record.survey_scores:
-            return f"{name} {_fmt(record.survey_scores[name], 2)}"
+            return f"{_SURVEY_SCORE_SHORT.get(name, name)} {_fmt(record.survey_scores[name], 2)}"
     return "-"
 
 

@@ -56,6 +56,9 @@ def test_csv_round_trip(tmp_path, typed):
         assert [m.split(":")[0] for m in row["models"].split(";")] == [m.name for m in rec.models]
         if rec.survey == "ztf":
             assert float(row["magpsf [mag (AB)]"]) == pytest.approx(rec.magpsf) and row["fid"] == str(rec.fid)
+        quality = {k.split(".", 1)[1].split(" ")[0]: v for k, v in row.items() if k.startswith("quality.")}
+        assert quality["rule"] == rec.quality["rule"] and quality["good"] == ("" if rec.quality["good"] is None
+                                                                            else str(rec.quality["good"]))
 
 
 def test_parquet_round_trip(tmp_path, typed):
@@ -72,6 +75,7 @@ def test_parquet_round_trip(tmp_path, typed):
         assert row["models"][0]["name"] == "realbogus" and dict(row["models"][0]["scores"])["real"] == pytest.approx(rec.real_bogus)
         assert row["untrained"] is True and row["offset"] == rec.offset
         assert row["mjd"] == pytest.approx(rec.mjd) and row["candid"] == rec.candid
+        assert row["quality"] == rec.quality and row["real_bogus_model"] == rec.real_bogus_model == "realbogus"
     assert table.schema.field("ra").metadata[b"unit"] == b"deg"
     assert b"TAI" in table.schema.field("mjd").metadata[b"doc"] and table.schema.field("psf_flux").metadata[b"unit"] == b"nJy"
 
@@ -100,6 +104,22 @@ def test_table_lines(typed):
     lines = out.getvalue().splitlines()
     assert lines[0].split()[:3] == ["survey", "alert_id", "object_id"]
     assert len(lines) == 4 and typed[1].alert_id in lines[2]
+
+
+def test_table_never_cuts_a_value(typed):
+    """Rubin's reliability shows with its value ("rel 0.49"), not cut to "reliabili"; long names push right."""
+    import io
+
+    rubin = [r for r in typed if r.survey == "rubin"]
+    out = io.StringIO()
+    writer = TableWriter(out)
+    for r in rubin:
+        writer.write(r)
+    for line, r in zip(out.getvalue().splitlines()[1:], rubin):
+        assert f"rel {r.survey_scores['reliability']:.2f}" in line and r.object_id in line and r.alert_id in line
+        assert line.split()[-1] == ",".join(m.name + ("" if m.trained else "*") for m in r.models)
+    long_id = TableWriter(io.StringIO())._line(["ztf", "1" * 30, "ZTF" + "x" * 40])
+    assert "1" * 30 in long_id and "ZTF" + "x" * 40 in long_id
 
 
 def test_png_triplet_of_real_alerts(tmp_path, typed):
