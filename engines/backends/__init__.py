@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from engines.contract import Engine, EngineError, InputContract
 
-__all__ = ["BACKENDS", "ENGINE_CACHE_DIR", "usable_cores", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs", "check_batch", "split_inputs"]
+__all__ = ["BACKENDS", "BackendName", "ENGINE_CACHE_DIR", "usable_cores", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs",
+           "check_batch", "split_inputs"]
 
+#: A backend's name, as the settings type it (``engine.backend``, ``engine.backends``).
+BackendName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 #: Backend names the registry accepts, in order of preference on a CPU host.
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
+BACKENDS: tuple[str, ...] = get_args(BackendName)
 
 #: Where exported ONNX files and built TensorRT engines are cached unless a caller names a folder.
 ENGINE_CACHE_DIR = "var/engines"

@@ -100,3 +100,27 @@ def test_infer_batch_is_small_on_the_cpu_and_the_models_own_on_cuda():
     assert load_settings(env={}).engine.infer_batch_size() == CPU_INFER_BATCH
     assert load_settings(env={"SC__ENGINE__DEVICE": "cuda"}).engine.infer_batch_size() == 0   # no cap
     assert load_settings(env={"SC__ENGINE__INFER_BATCH": "128"}).engine.infer_batch_size() == 128
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"SC__OBSERVABILITY__LOG_LEVEL": "verbose"}, "observability.log_level: expected one of debug, info, warning, error, critical"),
+    ({"SC__ENGINE__DEVICE": "gpu"}, "engine.device: expected cpu, cuda or cuda:N, got 'gpu'"),
+    ({"SC__OBSERVABILITY__LOG_FORMAT": "jsn"}, r"did you mean json\?"),
+    ({"SC__KAFKA__AUTO_OFFSET_RESET": "last"}, "kafka.auto_offset_reset: expected one of earliest, latest"),
+    ({"SC__KAFKA__ASSIGNMENT_STRATEGY": "sticky"}, "kafka.assignment_strategy"),
+    ({"SC__KAFKA__OUTPUT_SUBJECT_STRATEGY": "subject"}, "kafka.output_subject_strategy"),
+    ({"SC__BATCH__DECODE_WORKERS": "many"}, 'batch.decode_workers: expected int or "auto"'),
+])
+def test_enumerations_are_typed_and_refused_in_one_line(env, needle):
+    with pytest.raises(ConfigError, match=needle) as info:
+        load_settings(env=env)
+    assert "\n" not in str(info.value)
+
+
+def test_enumerations_accept_their_members_in_any_case(tmp_path):
+    s = load_settings(env={"SC__OBSERVABILITY__LOG_LEVEL": "WARNING", "SC__ENGINE__DEVICE": "cuda:1"})
+    assert s.observability.log_level == "warning" and s.engine.device == "cuda:1"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[engine]\ndevice = "gpu"\n')
+    with pytest.raises(ConfigError, match=f"{cfg}: engine.device"):
+        load_settings(cfg, env={})
