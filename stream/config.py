@@ -316,7 +316,7 @@ class Settings:
 
 # ---------------------------------------------------------------- parsing
 
-_SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings)}  # type: ignore[misc]
+_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings))
 
 
 def _section_types() -> dict[str, type]:

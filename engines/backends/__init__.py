@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
@@ -63,7 +63,7 @@ def check_batch(shape: tuple[int, ...] | tuple[tuple[int, ...], ...], contract: 
     """Raise EngineError unless the batch matches the contract: the image input (N, C, H, W)
     with 1 <= N <= max_batch, and a feature input (N, F) where declared. ``shape`` is the image
     shape, or a tuple of every input's shape."""
-    shapes = tuple(shape) if shape and isinstance(shape[0], tuple) else (tuple(shape),)
+    shapes = cast(tuple[tuple[int, ...], ...], tuple(shape) if shape and isinstance(shape[0], tuple) else (tuple(shape),))
     if len(shapes) != len(contract.input_names):
         raise EngineError(f"batch has {len(shapes)} inputs, the model takes {contract.input_names}")
     image = shapes[0]
