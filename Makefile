@@ -12,7 +12,7 @@ LOCK_TOOL := .venv-lock
 PIP_TOOLS := pip-tools==7.6.2
 COMPILE := $(LOCK_TOOL)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: install test test-fast demo bench stack clean system-deps lock
+.PHONY: install test test-fast typecheck demo bench stack clean system-deps lock
 
 # Debian's redis-server backs the embedded stack; installed here if it is missing.
 system-deps:
@@ -41,15 +41,23 @@ lock:
 
 install: system-deps $(STAMP)
 
-# Lint first (ruff, configured in pyproject.toml: seconds), then every test.
+# Lint first (ruff, configured in pyproject.toml: seconds), then the type checker (mypy on
+# schemas/, engines/ and stream/, [tool.mypy] in pyproject.toml), then every test (the import
+# contract, research and training fenced off, is tests/test_layers.py).
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q tests
 
 # Unit tests only: no broker, no Redis (integration tests are marked and left out).
 test-fast: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -m "not integration" tests
+
+# The same checks before each commit: `pre-commit install` once (.pre-commit-config.yaml).
+typecheck: install
+	$(VENV)/bin/mypy
 
 demo: install
 	$(VENV)/bin/survey-classifier demo

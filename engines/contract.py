@@ -31,7 +31,7 @@ class InputContract:
 
     input_name: str
     output_name: str
-    shape: tuple[int, int, int]          # (C, H, W) of one preprocessed input
+    shape: tuple[int, ...]               # (C, H, W) of one preprocessed input (as read from a card)
     labels: tuple[str, ...]              # output column names, e.g. ("bogus", "real")
     dtype: str = "float32"
     max_batch: int = 1024

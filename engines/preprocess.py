@@ -51,7 +51,7 @@ the same triplet, as ACAI's training code did.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -564,7 +564,7 @@ def difference_alert_batch_rownorm(alerts: Sequence[Alert], size: int = 69, devi
 
 
 #: preprocessing name (as model cards give it) -> function(items, device) -> tensor
-PREPROCESSORS = {
+PREPROCESSORS: dict[str, Callable[[Sequence[Any], str], Any]] = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
     # realbogus >= 2.1: braai d6_m7's row-wise L2 triplet, resampled 63 -> 69
     "difference_stamps_rownorm_69": lambda items, device: difference_alert_batch_rownorm(items, 69, device),

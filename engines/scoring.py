@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
 
+from engines.cards import ModelCard
 from schemas.alert import Alert, Exposure, InputKind
 from schemas.provenance import ModelProvenance
 
-__all__ = ["Runner", "ModelResults", "StageClock", "THREADED_BACKENDS", "select_cards", "load_kind_runners", "survey_scope",
-           "score_items"]
+__all__ = ["Runner", "ModelRegistry", "ModelResults", "StageClock", "THREADED_BACKENDS", "select_cards", "load_kind_runners",
+           "survey_scope", "score_items"]
 
 Item = Alert | Exposure
 
@@ -46,7 +48,16 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
-def select_cards(registry: Any, kind: InputKind, models: Iterable[str] = (), *, include_untrained: bool = True) -> list[Any]:
+class ModelRegistry(Protocol):
+    """What scoring needs of the model registry (:class:`engines.registry.Registry` is the real one)."""
+
+    def selected(self, kind: InputKind, models: Sequence[str] = ...) -> list[ModelCard]: ...
+
+    def load_runner(self, name: str, backend: str, device: str = ..., cache_dir: str = ..., allow_untrained: bool = ...,
+                    precision: str | None = ..., version: str | None = ..., **engine_options: Any) -> Runner: ...
+
+
+def select_cards(registry: ModelRegistry, kind: InputKind, models: Iterable[str] = (), *, include_untrained: bool = True) -> list[ModelCard]:
     """The cards that score ``kind``: every default one, or only those named in ``models``
     (``name`` or ``name@version``); untrained cards are left out unless ``include_untrained``."""
     return [card for card in registry.selected(kind, list(models)) if card.trained or include_untrained]
@@ -57,10 +68,10 @@ def select_cards(registry: Any, kind: InputKind, models: Iterable[str] = (), *, 
 THREADED_BACKENDS = ("onnxruntime", "openvino")
 
 
-def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: str, cache_dir: str,
+def load_kind_runners(registry: ModelRegistry, kind: InputKind, *, backend: str, device: str, cache_dir: str,
                       models: Iterable[str] = (), allow_untrained: bool = False, skip_untrained: bool = False,
                       backends: Mapping[str, str] | None = None, threads: int = 0, infer_batch: int = 0,
-                      unvalidated: Mapping[str, Sequence[str]] | None = None) -> list[Any]:
+                      unvalidated: Mapping[str, Sequence[str]] | None = None) -> list[Runner]:
     """Loaded runners for every selected card of ``kind`` (each at the version selected).
 
     Each model runs on ``backends[name]`` where named there, else on ``backend`` (the fastest
@@ -75,7 +86,7 @@ def load_kind_runners(registry: Any, kind: InputKind, *, backend: str, device: s
     runners = []
     for card in cards:
         chosen = (backends or {}).get(card.name, backend)
-        options = {"threads": threads} if threads > 0 and chosen in THREADED_BACKENDS and not device.startswith("cuda") else {}
+        options: dict[str, Any] = {"threads": threads} if threads > 0 and chosen in THREADED_BACKENDS and not device.startswith("cuda") else {}
         extra_surveys = tuple((unvalidated or {}).get(card.name, ()))
         if extra_surveys:
             options["unvalidated_surveys"] = extra_surveys
@@ -122,8 +133,8 @@ def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageCl
         for start in range(0, len(chosen), step):
             indices = chosen[start:start + step]
             chunk = [items[i] for i in indices]
-            batch = _timed(clock, "preprocess", lambda r=runner, c=chunk: r.preprocess(c))
-            probs = np.asarray(_timed(clock, "infer", lambda r=runner, b=batch: r.infer(b)))
+            batch = _timed(clock, "preprocess", partial(runner.preprocess, chunk))
+            probs = np.asarray(_timed(clock, "infer", partial(runner.infer, batch)))
             if probs.shape != (len(chunk), len(runner.labels)):
                 raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
             for i, row in zip(indices, probs):

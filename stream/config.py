@@ -13,22 +13,25 @@ Environment variables:
   (for secrets mounted by Kubernetes). Secrets never appear in ``repr`` or logs.
 
 Unknown keys, wrong types and missing topic names are refused at start-up with
-:class:`ConfigError`, naming the key.
+:class:`ConfigError`, naming the key. Enumerations are typed (``Literal``, or a pattern for
+``engine.device``), so a value outside them is refused by the same parser that reads the type,
+with the choices and the closest one.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import os
+import re
 import tomllib
 import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from engines.backends import BACKENDS, ENGINE_CACHE_DIR, usable_cores
+from engines.backends import ENGINE_CACHE_DIR, BackendName, usable_cores
 from schemas.alert import SURVEYS
 from schemas.decode.limits import DecodeSettings
 from stream.errors import UsageError, did_you_mean
@@ -51,6 +54,28 @@ __all__ = [
 ENV_PREFIX = "SC__"
 KAFKA_CLIENT_ENV_PREFIX = "SC_KAFKA__"
 SECRET_MARKERS = ("password", "secret", "token", "sasl.oauthbearer.config", "key.pem", "private")
+
+
+@dataclass(frozen=True)
+class Matches:
+    """``Annotated[str, Matches(...)]``: a string setting whose values follow a pattern."""
+
+    pattern: str
+    described: str
+
+    def check(self, key: str, raw: str) -> str:
+        if re.fullmatch(self.pattern, raw):
+            return raw
+        raise ConfigError(f"{key}: expected {self.described}, got {shown_value(key, raw)}")
+
+
+OffsetReset = Literal["earliest", "latest"]
+AssignmentStrategy = Literal["range", "roundrobin", "cooperative-sticky"]
+SubjectStrategy = Literal["topic", "record"]
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+#: ``cpu``, ``cuda`` or ``cuda:N``
+Device = Annotated[str, Matches(r"cpu|cuda(:[0-9]+)?", "cpu, cuda or cuda:N")]
 
 
 class ConfigError(UsageError, ValueError):
@@ -93,8 +118,8 @@ class KafkaSettings:
     exposure_output_topic: str = "classified-exposures"
     dead_letter_topic: str = "classified-dead-letter"
     #: ``cooperative-sticky`` on real Kafka; the embedded Tansu broker needs an eager one (``range``).
-    assignment_strategy: str = "cooperative-sticky"
-    auto_offset_reset: str = "earliest"
+    assignment_strategy: AssignmentStrategy = "cooperative-sticky"
+    auto_offset_reset: OffsetReset = "earliest"
     session_timeout_ms: int = 45000
     #: Confluent-compatible schema registry for Rubin schema ids; empty: the ids shipped in
     #: ``lsst-alert-packet`` (id = major*100 + minor).
@@ -103,7 +128,7 @@ class KafkaSettings:
     #: frames records with the id it returns; empty: the fixed ids 100*major+minor (see README).
     output_schema_registry_url: str = ""
     #: Subject naming: ``topic`` (``<topic>-value``, TopicNameStrategy) or ``record`` (RecordNameStrategy).
-    output_subject_strategy: str = "topic"
+    output_subject_strategy: SubjectStrategy = "topic"
     #: ``run`` exits with status 2 once the broker has been unreachable this long; 0: keep retrying.
     exit_after_unreachable_s: float = 0.0
     #: While the broker or Redis is unreachable, one warning per this many seconds (probes back off up to it).
@@ -175,7 +200,7 @@ class BatchSettings:
     #: Worker processes for decode: ``"auto"`` (one per usable core, ``os.sched_getaffinity``,
     #: at most :data:`AUTO_DECODE_WORKERS_MAX`), a number, or 0 to decode in the consuming
     #: thread (no watchdog). Each batch is split across the workers.
-    decode_workers: int | str = "auto"
+    decode_workers: int | Literal["auto"] = "auto"
     #: How much lower the decode workers' CPU priority is than the consuming process's
     #: (``os.nice``, 0..19). The consuming thread scores, publishes and commits every batch
     #: one after another, so it bounds throughput; decode work splits over the workers and
@@ -196,9 +221,9 @@ class BatchSettings:
 @dataclass(frozen=True)
 class EngineSettings:
     #: One of :data:`engines.backends.BACKENDS`: ``onnxruntime``, ``openvino``, ``torch`` or ``tensorrt``.
-    backend: str = "onnxruntime"
+    backend: BackendName = "onnxruntime"
     #: ``cpu`` or ``cuda`` (``cuda:N``) for preprocessing and the torch backend.
-    device: str = "cpu"
+    device: Device = "cpu"
     #: Where built ONNX files and TensorRT engines are cached.
     cache_dir: str = ENGINE_CACHE_DIR
     #: Refuse models whose card says ``untrained`` unless this is true.
@@ -207,7 +232,7 @@ class EngineSettings:
     models: tuple[str, ...] = ()
     #: Per-model backend overrides, e.g. ``{acai = "openvino"}``; a model not named runs on ``backend``.
     #: From the environment: ``SC__ENGINE__BACKENDS="acai=openvino,braai=onnxruntime"``.
-    backends: Mapping[str, str] = field(default_factory=dict)
+    backends: Mapping[str, BackendName] = field(default_factory=dict)
     #: CPU threads of each engine (ONNX Runtime intra-op, OpenVINO inference threads) and of
     #: torch preprocessing; 0: the cores this process may run on (``os.sched_getaffinity``,
     #: so a container's CPU set, not the host's count).
@@ -261,8 +286,8 @@ class ObservabilitySettings:
     metrics_port: int = 9108
     metrics_host: str = "127.0.0.1"
     #: ``json`` (production) or ``console``; ``auto`` picks console on a terminal.
-    log_format: str = "auto"
-    log_level: str = "info"
+    log_format: LogFormat = "auto"
+    log_level: LogLevel = "info"
 
 
 @dataclass(frozen=True)
@@ -283,16 +308,6 @@ class Settings:
                 raise ConfigError(f"kafka.{name} is missing")
         if k.exposure_topics and not k.exposure_output_topic:
             raise ConfigError("kafka.exposure_output_topic is missing")
-        if k.auto_offset_reset not in ("earliest", "latest"):
-            raise ConfigError(f"kafka.auto_offset_reset must be earliest or latest, got {k.auto_offset_reset!r}")
-        strategies = {"range", "roundrobin", "cooperative-sticky"}
-        if k.assignment_strategy not in strategies:
-            raise ConfigError(f"kafka.assignment_strategy must be one of {sorted(strategies)}, got {k.assignment_strategy!r}")
-        if self.engine.backend not in BACKENDS:
-            raise ConfigError(f"engine.backend must be one of {', '.join(BACKENDS)}, got {self.engine.backend!r}")
-        for model, backend in self.engine.backends.items():
-            if backend not in BACKENDS:
-                raise ConfigError(f"engine.backends.{model} must be one of {', '.join(BACKENDS)}, got {backend!r}")
         for pair in self.engine.run_unvalidated:
             model, _, survey = pair.partition(":")
             if not model.strip() or survey.strip() not in SURVEYS:
@@ -304,16 +319,12 @@ class Settings:
         workers = self.batch.decode_workers
         if not (workers == "auto" or (isinstance(workers, int) and workers >= 0)):
             raise ConfigError(f"batch.decode_workers must be \"auto\" or a number >= 0, got {workers!r}")
-        if k.output_subject_strategy not in ("topic", "record"):
-            raise ConfigError(f"kafka.output_subject_strategy must be topic or record, got {k.output_subject_strategy!r}")
         if k.exit_after_unreachable_s < 0 or k.unreachable_warn_interval_s <= 0:
             raise ConfigError("kafka.exit_after_unreachable_s must be >= 0 and kafka.unreachable_warn_interval_s > 0")
         if not 0 <= self.batch.decode_worker_nice <= 19:
             raise ConfigError(f"batch.decode_worker_nice must be 0..19, got {self.batch.decode_worker_nice}")
         if self.batch.max_size < 1 or self.batch.max_wait_ms < 0 or self.batch.max_in_flight < 1:
             raise ConfigError("batch.max_size and batch.max_in_flight must be >= 1, batch.max_wait_ms >= 0")
-        if self.observability.log_format not in ("auto", "json", "console"):
-            raise ConfigError(f"observability.log_format must be auto, json or console, got {self.observability.log_format!r}")
         return self
 
     def with_services(self, bootstrap_servers: str | None = None, redis_url: str | None = None) -> Settings:
@@ -325,7 +336,7 @@ class Settings:
 
 # ---------------------------------------------------------------- parsing
 
-_SECTIONS: dict[str, type] = {f.name: f.type for f in dataclasses.fields(Settings)}  # type: ignore[misc]
+_SECTIONS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings))
 
 
 def _section_types() -> dict[str, type]:
@@ -345,16 +356,44 @@ def _parse_bool(key: str, raw: Any) -> bool:
     raise ConfigError(f"{key}: expected a boolean (true/false), got {shown_value(key, raw)}")
 
 
+def _described(annotation: Any) -> str:
+    """How an error names a type: ``int``, ``"auto"``, ``one of a, b``."""
+    if typing.get_origin(annotation) is Literal:
+        choices = typing.get_args(annotation)
+        return f'"{choices[0]}"' if len(choices) == 1 else "one of " + ", ".join(map(str, choices))
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _coerce_choice(key: str, choices: tuple[Any, ...], raw: Any) -> Any:
+    """A ``Literal`` of strings: the member ``raw`` names (any case), else an error with the choices."""
+    if isinstance(raw, str):
+        for choice in choices:
+            if raw.strip().lower() == str(choice).lower():
+                return choice
+        hint = did_you_mean(raw.strip().lower(), [str(c) for c in choices])
+        raise ConfigError(f"{key}: expected one of {', '.join(map(str, choices))}, got {shown_value(key, raw)}{hint}")
+    raise ConfigError(f"{key}: expected one of {', '.join(map(str, choices))}, got {shown_value(key, raw)}")
+
+
 def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
     origin = typing.get_origin(annotation)
-    if origin is types.UnionType:  # e.g. int | str: the first member the value parses as
+    if origin in (types.UnionType, typing.Union):  # e.g. int | Literal["auto"]: the first member the value parses as
         for member in typing.get_args(annotation):
             try:
                 return _coerce(key, member, raw, from_env)
             except ConfigError:
                 continue
-        raise ConfigError(f"{key}: expected {' or '.join(getattr(m, '__name__', str(m)) for m in typing.get_args(annotation))}, "
+        raise ConfigError(f"{key}: expected {' or '.join(_described(m) for m in typing.get_args(annotation))}, "
                           f"got {shown_value(key, raw)}")
+    if origin is Literal:
+        return _coerce_choice(key, typing.get_args(annotation), raw)
+    if origin is Annotated:
+        base, *extras = typing.get_args(annotation)
+        value = _coerce(key, base, raw, from_env)
+        for extra in extras:
+            if isinstance(extra, Matches):
+                value = extra.check(key, value)
+        return value
     if annotation is bool:
         return _parse_bool(key, raw)
     if annotation is int:
@@ -388,13 +427,19 @@ def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
             return tuple(raw)
         raise ConfigError(f"{key}: expected a list of strings, got {shown_value(key, raw)}")
     if origin in (Mapping, dict) or annotation in (Mapping, dict):
+        table: dict[str, Any] | None = None
         if isinstance(raw, Mapping):
-            return dict(raw)
-        if from_env and isinstance(raw, str):  # "name=value,name=value"
+            table = dict(raw)
+        elif from_env and isinstance(raw, str):  # "name=value,name=value"
             pairs = [p.strip() for p in raw.split(",") if p.strip()]
             if all("=" in p for p in pairs):
-                return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
-        raise ConfigError(f"{key}: expected a table of client properties, got {shown_value(key, raw)}")
+                table = {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
+        if table is None:
+            raise ConfigError(f"{key}: expected a table of client properties, got {shown_value(key, raw)}")
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is not Any:  # typed values, e.g. Mapping[str, BackendName]
+            return {k: _coerce(f"{key}.{k}", args[1], v, from_env) for k, v in table.items()}
+        return table
     raise ConfigError(f"{key}: unsupported setting type {annotation!r}")  # pragma: no cover
 
 
@@ -404,7 +449,7 @@ def _env_name(section: str, key: str) -> str:
 
 def _build_section(name: str, cls: type, values: Mapping[str, Any], env_keys: set[str], path: Path | None = None) -> Any:
     """One section's settings; an error names where the value came from (file or variable)."""
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)  # keeps Annotated (Device)
     known = sorted(f.name for f in dataclasses.fields(cls))
     for key in sorted(set(values) - set(known)):
         if f"{name}.{key}" in env_keys:

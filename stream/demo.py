@@ -73,7 +73,7 @@ def summarise(records: Sequence[Any], dead_reasons: Sequence[str] = (), duplicat
             if not m.trained and m.name not in s.untrained_models:
                 s.untrained_models.append(m.name)
     bins = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001]
-    hist = Counter()
+    hist: Counter[str] = Counter()
     for r in records:
         if r.real_bogus is None:
             continue

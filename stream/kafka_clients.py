@@ -7,19 +7,37 @@ left undelivered, so offsets are only committed after the broker has every outpu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, Protocol
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from stream.config import KafkaSettings
 from stream.kafka_logs import with_client_logger
 
 __all__ = [
+    "Publisher", "Committer",
     "PublishError", "consumer_config", "producer_config", "make_consumer", "DeliveryTracker", "flush_or_raise", "commit_or_raise",
     "CommitError", "TopicRecord", "read_topic",
 ]
+
+
+class Publisher(Protocol):
+    """The part of a Kafka ``Producer`` the publish stage uses."""
+
+    def produce(self, topic: str, value: bytes | None = ..., *, key: bytes | None = ..., headers: Any = ...,
+                on_delivery: Callable[..., None] | None = ...) -> None: ...
+
+    def poll(self, timeout: float) -> int: ...
+
+    def flush(self, timeout: float) -> int: ...
+
+
+class Committer(Protocol):
+    """The part of a Kafka ``Consumer`` the commit stage uses (a synchronous commit)."""
+
+    def commit(self, *, offsets: list[TopicPartition], asynchronous: Literal[False]) -> list[TopicPartition]: ...
 
 
 class PublishError(RuntimeError):
@@ -92,7 +110,7 @@ class DeliveryTracker:
         return on_delivery
 
 
-def flush_or_raise(producer: Producer, tracker: DeliveryTracker, expected: int, timeout_s: float) -> None:
+def flush_or_raise(producer: Publisher, tracker: DeliveryTracker, expected: int, timeout_s: float) -> None:
     """Wait for every delivery report; raise :class:`PublishError` if any record is unacknowledged."""
     left = producer.flush(timeout_s)
     if left or tracker.errors or len(tracker.delivered) != expected:
@@ -102,7 +120,7 @@ def flush_or_raise(producer: Producer, tracker: DeliveryTracker, expected: int, 
         )
 
 
-def commit_or_raise(consumer: Consumer, offsets: Iterable[TopicPartition]) -> list[TopicPartition]:
+def commit_or_raise(consumer: Committer, offsets: Iterable[TopicPartition]) -> list[TopicPartition]:
     """Commit synchronously and check each partition's result.
 
     Returns the partitions whose commit was refused because the partition moved to another member
@@ -130,15 +148,21 @@ def commit_or_raise(consumer: Consumer, offsets: Iterable[TopicPartition]) -> li
     return lost
 
 
+def _headers(msg: Message) -> dict[str, Any]:
+    """A message's headers as a dict (librdkafka gives a list of (name, bytes) pairs)."""
+    headers = msg.headers() or []
+    return dict(headers.items() if isinstance(headers, dict) else headers)
+
+
 @dataclass(frozen=True)
 class TopicRecord:
     """One message read back from a topic."""
 
     key: bytes | None
-    value: bytes
-    headers: dict[str, bytes]
-    partition: int
-    offset: int
+    value: bytes | None
+    headers: dict[str, Any]
+    partition: int | None
+    offset: int | None
     timestamp_ms: int
 
 
@@ -167,7 +191,7 @@ def read_topic(bootstrap: str, topic: str, *, expect: int | None = None, timeout
                 if expect is not None and len(out) >= expect and time.monotonic() - last_new > 0.5:
                     break
                 continue
-            out.append(TopicRecord(msg.key(), msg.value(), {k: v for k, v in (msg.headers() or [])},
+            out.append(TopicRecord(msg.key(), msg.value(), _headers(msg),
                                    msg.partition(), msg.offset(), msg.timestamp()[1]))
             last_new = time.monotonic()
         return out

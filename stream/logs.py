@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
+from collections.abc import MutableMapping
+from typing import Any, TextIO, cast
 
 import structlog
 
 __all__ = ["configure_logging", "redact_credentials"]
 
 
-def redact_credentials(_logger: object, _method: str, event: dict) -> dict:
+def redact_credentials(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: no ``scheme://user:password@`` in any string of a log line (an
     exception text or a setting can carry a URL with its password)."""
     from stream.schema_registry import redact_urls_in
@@ -52,6 +53,6 @@ def configure_logging(fmt: str = "auto", level: str = "info", file: TextIO | Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),
-        logger_factory=structlog.PrintLoggerFactory(file=file if file is not None else _CurrentStderr()),
+        logger_factory=structlog.PrintLoggerFactory(file=file if file is not None else cast(TextIO, _CurrentStderr())),
         cache_logger_on_first_use=False,
     )

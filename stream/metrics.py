@@ -123,6 +123,8 @@ class BoundedHTTPServer(HTTPServer):
         #: Connections closed unserved because the pool and its queue were full.
         self.refused = 0
 
+    # The override is narrower on purpose: a TCP server's requests are sockets, never the
+    # (bytes, socket) pairs of a UDP server that socketserver's signature also allows.
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         if not self._slots.acquire(blocking=False):
             self.refused += 1

@@ -37,7 +37,7 @@ from typing import Any
 import structlog
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from engines.scoring import Runner, survey_scope
+from engines.scoring import ModelRegistry, Runner, survey_scope
 from schemas.alert import InputKind
 from stream import __version__, stages
 from stream.config import Settings
@@ -425,7 +425,7 @@ class _PausingDedup:
         self.service._with_redis("publish mark", lambda: self.service.dedup.mark(destinations), lambda: None)
 
 
-def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, list[Runner]]:
+def load_runners(settings: Settings, registry: ModelRegistry | None = None) -> dict[InputKind, list[Runner]]:
     """The models to run per input kind, from the engine registry (default: the shipped cards);
     refuses untrained models unless ``engine.allow_untrained``."""
     from engines.backends import usable_cores
@@ -433,7 +433,8 @@ def load_runners(settings: Settings, registry: Any = None) -> dict[InputKind, li
     from engines.scoring import load_kind_runners
 
     eng = settings.engine
-    registry = registry if registry is not None else load_registry()
+    if registry is None:
+        registry = load_registry()
     threads = eng.thread_count()
     if not eng.device.startswith("cuda"):
         import torch

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Final
 
 import structlog
 
@@ -46,7 +47,7 @@ log = structlog.get_logger(__name__)
 #: Partitions of every topic created on the embedded broker.
 EMBEDDED_PARTITIONS = 4
 #: The consumer assignor against Tansu: its cooperative-sticky rebalancing is broken, an eager one works.
-EMBEDDED_ASSIGNMENT_STRATEGY = "range"
+EMBEDDED_ASSIGNMENT_STRATEGY: Final = "range"
 #: A short consumer session on the loopback broker, so a member that died is replaced quickly.
 EMBEDDED_SESSION_TIMEOUT_MS = 6000
 #: The topics ``stack up`` creates: those of deploy/config/embedded.toml.
@@ -168,7 +169,7 @@ def create_topics(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    conf = {"bootstrap.servers": bootstrap}
+    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap}
     conf.update(config or {})
     admin = AdminClient(conf)
     existing = set(admin.list_topics(timeout=timeout_s).topics)

@@ -25,7 +25,7 @@ from confluent_kafka import TopicPartition
 from engines.scoring import ModelResults, Runner, StageClock, score_items
 from schemas.alert import Alert, Exposure, InputKind
 from schemas.classified_record import CLASSIFIED_SCHEMA_HEADER, build_classified_record, encode_classified
-from stream.kafka_clients import DeliveryTracker, commit_or_raise, flush_or_raise
+from stream.kafka_clients import Committer, DeliveryTracker, Publisher, commit_or_raise, flush_or_raise
 from stream.pipeline import DecodeOutcome, Envelope, dedup_candidates
 from stream.schema_registry import redact_urls_in
 
@@ -44,23 +44,6 @@ class Dedup(Protocol):
     def published(self, keys: Sequence[str]) -> set[str]: ...
 
     def mark(self, destinations: Mapping[str, str]) -> None: ...
-
-
-class Publisher(Protocol):
-    """The part of a Kafka ``Producer`` the publish stage uses."""
-
-    def produce(self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None,
-                on_delivery: Callable[..., None] | None = None) -> None: ...
-
-    def poll(self, timeout: float) -> int: ...
-
-    def flush(self, timeout: float) -> int: ...
-
-
-class Committer(Protocol):
-    """The part of a Kafka ``Consumer`` the commit stage uses."""
-
-    def commit(self, *, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition] | None: ...
 
 
 # ---------------------------------------------------------------------------------------- triage
@@ -278,4 +261,4 @@ def commit_offsets(envelopes: Sequence[Envelope]) -> list[TopicPartition]:
 def commit(consumer: Committer, envelopes: Sequence[Envelope]) -> list[TopicPartition]:
     """Commit the batch's offsets; returns partitions whose commit was refused because they moved
     to another member (any other failure raises :class:`stream.kafka_clients.CommitError`)."""
-    return commit_or_raise(consumer, commit_offsets(envelopes))  # type: ignore[arg-type]
+    return commit_or_raise(consumer, commit_offsets(envelopes))

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast, get_args
 
 import numpy as np
 
 from engines.contract import Engine, EngineError, InputContract
 
-__all__ = ["BACKENDS", "ENGINE_CACHE_DIR", "usable_cores", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs", "check_batch", "split_inputs"]
+__all__ = ["BACKENDS", "BackendName", "ENGINE_CACHE_DIR", "usable_cores", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs",
+           "check_batch", "split_inputs"]
 
+#: A backend's name, as the settings type it (``engine.backend``, ``engine.backends``).
+BackendName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 #: Backend names the registry accepts, in order of preference on a CPU host.
-BACKENDS: tuple[str, ...] = ("torch", "onnxruntime", "openvino", "tensorrt")
+BACKENDS: tuple[str, ...] = get_args(BackendName)
 
 #: Where exported ONNX files and built TensorRT engines are cached unless a caller names a folder.
 ENGINE_CACHE_DIR = "var/engines"
@@ -60,7 +63,7 @@ def check_batch(shape: tuple[int, ...] | tuple[tuple[int, ...], ...], contract: 
     """Raise EngineError unless the batch matches the contract: the image input (N, C, H, W)
     with 1 <= N <= max_batch, and a feature input (N, F) where declared. ``shape`` is the image
     shape, or a tuple of every input's shape."""
-    shapes = tuple(shape) if shape and isinstance(shape[0], tuple) else (tuple(shape),)
+    shapes = cast(tuple[tuple[int, ...], ...], tuple(shape) if shape and isinstance(shape[0], tuple) else (tuple(shape),))
     if len(shapes) != len(contract.input_names):
         raise EngineError(f"batch has {len(shapes)} inputs, the model takes {contract.input_names}")
     image = shapes[0]

@@ -71,7 +71,7 @@ class HRCelestialNet(nn.Module):
 
     def __init__(self, input_hw: tuple[int, int] = HRCELESTIAL_INPUT[1:], first_pool: int = 4) -> None:
         super().__init__()
-        self.input_hw = tuple(input_hw)
+        self.input_hw: tuple[int, int] = (int(input_hw[0]), int(input_hw[1]))
         self.first_pool = first_pool
         self.map_hw = feature_map_hw(self.input_hw, first_pool)
         layers: list[nn.Module] = []

@@ -8,7 +8,7 @@
   such data and write the papers' figures.
 
 Both commands share one synthetic-data rule: realbogus injects into real ZTF alerts found under
-the data path (default ``../shared/data/ztf``); iicnet simulates N WISE cutouts; hrcelestialnet
+the data path (``--data``, required: no default points outside the checkout); iicnet simulates N WISE cutouts; hrcelestialnet
 simulates raw ACS/WFC frames of ``N // (2 * views_per_body)`` bodies per class (at least 2).
 """
 from __future__ import annotations
@@ -33,10 +33,10 @@ from engines.training.recipes import (
     synthetic_wise,
 )
 
-__all__ = ["DEFAULT_ZTF_DIR", "RunData", "network_kwargs", "run_data", "evaluate_model"]
+__all__ = ["REALBOGUS_SYNTHETIC_NEEDS_DATA", "RunData", "network_kwargs", "run_data", "evaluate_model"]
 
-#: Where ``--synthetic`` realbogus looks for real ZTF alerts to inject into, unless a path is given.
-DEFAULT_ZTF_DIR = Path("../shared/data/ztf")
+#: realbogus ``--synthetic N`` injects into real ZTF alerts: where they are is the user's to say.
+REALBOGUS_SYNTHETIC_NEEDS_DATA = "realbogus --synthetic N injects into real ZTF alerts: give --data PATH (a folder of ZTF alerts)"
 
 
 def network_kwargs(model: str, binning: int) -> dict[str, Any]:
@@ -71,7 +71,9 @@ def run_data(network: str, *, purpose: str, data: Path | None = None, labels: Pa
     """
     if synthetic is not None:
         if network == "realbogus":
-            images, description = synthetic_realbogus(data or DEFAULT_ZTF_DIR, synthetic, seed)
+            if data is None:
+                raise ValueError(REALBOGUS_SYNTHETIC_NEEDS_DATA)
+            images, description = synthetic_realbogus(data, synthetic, seed)
             return RunData(images, description, notes=[SYNTHETIC_NOTE])
         if network == "iicnet":
             images, description = synthetic_wise(synthetic, seed)

@@ -167,6 +167,9 @@ def _scale_like_astropy(raw: np.ndarray, bitpix: int, bscale: float, bzero: floa
     """``hdu.data`` from raw big-endian data, mirroring astropy's ``_scale_data``."""
     if bzero == 0 and bscale == 1 and blank is None:
         return raw
+    # the dtype is chosen at run time below, which numpy's stubs cannot follow: typed as Any
+    data: Any
+    blanks: Any = None
     if not (bzero == 0 and bscale == 1):
         # astropy's pseudo-unsigned convention (uint=True default)
         if bscale == 1:
@@ -177,7 +180,6 @@ def _scale_like_astropy(raw: np.ndarray, bitpix: int, bscale: float, bzero: floa
                     data = np.array(raw, dtype=dtype)
                     data -= np.uint64(1 << (bits - 1))
                     return data
-    blanks = None
     if blank is not None and bitpix > 0:
         blanks = raw.flat == blank
         if blanks.sum() < len(blanks) / 8:

@@ -12,7 +12,7 @@ import math
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 
@@ -41,7 +41,7 @@ def load_rubin_schema(schema_id: int) -> dict:
 
     Raises ``DecodeError(UNKNOWN_SCHEMA_ID)`` when the package ships no such version.
     """
-    return fastavro.parse_schema(rubin_schema_definition(schema_id))
+    return cast(dict, fastavro.parse_schema(rubin_schema_definition(schema_id)))  # a record schema parses to a dict
 
 
 @functools.lru_cache(maxsize=64)
@@ -142,7 +142,9 @@ def alert_from_rubin_record(record: Mapping[str, Any], *, schema_version: str, m
         raise DecodeError(Reason.MISSING_FIELD, "diaSource.diaSourceId is missing")
     if isinstance(alert_id, bool) or not isinstance(alert_id, int):
         raise DecodeError(Reason.BAD_FIELD_TYPE, f"diaSourceId is a {type(alert_id).__name__}, not an integer")
-    obj = record.get("diaObject") if isinstance(record.get("diaObject"), Mapping) else {}
+    obj = record.get("diaObject")
+    if not isinstance(obj, Mapping):
+        obj = {}
     object_id = _first(source, "diaObjectId")
     if object_id is None:
         object_id = obj.get("diaObjectId")

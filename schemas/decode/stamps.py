@@ -53,6 +53,8 @@ def _image_hdu(hdus: list[FitsHDU]) -> tuple[int, FitsHDU]:
 
 def _as_stamp_array(hdu: FitsHDU, name: str) -> np.ndarray:
     data = hdu.data
+    if data is None:  # _image_hdu returns HDUs with data; a caller may not
+        raise DecodeError(Reason.BAD_NAXIS, f"{name}: no image data")
     if data.ndim != 2:
         raise DecodeError(Reason.BAD_NAXIS, f"{name}: a 2-D image is needed, got NAXIS={data.ndim}")
     if data.dtype.kind not in "fiu":

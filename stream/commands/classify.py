@@ -19,7 +19,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engines.scoring import ModelRegistry
 
 from engines.backends import BACKENDS, ENGINE_CACHE_DIR
 from schemas.alert import SURVEYS
@@ -49,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def classify_paths(paths: list[Path], registry: Any, backend: str, device: str, models: list[str],
+def classify_paths(paths: list[Path], registry: ModelRegistry, backend: str, device: str, models: list[str],
                    allow_untrained: bool, cache_dir: str, batch_size: int, decode_settings: Any = None,
                    unvalidated: dict[str, tuple[str, ...]] | None = None):
     """Yield one JSON-able line per decoded item (or decode error), in file order.
@@ -148,7 +151,7 @@ def _run(args: argparse.Namespace) -> int:
         if len(ours) == 0:
             print("agreement report: no alert carries both drb and our score", file=sys.stderr)
             return 1
-        provenance = next((m for r in records for m in r.get("models", []) if m["name"] == args.agreement_model), {})
+        provenance: dict[str, Any] = next((m for r in records for m in r.get("models", []) if m["name"] == args.agreement_model), {})
         provenance = {k: v for k, v in provenance.items() if k != "scores"}
         summary = write_agreement_report(args.agreement_report, ours, theirs, args.agreement_model, provenance,
                                          excluded, overlap_note)

@@ -64,7 +64,7 @@ actions: build exports and builds engines; list shows what is built; describe si
     "train": """\
 examples:
   survey-classifier train realbogus --data stamps/ --epochs 20 --out var/train/rb
-  survey-classifier train realbogus --synthetic 20000 --seed 1
+  survey-classifier train realbogus --synthetic 20000 --data ztf_alerts/ --seed 1   injected into your ZTF alerts
   survey-classifier train iicnet --data cutouts.h5 --labels cutouts.csv --group-column objid""",
     "evaluate": """\
 examples:

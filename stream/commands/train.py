@@ -7,7 +7,7 @@ nebula_star_cluster). ``--group-column`` names the object / field id column so n
 on two sides of the split.
 
 ``--synthetic N`` instead trains on this project's simulators (engines/training/README.md):
-realbogus injects into real ZTF alerts found under ``--data`` (default ../shared/data/ztf);
+realbogus injects into real ZTF alerts found under ``--data`` (required);
 iicnet simulates N WISE cutouts; hrcelestialnet simulates N raw ACS/WFC frames. The run itself
 (data, training, report) is :mod:`engines.training.runs` and :mod:`engines.training.recipes`.
 
@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> int:
     from engines.training.head import HeadPlan
     from engines.training.recipes import train_and_evaluate
     from engines.training.register import resolve_init_weights
-    from engines.training.runs import network_kwargs, run_data
+    from engines.training.runs import REALBOGUS_SYNTHETIC_NEEDS_DATA, network_kwargs, run_data
     from engines.training.train import TrainConfig
     from engines.training.user_labels import register_trained, user_label_config
     from engines.training.ztf_files import TrainingDataError
@@ -96,6 +96,9 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     if args.synthetic is None and args.data is None:
         print("give --data PATH (labelled data) or --synthetic N", file=sys.stderr)
+        return 2
+    if args.synthetic is not None and args.model == "realbogus" and args.data is None:
+        print(REALBOGUS_SYNTHETIC_NEEDS_DATA, file=sys.stderr)
         return 2
     config = TrainConfig(
         model=args.model, epochs=args.epochs,

@@ -91,6 +91,7 @@ class Pacer:
         when the next message is due).
         """
         target = self.due(observed_mjd)
+        assert self._start is not None  # due() set it
         delay = self._start + target - self.clock()
         if delay > 0:
             if before_sleep is not None:

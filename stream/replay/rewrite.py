@@ -211,6 +211,7 @@ class _Copier:
         message = self.message
         if copy_index == 0:
             return message
+        assert message.alert_id is not None and message.record is not None  # __init__ refused others
         new_id = copy_alert_id(message.alert_id, copy_index)
         record = _with_new_ids(message.record, message.survey, new_id)
         # A sync marker derived from the new id (not random) keeps re-runs byte-identical.

@@ -180,6 +180,7 @@ def _classified_message(record: Mapping[str, Any], origin: str, kind: str) -> So
 
 def _iter_container(value: bytes, origin: str) -> Iterator[Item]:
     """The record of a one-record container (what the walker hands over) as a message."""
+    record: Any  # whatever the writer's schema describes: _alert_message checks it is an alert
     try:
         reader = ContainerReader(io.BytesIO(value), max_block_bytes=_MAX_BLOCK_BYTES, check_alert=False, project=False)
         data = list(reader.records(raw=True, max_records=1))
@@ -217,6 +218,7 @@ def _iter_wire(value: bytes, origin: str) -> Iterator[Item]:
     except Exception as exc:  # noqa: BLE001 - unknown id or broken schema package
         yield Unreadable(origin, f"Confluent wire schema id {schema_id} unknown: {exc}")
         return
+    record: Any  # whatever the writer's schema describes: _alert_message checks it is an alert
     try:
         record = fastavro.schemaless_reader(io.BytesIO(value[5:]), schema)
     except Exception as exc:  # noqa: BLE001 - any fastavro failure means an unreadable payload, reported as such

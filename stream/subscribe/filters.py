@@ -249,8 +249,8 @@ def flag_predicate(
 
 
 def _top_class(record: Mapping[str, Any]) -> str | None:
-    scores = record.get("class_scores") or {}
-    return max(scores, key=scores.get) if scores else None
+    scores: Mapping[str, float] = record.get("class_scores") or {}
+    return max(scores, key=lambda name: scores[name]) if scores else None
 
 
 def accept_all(_record: Mapping[str, Any]) -> bool:

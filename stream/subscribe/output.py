@@ -28,7 +28,7 @@ import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 import numpy as np
 
@@ -172,7 +172,8 @@ class JsonlWriter(RecordWriter):
 
     def __init__(self, target: str | os.PathLike[str] | TextIO) -> None:
         self._owned = not hasattr(target, "write")
-        self._fh: TextIO = Path(target).open("w", encoding="utf-8") if self._owned else target  # type: ignore[arg-type]
+        self._fh: TextIO = (Path(cast("str | os.PathLike[str]", target)).open("w", encoding="utf-8") if self._owned
+                            else cast(TextIO, target))  # _owned: no write(), so a path
         self.count = 0
 
     def write(self, record: ClassifiedRecord) -> None:

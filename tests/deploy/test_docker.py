@@ -128,3 +128,26 @@ def test_entrypoint_engine_build_flags_are_accepted_by_the_engines_command():
     cache_dir = re.search(r"SC__ENGINE__CACHE_DIR=(\S+)", image_env).group(1)
     assert args.cache_dir == cache_dir
     assert "${SC__ENGINE__CACHE_DIR" in line
+
+
+@pytest.mark.parametrize("kind", DOCKERFILES)
+def test_images_hold_no_research_code(kind):
+    """research/ (studies, reports, pools) is not product: no COPY names it and the ignore list keeps it out."""
+    ignore = [line.strip() for line in (DOCKER / f"Dockerfile.{kind}.dockerignore").read_text().splitlines()]
+    assert not any(line.startswith(("!research", "!tests")) for line in ignore)
+    assert "research/**" in ignore
+    for ins, args in _instructions(DOCKERFILES[kind]):
+        if ins in ("COPY", "ADD"):
+            sources = [s.removeprefix("./") for s in args.split() if not s.startswith("--")][:-1]
+            assert not any(s in ("", ".") or s.startswith(("research", "tests")) for s in sources), args
+
+
+def test_wheel_holds_no_research_code():
+    import tomllib
+
+    from setuptools import find_packages
+
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = find_packages(str(REPO), include=find["include"], exclude=find.get("exclude", ()))
+    assert "engines.training" in packages and "stream" in packages
+    assert not [p for p in packages if p.split(".")[0] in ("research", "tests")], packages

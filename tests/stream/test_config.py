@@ -111,3 +111,27 @@ def test_run_unvalidated_pairs_from_toml_and_env(tmp_path):
     assert load_settings(cfg, env={}).engine.unvalidated_surveys() == {"realbogus": ("rubin",), "alertclass": ("rubin",)}
     env = {"SC__ENGINE__RUN_UNVALIDATED": "realbogus:rubin,braai:rubin"}
     assert load_settings(env=env).engine.unvalidated_surveys() == {"realbogus": ("rubin",), "braai": ("rubin",)}
+
+
+@pytest.mark.parametrize("env,needle", [
+    ({"SC__OBSERVABILITY__LOG_LEVEL": "verbose"}, "observability.log_level: expected one of debug, info, warning, error, critical"),
+    ({"SC__ENGINE__DEVICE": "gpu"}, "engine.device: expected cpu, cuda or cuda:N, got 'gpu'"),
+    ({"SC__OBSERVABILITY__LOG_FORMAT": "jsn"}, r"did you mean json\?"),
+    ({"SC__KAFKA__AUTO_OFFSET_RESET": "last"}, "kafka.auto_offset_reset: expected one of earliest, latest"),
+    ({"SC__KAFKA__ASSIGNMENT_STRATEGY": "sticky"}, "kafka.assignment_strategy"),
+    ({"SC__KAFKA__OUTPUT_SUBJECT_STRATEGY": "subject"}, "kafka.output_subject_strategy"),
+    ({"SC__BATCH__DECODE_WORKERS": "many"}, 'batch.decode_workers: expected int or "auto"'),
+])
+def test_enumerations_are_typed_and_refused_in_one_line(env, needle):
+    with pytest.raises(ConfigError, match=needle) as info:
+        load_settings(env=env)
+    assert "\n" not in str(info.value)
+
+
+def test_enumerations_accept_their_members_in_any_case(tmp_path):
+    s = load_settings(env={"SC__OBSERVABILITY__LOG_LEVEL": "WARNING", "SC__ENGINE__DEVICE": "cuda:1"})
+    assert s.observability.log_level == "warning" and s.engine.device == "cuda:1"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[engine]\ndevice = "gpu"\n')
+    with pytest.raises(ConfigError, match=f"{cfg}: engine.device"):
+        load_settings(cfg, env={})

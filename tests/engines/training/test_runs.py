@@ -34,3 +34,10 @@ def test_evaluate_command_scores_the_shipped_iicnet_on_a_fresh_simulated_set(tmp
     report = json.loads((tmp_path / "evaluation.json").read_text())
     assert report["run"]["examples"] == 12
     assert main(["evaluate", "iicnet"]) == 2 and "--synthetic N" in capsys.readouterr().err
+
+
+def test_realbogus_synthetic_needs_a_data_path_no_default_outside_the_checkout(capsys):
+    with pytest.raises(ValueError, match="--data PATH"):
+        run_data("realbogus", purpose="train", synthetic=10)
+    assert main(["train", "realbogus", "--synthetic", "10"]) == 2
+    assert "give --data PATH" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The labelled real-alert pool (``../shared/ztf_pool``) as arrays the trainers read.
+"""The labelled real-alert pool (a folder given by ``--pool``, e.g. ``../shared/ztf_pool``) as arrays the trainers read.
 
 The pool is a Fink-style Parquet dump of real ZTF public alerts (``alerts.parquet``), a label
 table (``labels.csv``: the source repository or package each alert came from, a weak label from
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import structlog
 
 from engines.training.ztf_files import TrainingDataError
 
-__all__ = ["POOL_FIELDS", "REALBOGUS_PREPROCESSING", "PoolAlerts", "default_pool_dir", "load_pool", "pool_arrays_from_alerts", "teacher_csv_for"]
+__all__ = ["POOL_FIELDS", "REALBOGUS_PREPROCESSING", "PoolAlerts", "load_pool", "pool_arrays_from_alerts", "teacher_csv_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -33,12 +32,6 @@ log = structlog.get_logger(__name__)
 POOL_FIELDS: tuple[str, ...] = ("ssdistnr", "distpsnr1", "sgscore1")
 #: the real/bogus inputs' preprocessing unless asked otherwise (the 1.0.0 and 2.0.0 networks')
 REALBOGUS_PREPROCESSING = "difference_stamps_69"
-
-
-def default_pool_dir() -> Path:
-    """``$SURVEY_POOL_DIR`` or ``../shared/ztf_pool`` beside the repository."""
-    env = os.environ.get("SURVEY_POOL_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "ztf_pool"
 
 
 def teacher_csv_for(pool_dir: Path) -> Path:
@@ -135,7 +128,7 @@ def _cache_key(*paths: Path, limit: int | None, preprocessing: str = REALBOGUS_P
     return digest.hexdigest()[:16]
 
 
-def load_pool(pool_dir: Path | None = None, teacher_csv: Path | None = None, cache_dir: Path | None = Path("var/cache"),
+def load_pool(pool_dir: Path, teacher_csv: Path | None = None, cache_dir: Path | None = Path("var/cache"),
               limit: int | None = None, realbogus_preprocessing: str = REALBOGUS_PREPROCESSING) -> PoolAlerts:
     """The pool as :class:`PoolAlerts` (first ``limit`` rows only, when given), cached in ``cache_dir``;
     the real/bogus inputs under ``realbogus_preprocessing`` (an :mod:`engines.preprocess` key).
@@ -144,7 +137,7 @@ def load_pool(pool_dir: Path | None = None, teacher_csv: Path | None = None, cac
     from schemas.alert import Alert
     from schemas.decode.parquet import iter_parquet
 
-    pool_dir = Path(pool_dir) if pool_dir is not None else default_pool_dir()
+    pool_dir = Path(pool_dir)
     parquet, labels_csv = pool_dir / "alerts.parquet", pool_dir / "labels.csv"
     teacher_csv = Path(teacher_csv) if teacher_csv is not None else teacher_csv_for(pool_dir)
     for path in (parquet, labels_csv, teacher_csv):

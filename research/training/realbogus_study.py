@@ -1,9 +1,10 @@
 """Train and compare the real/bogus variants on the real-alert pool; write the report; ship one.
 
-    python -m engines.training.realbogus_study train teacher --out var/study
-    python -m engines.training.realbogus_study train both --out var/study
-    python -m engines.training.realbogus_study train both --preprocessing difference_stamps_rownorm_69 --tag both-rownorm
-    python -m engines.training.realbogus_study report --out var/study --ship both-rownorm
+    DATA="--pool ../shared/ztf_pool --data-ztf ../shared/data/ztf"     # both required: where the data is
+    python -m research.training.realbogus_study train teacher --out var/study $DATA
+    python -m research.training.realbogus_study train both --out var/study $DATA
+    python -m research.training.realbogus_study train both --preprocessing difference_stamps_rownorm_69 --tag both-rownorm $DATA
+    python -m research.training.realbogus_study report --out var/study --ship both-rownorm $DATA
 
 ``train VARIANT``: teacher (braai soft targets on the pool's training sources), injection
 (the synthetic injection set only), both (the two mixed); weights, training record and
@@ -11,11 +12,11 @@ figures go to ``OUT/VARIANT/`` (or ``OUT/TAG/``). ``--preprocessing`` picks the 
 input: the min-max stamps of 1.0.0 and 2.0.0 (``difference_stamps_69``) or braai's own
 row-wise L2 triplet resampled to 69 x 69 (``difference_stamps_rownorm_69``). The shipped 1.0.0-synthetic model (injection set, 12,000
 examples) is scored the same way as ``shipped-1.0.0``. ``report`` writes the ablation
-table and per-source figures to ``engines/reports/realbogus/`` and, with ``--ship``,
+table and per-source figures to ``research/reports/realbogus/`` and, with ``--ship``,
 registers that variant as the new ``realbogus`` version (the old one stays loadable as
 ``realbogus@1.0.0-synthetic``).
 
-Figures on held-out sources (:mod:`engines.training.pool_realbogus`) and on the bundled
+Figures on held-out sources (:mod:`research.training.pool_realbogus`) and on the bundled
 ``../shared/data/ztf`` alerts that carry ``drb`` (none of them in the pool), all against
 ZTF's own model (agreement, not accuracy).
 """
@@ -29,8 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from engines.training.heldout import figures_by_source
-from engines.training.pool_realbogus import (
+from engines.training.train import TrainConfig
+from engines.training.ztf_files import TrainingDataError
+from research.training.heldout import figures_by_source
+from research.training.pool_realbogus import (
     HELDOUT_SOURCES,
     SourceSplit,
     heldout_report,
@@ -38,9 +41,7 @@ from engines.training.pool_realbogus import (
     split_by_source,
     train_on_pool,
 )
-from engines.training.train import TrainConfig
-from engines.training.ztf_files import TrainingDataError
-from engines.training.ztf_pool import PoolAlerts, load_pool
+from research.training.ztf_pool import PoolAlerts, load_pool
 
 __all__ = ["PREPROCESSING_CHOICES", "SHIPPED_VERSION", "STUDY_CONFIG", "VARIANT_TAGS", "data_ztf_figures",
            "evaluate_weights", "main"]
@@ -111,7 +112,7 @@ def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     run = train_on_pool(pool, split, args.variant, config, out, injection=injection, resume=args.resume)
     figures = evaluate_weights(run.weights, pool, split, args.data_ztf)
     figures["fit"] = _fit_figures(run.weights, pool, split)
-    command = " ".join(["python -m engines.training.realbogus_study", *(argv or [])])
+    command = " ".join(["python -m research.training.realbogus_study", *(argv or [])])
     (out / "figures.json").write_text(json.dumps({"variant": args.tag or args.variant, "command": command,
                                                   "description": run.description,
                                                   "train_seconds": run.seconds, **figures}, indent=2, default=str))
@@ -133,8 +134,8 @@ def _shipped(args: argparse.Namespace, pool: PoolAlerts, split: SourceSplit) -> 
 def _fit_figures(weights: Path, pool: PoolAlerts, split: SourceSplit) -> dict[str, float | None]:
     """ROC AUC against braai d6_m7 >= 0.5 on the variant's own training and validation alerts:
     whether the network fits its teacher at all (a check, not a result)."""
-    from engines.training.heldout import fast_auc
     from engines.training.recipes import load_trained
+    from research.training.heldout import fast_auc
 
     network = load_trained("realbogus", weights)
     out: dict[str, float | None] = {}
@@ -145,7 +146,7 @@ def _fit_figures(weights: Path, pool: PoolAlerts, split: SourceSplit) -> dict[st
 
 
 def _report(args: argparse.Namespace) -> int:
-    from engines.training.realbogus_report import ship_variant, write_study_report
+    from research.training.realbogus_report import ship_variant, write_study_report
 
     pools = {key: load_pool(args.pool, realbogus_preprocessing=key) for key in PREPROCESSING_CHOICES}
     pool = pools[PREPROCESSING_CHOICES[0]]
@@ -180,7 +181,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engines.training.realbogus_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m research.training.realbogus_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
     t = sub.add_parser("train")
@@ -200,8 +201,10 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--reports", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "realbogus")
     for p in (t, r):
         p.add_argument("--out", type=Path, default=Path("var/study"))
-        p.add_argument("--pool", type=Path, default=None, help="pool folder (default ../shared/ztf_pool)")
-        p.add_argument("--data-ztf", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data" / "ztf")
+        p.add_argument("--pool", type=Path, required=True, help="the real-alert pool folder (alerts.parquet, labels.csv), "
+                                                               "e.g. ../shared/ztf_pool")
+        p.add_argument("--data-ztf", type=Path, required=True,
+                       help="folder of FITS-stamp ZTF alerts: injection bases and the drb check, e.g. ../shared/data/ztf")
     args = parser.parse_args(argv)
     try:
         return _train(args, argv if argv is not None else sys.argv[1:]) if args.step == "train" else _report(args)

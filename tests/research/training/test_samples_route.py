@@ -19,13 +19,13 @@ def _alerts_of(path: Path) -> list[Alert]:
 def test_teacher_route_on_the_bundled_samples_alone(tmp_path) -> None:
     """The realbogus route without the pool: bundled ZTF packets, their own drb as the teacher,
     their folder as the source; alerts without drb are left out of training."""
-    from engines.training.pool_realbogus import (
+    from engines.training.recipes import load_trained
+    from research.training.pool_realbogus import (
         heldout_report,
         split_by_source,
         train_on_pool,
     )
-    from engines.training.recipes import load_trained
-    from engines.training.ztf_pool import pool_arrays_from_alerts
+    from research.training.ztf_pool import pool_arrays_from_alerts
 
     alerts, labels, teacher = [], {}, {}
     for path in sorted((SAMPLES / "ztf").rglob("*.avro")):
@@ -52,7 +52,7 @@ def test_pool_inputs_follow_the_preprocessing_asked_for() -> None:
     from engines.preprocess import PREPROCESSORS
     from engines.training.adapters import realbogus_inputs
     from engines.training.ztf_files import TrainingDataError
-    from engines.training.ztf_pool import pool_arrays_from_alerts
+    from research.training.ztf_pool import pool_arrays_from_alerts
 
     alerts = [a for path in sorted((SAMPLES / "ztf").rglob("*.avro")) for a in _alerts_of(path)][:12]
     minmax = pool_arrays_from_alerts(alerts, {}, {})

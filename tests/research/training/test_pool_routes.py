@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,10 +13,10 @@ import numpy as np
 import pytest
 
 from engines.training.train import TrainConfig
-from engines.training.ztf_pool import default_pool_dir
 
-POOL = default_pool_dir()
 REPO = Path(__file__).resolve().parents[3]
+#: the pool is data, not code: ``$SURVEY_POOL_DIR``, else ``../shared/ztf_pool`` beside the checkout (skipped when absent)
+POOL = Path(os.environ.get("SURVEY_POOL_DIR") or REPO.parent / "shared" / "ztf_pool")
 SAMPLES = REPO / "schemas" / "samples"
 
 pytestmark = pytest.mark.skipif(not (POOL / "alerts.parquet").is_file(), reason=f"the real-alert pool is absent ({POOL})")
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.skipif(not (POOL / "alerts.parquet").is_file(), reason=
 
 @pytest.fixture(scope="module")
 def pool(tmp_path_factory):
-    from engines.training.ztf_pool import load_pool
+    from research.training.ztf_pool import load_pool
 
     cache = Path("var/cache") if Path("var/cache").is_dir() else tmp_path_factory.mktemp("cache")
     return load_pool(POOL, cache_dir=cache)
@@ -32,7 +33,7 @@ def pool(tmp_path_factory):
 @pytest.fixture(scope="module")
 def small(pool):
     """Every held-out-source alert and a random 160 of the others: a split keeps its rules."""
-    from engines.training.pool_realbogus import HELDOUT_SOURCES
+    from research.training.pool_realbogus import HELDOUT_SOURCES
 
     rng = np.random.default_rng(0)
     held = np.flatnonzero(np.isin(pool.source, HELDOUT_SOURCES))
@@ -61,7 +62,7 @@ def test_pool_joins_labels_and_teacher(pool) -> None:
 
 
 def test_source_split_keeps_held_out_objects_out_of_training(pool) -> None:
-    from engines.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
+    from research.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
 
     split = split_by_source(pool, HELDOUT_SOURCES)
     test_objects = set(pool.object_id[split.test])
@@ -74,14 +75,14 @@ def test_source_split_keeps_held_out_objects_out_of_training(pool) -> None:
 
 def test_realbogus_teacher_route_trains_scores_and_registers(small, tmp_path) -> None:
     from engines.registry import load_registry
-    from engines.training.pool_realbogus import (
+    from engines.training.recipes import load_trained
+    from engines.training.register import register_model
+    from research.training.pool_realbogus import (
         HELDOUT_SOURCES,
         heldout_report,
         split_by_source,
         train_on_pool,
     )
-    from engines.training.recipes import load_trained
-    from engines.training.register import register_model
 
     split = split_by_source(small, HELDOUT_SOURCES)
     config = TrainConfig(model="realbogus", epochs=1, batch_size=32, lr=1e-3, dropout=0.2, threads=1)
@@ -123,14 +124,14 @@ def _sample_alerts(survey: str):
 def test_alertclass_route_runs_on_ztf_and_rubin_alerts(small, tmp_path) -> None:
     from engines.networks.alertclass import ALERTCLASS_LABELS
     from engines.registry import load_registry
-    from engines.training.pool_alertclass import (
+    from engines.training.recipes import load_trained
+    from engines.training.register import register_model
+    from research.training.pool_alertclass import (
         alert_classes,
         alertclass_report,
         train_alertclass,
     )
-    from engines.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
-    from engines.training.recipes import load_trained
-    from engines.training.register import register_model
+    from research.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
 
     labels = alert_classes(small)
     assert set(labels[labels >= 0]) <= set(range(len(ALERTCLASS_LABELS)))

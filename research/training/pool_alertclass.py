@@ -28,7 +28,6 @@ import torch
 
 from engines.networks.alertclass import ALERTCLASS_LABELS
 from engines.training.evaluate import write_report
-from engines.training.pool_realbogus import SourceSplit
 from engines.training.train import (
     TrainConfig,
     TrainingData,
@@ -36,7 +35,8 @@ from engines.training.train import (
     dihedral_augment,
     train_network,
 )
-from engines.training.ztf_pool import PoolAlerts
+from research.training.pool_realbogus import SourceSplit
+from research.training.ztf_pool import PoolAlerts
 
 __all__ = ["CLASS_RULE", "alert_classes", "alertclass_report", "train_alertclass"]
 

@@ -5,7 +5,7 @@ import shutil
 from pathlib import Path
 
 from engines.cards import load_card
-from engines.reports.science_table import END, START, main, rewrite_readme, table_rows
+from research.reports.science_table import END, START, main, rewrite_readme, table_rows
 
 REPO = Path(__file__).resolve().parents[3]
 

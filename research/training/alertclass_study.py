@@ -1,12 +1,12 @@
 """Train the alert-class model on the real-alert pool, report it, measure it on Rubin, ship it.
 
-    python -m engines.training.alertclass_study train --out var/alertclass
-    python -m engines.training.alertclass_study report --out var/alertclass [--ship]
+    python -m research.training.alertclass_study train --out var/alertclass --pool ../shared/ztf_pool
+    python -m research.training.alertclass_study report --out var/alertclass --pool ../shared/ztf_pool [--ship]
 
-``train``: classes and split as in :mod:`engines.training.pool_alertclass` (held-out sources
-:data:`engines.training.pool_realbogus.HELDOUT_SOURCES`). ``report``: per-class precision,
+``train``: classes and split as in :mod:`research.training.pool_alertclass` (held-out sources
+:data:`research.training.pool_realbogus.HELDOUT_SOURCES`). ``report``: per-class precision,
 recall, F1, ROC AUC and the confusion matrix on the held-out sources
-(``engines/reports/alertclass/heldout_sources.*``), the bundled Rubin alerts scored through the
+(``research/reports/alertclass/heldout_sources.*``), the bundled Rubin alerts scored through the
 service's preprocessing (``rubin.json``), and ``README.md``; ``--ship`` writes the card and
 weights (``engines/cards/alertclass.toml``), so the service scores difference alerts with it.
 """
@@ -21,17 +21,17 @@ from typing import Any
 import numpy as np
 
 from engines.networks.alertclass import ALERTCLASS_INPUT, ALERTCLASS_LABELS
-from engines.training.pool_alertclass import (
+from engines.training.register import round_to_half
+from engines.training.train import TrainConfig
+from engines.training.ztf_files import TrainingDataError
+from research.training.pool_alertclass import (
     CLASS_RULE,
     alert_classes,
     alertclass_report,
     train_alertclass,
 )
-from engines.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
-from engines.training.register import round_to_half
-from engines.training.train import TrainConfig
-from engines.training.ztf_files import TrainingDataError
-from engines.training.ztf_pool import load_pool
+from research.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
+from research.training.ztf_pool import load_pool
 
 __all__ = ["CONFIG", "VERSION", "main", "rubin_check"]
 
@@ -39,7 +39,7 @@ VERSION = "1.0.0-pool"
 CONFIG = dict(epochs=20, batch_size=64, lr=1e-3, dropout=0.2, patience=4, seed=1, max_minutes=10.0, threads=2,
               bn_recalibration_examples=1024)
 REPO = Path(__file__).resolve().parents[2]
-REPORTS = REPO / "engines" / "reports" / "alertclass"
+REPORTS = REPO / "research" / "reports" / "alertclass"
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -188,7 +188,7 @@ def _write_readme(metrics: dict[str, Any], rubin: dict[str, Any], description: d
         "transient and a galaxy host can look alike at 1\"/px.",
         "- One held-out set of sources, one seed.",
         "",
-        "Reproduce: `python -m engines.training.alertclass_study train`, then `... report --ship`.",
+        "Reproduce: `python -m research.training.alertclass_study train --pool ../shared/ztf_pool`, then `... report --ship` (same `--pool`).",
         "",
     ]
     REPORTS.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ def _ship(run_dir: Path, metrics: dict[str, Any], rubin: dict[str, Any], descrip
         "epochs_run": len(record["history"]), "best_epoch": record["best_epoch"], "stopped_because": record["stopped_because"],
         "lr": CONFIG["lr"], "batch_size": CONFIG["batch_size"], "dropout": CONFIG["dropout"], "seed": CONFIG["seed"],
         "record": f"engines/weights/alertclass-{VERSION}.train.json",
-        "command": "python -m engines.training.alertclass_study train",
+        "command": "python -m research.training.alertclass_study train --pool ../shared/ztf_pool",
     }
     evaluation = {
         "verdict": verdict(metrics),
@@ -232,7 +232,7 @@ def _ship(run_dir: Path, metrics: dict[str, Any], rubin: dict[str, Any], descrip
         "heldout_sources": list(description["heldout_sources"]),
         "rubin_checked": f"{r.get('alerts', 0)} bundled Rubin alerts score without error after resampling 0.2 -> 1.01 arcsec/px",
         "rubin_not_measured": "class figures (no labelled Rubin alert); asteroid recall (no ssObjectId among the samples)",
-        "report": "engines/reports/alertclass/README.md",
+        "report": "research/reports/alertclass/README.md",
     }
     # the family's first card: register_model takes preprocessing and contract from a template card,
     # written to a temporary folder (the shipped card is then copied into engines/cards)
@@ -261,7 +261,7 @@ def _ship(run_dir: Path, metrics: dict[str, Any], rubin: dict[str, Any], descrip
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engines.training.alertclass_study", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m research.training.alertclass_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="step", required=True)
     t = sub.add_parser("train")
@@ -270,7 +270,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--ship", action="store_true")
     for p in (t, r):
         p.add_argument("--out", type=Path, default=Path("var/alertclass"))
-        p.add_argument("--pool", type=Path, default=None)
+        p.add_argument("--pool", type=Path, required=True, help="the real-alert pool folder (alerts.parquet, labels.csv), "
+                                                               "e.g. ../shared/ztf_pool")
     args = parser.parse_args(argv)
     try:
         return _train(args) if args.step == "train" else _report(args)

@@ -1,5 +1,5 @@
-"""The real/bogus study's report (``engines/reports/realbogus/README.md`` + ``heldout.json``)
-and the card of the shipped variant, from the figures :mod:`engines.training.realbogus_study`
+"""The real/bogus study's report (``research/reports/realbogus/README.md`` + ``heldout.json``)
+and the card of the shipped variant, from the figures :mod:`research.training.realbogus_study`
 stored per variant."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engines.training.pool_realbogus import SourceSplit
-from engines.training.ztf_pool import PoolAlerts
+from research.training.pool_realbogus import SourceSplit
+from research.training.ztf_pool import PoolAlerts
 
 __all__ = ["ROW_ORDER", "SHIPPED_AS", "VARIANT_TEXT", "ship_variant", "write_study_report"]
 
@@ -130,7 +130,7 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
         "| AUC vs d6_m9 | data/ztf AUC vs drb | data/ztf recall / bogus passed | AUC on own train / validation alerts |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    from engines.training.realbogus_study import SHIPPED_VERSION
+    from research.training.realbogus_study import SHIPPED_VERSION
 
     shipped_as = {**SHIPPED_AS, **({shipped: SHIPPED_VERSION} if shipped else {})}
     for key in ROW_ORDER:
@@ -208,11 +208,12 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
         "of the same nights and brokers, so the data/ztf figures of the variants with injections are optimistic "
         "(the held-out sources are the fair test).",
         "",
-        "Reproduce (each run 9 minutes of 2 shared CPU threads, seed 1): `python -m engines.training.realbogus_study "
+        "Reproduce (each run 9 minutes of 2 shared CPU threads, seed 1): `python -m research.training.realbogus_study "
         "train teacher`, `... train both`, `... train both --tag both-from-shipped --init-from engines/weights/realbogus.pt "
         "--lr 3e-4`, `... train teacher --preprocessing difference_stamps_rownorm_69 --tag teacher-rownorm`, "
         "`... train both --preprocessing difference_stamps_rownorm_69 --tag both-rownorm`, then `... report --ship "
-        f"{shipped or 'both'}` (the shipped 1.0.0 row is scored by `report`). The shipped file holds "
+        f"{shipped or 'both'}` (the shipped 1.0.0 row is scored by `report`); every step with "
+        "`--pool ../shared/ztf_pool --data-ztf ../shared/data/ztf` (the data's folders). The shipped file holds "
         "float16 weights; its row is measured on exactly those.",
         "",
     ]
@@ -223,8 +224,8 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
 
 def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: PoolAlerts, split: SourceSplit) -> Path:
     """Register the variant's weights as the new ``realbogus`` version, with its card."""
-    from engines.training.realbogus_study import SHIPPED_VERSION, STUDY_CONFIG
     from engines.training.register import register_model
+    from research.training.realbogus_study import SHIPPED_VERSION, STUDY_CONFIG
 
     record = json.loads((run_dir / "realbogus.train.json").read_text())
     preprocessing = str(figures.get("preprocessing", "difference_stamps_69"))
@@ -248,7 +249,8 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
         "optimizer": "adam", "lr": STUDY_CONFIG["lr"], "batch_size": STUDY_CONFIG["batch_size"],
         "dropout": STUDY_CONFIG["dropout"], "seed": STUDY_CONFIG["seed"],
         "record": f"engines/weights/realbogus-{SHIPPED_VERSION}.train.json",
-        "command": figures.get("command") or f"python -m engines.training.realbogus_study train {variant}",
+        "command": figures.get("command") or (f"python -m research.training.realbogus_study train {variant} "
+                                              "--pool ../shared/ztf_pool --data-ztf ../shared/data/ztf"),
     }
 
     def r(v: Any) -> Any:
@@ -274,7 +276,7 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
         "heldout_roc_auc_vs_d6_m9": r(figures["vs_braai_d6_m9"]["roc_auc"]),
         "data_ztf_alerts": z.get("alerts", 0), "data_ztf_roc_auc_vs_drb": r(z.get("roc_auc")),
         "data_ztf_recall_of_real": r(z.get("recall_of_real")), "data_ztf_bogus_passed": r(z.get("bogus_passed")),
-        "report": "engines/reports/realbogus/README.md",
+        "report": "research/reports/realbogus/README.md",
         "not_shown": "accuracy against human vetting; Rubin alerts; other seeds or held-out sets",
     }
     card = register_model("realbogus", "realbogus", ("bogus", "real"), run_dir / "realbogus.pt", SHIPPED_VERSION,

@@ -1,7 +1,7 @@
 """README's science table, generated from the model cards (never typed by hand).
 
-    python -m engines.reports.science_table            # rewrite the table in README.md
-    python -m engines.reports.science_table --check    # exit 1 when README.md's table is stale
+    python -m research.reports.science_table            # rewrite the table in README.md
+    python -m research.reports.science_table --check    # exit 1 when README.md's table is stale
 
 One row per card in ``engines/cards/`` (every model the registry serves, whoever added it):
 its version, what it was trained on (``[training] data``) and its figures. A card says its
@@ -18,7 +18,7 @@ from pathlib import Path
 
 __all__ = ["END", "START", "render_table", "rewrite_readme", "table_rows"]
 
-START = "<!-- science-table:start (python -m engines.reports.science_table) -->"
+START = "<!-- science-table:start (python -m research.reports.science_table) -->"
 END = "<!-- science-table:end -->"
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +87,7 @@ def rewrite_readme(readme: Path, cards_dir: Path) -> tuple[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m engines.reports.science_table", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m research.reports.science_table", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
     parser.add_argument("--cards", type=Path, default=ROOT / "engines" / "cards")
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     old, new = rewrite_readme(args.readme, args.cards)
     if args.check:
         if old != new:
-            print(f"{args.readme}: the science table is stale; run python -m engines.reports.science_table", file=sys.stderr)
+            print(f"{args.readme}: the science table is stale; run python -m research.reports.science_table", file=sys.stderr)
             return 1
         return 0
     args.readme.write_text(new, encoding="utf-8")

@@ -24,7 +24,6 @@ import numpy as np
 import structlog
 import torch
 
-from engines.training.heldout import figures_by_source, threshold_at_recall
 from engines.training.splits import grouped_split
 from engines.training.train import (
     TrainConfig,
@@ -33,7 +32,8 @@ from engines.training.train import (
     train_network,
 )
 from engines.training.ztf_files import TrainingDataError
-from engines.training.ztf_pool import PoolAlerts
+from research.training.heldout import figures_by_source, threshold_at_recall
+from research.training.ztf_pool import PoolAlerts
 
 __all__ = [
     "HELDOUT_SOURCES",
