@@ -150,7 +150,9 @@ _SURVEYS: dict[str, Callable[[Alert], dict[str, Any]]] = {
 def quality_fields(item: Alert | Exposure) -> dict[str, Any] | None:
     """The ``quality`` block of ``item`` (every field of :data:`QUALITY_FIELDS`, null where the
     packet does not say), or None for an input no survey rule covers (exposures)."""
-    build = _SURVEYS.get(item.survey) if isinstance(item, Alert) else None
+    if not isinstance(item, Alert):
+        return None
+    build = _SURVEYS.get(item.survey)
     if build is None:
         return None
     block = dict.fromkeys(QUALITY_FIELDS)
