@@ -16,7 +16,7 @@ Format (``engines/cards/<name>.toml``; every key below is required unless marked
     real_bogus = true                  # optional: its "real" score is the record's real_bogus on those surveys
     default = true                     # optional: the version loaded by name (several versions may share a name)
     class_labels = ["hosted"]          # optional: labels that go to a record's class_scores (default: all)
-    class_prefix = "acai."             # optional: prefix of those class_scores keys (default: none)
+    class_prefix = "acai."             # optional: prefix of those class_scores keys (default: "<name>.")
 
     [input]                            # the engines.contract.InputContract
     name = "input"
@@ -97,9 +97,15 @@ class ModelCard:
 
     @property
     def class_score_keys(self) -> dict[str, str]:
-        """Output label -> key in a record's ``class_scores`` (labels that are not class scores absent)."""
+        """Output label -> key in a record's ``class_scores`` (labels that are not class scores
+        absent): ``<prefix><label>``, the prefix being ``<name>.`` unless the card names one, so
+        each model's scores stay grouped (``alertclass.star`` beside ``acai.variable``). A
+        real/bogus model puts none there: its score is ``real_bogus``."""
+        if self.real_bogus:
+            return {}
         labels = self.labels if self.class_labels is None else self.class_labels
-        return {label: f"{self.class_prefix}{label}" for label in labels}
+        prefix = self.class_prefix or f"{self.name}."
+        return {label: f"{prefix}{label}" for label in labels}
 
 
 def load_card(path: str | Path) -> ModelCard:

@@ -106,12 +106,12 @@ def classification_fields(
     another survey (``engine.run_unvalidated``) appears in ``models`` alone, with
     ``validated = false``. ``real_bogus`` is the ``"real"`` score of the first validated model
     whose card says ``real_bogus = true`` (named in ``real_bogus_model``). ``class_scores``
-    merges the other validated models' label -> probability (a label two models share is
-    written ``"<model>.<label>"`` for the later one); a model whose provenance
+    holds the other validated models' class scores grouped per model, ``"<model>.<label>"``
+    (v1.3; before, a first model's labels went in bare): a model whose provenance
     ``extra["class_scores"]`` maps labels to keys (its card's ``class_labels`` and
-    ``class_prefix``) puts only those labels there, under those keys: ACAI's five scores go in
-    as ``acai.hosted`` .. ``acai.bogus``, braai's real/bogus score and ACAI's drb-fill flag stay
-    in ``models`` only. A record no validated model scored says why in ``unscored_reason`` and
+    ``class_prefix``) puts only those labels there: ACAI's five scores go in as
+    ``acai.hosted`` .. ``acai.bogus``, alertclass's as ``alertclass.star`` ..; braai's
+    real/bogus score and ACAI's drb-fill flag stay in ``models`` only. A record no validated model scored says why in ``unscored_reason`` and
     still carries the survey's own scores and ``quality``.
     """
     fields = item_fields(item)
@@ -133,13 +133,11 @@ def classification_fields(
         if extra.get("real_bogus"):
             if real_bogus_model is None and "real" in clean:
                 real_bogus, real_bogus_model = clean["real"], provenance.name
-        elif keys is not None:
+        else:
+            keys = keys if keys is not None else {label: f"{provenance.name}.{label}" for label in clean}
             for label, key in keys.items():
                 if label in clean:
-                    class_scores[key if key not in class_scores else f"{provenance.name}.{label}"] = clean[label]
-        else:
-            for label, value in clean.items():
-                class_scores[label if label not in class_scores else f"{provenance.name}.{label}"] = value
+                    class_scores[key] = clean[label]
     scored = len(models) > len(unvalidated)
     major, minor = LATEST_CLASSIFIED_VERSION
     return {

@@ -40,6 +40,10 @@ class DemoSummary:
     untrained_models: list[str] = field(default_factory=list)
     models: dict[str, str] = field(default_factory=dict)
     real_bogus_histogram: dict[str, int] = field(default_factory=dict)
+    #: survey -> the model whose P(real) is real_bogus there (each survey has its own)
+    real_bogus_models: dict[str, str] = field(default_factory=dict)
+    #: survey -> records no model validated on that survey scored (published with their reason)
+    unscored: dict[str, int] = field(default_factory=dict)
     agreement: dict[str, dict[str, float | int]] = field(default_factory=dict)
     classes: dict[str, int] = field(default_factory=dict)
     #: class_scores key -> {"n": records with it, "mean": mean score, "above_0.5": how many >= 0.5}
@@ -75,6 +79,10 @@ def summarise(records: Sequence[Any], dead_reasons: Sequence[str] = (), duplicat
     bins = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0001]
     hist: Counter[str] = Counter()
     for r in records:
+        if r.real_bogus_model is not None:
+            s.real_bogus_models.setdefault(r.survey, r.real_bogus_model)
+        if r.unscored_reason is not None:
+            s.unscored[r.survey] = s.unscored.get(r.survey, 0) + 1
         if r.real_bogus is None:
             continue
         for lo, hi in zip(bins, bins[1:]):
@@ -116,10 +124,14 @@ def _format(s: DemoSummary) -> str:
     if s.untrained_models:
         lines.append(f"NOTE: UNTRAINED models {s.untrained_models}: their scores are meaningless; every record says untrained=true")
     lines.append("real/bogus P(real)     " + "  ".join(f"{k}:{v}" for k, v in s.real_bogus_histogram.items()))
+    if s.real_bogus_models:
+        lines.append(f"real/bogus model       {s.real_bogus_models}  (each survey's own, validated on it)")
+    if s.unscored:
+        lines.append(f"unscored (no model validated on the survey)  {s.unscored}")
     for k, v in s.agreement.items():
         lines.append(f"agreement with {k:<11} {v}  (the survey's own model: a comparison, not ground truth)")
     if s.classes:
-        lines.append(f"classes (top score)    {s.classes}")
+        lines.append(f"classes (each record's first class model's top)  {s.classes}")
     if s.class_scores:
         for key, v in s.class_scores.items():
             lines.append(f"class score {key:<14} n={v['n']:<4} mean={v['mean']:.3f}  >=0.5: {v['above_0.5']}")

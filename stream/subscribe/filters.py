@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.quality import QUALITY_FIELDS
+from stream.subscribe.known import top_class
 
 __all__ = ["FilterError", "Predicate", "FIELDS", "MAP_FIELDS", "MAX_WHERE_CHARS", "MAX_WHERE_DEPTH", "parse_where",
            "flag_predicate", "combine", "accept_all"]
@@ -223,9 +224,10 @@ def flag_predicate(
 ) -> Predicate | None:
     """The predicate of the filter flags (all must hold), or None when no flag is given.
 
-    ``class_label`` alone keeps records whose most probable class is that label;
-    with ``min_prob`` it keeps records where that label's probability is at least ``min_prob``.
-    ``min_prob`` alone keeps records whose top class reaches it.
+    ``class_label`` (a grouped key, ``acai.orphan``) alone keeps records whose most probable
+    class *of that model* is that label (models are never compared with each other); with
+    ``min_prob`` it keeps records where that label's probability is at least ``min_prob``.
+    ``min_prob`` alone keeps records where some class score reaches it.
     """
     tests: list[Predicate] = []
     if min_rb is not None:
@@ -233,7 +235,8 @@ def flag_predicate(
     if class_label is not None and min_prob is not None:
         tests.append(lambda r: (r.get("class_scores") or {}).get(class_label, -1.0) >= min_prob)
     elif class_label is not None:
-        tests.append(lambda r: _top_class(r) == class_label)
+        of_model = class_label.split(".", 1)[0]
+        tests.append(lambda r: _top_class_of_model(r, of_model) == class_label)
     elif min_prob is not None:
         tests.append(lambda r: max((r.get("class_scores") or {}).values(), default=-1.0) >= min_prob)
     if survey is not None:
@@ -248,9 +251,9 @@ def flag_predicate(
     return lambda r: all(t(r) for t in tests)
 
 
-def _top_class(record: Mapping[str, Any]) -> str | None:
-    scores: Mapping[str, float] = record.get("class_scores") or {}
-    return max(scores, key=lambda name: scores[name]) if scores else None
+def _top_class_of_model(record: Mapping[str, Any], model: str) -> str | None:
+    top = top_class(record.get("class_scores") or {}, model)
+    return None if top is None else top[0]
 
 
 def accept_all(_record: Mapping[str, Any]) -> bool:

@@ -2,9 +2,10 @@
 than silently keeping nothing (``--survey lsst`` used to match no record)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["SURVEYS", "known_class_labels", "check_survey", "check_class_label"]
+__all__ = ["SURVEYS", "known_class_labels", "known_real_bogus_models", "top_classes", "top_class", "check_survey", "check_class_label"]
 
 #: The ``survey`` values classified records carry (an exposure's survey is ``exposure``).
 SURVEYS: tuple[str, ...] = ("ztf", "rubin", "exposure")
@@ -12,16 +13,49 @@ _SURVEY_ALIASES = {"lsst": "rubin"}
 
 
 def known_class_labels(cards_dir: Path | None = None) -> tuple[str, ...]:
-    """Every label of every model card shipped (read from the cards' TOML, no model is loaded)."""
+    """Every ``class_scores`` key a shipped model writes, grouped per model (``acai.orphan``,
+    ``alertclass.star``; read from the cards' TOML, no model is loaded)."""
     from engines.cards import load_card
     from engines.registry import CARDS_DIR
 
     labels: set[str] = set()
     for path in sorted((cards_dir or CARDS_DIR).glob("*.toml")):
-        card = load_card(path)
-        labels.update(card.labels)
-        labels.update(f"{card.name}.{label}" for label in card.labels)  # a label two models share
+        labels.update(load_card(path).class_score_keys.values())
     return tuple(sorted(labels))
+
+
+def known_real_bogus_models(cards_dir: Path | None = None) -> tuple[str, ...]:
+    """Shipped models that give a P(real): ours (``real_bogus = true``) and imported ones (braai)."""
+    from engines.cards import load_card
+    from engines.registry import CARDS_DIR
+
+    return tuple(sorted({card.name for card in (load_card(p) for p in (cards_dir or CARDS_DIR).glob("*.toml"))
+                         if "real" in card.labels}))
+
+
+def _model_of(key: str) -> str:
+    return key.split(".", 1)[0] if "." in key else ""
+
+
+def top_classes(class_scores: Mapping[str, float]) -> dict[str, tuple[str, float]]:
+    """Per model (the key's prefix), its most probable class key and score, in the record's
+    order. Scores of different models are never compared: alertclass's softmax and ACAI's
+    independent sigmoids mean different things."""
+    tops: dict[str, tuple[str, float]] = {}
+    for key, value in class_scores.items():
+        model = _model_of(key)
+        if model not in tops or value > tops[model][1]:
+            tops[model] = (key, float(value))
+    return tops
+
+
+def top_class(class_scores: Mapping[str, float], model: str | None = None) -> tuple[str, float] | None:
+    """The most probable class key of ``model`` (default: the record's first class model), named
+    with its model (``acai.variable``), and its score; None without class scores."""
+    tops = top_classes(class_scores)
+    if model is not None:
+        return tops.get(model)
+    return next(iter(tops.values()), None)
 
 
 def check_survey(survey: str) -> str:
@@ -40,5 +74,6 @@ def check_class_label(label: str, known: tuple[str, ...] | None = None) -> str:
     known = known if known is not None else known_class_labels()
     if label in known:
         return label
-    plain = sorted(k for k in known if "." not in k)
-    raise ValueError(f"--class {label!r} is no model's label{did_you_mean(label, known)}; known: {', '.join(plain)}")
+    grouped = sorted(k for k in known if k.endswith(f".{label}"))
+    hint = f" (class scores are grouped per model: {', '.join(grouped)})" if grouped else did_you_mean(label, known)
+    raise ValueError(f"--class {label!r} is no model's class{hint}; known: {', '.join(known)}")

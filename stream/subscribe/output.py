@@ -68,14 +68,23 @@ _SCALARS = (
 
 
 def _class_labels() -> tuple[str, ...]:
+    """Every class_scores key a shipped model writes (``acai.hosted``, ``alertclass.star``, ...)."""
     from stream.subscribe.known import known_class_labels
 
-    return tuple(label for label in known_class_labels() if "." not in label and label not in ("real", "bogus"))
+    return known_class_labels()
 
 
-#: CSV columns (names before units are added to the header).
+def _real_bogus_models() -> tuple[str, ...]:
+    from stream.subscribe.known import known_real_bogus_models
+
+    return known_real_bogus_models()
+
+
+#: CSV columns (names before units are added to the header): every class score and every P(real)
+#: of a shipped model (``scores.braai.real`` beside ``real_bogus``), grouped per model.
 CSV_COLUMNS = (*_SCALARS, "top_class", "top_prob", *(f"class_scores.{label}" for label in _class_labels()),
-               "class_scores.other", *(f"survey_scores.{name}" for name in SURVEY_SCORE_NAMES), "models",
+               "class_scores.other", *(f"scores.{model}.real" for model in _real_bogus_models()),
+               *(f"survey_scores.{name}" for name in SURVEY_SCORE_NAMES), "models",
                *(f"quality.{name}" for name in QUALITY_FIELDS))
 
 
@@ -203,6 +212,10 @@ def csv_row(record: ClassifiedRecord) -> dict[str, Any]:
         else:
             other.append(f"{label}={value:.6g}")
     row["class_scores.other"] = ";".join(other) or None
+    for m in record.models:
+        column = f"scores.{m.name}.real"
+        if column in _CSV_COLUMN_SET and "real" in m.scores:
+            row[column] = m.scores["real"]
     for name in SURVEY_SCORE_NAMES:
         row[f"survey_scores.{name}"] = record.survey_scores.get(name)
     row["models"] = ";".join(f"{m.name}:{m.version}{'' if m.trained else '*'}{'' if m.validated is not False else '!'}"

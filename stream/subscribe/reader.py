@@ -37,6 +37,7 @@ import structlog
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from stream.subscribe.filters import Predicate, combine, parse_where
+from stream.subscribe.known import top_class, top_classes
 
 __all__ = [
     "SubscribeError",
@@ -170,12 +171,20 @@ class ClassifiedRecord:
 
     @property
     def top_class(self) -> str | None:
-        """The most probable class label (None without class scores)."""
-        return max(self.class_scores, key=self.class_scores.get) if self.class_scores else None
+        """The most probable class of the record's first class model, named with its model
+        (``acai.variable``); None without class scores. Each model's own top: :attr:`top_classes`."""
+        top = top_class(self.class_scores)
+        return None if top is None else top[0]
 
     @property
     def top_prob(self) -> float | None:
-        return self.class_scores[self.top_class] if self.class_scores else None
+        top = top_class(self.class_scores)
+        return None if top is None else top[1]
+
+    @property
+    def top_classes(self) -> dict[str, tuple[str, float]]:
+        """Per class model: its most probable class key and score (models are never compared)."""
+        return top_classes(self.class_scores)
 
     def model_score(self, model: str, label: str) -> float | None:
         """One model's score by name, e.g. ``model_score("braai", "real")`` (ZTF's drb model,

@@ -34,6 +34,6 @@ def field_docs() -> dict[str, str]:
 def csv_header_name(column: str) -> str:
     """``ra [deg]``: the column name with its unit, if it has one."""
     unit = FIELD_UNITS.get(column)
-    if unit is None and column.startswith(("class_scores.", "survey_scores.")) and column != "class_scores.other":
+    if unit is None and column.startswith(("class_scores.", "survey_scores.", "scores.")) and column != "class_scores.other":
         unit = "probability"
     return f"{column} [{unit}]" if unit else column

@@ -44,7 +44,7 @@ def test_build_from_ztf_alert():
     assert (record["ra"], record["dec"], record["band"]) == (alert.ra, alert.dec, alert.band)
     assert record["mjd"] == pytest.approx(alert.mjd + 37.0 / 86400, abs=1e-9)  # ZTF's UTC in TAI
     assert record["real_bogus"] == 0.75
-    assert record["class_scores"] == {"sn": 0.6, "agn": 0.4}
+    assert record["class_scores"] == {"alert-class.sn": 0.6, "alert-class.agn": 0.4}   # grouped per model (v1.3)
     assert [m["name"] for m in record["models"]] == ["realbogus", "alert-class"]
     assert record["untrained"] is True
     assert record["survey_scores"] == dict(alert.survey_scores) and "drb" in record["survey_scores"]
@@ -54,7 +54,7 @@ def test_build_from_ztf_alert():
 def test_real_bogus_absent_and_label_clash():
     record = build_classified_record(_ztf_alert(), [(CLS, {"sn": 0.5}), (ModelProvenance("x", "1", "c" * 64, True), {"sn": 0.1})], **SOURCE)
     assert record["real_bogus"] is None
-    assert record["class_scores"] == {"sn": 0.5, "x.sn": 0.1}
+    assert record["class_scores"] == {"alert-class.sn": 0.5, "x.sn": 0.1}
     record = build_classified_record(_ztf_alert(), [], **SOURCE)
     assert record["models"] == [] and record["untrained"] is False and record["class_scores"] == {}
 

@@ -110,7 +110,7 @@ def test_classify_scores_a_full_size_raw_hst_exposure_once_with_the_shipped_hrce
     [model] = record["models"]
     scores = model["scores"]
     assert set(scores) == {"galaxy", "nebula_star_cluster"} and sum(scores.values()) == pytest.approx(1.0, abs=1e-5)
-    assert record["class_scores"] == scores and record["real_bogus"] is None
+    assert record["class_scores"] == {f"hrcelestialnet.{k}": v for k, v in scores.items()} and record["real_bogus"] is None
     card = load_registry().card("hrcelestialnet")
     assert model["name"] == "hrcelestialnet" and model["version"] == card.version and model["trained"]
 

@@ -26,7 +26,8 @@ def test_demo_summary_matches_the_bundled_night(tmp_path, capsys):
     assert summary.dead_letters == {"truncated_avro": 1}
     assert summary.by_survey["ztf"] == sum(1 for k in distinct if k.startswith("ztf:"))
     assert summary.by_survey["rubin"] == sum(1 for k in distinct if k.startswith("rubin:"))
-    assert sum(summary.real_bogus_histogram.values()) == summary.records
+    assert sum(summary.real_bogus_histogram.values()) + sum(summary.unscored.values()) == summary.records
+    assert summary.real_bogus_models["ztf"] == "realbogus"
     assert "realbogus" in summary.models
     assert summary.latency_ms_p50 is not None and summary.latency_ms_p99 >= summary.latency_ms_p50
     assert len(summary.pngs) == 2 and all((tmp_path / p).exists() or __import__("pathlib").Path(p).exists() for p in summary.pngs)

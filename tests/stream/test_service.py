@@ -327,7 +327,7 @@ def test_exposure_topic_is_scored_by_the_models_for_its_kind(services, unique_na
     assert sorted(r["alert_id"] for r in exposures) == [f"wise-{i}" for i in range(6)]
     for r in exposures:
         assert r["kind"] == "multiband_cutout" and r["real_bogus"] is None
-        assert set(r["class_scores"]) == {"galaxy", "quasar", "star"}
+        assert set(r["class_scores"]) == {"iicnet.galaxy", "iicnet.quasar", "iicnet.star"}
         assert abs(sum(r["class_scores"].values()) - 1.0) < 1e-4
         assert [m["name"] for m in r["models"]] == ["iicnet"]
     assert len(classified(services, name, expect=4)) == 4
@@ -378,7 +378,7 @@ def test_raw_hst_exposures_are_scored_by_the_shipped_hrcelestialnet(services, un
     assert sorted(r["alert_id"] for r in records) == ["jraw0q", "jraw1q"]
     card = load_registry().card("hrcelestialnet")
     for r in records:
-        assert r["kind"] == "raw_exposure" and set(r["class_scores"]) == {"galaxy", "nebula_star_cluster"}
+        assert r["kind"] == "raw_exposure" and set(r["class_scores"]) == {"hrcelestialnet.galaxy", "hrcelestialnet.nebula_star_cluster"}
         assert abs(sum(r["class_scores"].values()) - 1.0) < 1e-4
         assert [(m["name"], m["version"], m["trained"]) for m in r["models"]] == [("hrcelestialnet", card.version, True)]
     totals = service.metrics.totals()

@@ -23,7 +23,8 @@ def test_where_matches_a_hand_written_filter(records):
 
 
 def test_maps_lists_chains_and_not(records):
-    assert _keep(parse_where("class_scores['galaxy'] >= 0.7"), records) == [r for r in records if r["class_scores"]["galaxy"] >= 0.7]
+    assert _keep(parse_where("class_scores['morphology.galaxy'] >= 0.7"), records) == [
+        r for r in records if r["class_scores"]["morphology.galaxy"] >= 0.7]
     assert _keep(parse_where("0.2 < real_bogus <= 0.5"), records) == [r for r in records if 0.2 < r["real_bogus"] <= 0.5]
     assert _keep(parse_where("band in ('g', 'r') and not survey == 'rubin'"), records) == [
         r for r in records if r["band"] in ("g", "r") and r["survey"] != "rubin"]
@@ -60,9 +61,10 @@ def test_anything_outside_the_language_is_refused(text):
 
 def test_flags(records):
     assert _keep(flag_predicate(min_rb=0.8), records) == [r for r in records if r["real_bogus"] >= 0.8]
-    assert _keep(flag_predicate(class_label="star", min_prob=0.7), records) == [r for r in records if r["class_scores"]["star"] >= 0.7]
-    top_galaxy = _keep(flag_predicate(class_label="galaxy"), records)
-    assert top_galaxy and all(max(r["class_scores"], key=r["class_scores"].get) == "galaxy" for r in top_galaxy)
+    assert _keep(flag_predicate(class_label="morphology.star", min_prob=0.7), records) == [
+        r for r in records if r["class_scores"]["morphology.star"] >= 0.7]
+    top_galaxy = _keep(flag_predicate(class_label="morphology.galaxy"), records)
+    assert top_galaxy and all(max(r["class_scores"], key=r["class_scores"].get) == "morphology.galaxy" for r in top_galaxy)
     assert _keep(flag_predicate(survey="RUBIN"), records) == [r for r in records if r["survey"] == "rubin"]
     assert _keep(flag_predicate(model="realbogus"), records) == records
     assert _keep(flag_predicate(model="nope"), records) == []
@@ -87,3 +89,11 @@ def test_where_on_the_quality_block(records):
     with pytest.raises(FilterError, match="unknown quality flag 'godo'"):
         parse_where("quality.godo")
     assert parse_where("quality.good")(dict(records[0], quality=None)) is False   # a record before v1.3
+
+
+def test_class_flag_compares_within_one_model_only():
+    """ACAI's sigmoid 0.9 never outranks alertclass's softmax: --class picks each model's own top."""
+    record = {"class_scores": {"acai.variable": 0.9, "acai.hosted": 0.2, "alertclass.star": 0.6, "alertclass.bogus": 0.4}}
+    assert flag_predicate(class_label="alertclass.star")(record) is True
+    assert flag_predicate(class_label="acai.variable")(record) is True
+    assert flag_predicate(class_label="acai.hosted")(record) is False

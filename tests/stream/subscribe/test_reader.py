@@ -59,11 +59,12 @@ def test_where_flags_and_max(services, unique_name, records):
     kept = list(subscribe(services.bootstrap_servers, topic, where="real_bogus > 0.8 and survey == 'ztf'"))
     assert sorted(r.alert_id for r in kept) == sorted(r["alert_id"] for r in records if r["real_bogus"] > 0.8 and r["survey"] == "ztf")
     assert len(kept) > 0
-    with ClassifiedReader(services.bootstrap_servers, topic, predicate=flag_predicate(survey="rubin", class_label="star", min_prob=0.5),
+    with ClassifiedReader(services.bootstrap_servers, topic, predicate=flag_predicate(survey="rubin", class_label="morphology.star",
+                                                                                      min_prob=0.5),
                           where="real_bogus >= 0") as reader:
         rubin_stars = list(reader)
     assert sorted(r.alert_id for r in rubin_stars) == sorted(
-        r["alert_id"] for r in records if r["survey"] == "rubin" and r["class_scores"]["star"] >= 0.5)
+        r["alert_id"] for r in records if r["survey"] == "rubin" and r["class_scores"]["morphology.star"] >= 0.5)
     assert len(list(subscribe(services.bootstrap_servers, topic, max_records=7))) == 7
 
 
