@@ -143,11 +143,16 @@ def _check_classes(network: str, data: LabelledImages) -> None:
             f"folders / labels exactly as the outputs")
 
 
-def _reorder_to_network(network: str, data: LabelledImages) -> LabelledImages:
-    """Relabel so class index i is the network's output column i."""
-    labels = _network_spec(network).labels
-    if tuple(data.class_names) == tuple(labels):
+def _reorder_to_network(network: str, data: LabelledImages, labels: Sequence[str] | None = None) -> LabelledImages:
+    """Relabel so class index i is output column i: of ``labels`` (a registered model's own
+    label set, e.g. a user's two classes) or else the network's. Every class of the data must
+    be one of them (a class the data lacks is simply never the truth)."""
+    labels = tuple(labels) if labels is not None else tuple(_network_spec(network).labels)
+    if tuple(data.class_names) == labels:
         return data
+    unknown = sorted(set(data.class_names) - set(labels))
+    if unknown:
+        raise TrainingDataError(f"the data's classes {unknown} are not among the model's labels {list(labels)}")
     mapping = np.asarray([labels.index(name) for name in data.class_names])
     return replace(data, labels=mapping[data.labels], class_names=tuple(labels))
 

@@ -86,8 +86,13 @@ def round_to_half(network):
 def register_model(name: str, network: str, class_names: Sequence[str], weights_path: Path, version: str,
                    training: Mapping[str, Any], evaluation: Mapping[str, Any], description: str = "",
                    cards_dir: Path | None = None, weights_dir: Path | None = None,
-                   preprocessing: str | None = None, half: bool = False) -> Path:
+                   preprocessing: str | None = None, half: bool = False,
+                   surveys: Sequence[str] | None = None, survey_figures: Mapping[str, str] | None = None) -> Path:
     """Copy ``weights_path`` into the weights folder and write card ``name``; returns the card path.
+
+    ``surveys`` (default: the family card's, the inputs the network takes) and one line of
+    ``survey_figures`` each say where the model was checked; a registered model never fills a
+    record's ``real_bogus`` (``real_bogus = false``) until someone checks it and edits its card.
 
     ``half``: store floating tensors as float16 (half the file; they load into the float32
     network as :func:`round_to_half` gives them)."""
@@ -132,7 +137,9 @@ def register_model(name: str, network: str, class_names: Sequence[str], weights_
                    weights_sha256=file_sha256(destination), init_seed=None, base_sha256="", network_args=args,
                    training=dict(training), evaluation=dict(evaluation),
                    preprocessing=preprocessing or template.preprocessing,
-                   description=description or template.description, path=card_path)
+                   description=description or template.description, path=card_path,
+                   surveys=tuple(template.surveys if surveys is None else surveys), real_bogus=False,
+                   survey_figures=dict(survey_figures or {}))
     write_card(card, card_path)
     try:
         load_card(card_path)

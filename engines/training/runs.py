@@ -97,25 +97,30 @@ def run_data(network: str, *, purpose: str, data: Path | None = None, labels: Pa
 
 
 def evaluate_model(model: str, *, report: Path, weights: Path | None = None, binning: int = 4,
-                   threshold: float | None = None, device: str = "cpu", **data_options: Any) -> tuple[dict, Any]:
+                   threshold: float | None = None, device: str = "cpu", cards_dir: Path | None = None,
+                   weights_dir: Path | None = None, **data_options: Any) -> tuple[dict, Any]:
     """Score ``model`` (``weights``, else the card's shipped weights, sha256 checked) on
-    :func:`run_data` (``data_options``) and write the report; returns (metrics, report paths)."""
+    :func:`run_data` (``data_options``) and write the report; returns (metrics, report paths).
+    A registered model is scored with its own label set, whatever its class count."""
     if weights is not None:
         network_name = model
         kwargs = network_kwargs(network_name, binning)
         network = load_trained(network_name, weights, kwargs)
         weights_id: dict[str, Any] = {"weights": str(weights)}
+        labels: tuple[str, ...] | None = None     # the network's own labels
     else:
-        card = load_registry().card(model)
+        registry = load_registry(cards_dir, weights_dir)
+        card = registry.card(model)
         network_name = card.network
         kwargs = dict(card.network_args)
-        network = load_network(card)
+        network = load_network(card, registry.weights_dir)
         weights_id = {"card": card.name, "version": card.version, "weights_sha256": card.weights_sha256,
                       "trained": card.trained}
+        labels = card.labels        # a registered model's own label set (e.g. a user's two classes)
     spec = NETWORKS[network_name]
     input_shape = (spec.input_shape[0], *kwargs["input_hw"]) if kwargs.get("input_hw") else spec.input_shape
     run = run_data(network_name, purpose="evaluate", binning=binning, **data_options)
-    data = _reorder_to_network(network_name, run.data)
+    data = _reorder_to_network(network_name, run.data, labels)
     inputs = prepare_inputs(network_name, data, input_shape, run.preprocessed, binning)
     probabilities = predict(network, inputs, device=device)
     return write_report(report, "evaluation", f"{model}: evaluation", probabilities, data.labels, data.class_names,

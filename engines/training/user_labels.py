@@ -74,8 +74,21 @@ def register_trained(name: str, version: str | None, config: TrainConfig, traine
     }
     evaluation = {**card_figures(metrics), "report": report,
                   "note": "held-out groups of the user's own data; labels are the user's"}
+    balanced = metrics.get("balanced_accuracy")
+    checked = (f"user-trained: {metrics.get('examples')} held-out examples of the user's own data "
+               f"({description.get('source', '')}): accuracy {metrics['accuracy']:.3f}"
+               + (f", balanced accuracy {balanced:.3f}" if balanced is not None else "") + "; not checked on survey alerts here")
     return register_model(name, config.model, metrics["class_names"], trained.result.weights_path,
                           version or "1.0.0-user", training, evaluation,
                           description=f"{config.model} architecture trained on the user's classes "
                                       f"{', '.join(metrics['class_names'])}", cards_dir=cards_dir, weights_dir=weights_dir,
-                          preprocessing=USER_PREPROCESSING.get(config.model))
+                          preprocessing=USER_PREPROCESSING.get(config.model),
+                          survey_figures={survey: checked for survey in _family_surveys(config.model, cards_dir)})
+
+
+def _family_surveys(network: str, cards_dir: Path | None) -> tuple[str, ...]:
+    """The surveys of the shipped card of ``network`` (what a registered user model inherits)."""
+    from engines.training.register import _dirs, family_card
+
+    cards, _ = _dirs(cards_dir, None)
+    return family_card(network, cards).surveys

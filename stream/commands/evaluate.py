@@ -29,6 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--views-per-body", type=int, default=3, help="hrcelestialnet --synthetic: exposures of each body")
     p.add_argument("--report", type=Path, default=Path("var/evaluation"), help="report folder")
     p.add_argument("--threshold", type=float, default=None, help="two-class decision threshold (default: arg-max)")
+    p.add_argument("--cards-dir", type=Path, default=None, help="where the model's card lives (default engines/cards)")
+    p.add_argument("--weights-dir", type=Path, default=None, help="where its weights live (default engines/weights)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.set_defaults(func=_run)
@@ -49,7 +51,8 @@ def _run(args: argparse.Namespace) -> int:
         metrics, paths = evaluate_model(
             args.model, report=args.report, weights=args.weights, binning=args.binning, threshold=args.threshold,
             device=args.device, data=args.data, labels=args.labels, group_column=args.group_column,
-            synthetic=args.synthetic, seed=args.seed, views_per_body=args.views_per_body)
+            synthetic=args.synthetic, seed=args.seed, views_per_body=args.views_per_body,
+            cards_dir=args.cards_dir, weights_dir=args.weights_dir)
     except (TrainingDataError, EngineError, KeyError, ValueError) as exc:
         print(f"evaluation failed: {exc}", file=sys.stderr)
         return 1

@@ -116,3 +116,36 @@ def test_predict_batches_large_inputs_small_enough_to_fit_memory() -> None:
     seen.clear()
     predict(Probe(), np.zeros((300, 3, 69, 69), np.float32))
     assert seen == [256, 44]
+
+
+def test_a_freshly_registered_model_of_the_users_own_classes_evaluates(tiny_folder, tmp_path, capsys):
+    """``train --name`` then ``evaluate NAME``: scored with the card's own label set (two classes
+    the network never had), and the card says where it was checked."""
+    import shutil
+
+    from engines.cards import load_card
+    from engines.registry import CARDS_DIR, WEIGHTS_DIR
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_folder, data)
+    (data / "real").rename(data / "transient")
+    (data / "bogus").rename(data / "artefact")
+    meta = (data / "metadata.csv").read_text().replace("real/", "transient/").replace("bogus/", "artefact/")
+    (data / "metadata.csv").write_text(meta)
+    cards = tmp_path / "cards"
+    shutil.copytree(CARDS_DIR, cards)
+    weights = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_DIR, weights, ignore=shutil.ignore_patterns("*.pt", "*.h5"))
+    code = main(["train", "realbogus", "--data", str(data), "--group-column", "objectId", "--epochs", "1",
+                 "--batch-size", "8", "--out", str(tmp_path / "run"), "--no-progress", "--threads", "1",
+                 "--name", "mine", "--cards-dir", str(cards), "--weights-dir", str(weights)])
+    assert code == 0, capsys.readouterr().err
+    card = load_card(cards / "mine.toml")
+    assert card.labels == ("artefact", "transient") and not card.real_bogus
+    assert card.surveys == ("ztf",) and "user-trained" in card.survey_figures["ztf"]
+    capsys.readouterr()
+    code = main(["evaluate", "mine", "--data", str(data), "--cards-dir", str(cards), "--weights-dir", str(weights),
+                 "--report", str(tmp_path / "eval"), "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert set(evaluation["per_class"]) == {"artefact", "transient"} and evaluation["examples"] == 36
