@@ -27,11 +27,15 @@ Each message becomes an :class:`Entry` with the bytes to publish and where it ca
   one-record ``null``-codec container with the file's writer schema around the record's
   original encoded bytes (:func:`schemas.decode.avro.one_record_container`: nothing re-encoded);
   a container holding zero records gives no entry (zero alerts, not an error);
-* a Parquet row (Fink's alert dumps, read one row group at a time) is encoded as a one-record
-  Avro container whose writer schema is derived from the file's Arrow schema
+* a Parquet row (Fink's alert dumps, read one row group at a time) of a Rubin dump becomes
+  Rubin's own packet, Confluent-framed with the schema its ``lsst_schema_version`` names
+  (:func:`schemas.decode.survey_packets.rubin_packet`: the broker's columns left out); any other
+  row, or a Rubin row that does not fit Rubin's schema, is encoded as a one-record Avro
+  container whose writer schema is derived from the file's Arrow schema
   (:func:`parquet_writer_schema`: record ``ztf.alert`` for ZTF dumps, fields as in the file,
-  every field nullable), which :func:`schemas.decode.decode_message` and the service decode
-  like any ZTF packet. :func:`walk_decoded` decodes rows directly instead (no round trip).
+  every field nullable, columns with no Avro form such as Fink's ``lc_features`` map left
+  out), which :func:`schemas.decode.decode_message` and the service decode like any packet.
+  :func:`walk_decoded` decodes rows directly instead (no round trip).
 
 Refusals are entries too (``error`` set, ``value`` None): nothing is dropped silently.
 """
@@ -336,13 +340,20 @@ def parquet_writer_schema(arrow_schema: Any) -> dict[str, Any]:
     """The Avro writer schema a Parquet dump's rows are encoded with (see the module docstring).
 
     Record ``ztf.alert`` when the rows carry ``candidate`` (ZTF), else ``fink.alert``; each
-    column keeps its name and becomes nullable; structs become records named after their path.
+    column keeps its name and becomes nullable; structs become records named after their path;
+    a column with no Avro form (a map of structs) is left out.
     """
     names = set(arrow_schema.names)
     namespace = "ztf" if "candidate" in names else "fink"
-    return {"type": "record", "name": "alert", "namespace": namespace, "fields": [
-        {"name": f.name, "type": ["null", _avro_type(f.type, f.name, namespace)], "default": None}
-        for f in arrow_schema]}
+    fields = []
+    for f in arrow_schema:
+        try:
+            fields.append({"name": f.name, "type": ["null", _avro_type(f.type, f.name, namespace)], "default": None})
+        except DecodeError:
+            continue    # a broker's own column with no Avro form (Fink's lc_features map): not the survey's packet
+    if not fields:
+        raise DecodeError(Reason.BAD_FIELD_TYPE, "no column of this Parquet file has an Avro form")
+    return {"type": "record", "name": "alert", "namespace": namespace, "fields": fields}
 
 
 def _parquet_entries(fh: BinaryIO, source: str, decode_parquet: DecodeSettings | None) -> Iterator[Entry]:
@@ -363,6 +374,8 @@ def _encoded_rows(fh: BinaryIO, source: str) -> Iterator[Entry]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from schemas.decode.survey_packets import rubin_packet
+
     try:
         reader = pq.ParquetFile(fh)
         schema = parquet_writer_schema(reader.schema_arrow)
@@ -374,6 +387,7 @@ def _encoded_rows(fh: BinaryIO, source: str) -> Iterator[Entry]:
         yield _refused(source, Reason.UNKNOWN_FORMAT, f"not a readable Parquet file: {type(exc).__name__}: {exc}"[:300])
         return
     schema_json = json.dumps(schema).encode()
+    rubin = "diaSource" in reader.schema_arrow.names and "lsst_schema_version" in reader.schema_arrow.names
     sync = hashlib.blake2b(source.encode(), digest_size=16).digest()
     index = 0
     for group in range(reader.metadata.num_row_groups):
@@ -385,6 +399,16 @@ def _encoded_rows(fh: BinaryIO, source: str) -> Iterator[Entry]:
             index += reader.metadata.row_group(group).num_rows
             continue
         for row in rows:
+            packet = None
+            if rubin:
+                try:
+                    packet = rubin_packet(row)
+                except DecodeError:
+                    packet = None     # a column Spark retyped: the row as the dump holds it, below
+            if packet is not None:
+                yield Entry(f"{source}#{index}", source, index, EntryKind.WIRE, value=packet)
+                index += 1
+                continue
             out = io.BytesIO()
             try:
                 fastavro.schemaless_writer(out, parsed, row)

@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--connect-timeout", type=float, default=10.0, metavar="S",
                    help="seconds to wait for the broker's first answer before giving up (default 10)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="exit 0 even when some files or records could not be read (each is still named on stderr)")
     p.add_argument("--flush-timeout", type=float, default=120.0, metavar="S",
                    help="seconds to wait for the last deliveries before failing (default 120)")
     p.set_defaults(func=_run)
@@ -108,4 +110,10 @@ def _run(args: argparse.Namespace) -> int:
         log.error("replay_failed", error=str(exc), sent=exc.summary.sent)
         return 1
     print(summary.to_json(), flush=True)
+    if summary.unreadable:
+        for entry in summary.unreadable:
+            print(f"replay: not sent: {entry['origin']}: {entry['reason']}", file=sys.stderr)
+        print(f"replay: {len(summary.unreadable)} file(s) or record(s) could not be read and were not sent "
+              f"({summary.sent} sent){'' if args.skip_bad else '; pass --skip-bad to accept that'}", file=sys.stderr)
+        return 0 if args.skip_bad else 1
     return 0

@@ -190,3 +190,40 @@ def test_cadence_on_an_unsorted_multi_night_folder_warns_sorts_and_caps_gaps(ser
     messages = sorted(consume_all(services.bootstrap_servers, topic), key=lambda m: int(_headers(m)["sc-replay-index"]))
     mjds = [float(_headers(m)["sc-observed-mjd"]) for m in messages]
     assert len(mjds) == expected and mjds == sorted(mjds)  # sent in observation-time order
+
+
+RUBIN_POOL = SAMPLES.parents[1].parent / "shared" / "rubin_pool"
+
+
+@pytest.mark.skipif(not RUBIN_POOL.is_dir(), reason="../shared/rubin_pool is not beside the checkout")
+def test_a_fink_rubin_dump_replays_every_alert_inspect_reads_as_rubins_own_packet(services, unique_name):
+    """Fink's Parquet dumps carry broker columns (lc_features: a map of structs, no Avro form);
+    replay sends Rubin's own packet for each row, so all 133 pool alerts go out and decode."""
+    from schemas.walk import walk_decoded
+
+    readable = {item.key for _, _, item in walk_decoded([RUBIN_POOL]) if hasattr(item, "key")}
+    assert len(readable) == 133
+    topic = f"{unique_name}-alerts"
+    summary = replay(RUBIN_POOL, topic, bootstrap_servers=services.bootstrap_servers, progress=False)
+    assert summary.unreadable == [] and summary.sent == 133
+    sent = consume_all(services.bootstrap_servers, topic)
+    decoded = [decode_message(m.value())[0] for m in sent]
+    assert {a.key for a in decoded} == readable
+    ids = [int.from_bytes(m.value()[1:5], "big") for m in sent if m.value()[:1] == b"\x00"]
+    assert ids.count(1000) == 107 and ids.count(701) == 1   # lsst.v10_0 from the Fink dump; the boom packet as sent
+
+
+def test_the_command_exits_non_zero_when_a_file_is_unreadable_unless_skip_bad(services, unique_name, tmp_path, capsys):
+    from stream.commands import replay as command
+
+    (tmp_path / "a.avro").write_bytes((SAMPLES / "ztf" / "alerce" / "3044341005815015012.avro").read_bytes())
+    (tmp_path / "b.avro").write_bytes(b"\xff\xd8\xff\xe0 a JPEG, not an alert")
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    argv = ["replay", str(tmp_path), "--topic", f"{unique_name}-alerts", "--bootstrap-servers", services.bootstrap_servers,
+            "--no-progress"]
+    assert parser.parse_args(argv).func(parser.parse_args(argv)) == 1
+    err = capsys.readouterr().err
+    assert f"not sent: {tmp_path / 'b.avro'}" in err and "--skip-bad" in err
+    args = parser.parse_args([*argv, "--skip-bad"])
+    assert args.func(args) == 0
