@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["InputKind", "Stamp", "Alert", "Exposure", "ReadOnlyFields", "dedup_key"]
+__all__ = ["InputKind", "Stamp", "Alert", "Exposure", "Item", "ReadOnlyFields", "dedup_key"]
 
 
 class ReadOnlyFields(Mapping[str, Any]):
@@ -129,6 +129,10 @@ class Exposure:
     @property
     def key(self) -> str:
         return dedup_key(self.survey, self.exposure_id)
+
+
+#: What a decoder yields and a model scores: a difference alert or a raw exposure.
+Item = Alert | Exposure
 
 
 def dedup_key(survey: str, alert_id: int | str) -> str:

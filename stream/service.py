@@ -43,10 +43,10 @@ from stream import __version__, stages
 from stream.config import Settings
 from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, decode_in_process, wait_for_decode
 from stream.dedup import DedupUnavailable, RedisDedup
+from stream.envelope import DecodeOutcome, Envelope, StageTimer
 from stream.kafka_clients import make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
 from stream.output_registry import OutputFraming, register_output_schemas
-from stream.pipeline import DecodeOutcome, Envelope, StageTimer
 from stream.schema_registry import redact_urls_in
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
@@ -328,7 +328,7 @@ class Service:
                                                frame=self.framing.frame)
                      for s in scored]
         delivered = timer.time("publish", lambda: stages.publish(self.producer, messages))
-        timer.time("dedup", lambda: self._redis.mark(stages.destinations(delivered)))
+        timer.time("mark", lambda: self._redis.mark(stages.destinations(delivered)))
 
         acct = stages.account(envelopes, triaged.dead, dups, scored)
         self._record(acct, scored)
