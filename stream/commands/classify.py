@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from engines.scoring import ModelRegistry
 
 from engines.backends import BACKENDS, ENGINE_CACHE_DIR
+from stream.errors import UsageError
 
 __all__ = ["register", "classify_paths"]
 
@@ -107,8 +108,7 @@ def _run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        print(f"no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no such file or directory: {', '.join(missing)}")
     models = [m for m in args.models.split(",") if m]
     from schemas.decode.limits import DecodeSettings
 

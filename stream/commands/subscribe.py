@@ -19,6 +19,8 @@ from pathlib import Path
 
 import structlog
 
+from stream.errors import ServiceUnreachable, UsageError
+
 __all__ = ["register"]
 
 log = structlog.get_logger(__name__)
@@ -206,7 +208,7 @@ def _list_topics(bootstrap: str, client_config: dict) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.config import ConfigError, load_settings
+    from stream.config import load_settings
     from stream.subscribe.filters import FilterError, flag_predicate
     from stream.subscribe.known import check_class_label, check_survey
     from stream.subscribe.output import JsonlWriter, OutputError, TableWriter, open_writer
@@ -220,21 +222,18 @@ def _run(args: argparse.Namespace) -> int:
         class_label = check_class_label(args.class_label) if args.class_label is not None else None
         predicate = flag_predicate(min_rb=args.min_real_bogus, class_label=class_label, min_prob=args.min_prob,
                                    survey=survey, model=args.model, untrained=args.untrained)
-    except (ConfigError, FilterError, ValueError) as exc:
-        print(f"subscribe: {exc}", file=sys.stderr)
-        return 2
+    except (FilterError, ValueError) as exc:  # ValueError includes a ConfigError
+        raise UsageError(str(exc)) from exc
     bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
     if not bootstrap:
-        print("subscribe: no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
+        raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS")
     client_config = dict(settings.kafka.client)
     from stream.health import probe_broker
 
     unreachable = probe_broker({"bootstrap.servers": bootstrap, **client_config}, timeout_s=args.connect_timeout)
     if unreachable is not None:
-        print(f"subscribe: Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): check "
-              f"--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up", file=sys.stderr)
-        return 2
+        raise ServiceUnreachable(f"Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): "
+                                 f"check --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up")
     if args.list_topics:
         return _list_topics(bootstrap, client_config)
     topic = args.topic or settings.kafka.output_topic
@@ -274,8 +273,7 @@ def _run(args: argparse.Namespace) -> int:
                     log.info("png_max_reached", pngs=png.written, note="subscription stopped (--png-max)")
                     break
     except (FilterError, OutputError) as exc:
-        print(f"subscribe: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     except SubscribeError as exc:
         print(f"subscribe: {exc}", file=sys.stderr)
         return 1
