@@ -6,4 +6,5 @@ step as named stages), ``service`` (the loop, and the one place that wires it), 
 ``survey-classifier`` command). The typed records and the decoders live in the top-level
 ``schemas`` package, the models in ``engines``.
 """
+#: The package's one version (pyproject.toml reads it; CHANGELOG.md lists the releases).
 __version__ = "0.1.0"

@@ -124,7 +124,7 @@ class KafkaSettings:
     #: ``lsst-alert-packet`` (id = major*100 + minor).
     schema_registry_url: str = ""
     #: Confluent-compatible registry where the service registers the classified schema it writes and
-    #: frames records with the id it returns; empty: the fixed ids 100*major+minor (see README).
+    #: frames records with the id it returns; empty: the fixed ids 100*major+minor (see stream/README.md).
     output_schema_registry_url: str = ""
     #: Subject naming: ``topic`` (``<topic>-value``, TopicNameStrategy) or ``record`` (RecordNameStrategy).
     output_subject_strategy: SubjectStrategy = "topic"

@@ -14,7 +14,7 @@ Delivery guarantee: at-least-once from Kafka, exactly-once *in effect* for publi
 Offsets are committed only after the outputs are acknowledged and marked in Redis, so a crash
 never loses an input. A crash in the window between the broker's acknowledgement of an output
 and the Redis mark (one ``SET`` pipeline, milliseconds) republishes that batch's records once
-after restart: the only duplicate window, and documented in README.
+after restart: the only duplicate window, and documented in stream/README.md.
 
 Batches are pipelined: while batch *n* is scored in this process, batch *n+1* decodes in a worker
 process (``batch.max_in_flight`` bounds how many are held). On partition revocation every held

@@ -48,7 +48,7 @@ filters (all given must hold):
   classifier_version source_topic source_partition source_offset source_timestamp_ms
   ingested_ms classified_ms; from v1.2 mjd_time_scale candid dia_source_id dia_object_id
   magpsf sigmapsf fid isdiffpos psf_flux psf_flux_err is_negative ("magpsf < 18.5");
-  maps class_scores[...] survey_scores[...]; models (names). Units: README, "Reading the
+  maps class_scores[...] survey_scores[...]; models (names). Units: stream/README.md, "Reading the
   classified topic" (mjd is TAI; magpsf AB mag; psf_flux nJy).
   Operators: == != < <= > >= in, not in, and, or, not, parentheses; literals: numbers,
   'strings', true false null. A comparison with a missing value is false.
