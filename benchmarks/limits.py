@@ -1,6 +1,6 @@
 """The limits: each stage alone, in this process, on the night's own alerts (no Kafka, no Redis).
 
-* bare decode: :func:`stream.pipeline.decode_values`, the function the service's decode worker runs;
+* bare decode: :func:`stream.envelope.decode_values`, the function the service's decode worker runs;
 * the raw baseline: ``gzip.decompress`` (ZTF cutouts are gzip) + ``astropy.io.fits`` parse of
   every cutout, the floor any decoder has to pay;
 * bare preprocessing and bare inference per backend and batch size (the runners the service
@@ -27,7 +27,7 @@ import structlog
 from engines.scoring import score_items
 from schemas.alert import InputKind
 from stream.config import DecodeSettings, Settings
-from stream.pipeline import StageTimer, decode_values
+from stream.envelope import StageTimer, decode_values
 
 __all__ = ["Timing", "time_calls", "bare_decode", "raw_gunzip_fits", "bare_preprocess", "bare_inference",
            "bare_loop", "decoded_items", "tile_batch", "exposure_limits", "usable_cores", "machine_limit"]

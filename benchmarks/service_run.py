@@ -34,6 +34,7 @@ import numpy as np
 import structlog
 
 from benchmarks.night_data import NightMessage
+from stream.kafka_clients import produce_retrying
 
 __all__ = ["ServiceRunResult", "BurstPlan", "run_service", "bare_consume", "percentiles", "REPO"]
 
@@ -267,12 +268,8 @@ class _Publisher:
                 else:
                     self.sent_ms[(msg.partition(), msg.offset())] = ts
 
-            while True:
-                try:
-                    self.producer.produce(self.topic, value=m.value, key=m.key, headers=m.headers, timestamp=ts, on_delivery=on_delivery)
-                    break
-                except BufferError:
-                    self.producer.poll(0.05)
+            produce_retrying(self.producer, self.topic, m.value, key=m.key, headers=m.headers, timestamp=ts,
+                             on_delivery=on_delivery, wait_s=0.05)
             self.producer.poll(0)
 
     def flush(self, timeout_s: float = 120.0) -> None:

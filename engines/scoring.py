@@ -15,13 +15,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from engines.cards import ModelCard
-from schemas.alert import Alert, Exposure, InputKind
+from schemas.alert import InputKind, Item
 from schemas.provenance import ModelProvenance
 
 __all__ = ["Runner", "ModelRegistry", "ModelResults", "StageClock", "THREADED_BACKENDS", "select_cards", "load_kind_runners",
            "survey_scope", "score_items"]
-
-Item = Alert | Exposure
 
 #: Per item: one (provenance, label -> probability) pair per model that ran on it.
 ModelResults = list[tuple[ModelProvenance, dict[str, float]]]
@@ -33,13 +31,15 @@ StageClock = Callable[[str, float], None]
 class Runner(Protocol):
     """One model on one backend (:class:`engines.registry.ModelRunner` is the real one).
 
-    A runner may also have ``select(items) -> indices``: the items it applies to (a model for
-    one survey's alerts skips the others); :func:`score_items` then scores only those.
+    ``select(items)`` gives the indices of the items it applies to (a model for one survey's
+    alerts skips the others); :func:`score_items` scores only those.
     """
 
     provenance: ModelProvenance
     labels: tuple[str, ...]
     max_batch: int
+
+    def select(self, items: Sequence[Item]) -> list[int]: ...
 
     def preprocess(self, items: Sequence[Item]) -> Any: ...
 
@@ -128,8 +128,7 @@ def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageCl
     results: list[ModelResults] = [[] for _ in items]
     for runner in runners:
         step = max(1, int(runner.max_batch))
-        select = getattr(runner, "select", None)
-        chosen = list(select(items)) if select is not None else list(range(len(items)))
+        chosen = list(runner.select(items))
         for start in range(0, len(chosen), step):
             indices = chosen[start:start + step]
             chunk = [items[i] for i in indices]

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SURVEYS", "InputKind", "Stamp", "Alert", "Exposure", "ReadOnlyFields", "dedup_key"]
+__all__ = ["SURVEYS", "InputKind", "Stamp", "Alert", "Exposure", "Item", "ReadOnlyFields", "dedup_key"]
 
 #: Every value of an input's ``survey``: the alert surveys, and ``exposure`` for our exposures.
 SURVEYS: tuple[str, ...] = ("ztf", "rubin", "exposure")
@@ -132,6 +132,10 @@ class Exposure:
     @property
     def key(self) -> str:
         return dedup_key(self.survey, self.exposure_id)
+
+
+#: What a decoder yields and a model scores: a difference alert or a raw exposure.
+Item = Alert | Exposure
 
 
 def dedup_key(survey: str, alert_id: int | str) -> str:

@@ -26,7 +26,7 @@ import re
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -125,7 +125,7 @@ class KafkaSettings:
     #: ``lsst-alert-packet`` (id = major*100 + minor).
     schema_registry_url: str = ""
     #: Confluent-compatible registry where the service registers the classified schema it writes and
-    #: frames records with the id it returns; empty: the fixed ids 100*major+minor (see README).
+    #: frames records with the id it returns; empty: the fixed ids 100*major+minor (see stream/README.md).
     output_schema_registry_url: str = ""
     #: Subject naming: ``topic`` (``<topic>-value``, TopicNameStrategy) or ``record`` (RecordNameStrategy).
     output_subject_strategy: SubjectStrategy = "topic"
@@ -300,6 +300,14 @@ class Settings:
     observability: ObservabilitySettings = field(default_factory=ObservabilitySettings)
 
     def validate(self) -> Settings:
+        """Rules across keys and ranges, one section at a time (types and choices were checked when
+        the values were read); raises :class:`ConfigError` naming the key."""
+        self._validate_kafka()
+        self._validate_engine()
+        self._validate_batch()
+        return self
+
+    def _validate_kafka(self) -> None:
         k = self.kafka
         if not k.alert_topics and not k.exposure_topics:
             raise ConfigError("kafka.alert_topics and kafka.exposure_topics are both empty: name at least one input topic")
@@ -308,6 +316,10 @@ class Settings:
                 raise ConfigError(f"kafka.{name} is missing")
         if k.exposure_topics and not k.exposure_output_topic:
             raise ConfigError("kafka.exposure_output_topic is missing")
+        if k.exit_after_unreachable_s < 0 or k.unreachable_warn_interval_s <= 0:
+            raise ConfigError("kafka.exit_after_unreachable_s must be >= 0 and kafka.unreachable_warn_interval_s > 0")
+
+    def _validate_engine(self) -> None:
         for pair in self.engine.run_unvalidated:
             model, _, survey = pair.partition(":")
             if not model.strip() or survey.strip() not in SURVEYS:
@@ -316,16 +328,15 @@ class Settings:
         for name in ("threads", "preprocess_threads", "infer_batch"):
             if getattr(self.engine, name) < 0:
                 raise ConfigError(f"engine.{name} must be >= 0 (0: the usable cores), got {getattr(self.engine, name)}")
-        workers = self.batch.decode_workers
-        if not (workers == "auto" or (isinstance(workers, int) and workers >= 0)):
-            raise ConfigError(f"batch.decode_workers must be \"auto\" or a number >= 0, got {workers!r}")
-        if k.exit_after_unreachable_s < 0 or k.unreachable_warn_interval_s <= 0:
-            raise ConfigError("kafka.exit_after_unreachable_s must be >= 0 and kafka.unreachable_warn_interval_s > 0")
-        if not 0 <= self.batch.decode_worker_nice <= 19:
-            raise ConfigError(f"batch.decode_worker_nice must be 0..19, got {self.batch.decode_worker_nice}")
-        if self.batch.max_size < 1 or self.batch.max_wait_ms < 0 or self.batch.max_in_flight < 1:
+
+    def _validate_batch(self) -> None:
+        b = self.batch
+        if not (b.decode_workers == "auto" or (isinstance(b.decode_workers, int) and b.decode_workers >= 0)):
+            raise ConfigError(f"batch.decode_workers must be \"auto\" or a number >= 0, got {b.decode_workers!r}")
+        if not 0 <= b.decode_worker_nice <= 19:
+            raise ConfigError(f"batch.decode_worker_nice must be 0..19, got {b.decode_worker_nice}")
+        if b.max_size < 1 or b.max_wait_ms < 0 or b.max_in_flight < 1:
             raise ConfigError("batch.max_size and batch.max_in_flight must be >= 1, batch.max_wait_ms >= 0")
-        return self
 
     def with_services(self, bootstrap_servers: str | None = None, redis_url: str | None = None) -> Settings:
         """A copy pointing at the given services (used when the embedded stack starts)."""
@@ -375,71 +386,103 @@ def _coerce_choice(key: str, choices: tuple[Any, ...], raw: Any) -> Any:
     raise ConfigError(f"{key}: expected one of {', '.join(map(str, choices))}, got {shown_value(key, raw)}")
 
 
+def _coerce_int(key: str, raw: Any, from_env: bool) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return raw
+    if from_env and isinstance(raw, str):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: expected an integer, got {shown_value(key, raw)}")
+
+
+def _coerce_float(key: str, raw: Any, from_env: bool) -> float:
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw)
+    if from_env and isinstance(raw, str):
+        try:
+            return float(raw.strip())
+        except ValueError:
+            pass
+    raise ConfigError(f"{key}: expected a number, got {shown_value(key, raw)}")
+
+
+def _coerce_str(key: str, raw: Any, from_env: bool) -> str:
+    if isinstance(raw, str):
+        return raw
+    raise ConfigError(f"{key}: expected a string, got {shown_value(key, raw)}")
+
+
+#: The scalar setting types and their parsers (an environment variable's text is parsed by type).
+_SCALARS: dict[Any, Callable[[str, Any, bool], Any]] = {
+    bool: lambda key, raw, _from_env: _parse_bool(key, raw), int: _coerce_int, float: _coerce_float, str: _coerce_str,
+}
+
+
+def _coerce_union(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
+    """e.g. ``int | Literal["auto"]``: the first member the value parses as."""
+    members = typing.get_args(annotation)
+    for member in members:
+        try:
+            return _coerce(key, member, raw, from_env)
+        except ConfigError:
+            continue
+    raise ConfigError(f"{key}: expected {' or '.join(_described(m) for m in members)}, got {shown_value(key, raw)}")
+
+
+def _coerce_annotated(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
+    """``Annotated[T, Matches(...)]``: a T that also follows the pattern."""
+    base, *extras = typing.get_args(annotation)
+    value = _coerce(key, base, raw, from_env)
+    for extra in extras:
+        if isinstance(extra, Matches):
+            value = extra.check(key, value)
+    return value
+
+
+def _coerce_strings(key: str, raw: Any, from_env: bool) -> tuple[str, ...]:
+    if from_env and isinstance(raw, str):
+        raw = [p.strip() for p in raw.split(",") if p.strip()]
+    if isinstance(raw, (list, tuple)) and all(isinstance(x, str) for x in raw):
+        return tuple(raw)
+    raise ConfigError(f"{key}: expected a list of strings, got {shown_value(key, raw)}")
+
+
+def _coerce_table(key: str, annotation: Any, raw: Any, from_env: bool) -> dict[str, Any]:
+    """A TOML table, or ``name=value,name=value`` from the environment; values typed where the
+    annotation says (e.g. ``Mapping[str, BackendName]``)."""
+    table: dict[str, Any] | None = None
+    if isinstance(raw, Mapping):
+        table = dict(raw)
+    elif from_env and isinstance(raw, str):
+        pairs = [p.strip() for p in raw.split(",") if p.strip()]
+        if all("=" in p for p in pairs):
+            table = {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
+    if table is None:
+        raise ConfigError(f"{key}: expected a table of client properties, got {shown_value(key, raw)}")
+    args = typing.get_args(annotation)
+    if len(args) == 2 and args[1] is not Any:
+        return {k: _coerce(f"{key}.{k}", args[1], v, from_env) for k, v in table.items()}
+    return table
+
+
 def _coerce(key: str, annotation: Any, raw: Any, from_env: bool) -> Any:
+    """``raw`` (from the file, or an environment variable's text when ``from_env``) as the
+    setting's declared type; a :class:`ConfigError` naming ``key`` otherwise."""
     origin = typing.get_origin(annotation)
-    if origin in (types.UnionType, typing.Union):  # e.g. int | Literal["auto"]: the first member the value parses as
-        for member in typing.get_args(annotation):
-            try:
-                return _coerce(key, member, raw, from_env)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {' or '.join(_described(m) for m in typing.get_args(annotation))}, "
-                          f"got {shown_value(key, raw)}")
+    if origin in (types.UnionType, typing.Union):
+        return _coerce_union(key, annotation, raw, from_env)
     if origin is Literal:
         return _coerce_choice(key, typing.get_args(annotation), raw)
     if origin is Annotated:
-        base, *extras = typing.get_args(annotation)
-        value = _coerce(key, base, raw, from_env)
-        for extra in extras:
-            if isinstance(extra, Matches):
-                value = extra.check(key, value)
-        return value
-    if annotation is bool:
-        return _parse_bool(key, raw)
-    if annotation is int:
-        if isinstance(raw, bool):
-            raise ConfigError(f"{key}: expected an integer, got {shown_value(key, raw)}")
-        if isinstance(raw, int):
-            return raw
-        if from_env and isinstance(raw, str):
-            try:
-                return int(raw.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {shown_value(key, raw)}")
-    if annotation is float:
-        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            return float(raw)
-        if from_env and isinstance(raw, str):
-            try:
-                return float(raw.strip())
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {shown_value(key, raw)}")
-    if annotation is str:
-        if isinstance(raw, str):
-            return raw
-        raise ConfigError(f"{key}: expected a string, got {shown_value(key, raw)}")
+        return _coerce_annotated(key, annotation, raw, from_env)
     if origin is tuple:
-        if from_env and isinstance(raw, str):
-            raw = [p.strip() for p in raw.split(",") if p.strip()]
-        if isinstance(raw, (list, tuple)) and all(isinstance(x, str) for x in raw):
-            return tuple(raw)
-        raise ConfigError(f"{key}: expected a list of strings, got {shown_value(key, raw)}")
+        return _coerce_strings(key, raw, from_env)
     if origin in (Mapping, dict) or annotation in (Mapping, dict):
-        table: dict[str, Any] | None = None
-        if isinstance(raw, Mapping):
-            table = dict(raw)
-        elif from_env and isinstance(raw, str):  # "name=value,name=value"
-            pairs = [p.strip() for p in raw.split(",") if p.strip()]
-            if all("=" in p for p in pairs):
-                table = {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
-        if table is None:
-            raise ConfigError(f"{key}: expected a table of client properties, got {shown_value(key, raw)}")
-        args = typing.get_args(annotation)
-        if len(args) == 2 and args[1] is not Any:  # typed values, e.g. Mapping[str, BackendName]
-            return {k: _coerce(f"{key}.{k}", args[1], v, from_env) for k, v in table.items()}
-        return table
+        return _coerce_table(key, annotation, raw, from_env)
+    if annotation in _SCALARS:
+        return _SCALARS[annotation](key, raw, from_env)
     raise ConfigError(f"{key}: unsupported setting type {annotation!r}")  # pragma: no cover
 
 
@@ -482,26 +525,28 @@ def _read_properties_file(path: str) -> dict[str, str]:
     return props
 
 
-def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
-    """Read settings from ``path`` (TOML, optional) and ``env`` (default ``os.environ``), validated."""
-    env = dict(os.environ if env is None else env)
+def _file_values(path: Path) -> dict[str, dict[str, Any]]:
+    """The TOML file's tables, by section; unknown sections and non-tables refused."""
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        loaded = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     data: dict[str, dict[str, Any]] = {}
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            loaded = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
-        for section, values in loaded.items():
-            if section not in _SECTIONS:
-                hint = did_you_mean(section, _SECTIONS) or f" (known: {', '.join(_SECTIONS)})"
-                raise ConfigError(f"{p}: unknown section [{section}]{hint}")
-            if not isinstance(values, dict):
-                raise ConfigError(f"[{section}] in {p} must be a table")
-            data[section] = dict(values)
+    for section, values in loaded.items():
+        if section not in _SECTIONS:
+            hint = did_you_mean(section, _SECTIONS) or f" (known: {', '.join(_SECTIONS)})"
+            raise ConfigError(f"{path}: unknown section [{section}]{hint}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"[{section}] in {path} must be a table")
+        data[section] = dict(values)
+    return data
 
+
+def _apply_env(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> set[str]:
+    """``SC__<SECTION>__<KEY>`` and the services' own variables over ``data`` (in place); returns
+    the ``section.key`` names that came from the environment (errors name the variable)."""
     env_keys: set[str] = set()
     for key, value in env.items():
         if not key.startswith(ENV_PREFIX):
@@ -514,13 +559,16 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
             raise ConfigError(f"environment variable {key}: expected {ENV_PREFIX}<SECTION>__<KEY>{hint}")
         data.setdefault(parts[0], {})[parts[1]] = value
         env_keys.add(f"{parts[0]}.{parts[1]}")
-    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
-        data.setdefault("kafka", {})["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
-    if env.get("REDIS_URL"):
-        data.setdefault("redis", {})["url"] = env["REDIS_URL"]
-    if env.get("SCHEMA_REGISTRY_URL"):
-        data.setdefault("kafka", {})["schema_registry_url"] = env["SCHEMA_REGISTRY_URL"]
+    for variable, section, key in (("KAFKA_BOOTSTRAP_SERVERS", "kafka", "bootstrap_servers"), ("REDIS_URL", "redis", "url"),
+                                   ("SCHEMA_REGISTRY_URL", "kafka", "schema_registry_url")):
+        if env.get(variable):
+            data.setdefault(section, {})[key] = env[variable]
+    return env_keys
 
+
+def _apply_client_properties(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> None:
+    """``kafka.client``: the file's table, then ``KAFKA_CLIENT_PROPERTIES_FILE``, then
+    ``SC_KAFKA__*`` variables (in place)."""
     raw_client = data.get("kafka", {}).get("client", {}) or {}
     if not isinstance(raw_client, Mapping):
         raise ConfigError(f"kafka.client: expected a table of client properties, got {shown_value('kafka.client', raw_client)}")
@@ -533,7 +581,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, 
     if client:
         data.setdefault("kafka", {})["client"] = client
 
-    types_ = _section_types()
+
+def load_settings(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read settings from ``path`` (TOML, optional) and ``env`` (default ``os.environ``), validated."""
+    env = dict(os.environ if env is None else env)
     file_path = Path(path) if path is not None else None
+    data = _file_values(file_path) if file_path is not None else {}
+    env_keys = _apply_env(data, env)
+    _apply_client_properties(data, env)
+    types_ = _section_types()
     sections = {name: _build_section(name, types_[name], data.get(name, {}), env_keys, file_path) for name in _SECTIONS}
     return Settings(**sections).validate()

@@ -106,7 +106,7 @@ class DecodeLimits:
 # ---------------------------------------------------------------- the worker process side
 
 def _default_decode_fn() -> DecodeFn:
-    from stream.pipeline import decode_values
+    from stream.envelope import decode_values
 
     return decode_values
 
@@ -289,7 +289,7 @@ class _WorkerGone(Exception):
 class DecodePool:
     """Decode batches in ``workers`` supervised worker processes; :meth:`submit` returns a future.
 
-    The future's result is ``(outcomes, seconds)`` like :func:`stream.pipeline.decode_values`,
+    The future's result is ``(outcomes, seconds)`` like :func:`stream.envelope.decode_values`,
     one outcome per value, with watchdog dead letters in place of the messages that broke a limit.
     It raises ``SchemaRegistryError`` when the registry cannot answer, and
     :class:`DecodeWorkerError` when a worker cannot be started.
@@ -537,7 +537,7 @@ class DecodePool:
     def _dead_letter(self, reason: str, detail: str) -> Any:
         if self._outcome is not None:
             return self._outcome(reason=reason, detail=detail)
-        from stream.pipeline import DecodeOutcome
+        from stream.envelope import DecodeOutcome
 
         return DecodeOutcome(reason=reason, detail=detail)
 
@@ -632,7 +632,7 @@ def decode_in_process(values: Sequence[bytes | None], settings: Any, registry_ur
         try:
             outcomes.extend(fn([value], settings, registry_url)[0])
         except MemoryError as exc:
-            from stream.pipeline import DecodeOutcome
+            from stream.envelope import DecodeOutcome
 
             outcomes.append(DecodeOutcome(reason=DECODE_MEMORY_LIMIT, detail=f"MemoryError: {exc}"[:300]))
     return outcomes, time.perf_counter() - t0

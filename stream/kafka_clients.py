@@ -17,7 +17,7 @@ from stream.config import KafkaSettings
 from stream.kafka_logs import with_client_logger
 
 __all__ = [
-    "Publisher", "Committer",
+    "Publisher", "Committer", "produce_retrying",
     "PublishError", "consumer_config", "producer_config", "make_consumer", "DeliveryTracker", "flush_or_raise", "commit_or_raise",
     "CommitError", "TopicRecord", "read_topic",
 ]
@@ -27,7 +27,7 @@ class Publisher(Protocol):
     """The part of a Kafka ``Producer`` the publish stage uses."""
 
     def produce(self, topic: str, value: bytes | None = ..., *, key: bytes | None = ..., headers: Any = ...,
-                on_delivery: Callable[..., None] | None = ...) -> None: ...
+                on_delivery: Callable[..., None] | None = ..., timestamp: int = ...) -> None: ...
 
     def poll(self, timeout: float) -> int: ...
 
@@ -108,6 +108,22 @@ class DeliveryTracker:
             else:
                 self.delivered[token] = msg
         return on_delivery
+
+
+def produce_retrying(producer: Publisher, topic: str, value: bytes | None, *, key: bytes | None = None,
+                     headers: Any = None, on_delivery: Callable[..., None] | None = None, timestamp: int | None = None,
+                     wait_s: float = 0.1) -> None:
+    """Produce one record. While librdkafka's local queue is full (``BufferError``), serve delivery
+    reports for up to ``wait_s`` (``poll``), which frees room, and try again. Any other error raises."""
+    while True:
+        try:
+            if timestamp is None:
+                producer.produce(topic, value, key=key, headers=headers, on_delivery=on_delivery)
+            else:
+                producer.produce(topic, value, key=key, headers=headers, on_delivery=on_delivery, timestamp=timestamp)
+            return
+        except BufferError:
+            producer.poll(wait_s)
 
 
 def flush_or_raise(producer: Publisher, tracker: DeliveryTracker, expected: int, timeout_s: float) -> None:

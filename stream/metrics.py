@@ -19,10 +19,14 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["Metrics", "PartitionCounts", "MetricsServer", "BoundedHTTPServer"]
+__all__ = ["Metrics", "PartitionCounts", "MetricsServer", "BoundedHTTPServer", "STAGES"]
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+#: The ``stage`` label of ``sc_stage_seconds``, in batch order: ``dedup`` is the Redis lookup of
+#: the batch's keys, ``mark`` the Redis mark of what was published (after every delivery report).
+STAGES: tuple[str, ...] = ("decode", "dedup", "preprocess", "infer", "publish", "mark", "commit")
 
 
 @dataclass
@@ -59,7 +63,8 @@ class Metrics:
         self.duplicates = Counter("sc_duplicates", "Inputs already published (redelivery, replay, upstream duplicate)", ["topic"], registry=r)
         self.dead_letters = Counter("sc_dead_letters", "Messages sent to the dead-letter topic", ["reason"], registry=r)
         self.batch_size = Histogram("sc_batch_size", "Messages per micro-batch", buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024), registry=r)
-        self.stage_seconds = Histogram("sc_stage_seconds", "Time per batch in each stage", ["stage"], buckets=_STAGE_BUCKETS, registry=r)
+        self.stage_seconds = Histogram("sc_stage_seconds", "Time per batch in each stage: " + ", ".join(STAGES), ["stage"],
+                                       buckets=_STAGE_BUCKETS, registry=r)
         self.latency = Histogram("sc_end_to_end_latency_seconds", "Input message timestamp to output acknowledged",
                                  buckets=_LATENCY_BUCKETS, registry=r)
         self.lag = Gauge("sc_consumer_lag", "High watermark minus position", ["topic", "partition"], registry=r)

@@ -14,7 +14,7 @@ Delivery guarantee: at-least-once from Kafka, exactly-once *in effect* for publi
 Offsets are committed only after the outputs are acknowledged and marked in Redis, so a crash
 never loses an input. A crash in the window between the broker's acknowledgement of an output
 and the Redis mark (one ``SET`` pipeline, milliseconds) republishes that batch's records once
-after restart: the only duplicate window, and documented in README.
+after restart: the only duplicate window, and documented in stream/README.md.
 
 Batches are pipelined: while batch *n* is scored in this process, batch *n+1* decodes in a worker
 process (``batch.max_in_flight`` bounds how many are held). On partition revocation every held
@@ -43,10 +43,10 @@ from stream import __version__, stages
 from stream.config import Settings
 from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, decode_in_process, wait_for_decode
 from stream.dedup import DedupUnavailable, RedisDedup
+from stream.envelope import DecodeOutcome, Envelope, StageTimer
 from stream.kafka_clients import make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
 from stream.output_registry import OutputFraming, register_output_schemas
-from stream.pipeline import DecodeOutcome, Envelope, StageTimer
 from stream.schema_registry import redact_urls_in
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
@@ -327,7 +327,7 @@ class Service:
                                                frame=self.framing.frame)
                      for s in scored]
         delivered = timer.time("publish", lambda: stages.publish(self.producer, messages))
-        timer.time("dedup", lambda: self._redis.mark(stages.destinations(delivered)))
+        timer.time("mark", lambda: self._redis.mark(stages.destinations(delivered)))
 
         acct = stages.account(envelopes, triaged.dead, dups, scored)
         self._record(acct, scored)

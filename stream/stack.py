@@ -6,7 +6,7 @@ loopback ports, are health-checked before use, keep nothing on disk, and are sto
 :meth:`EmbeddedStack.stop` (also on ``with`` exit). The children are asked to die with their
 parent (Linux ``PR_SET_PDEATHSIG``), so a killed test run leaves no orphan broker behind.
 
-Tansu's known gaps (see README): cooperative-sticky rebalancing is broken, so use an eager
+Tansu's known gaps (see stream/README.md): cooperative-sticky rebalancing is broken, so use an eager
 assignor (``range``) against it; topics must be created explicitly; a restart loses everything.
 """
 from __future__ import annotations

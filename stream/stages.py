@@ -23,10 +23,10 @@ from typing import Any, Protocol
 from confluent_kafka import TopicPartition
 
 from engines.scoring import ModelResults, Runner, StageClock, score_items
-from schemas.alert import Alert, Exposure, InputKind
+from schemas.alert import InputKind, Item
 from schemas.classified_record import CLASSIFIED_SCHEMA_HEADER, build_classified_record, encode_classified
-from stream.kafka_clients import Committer, DeliveryTracker, Publisher, commit_or_raise, flush_or_raise
-from stream.pipeline import DecodeOutcome, Envelope, dedup_candidates
+from stream.envelope import DecodeOutcome, Envelope, dedup_candidates
+from stream.kafka_clients import Committer, DeliveryTracker, Publisher, commit_or_raise, flush_or_raise, produce_retrying
 from stream.schema_registry import redact_urls_in
 
 __all__ = [
@@ -34,9 +34,6 @@ __all__ = [
     "triage", "dedup", "score", "classified_message", "dead_letter_message", "publish", "destinations",
     "account", "commit_offsets", "commit",
 ]
-
-Item = Alert | Exposure
-
 
 class Dedup(Protocol):
     """Which keys were published already, and marking keys as published (Redis in the service)."""
@@ -186,13 +183,7 @@ def publish(producer: Publisher, messages: Sequence[Outgoing], timeout_s: float 
     """
     tracker = DeliveryTracker()
     for m in messages:
-        callback = tracker.callback_for(m.token)
-        while True:
-            try:
-                producer.produce(m.topic, m.value, key=m.key, headers=m.headers, on_delivery=callback)
-                break
-            except BufferError:  # local queue full: serve delivery reports, then try again
-                producer.poll(0.1)
+        produce_retrying(producer, m.topic, m.value, key=m.key, headers=m.headers, on_delivery=tracker.callback_for(m.token))
     flush_or_raise(producer, tracker, len(messages), timeout_s=timeout_s)
     return tracker.delivered
 

@@ -159,30 +159,40 @@ class TensorRtEngine:
     ) -> None:
         torch = _require_cuda(device)
         trt = import_tensorrt()
-        from engines.export import file_sha256
-
         self.contract = contract
         self.device = device
         self.precision = precision
         self._torch = torch
         self._torch_device = torch.device(device)
-        onnx_path = Path(onnx_path)
-        cache_dir = Path(cache_dir)
-        capability = torch.cuda.get_device_capability(self._torch_device)
-        sha = onnx_sha256 or file_sha256(onnx_path)
-        self.engine_path = cache_dir / engine_file_name(onnx_path.stem, sha, trt.__version__, capability, precision)
-        if self.engine_path.is_file():
-            serialized = self.engine_path.read_bytes()
-            log.info("trt_engine_cached", path=str(self.engine_path))
-        else:
-            log.info("trt_engine_build_start", onnx=str(onnx_path), precision=precision, capability=capability)
-            serialized = build_serialized_engine(
-                trt, onnx_path, contract, cache_dir / f"timing-trt{trt.__version__}-sm{capability[0]}{capability[1]}.cache", workspace_bytes
-            )
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            _write_atomic(self.engine_path, serialized)
-            log.info("trt_engine_build_done", path=str(self.engine_path), bytes=len(serialized))
+        serialized = self._serialized_engine(trt, Path(onnx_path), Path(cache_dir), onnx_sha256, workspace_bytes)
+        self._deserialize(trt, serialized)
+        self._bind_buffers(self._io_dtypes(trt))
+        log.info("trt_engine_loaded", path=str(self.engine_path), trt=trt.__version__, precision=precision)
 
+    def _serialized_engine(self, trt: Any, onnx_path: Path, cache_dir: Path, onnx_sha256: str | None,
+                           workspace_bytes: int) -> bytes:
+        """The engine's bytes: from ``cache_dir`` when this ONNX file, TensorRT version, GPU and
+        precision were built before, else built now (and cached, with the timing cache)."""
+        from engines.export import file_sha256
+
+        capability = self._torch.cuda.get_device_capability(self._torch_device)
+        sha = onnx_sha256 or file_sha256(onnx_path)
+        self.engine_path = cache_dir / engine_file_name(onnx_path.stem, sha, trt.__version__, capability, self.precision)
+        if self.engine_path.is_file():
+            log.info("trt_engine_cached", path=str(self.engine_path))
+            return self.engine_path.read_bytes()
+        log.info("trt_engine_build_start", onnx=str(onnx_path), precision=self.precision, capability=capability)
+        serialized = build_serialized_engine(
+            trt, onnx_path, self.contract, cache_dir / f"timing-trt{trt.__version__}-sm{capability[0]}{capability[1]}.cache",
+            workspace_bytes
+        )
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(self.engine_path, serialized)
+        log.info("trt_engine_build_done", path=str(self.engine_path), bytes=len(serialized))
+        return serialized
+
+    def _deserialize(self, trt: Any, serialized: bytes) -> None:
+        """The runtime, the engine and its one execution context."""
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(serialized)
@@ -192,30 +202,36 @@ class TensorRtEngine:
         if self._context is None:
             raise EngineError("TensorRT could not create an execution context")
 
+    def _io_dtypes(self, trt: Any) -> dict[str, Any]:
+        """The torch dtype of each tensor the contract names, checked against the engine's I/O."""
+        torch = self._torch
         dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
         io = {}
         for index in range(self._engine.num_io_tensors):
             name = self._engine.get_tensor_name(index)
             io[name] = (self._engine.get_tensor_mode(name), self._engine.get_tensor_dtype(name))
+        contract = self.contract
         wanted = [(name, trt.TensorIOMode.INPUT) for name in contract.input_names] + [(contract.output_name, trt.TensorIOMode.OUTPUT)]
         for name, mode in wanted:
             if name not in io or io[name][0] != mode:
                 raise EngineError(f"engine {self.engine_path.name} has no {mode} tensor {name!r} (has {sorted(io)})")
             if io[name][1] not in dtypes:
                 raise EngineError(f"engine tensor {name!r} has unsupported type {io[name][1]}")
+        return {name: dtypes[io[name][1]] for name, _ in wanted}
 
-        n_max = contract.max_batch
+    def _bind_buffers(self, dtypes: dict[str, Any]) -> None:
+        """Device buffers for the largest batch, bound to the context once; a pinned host output."""
+        torch, contract, n_max = self._torch, self.contract, self.contract.max_batch
         self._stream = torch.cuda.Stream(device=self._torch_device)
         self._inputs = {
-            name: torch.empty(shape, dtype=dtypes[io[name][1]], device=self._torch_device)
+            name: torch.empty(shape, dtype=dtypes[name], device=self._torch_device)
             for name, shape in zip(contract.input_names, contract.input_shapes(n_max))
         }
-        self._output = torch.empty((n_max, len(contract.labels)), dtype=dtypes[io[contract.output_name][1]], device=self._torch_device)
+        self._output = torch.empty((n_max, len(contract.labels)), dtype=dtypes[contract.output_name], device=self._torch_device)
         self._host_output = torch.empty(self._output.shape, dtype=self._output.dtype, pin_memory=True)
         for name, buffer in self._inputs.items():
             self._context.set_tensor_address(name, buffer.data_ptr())
         self._context.set_tensor_address(contract.output_name, self._output.data_ptr())
-        log.info("trt_engine_loaded", path=str(self.engine_path), trt=trt.__version__, precision=precision)
 
     def infer(self, batch: Any) -> np.ndarray:
         """Probabilities (N, K) for a (N, C, H, W) batch (with its (N, F) features where the

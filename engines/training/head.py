@@ -29,7 +29,6 @@ the whole network with ``train`` (no ``--head-blocks``).
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from torch.nn.utils import parametrize
 from engines.networks import load_weights, seeded_network
 from engines.networks.delta_weights import LowRankDelta, delta_state_dict
 from engines.training.train import (
+    EpochProgress,
     TrainConfig,
     TrainingData,
     TrainResult,
@@ -52,7 +52,8 @@ from engines.training.train import (
     make_optimizer,
     prepare_run,
     recalibrate_batch_norm,
-    stop_reason,
+    resume_progress,
+    run_epochs,
     write_training_record,
 )
 from engines.training.ztf_files import TrainingDataError
@@ -149,8 +150,6 @@ def train_head(
     progress: bool = True,
 ) -> TrainResult:
     """Train the head of ``config.model`` seeded with ``plan.init_seed``; see the module docstring."""
-    from tqdm import tqdm
-
     from engines.registry import state_sha256
 
     device = prepare_run(data, config, out_dir)
@@ -184,54 +183,30 @@ def train_head(
     identity = lambda maps: maps
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(config.seed)
-    history: list[dict[str, float]] = []
-    start_epoch, best_epoch, best_val_loss, best_state = 0, -1, float("inf"), None
+    state = EpochProgress()
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume is not None:
         checkpoint = torch.load(resume, map_location=device, weights_only=True)  # tensors and plain data only: never unpickle code
         if checkpoint.get("config", {}).get("model") != config.model or checkpoint.get("plan") != asdict(plan):
             raise TrainingDataError(f"checkpoint {resume} is not a head run of {config.model} with this plan")
         head.load_state_dict(checkpoint["head"], strict=False)
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        rng.bit_generator.state = checkpoint["numpy_rng"]
-        torch.set_rng_state(checkpoint["torch_rng"])
-        history, start_epoch = list(checkpoint["history"]), int(checkpoint["epoch"]) + 1
-        best_val_loss, best_state, best_epoch = float(checkpoint["best_val_loss"]), checkpoint["best_state"], int(checkpoint["best_epoch"])
+        state = resume_progress(checkpoint, optimizer, rng)
     train_y = torch.from_numpy(data.train_y)
-    started = time.monotonic()
-    stopped_because = "epochs"
-    for epoch in range(start_epoch, config.epochs):
-        head.train()
-        running, seen = 0.0, 0
-        bar = tqdm(batches(len(train_y), config.batch_size, rng), desc=f"{config.model} head epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress, leave=False)
-        for idx in bar:
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(head(train_maps[idx].to(device)), train_y[idx].to(device))
-            if not torch.isfinite(loss):
-                raise TrainingDataError(f"loss became {float(loss)} at epoch {epoch + 1}: lower --lr")
-            loss.backward()
-            optimizer.step()
-            running += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
+
+    def batch_loss(idx: np.ndarray) -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        return loss_fn(head(train_maps[idx].to(device)), train_y[idx].to(device))
+
+    def validate() -> tuple[float, float]:
         recalibrate_batch_norm(head, train_maps, identity, config.batch_size, device)
-        val_loss, val_acc = evaluate_loss(head, val_maps, data.val_y, identity, config.batch_size, device)
-        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
-               "seconds": time.monotonic() - started}
-        history.append(row)
-        log.info("epoch_done", model=config.model, head_blocks=plan.blocks, **row)
-        if val_loss < best_val_loss:
-            best_val_loss, best_epoch = val_loss, epoch + 1
-            best_state = _trained_state(head)
-        torch.save({"config": asdict(config), "plan": asdict(plan), "head": _trained_state(head), "optimizer": optimizer.state_dict(),
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
-                    "epoch": epoch, "best_val_loss": best_val_loss, "best_state": best_state, "best_epoch": best_epoch},
-                   checkpoint_path)
-        reason = stop_reason(config, epoch, best_epoch, started)
-        if reason:
-            stopped_because = reason
-            break
+        return evaluate_loss(head, val_maps, data.val_y, identity, config.batch_size, device)
+
+    stopped_because = run_epochs(
+        config, head, optimizer, rng, state, examples=len(train_y), batch_loss=batch_loss, validate=validate,
+        snapshot=lambda: _trained_state(head), checkpoint=lambda: {"plan": asdict(plan), "head": _trained_state(head)},
+        checkpoint_path=checkpoint_path, label=f"{config.model} head", nan_hint="lower --lr", progress=progress,
+        log_fields={"head_blocks": plan.blocks})
+    history, best_state, best_epoch, best_val_loss = state.history, state.best_state, state.best_epoch, state.best_val_loss
     if best_state is None:
         raise TrainingDataError("no epoch ran (is --epochs below the resumed epoch?)")
     head.load_state_dict(best_state, strict=False)

@@ -38,7 +38,8 @@ from torch import nn
 
 from engines.training.ztf_files import TrainingDataError
 
-__all__ = ["TrainConfig", "TrainingData", "TrainResult", "train_network", "recalibrate_batch_norm",
+__all__ = ["TrainConfig", "TrainingData", "TrainResult", "EpochProgress", "resume_progress", "run_epochs", "train_network",
+           "recalibrate_batch_norm",
            "serving_state_dict", "set_seed", "init_network", "dihedral_augment", "balanced_class_weights",
            "class_weight_tensor", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason",
            "write_training_record"]
@@ -276,6 +277,91 @@ def recalibrate_batch_norm(network: nn.Module, x: np.ndarray, to_input: Callable
     return len(layers)
 
 
+@dataclass
+class EpochProgress:
+    """Where a run stands between epochs (what a checkpoint holds beside the weights and optimiser)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    start_epoch: int = 0
+    best_val_loss: float = float("inf")
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch: int = -1
+
+
+def resume_progress(checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> EpochProgress:
+    """Restore the optimiser and both RNGs from ``checkpoint``; the run's progress to go on from."""
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    rng.bit_generator.state = checkpoint["numpy_rng"]
+    torch.set_rng_state(checkpoint["torch_rng"])
+    return EpochProgress(history=list(checkpoint["history"]), start_epoch=int(checkpoint["epoch"]) + 1,
+                         best_val_loss=float(checkpoint["best_val_loss"]), best_state=checkpoint["best_state"],
+                         best_epoch=int(checkpoint["best_epoch"]))
+
+
+def run_epochs(
+    config: TrainConfig,
+    module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    rng: np.random.Generator,
+    state: EpochProgress,
+    *,
+    examples: int,
+    batch_loss: Callable[[np.ndarray], torch.Tensor],
+    validate: Callable[[], tuple[float, float]],
+    snapshot: Callable[[], dict[str, torch.Tensor]],
+    checkpoint: Callable[[], dict[str, Any]],
+    checkpoint_path: Path,
+    label: str,
+    nan_hint: str,
+    progress: bool = True,
+    log_fields: dict[str, Any] | None = None,
+    halve_lr_at: int | None = None,
+) -> str:
+    """The epoch loop of :func:`train_network` and the head route (:mod:`engines.training.head`).
+
+    Per epoch (from ``state.start_epoch``): the lr halved at ``halve_lr_at``; a shuffled pass
+    over ``examples`` training rows (``batch_loss(indices)``: the loss of one batch; tqdm bar);
+    ``validate()`` -> (loss, accuracy); ``snapshot()`` kept when the validation loss is the best
+    yet; a checkpoint (``checkpoint()``'s entries, the optimiser, both RNG states, ``state``).
+    Stops after ``config.epochs`` or at :func:`stop_reason`; returns why. ``state`` is updated."""
+    from tqdm import tqdm
+
+    started = time.monotonic()
+    for epoch in range(state.start_epoch, config.epochs):
+        if halve_lr_at is not None and epoch == halve_lr_at:
+            for group in optimizer.param_groups:
+                group["lr"] = group["lr"] / 2
+        module.train()
+        running, seen = 0.0, 0
+        bar = tqdm(batches(examples, config.batch_size, rng), desc=f"{label} epoch {epoch + 1}/{config.epochs}",
+                   disable=not progress, leave=False)
+        for idx in bar:
+            loss = batch_loss(idx)
+            if not torch.isfinite(loss):
+                raise TrainingDataError(f"loss became {float(loss)} at epoch {epoch + 1}: {nan_hint}")
+            loss.backward()
+            optimizer.step()
+            running += float(loss.detach()) * len(idx)
+            seen += len(idx)
+            bar.set_postfix(loss=f"{running / seen:.4f}")
+        val_loss, val_acc = validate()
+        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
+               "seconds": time.monotonic() - started}
+        state.history.append(row)
+        log.info("epoch_done", model=config.model, **(log_fields or {}), **row)
+        if val_loss < state.best_val_loss:
+            state.best_val_loss, state.best_epoch = val_loss, epoch + 1
+            state.best_state = snapshot()
+        torch.save({"config": asdict(config), **checkpoint(), "optimizer": optimizer.state_dict(),
+                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": state.history,
+                    "epoch": epoch, "best_val_loss": state.best_val_loss, "best_state": state.best_state,
+                    "best_epoch": state.best_epoch}, checkpoint_path)
+        reason = stop_reason(config, epoch, state.best_epoch, started)
+        if reason:
+            return reason
+    return "epochs"
+
+
 def train_network(
     data: TrainingData,
     to_input: Callable[[np.ndarray], torch.Tensor],
@@ -289,8 +375,6 @@ def train_network(
 
     ``augment`` (optional) transforms each training batch's input (never validation's), e.g.
     :func:`dihedral_augment`."""
-    from tqdm import tqdm
-
     from engines.networks import build_network
 
     device = prepare_run(data, config, out_dir)
@@ -307,77 +391,41 @@ def train_network(
     weight = class_weight_tensor(config, device)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     rng = np.random.default_rng(config.seed)
-    history: list[dict[str, float]] = []
-    start_epoch = 0
-    best_val_loss = float("inf")
-    best_state: dict[str, torch.Tensor] | None = None
-    best_epoch = -1
+    state = EpochProgress()
     checkpoint_path = out_dir / "checkpoint.pt"
     if resume is not None:
         checkpoint = torch.load(resume, map_location=device, weights_only=True)  # tensors and plain data only: never unpickle code
         if checkpoint.get("config", {}).get("model") != config.model:
             raise TrainingDataError(f"checkpoint {resume} is for {checkpoint.get('config', {}).get('model')!r}, not {config.model!r}")
         network.load_state_dict(checkpoint["network"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        rng.bit_generator.state = checkpoint["numpy_rng"]
-        torch.set_rng_state(checkpoint["torch_rng"])
-        history = list(checkpoint["history"])
-        start_epoch = int(checkpoint["epoch"]) + 1
-        best_val_loss = float(checkpoint["best_val_loss"])
-        best_state = checkpoint["best_state"]
-        best_epoch = int(checkpoint["best_epoch"])
-        log.info("training_resumed", checkpoint=str(resume), epoch=start_epoch)
-    started = time.monotonic()
-    stopped_because = "epochs"
-    for epoch in range(start_epoch, config.epochs):
-        if config.lr_halve_epoch is not None and epoch == config.lr_halve_epoch:
-            for group in optimizer.param_groups:
-                group["lr"] = group["lr"] / 2
-        network.train()
-        running, seen = 0.0, 0
-        epoch_batches = batches(len(data.train_y), config.batch_size, rng)
-        bar = tqdm(epoch_batches, desc=f"{config.model} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
-        for idx in bar:
-            inputs = to_input(data.train_x[idx])
-            if augment is not None:
-                inputs = augment(inputs, rng)
-            inputs = inputs.to(device)
-            target = torch.from_numpy(data.train_y[idx]).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(network(inputs), target)
-            if not torch.isfinite(loss):
-                raise TrainingDataError(f"loss became {float(loss)} at epoch {epoch + 1}: lower --lr or check the inputs")
-            loss.backward()
-            optimizer.step()
-            running += float(loss.detach()) * len(idx)
-            seen += len(idx)
-            bar.set_postfix(loss=f"{running / seen:.4f}")
+        state = resume_progress(checkpoint, optimizer, rng)
+        log.info("training_resumed", checkpoint=str(resume), epoch=state.start_epoch)
+
+    def batch_loss(idx: np.ndarray) -> torch.Tensor:
+        inputs = to_input(data.train_x[idx])
+        if augment is not None:
+            inputs = augment(inputs, rng)
+        optimizer.zero_grad(set_to_none=True)
+        return loss_fn(network(inputs.to(device)), torch.from_numpy(data.train_y[idx]).to(device))
+
+    def validate() -> tuple[float, float]:
         if config.bn_recalibration_examples > 0:
             recalibrate_batch_norm(network, data.train_x[:config.bn_recalibration_examples], to_input,
                                    config.batch_size, device)
-        val_loss, val_acc = evaluate_loss(network, data.val_x, data.val_y, to_input, config.batch_size, device, weight)
-        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
-               "seconds": time.monotonic() - started}
-        history.append(row)
-        log.info("epoch_done", model=config.model, **row)
-        if val_loss < best_val_loss:
-            best_val_loss, best_epoch = val_loss, epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-        torch.save({"config": asdict(config), "network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                    "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": history,
-                    "epoch": epoch, "best_val_loss": best_val_loss, "best_state": best_state,
-                    "best_epoch": best_epoch}, checkpoint_path)
-        reason = stop_reason(config, epoch, best_epoch, started)
-        if reason:
-            stopped_because = reason
-            break
+        return evaluate_loss(network, data.val_x, data.val_y, to_input, config.batch_size, device, weight)
+
+    stopped_because = run_epochs(
+        config, network, optimizer, rng, state, examples=len(data.train_y), batch_loss=batch_loss, validate=validate,
+        snapshot=lambda: {k: v.detach().cpu().clone() for k, v in network.state_dict().items()},
+        checkpoint=lambda: {"network": network.state_dict()}, checkpoint_path=checkpoint_path, label=config.model,
+        nan_hint="lower --lr or check the inputs", progress=progress, halve_lr_at=config.lr_halve_epoch)
+    history, best_state, best_epoch, best_val_loss = state.history, state.best_state, state.best_epoch, state.best_val_loss
     if best_state is None:
         raise TrainingDataError("no epoch ran (is --epochs below the resumed epoch?)")
     network.load_state_dict(best_state)
     serving = build_network(config.model, **config.network_kwargs)
-    state = serving_state_dict(network, serving)
     weights_path = out_dir / f"{config.model}.pt"
-    torch.save(state, weights_path)
+    torch.save(serving_state_dict(network, serving), weights_path)
     record_path = write_training_record(config, data, history, best_epoch, best_val_loss, stopped_because, weights_path)
     log.info("training_done", model=config.model, best_epoch=best_epoch, best_val_loss=best_val_loss,
              stopped_because=stopped_because, weights=str(weights_path))

@@ -1,17 +1,18 @@
-"""README's science table, generated from the model cards (never typed by hand).
+"""The science table of engines/README.md, generated from the model cards (never typed by hand).
 
-    python -m research.reports.science_table            # rewrite the table in README.md
-    python -m research.reports.science_table --check    # exit 1 when README.md's table is stale
+    python -m research.reports.science_table            # rewrite the table in engines/README.md
+    python -m research.reports.science_table --check    # exit 1 when its table is stale
 
 One row per card in ``engines/cards/`` (every model the registry serves, whoever added it):
 its version, what it was trained on (``[training] data``) and its figures. A card says its
 headline in ``[evaluation] summary``; a card without one gets its first numeric figures,
 named as the card names them, and its real-data caveat where the card has one. The table sits
-between two markers in README.md.
+between two markers in engines/README.md; its report links are relative to that folder.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,11 +61,12 @@ def table_rows(cards_dir: Path) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
-def render_table(rows: Sequence[tuple[str, str, str, str, str]]) -> str:
+def render_table(rows: Sequence[tuple[str, str, str, str, str]], link_base: Path = ROOT) -> str:
+    """The table; report links relative to ``link_base`` (the folder of the README it goes in)."""
     lines = ["| model | version | trained on | figures (see the report for what they do not show) | report |",
              "|---|---|---|---|---|"]
     for name, version, trained_on, figures, report in rows:
-        link = f"[{Path(report).name}]({report})" if report else "-"
+        link = f"[{Path(report).name}]({Path(os.path.relpath(ROOT / report, link_base)).as_posix()})" if report else "-"
         lines.append(f"| {name} | {version} | {trained_on} | {figures} | {link} |")
     return "\n".join(lines)
 
@@ -73,7 +75,7 @@ def rewrite_readme(readme: Path, cards_dir: Path) -> tuple[str, str]:
     """(old text, new text) of ``readme`` with the table between the markers replaced; the
     markers are added after the "Science, honestly" heading's first paragraph when absent."""
     text = readme.read_text(encoding="utf-8")
-    table = render_table(table_rows(cards_dir))
+    table = render_table(table_rows(cards_dir), Path(readme).resolve().parent)
     block = f"{START}\n{table}\n{END}"
     if START in text and END in text:
         head, rest = text.split(START, 1)
@@ -89,7 +91,7 @@ def rewrite_readme(readme: Path, cards_dir: Path) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m research.reports.science_table", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--readme", type=Path, default=ROOT / "engines" / "README.md")
     parser.add_argument("--cards", type=Path, default=ROOT / "engines" / "cards")
     parser.add_argument("--check", action="store_true", help="exit 1 if the README's table differs from the cards")
     args = parser.parse_args(argv)

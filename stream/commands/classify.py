@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 from engines.backends import BACKENDS, ENGINE_CACHE_DIR
 from schemas.alert import SURVEYS
+from stream.errors import UsageError
 
 __all__ = ["register", "classify_paths"]
 
@@ -114,15 +115,13 @@ def _run(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.paths]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
-        print(f"no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no such file or directory: {', '.join(missing)}")
     models = [m for m in args.models.split(",") if m]
     unvalidated: dict[str, tuple[str, ...]] = {}
     for pair in args.run_unvalidated:
         model, _, survey = pair.partition(":")
         if not model or survey not in SURVEYS:
-            print(f"--run-unvalidated takes MODEL:SURVEY with SURVEY one of {', '.join(SURVEYS)}, got {pair!r}", file=sys.stderr)
-            return 2
+            raise UsageError(f"--run-unvalidated takes MODEL:SURVEY with SURVEY one of {', '.join(SURVEYS)}, got {pair!r}")
         unvalidated[model] = unvalidated.get(model, ()) + (survey,)
         print(f"warning: running {model} on {survey}, where it was never checked: its scores are marked validated = false",
               file=sys.stderr)

@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from stream.errors import UsageError
+
 __all__ = ["register"]
 
 
@@ -45,8 +47,7 @@ def _run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     if args.synthetic is None and args.data is None:
-        print("give --data PATH or --synthetic N", file=sys.stderr)
-        return 2
+        raise UsageError("give --data PATH or --synthetic N")
     try:
         metrics, paths = evaluate_model(
             args.model, report=args.report, weights=args.weights, binning=args.binning, threshold=args.threshold,

@@ -16,6 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from stream.errors import UsageError
+
 __all__ = ["register", "describe"]
 
 
@@ -50,8 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     out = sys.stdout
     missing = [p for p in args.paths if not os.path.lexists(p)]
     if missing:
-        print(f"survey-classifier inspect: {missing[0]}: no such file or directory", file=sys.stderr)
-        return 2
+        raise UsageError(f"{missing[0]}: no such file or directory")
     for entry, index, result in walk_decoded([Path(p) for p in args.paths], settings, resolver):
         sources.add(entry.source)
         if isinstance(result, DecodeError):

@@ -11,6 +11,8 @@ import sys
 
 import structlog
 
+from stream.errors import ServiceUnreachable, UsageError
+
 __all__ = ["register"]
 
 log = structlog.get_logger(__name__)
@@ -65,43 +67,38 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.config import ConfigError, load_settings
+    from stream.config import load_settings
     from stream.replay.pacing import Pacer, PacingError
     from stream.replay.publish import ReplayError, replay
     from stream.replay.rewrite import MultiplyError
     from stream.replay.sources import ReplaySourceError
     from stream.stack import StackError
 
+    settings = load_settings(args.config)  # a ConfigError is a UsageError
     try:
-        settings = load_settings(args.config)
         pacer = Pacer.from_options(rate_per_s=args.rate, speed=args.speed, max_gap_s=args.max_gap)
-    except (ConfigError, PacingError) as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return 2
+    except PacingError as exc:
+        raise UsageError(str(exc)) from exc
     bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
     if not bootstrap:
-        print("replay: no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS "
-              "(`survey-classifier stack up` starts a local one)", file=sys.stderr)
-        return 2
+        raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS "
+                         "(`survey-classifier stack up` starts a local one)")
     if args.skip < 0 or (args.limit is not None and args.limit < 0) or args.reorder_window < 1:
-        print("replay: --skip and --limit must not be negative, --reorder-window at least 1", file=sys.stderr)
-        return 2
+        raise UsageError("--skip and --limit must not be negative, --reorder-window at least 1")
     topic = args.topic or settings.kafka.alert_topics[0]
     from stream.health import probe_broker
 
     unreachable = probe_broker({"bootstrap.servers": bootstrap, **settings.kafka.client}, timeout_s=args.connect_timeout)
     if unreachable is not None:
-        print(f"replay: Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): check "
-              f"--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up", file=sys.stderr)
-        return 2
+        raise ServiceUnreachable(f"Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): "
+                                 f"check --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up")
     try:
         summary = replay(args.source, topic, bootstrap_servers=bootstrap, client_config=dict(settings.kafka.client),
                          pacer=pacer, copies=args.multiply, skip=args.skip, limit=args.limit, partitions=args.partitions,
                          progress=not args.no_progress, flush_timeout_s=args.flush_timeout,
                          reorder_window=args.reorder_window)
     except (ReplaySourceError, MultiplyError) as exc:
-        print(f"replay: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     except StackError as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 1

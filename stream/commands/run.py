@@ -41,7 +41,7 @@ exit status: 0 stopped with every count reconciled, 1 counts not reconciled,
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="consume, classify and publish (the service)",
                        description="Run the classifier service: settings from --config (TOML) and the environment "
-                                   "(KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SC__SECTION__KEY; see README).",
+                                   "(KAFKA_BOOTSTRAP_SERVERS, REDIS_URL, SC__SECTION__KEY; see stream/README.md).",
                        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", help="TOML settings file (default: built-in defaults plus the environment)")
     p.add_argument("--embedded", action="store_true",

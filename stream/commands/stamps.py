@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from stream.errors import UsageError
+
 __all__ = ["register"]
 
 
@@ -39,8 +41,7 @@ def _run(args: argparse.Namespace) -> int:
 
     missing = [str(p) for p in args.paths if not p.exists()]
     if missing:
-        print(f"no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no such file or directory: {', '.join(missing)}")
     undecodable: list[str] = []
     skipped_kinds = 0
 

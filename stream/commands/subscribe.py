@@ -15,9 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
+
+from stream.errors import ServiceUnreachable, UsageError
 
 __all__ = ["register"]
 
@@ -46,7 +52,7 @@ filters (all given must hold):
   classifier_version source_topic source_partition source_offset source_timestamp_ms
   ingested_ms classified_ms; from v1.2 mjd_time_scale candid dia_source_id dia_object_id
   magpsf sigmapsf fid isdiffpos psf_flux psf_flux_err is_negative ("magpsf < 18.5");
-  maps class_scores[...] survey_scores[...]; models (names). Units: README, "Reading the
+  maps class_scores[...] survey_scores[...]; models (names). Units: stream/README.md, "Reading the
   classified topic" (mjd is TAI; magpsf AB mag; psf_flux nJy).
   Operators: == != < <= > >= in, not in, and, or, not, parentheses; literals: numbers,
   'strings', true false null. A comparison with a missing value is false.
@@ -205,94 +211,123 @@ def _list_topics(bootstrap: str, client_config: dict) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    from stream.config import ConfigError, load_settings
+@dataclass
+class _Sinks:
+    """Where kept records go: the writers (file, terminal table or JSON lines), PNGs, saved alerts."""
+
+    writers: list[Any] = field(default_factory=list)
+    png: _PngMaker | None = None
+    saver: _AlertSaver | None = None
+
+    def take(self, record: Any) -> bool:
+        """Hand ``record`` to every sink; False once ``--png-max`` PNGs are written (stop)."""
+        for writer in self.writers:
+            writer.write(record)
+        if self.saver is not None:
+            self.saver(record)
+        if self.png is not None:
+            self.png(record)
+            if self.png.limit is not None and self.png.written >= self.png.limit:
+                log.info("png_max_reached", pngs=self.png.written, note="subscription stopped (--png-max)")
+                return False
+        return True
+
+
+def _open_sinks(args: argparse.Namespace, stack: ExitStack, bootstrap: str, client_config: dict) -> _Sinks:
+    """The sinks the options ask for, each closed by ``stack`` on the way out."""
+    from stream.subscribe.output import JsonlWriter, TableWriter, open_writer
+
+    sinks = _Sinks()
+    if args.output:
+        sinks.writers.append(stack.enter_context(closing(open_writer(args.output))))
+    if not args.quiet:
+        if sys.stdout.isatty():
+            sinks.writers.append(stack.enter_context(closing(TableWriter(sys.stdout))))
+        elif not args.output:
+            sinks.writers.append(stack.enter_context(closing(JsonlWriter(sys.stdout))))
+    if args.png_dir:
+        directory = Path(args.png_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        sinks.png = stack.enter_context(closing(_PngMaker(bootstrap, client_config, directory, args.alerts_topic,
+                                                          args.png_max)))
+    if args.save_alerts:
+        folder = Path(args.save_alerts)
+        folder.mkdir(parents=True, exist_ok=True)
+        sinks.saver = stack.enter_context(closing(_AlertSaver(bootstrap, client_config, folder, args.alerts_topic)))
+    return sinks
+
+
+def _filter(args: argparse.Namespace) -> Any:
+    """The record filter the options describe (a user's mistake in them is a UsageError)."""
     from stream.subscribe.filters import FilterError, flag_predicate
     from stream.subscribe.known import check_class_label, check_survey
-    from stream.subscribe.output import JsonlWriter, OutputError, TableWriter, open_writer
+
+    try:
+        survey = check_survey(args.survey) if args.survey is not None else None
+        class_label = check_class_label(args.class_label) if args.class_label is not None else None
+        return flag_predicate(min_rb=args.min_real_bogus, class_label=class_label, min_prob=args.min_prob,
+                              survey=survey, model=args.model, untrained=args.untrained)
+    except (FilterError, ValueError) as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _reachable_broker(args: argparse.Namespace, settings: Any) -> tuple[str, dict]:
+    """The broker to read from and its client properties, once it has answered."""
+    from stream.health import probe_broker
+
+    bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
+    if not bootstrap:
+        raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS")
+    client_config = dict(settings.kafka.client)
+    unreachable = probe_broker({"bootstrap.servers": bootstrap, **client_config}, timeout_s=args.connect_timeout)
+    if unreachable is not None:
+        raise ServiceUnreachable(f"Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): "
+                                 f"check --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up")
+    return bootstrap, client_config
+
+
+def _run(args: argparse.Namespace) -> int:
+    from stream.config import load_settings
+    from stream.subscribe.filters import FilterError
+    from stream.subscribe.output import OutputError
     from stream.subscribe.reader import ClassifiedReader, SubscribeError
 
     if args.dump_schema:
         return _dump_schema()
-    try:
-        settings = load_settings(args.config)
-        survey = check_survey(args.survey) if args.survey is not None else None
-        class_label = check_class_label(args.class_label) if args.class_label is not None else None
-        predicate = flag_predicate(min_rb=args.min_real_bogus, class_label=class_label, min_prob=args.min_prob,
-                                   survey=survey, model=args.model, untrained=args.untrained)
-    except (ConfigError, FilterError, ValueError) as exc:
-        print(f"subscribe: {exc}", file=sys.stderr)
-        return 2
-    bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
-    if not bootstrap:
-        print("subscribe: no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS", file=sys.stderr)
-        return 2
-    client_config = dict(settings.kafka.client)
-    from stream.health import probe_broker
-
-    unreachable = probe_broker({"bootstrap.servers": bootstrap, **client_config}, timeout_s=args.connect_timeout)
-    if unreachable is not None:
-        print(f"subscribe: Kafka at {bootstrap} did not answer within {args.connect_timeout:g} s ({unreachable}): check "
-              f"--bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS and that the broker is up", file=sys.stderr)
-        return 2
+    settings = load_settings(args.config)  # a ConfigError is a UsageError
+    predicate = _filter(args)
+    bootstrap, client_config = _reachable_broker(args, settings)
     if args.list_topics:
         return _list_topics(bootstrap, client_config)
     topic = args.topic or settings.kafka.output_topic
     registry = args.schema_registry if args.schema_registry is not None else settings.kafka.output_schema_registry_url
-    writers = []
-    png = None
-    saver = None
-    reader = None
-    try:
-        reader = ClassifiedReader(bootstrap, topic, where=args.where, predicate=predicate,
-                                  start=args.since if args.since is not None else (args.start or "earliest"),
-                                  until_end=args.until_end, max_records=args.max_records, client_config=client_config,
-                                  schema_registry_url=registry or None, group_id=args.group)
-        if args.output:
-            writers.append(open_writer(args.output))
-        if not args.quiet:
-            if sys.stdout.isatty():
-                writers.append(TableWriter(sys.stdout))
-            elif not args.output:
-                writers.append(JsonlWriter(sys.stdout))
-        if args.png_dir:
-            directory = Path(args.png_dir)
-            directory.mkdir(parents=True, exist_ok=True)
-            png = _PngMaker(bootstrap, client_config, directory, args.alerts_topic, args.png_max)
-        if args.save_alerts:
-            folder = Path(args.save_alerts)
-            folder.mkdir(parents=True, exist_ok=True)
-            saver = _AlertSaver(bootstrap, client_config, folder, args.alerts_topic)
-        for record in reader:
-            for writer in writers:
-                writer.write(record)
-            if saver is not None:
-                saver(record)
-            if png is not None:
-                png(record)
-                if png.limit is not None and png.written >= png.limit:
-                    log.info("png_max_reached", pngs=png.written, note="subscription stopped (--png-max)")
+    with ExitStack() as stack:
+        try:
+            reader = ClassifiedReader(bootstrap, topic, where=args.where, predicate=predicate,
+                                      start=args.since if args.since is not None else (args.start or "earliest"),
+                                      until_end=args.until_end, max_records=args.max_records, client_config=client_config,
+                                      schema_registry_url=registry or None, group_id=args.group)
+            sinks = _Sinks()
+            stack.callback(_close_and_summarise, reader, lambda: sinks, topic, args)  # closed last, after the sinks
+            sinks = _open_sinks(args, stack, bootstrap, client_config)
+            for record in reader:
+                if not sinks.take(record):
                     break
-    except (FilterError, OutputError) as exc:
-        print(f"subscribe: {exc}", file=sys.stderr)
-        return 2
-    except SubscribeError as exc:
-        print(f"subscribe: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        for writer in writers:
-            writer.close()
-        if png is not None:
-            png.close()
-        if saver is not None:
-            saver.close()
-        if reader is not None:
-            reader.close()
-            summary = {"topic": topic, "read": reader.stats.read, "kept": reader.stats.kept,
-                       "undecodable": reader.stats.undecodable, "output": args.output,
-                       "pngs": png.written if png else 0, "png_failures": png.failed if png else 0,
-                       "alerts_saved": saver.written if saver else 0, "alerts_not_saved": saver.failed if saver else 0,
-                       "group": args.group}
-            print(json.dumps(summary, sort_keys=True), file=sys.stderr, flush=True)
+        except (FilterError, OutputError) as exc:
+            raise UsageError(str(exc)) from exc
+        except SubscribeError as exc:
+            print(f"subscribe: {exc}", file=sys.stderr)
+            return 1
     return 0
 
+
+def _close_and_summarise(reader: Any, sinks: Callable[[], _Sinks], topic: str, args: argparse.Namespace) -> None:
+    """Close the reader, then one JSON line on stderr: what was read, kept and written."""
+    reader.close()
+    png, saver = sinks().png, sinks().saver
+    summary = {"topic": topic, "read": reader.stats.read, "kept": reader.stats.kept,
+               "undecodable": reader.stats.undecodable, "output": args.output,
+               "pngs": png.written if png else 0, "png_failures": png.failed if png else 0,
+               "alerts_saved": saver.written if saver else 0, "alerts_not_saved": saver.failed if saver else 0,
+               "group": args.group}
+    print(json.dumps(summary, sort_keys=True), file=sys.stderr, flush=True)

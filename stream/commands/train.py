@@ -22,6 +22,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from stream.errors import UsageError
+
 __all__ = ["register", "DEFAULTS"]
 
 #: Per-network defaults (the papers' optimiser where it fits a CPU budget).
@@ -92,14 +94,11 @@ def _run(args: argparse.Namespace) -> int:
     try:
         kwargs = network_kwargs(args.model, args.binning)
     except ValueError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
     if args.synthetic is None and args.data is None:
-        print("give --data PATH (labelled data) or --synthetic N", file=sys.stderr)
-        return 2
+        raise UsageError("give --data PATH (labelled data) or --synthetic N")
     if args.synthetic is not None and args.model == "realbogus" and args.data is None:
-        print(REALBOGUS_SYNTHETIC_NEEDS_DATA, file=sys.stderr)
-        return 2
+        raise UsageError(REALBOGUS_SYNTHETIC_NEEDS_DATA)
     config = TrainConfig(
         model=args.model, epochs=args.epochs,
         batch_size=args.batch_size or defaults["batch_size"], lr=args.lr or defaults["lr"],

@@ -31,6 +31,7 @@ from typing import Any
 
 import structlog
 
+from stream.kafka_clients import produce_retrying
 from stream.kafka_logs import with_client_logger
 from stream.replay.ordering import DEFAULT_WINDOW, NIGHT_DAYS, TimeOrder
 from stream.replay.pacing import SECONDS_PER_DAY, Pacer
@@ -216,15 +217,11 @@ def replay(
             pacer.wait(out.message.observed_mjd, before_sleep=show_next_due)
             bar.set_postfix_str("", refresh=False)
             key = out.message.object_id.encode() if out.message.object_id is not None else None
-            while True:
-                try:
-                    producer.produce(topic, value=out.message.value, key=key, headers=headers_for(out, copies),
-                                     timestamp=int(time.time() * 1000), on_delivery=on_delivery)
-                    break
-                except BufferError:  # local queue full: serve delivery reports, then retry
-                    producer.poll(0.1)
-                except KafkaException as exc:
-                    raise ReplayError(f"produce to {topic} failed: {exc}", summary) from exc
+            try:
+                produce_retrying(producer, topic, out.message.value, key=key, headers=headers_for(out, copies),
+                                 timestamp=int(time.time() * 1000), on_delivery=on_delivery)
+            except KafkaException as exc:
+                raise ReplayError(f"produce to {topic} failed: {exc}", summary) from exc
             producer.poll(0)
             summary.sent += 1
             summary.bytes += len(out.message.value)

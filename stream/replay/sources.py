@@ -106,7 +106,8 @@ class Unreadable:
     reason: str
 
 
-Item = SourceMessage | Unreadable
+#: What reading a source yields: a message to publish, or what could not be read and why.
+SourceItem = SourceMessage | Unreadable
 
 
 def _get(mapping: Any, *names: str) -> Any:
@@ -178,7 +179,7 @@ def _classified_message(record: Mapping[str, Any], origin: str, kind: str) -> So
     )
 
 
-def _iter_container(value: bytes, origin: str) -> Iterator[Item]:
+def _iter_container(value: bytes, origin: str) -> Iterator[SourceItem]:
     """The record of a one-record container (what the walker hands over) as a message."""
     record: Any  # whatever the writer's schema describes: _alert_message checks it is an alert
     try:
@@ -204,14 +205,14 @@ def _iter_container(value: bytes, origin: str) -> Iterator[Item]:
                                         writer_schema=reader.definition, codec=codec), origin)
 
 
-def _guard(make: Callable[[], SourceMessage], origin: str) -> Item:
+def _guard(make: Callable[[], SourceMessage], origin: str) -> SourceItem:
     try:
         return make()
     except (ValueError, TypeError, KeyError) as exc:
         return Unreadable(origin, f"not a ZTF or Rubin alert: {exc}")
 
 
-def _iter_wire(value: bytes, origin: str) -> Iterator[Item]:
+def _iter_wire(value: bytes, origin: str) -> Iterator[SourceItem]:
     schema_id = struct.unpack(">i", value[1:5])[0]
     try:
         schema = _rubin_schema(schema_id)
@@ -227,7 +228,7 @@ def _iter_wire(value: bytes, origin: str) -> Iterator[Item]:
     yield _guard(lambda: _alert_message(value, record, origin, SourceKind.WIRE, writer_schema=schema, wire_schema_id=schema_id), origin)
 
 
-def _json_line(line: bytes, origin: str) -> Item:
+def _json_line(line: bytes, origin: str) -> SourceItem:
     try:
         record = json.loads(line)
         if not isinstance(record, dict):
@@ -237,7 +238,7 @@ def _json_line(line: bytes, origin: str) -> Item:
         return Unreadable(origin, f"not a classified record: {type(exc).__name__}: {exc}")
 
 
-def iter_bytes(value: bytes, origin: str) -> Iterator[Item]:
+def iter_bytes(value: bytes, origin: str) -> Iterator[SourceItem]:
     """Messages in one in-memory message value (a one-record container, a wire payload, a line)."""
     kind = detect_kind(value[:16])
     if kind == SourceKind.CONTAINER:
@@ -254,7 +255,7 @@ def iter_bytes(value: bytes, origin: str) -> Iterator[Item]:
         yield Unreadable(origin, f"unknown format (first bytes {value[:8]!r})")
 
 
-def iter_source(path: str | os.PathLike[str], *, limits: WalkLimits | None = None) -> Iterator[Item]:
+def iter_source(path: str | os.PathLike[str], *, limits: WalkLimits | None = None) -> Iterator[SourceItem]:
     """Every message (or unreadable entry) in a replay source, in a stable order (``limits``: the walk's caps)."""
     source = Path(path)
     if not os.path.lexists(source):

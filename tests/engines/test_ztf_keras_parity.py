@@ -11,7 +11,7 @@ torch -> ONNX -> engine) and the real preprocessing of decoded alerts:
   (``new_drb``), drb and ACAI scores.
 
 Measured maxima (all 2,075 pool alerts / 767 with a d6_m7 drb, and the 39 parity alerts) are
-in README's science table; the bounds here leave a few float32 ulps of room above them.
+in engines/README.md's science table; the bounds here leave a few float32 ulps of room above them.
 """
 from __future__ import annotations
 

@@ -48,7 +48,7 @@ def measure_one(path: Path) -> dict[str, object]:
     the corpus, which allocates what the bombs claim, does not count in this process's peak.
     """
     from schemas.decode.limits import DecodeSettings
-    from stream.pipeline import decode_values
+    from stream.envelope import decode_values
 
     value = path.read_bytes()
     expected = json.loads((path.parent / "expected.json").read_text())[path.stem]

@@ -2,7 +2,7 @@
 
 The cases reproduce what a review found could hang, bloat or crash decoding (see
 :mod:`tests.hostile.corpus`); here each goes through the service's own decode step
-(:func:`stream.pipeline.decode_values`), so ``internal_error`` (a bug of ours) would show.
+(:func:`stream.envelope.decode_values`), so ``internal_error`` (a bug of ours) would show.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from schemas.decode.limits import DecodeSettings
-from stream.pipeline import decode_values
+from stream.envelope import decode_values
 from tests.hostile.corpus import HostileCase, build_corpus, hostile_cases
 
 REPO = Path(__file__).resolve().parents[2]

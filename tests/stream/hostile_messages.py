@@ -129,7 +129,7 @@ def naive_decode(values: Sequence[bytes | None], settings: Any, registry_url: st
     inflates a FITS file. The endless container loops; the tile bomb allocates gigabytes."""
     from astropy.io import fits
 
-    from stream.pipeline import DecodeOutcome
+    from stream.envelope import DecodeOutcome
 
     out = []
     for value in values:
@@ -150,7 +150,7 @@ def segfault_decode(values: Sequence[bytes | None], settings: Any, registry_url:
     """A decoder with a native crash: dereferences NULL on a value ``b"crash"``."""
     import ctypes
 
-    from stream.pipeline import DecodeOutcome
+    from stream.envelope import DecodeOutcome
 
     out = []
     for value in values:

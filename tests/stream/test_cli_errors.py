@@ -153,3 +153,21 @@ def test_engine_models_takes_name_at_version_from_toml_and_blames_the_file(tmp_p
                                                       "SC__OBSERVABILITY__METRICS_PORT": "0"})
     _one_line_error(proc, f"engine.models in {config}", "version '9.9'")
     assert "SC__ENGINE__MODELS" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["replay", "schemas/samples/ztf", "--bootstrap-servers", ""], "no Kafka named"),
+    (["replay", "schemas/samples/ztf", "--bootstrap-servers", "127.0.0.1:1", "--skip", "-1"], "--skip and --limit"),
+    (["inspect", "no/such/file.avro"], "no/such/file.avro: no such file or directory"),
+    (["stamps", "no/such/file.avro", "--label-score", "drb", "--out", "var/never-written"], "no such file or directory: no/such/file.avro"),
+    (["evaluate", "iicnet"], "give --data PATH or --synthetic N"),
+    (["train", "hrcelestialnet", "--binning", "3", "--synthetic", "4"], "--binning must be 1, 2 or 4"),
+])
+def test_a_users_mistake_is_a_usage_error_in_every_command(argv, needle, capsys, monkeypatch):
+    """Every command reports a person's mistake the same way: one line, the command named, status 2."""
+    from stream.cli import main
+
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"survey-classifier {argv[0]}: error: ") and needle in err[-1], err

@@ -39,7 +39,7 @@ def pool_factory():
 
 
 def test_real_packets_decode_through_the_pool_as_in_process(pool_factory):
-    from stream.pipeline import decode_values
+    from stream.envelope import decode_values
 
     values = [p.read_bytes() for p in real_ztf_packets(4)] + [b"\x07junk"]
     pool = pool_factory(timeout_s=30, worker_memory_mb=1536)
@@ -129,7 +129,7 @@ def _allocating_decode(values, settings, registry_url=""):
     trusts a declared size); an impossible size raises MemoryError as numpy does."""
     import numpy as np
 
-    from stream.pipeline import DecodeOutcome
+    from stream.envelope import DecodeOutcome
 
     out = []
     for value in values:
@@ -164,7 +164,7 @@ def _pid_decode(values, settings, registry_url=""):
     """Counts bytes like ``segfault_decode`` (crashing on b"crash"), and names the worker's pid."""
     import os
 
-    from stream.pipeline import DecodeOutcome
+    from stream.envelope import DecodeOutcome
 
     outcomes, seconds = segfault_decode(values, settings, registry_url)
     return [DecodeOutcome(reason=o.reason, detail=f"{o.detail}:{os.getpid()}") for o in outcomes], seconds
@@ -193,7 +193,7 @@ def _nice_decode(values, settings, registry_url=""):
     """Names the worker's CPU priority (``os.nice(0)`` reads it) instead of decoding."""
     import os
 
-    from stream.pipeline import DecodeOutcome
+    from stream.envelope import DecodeOutcome
 
     return [DecodeOutcome(reason="nice", detail=str(os.nice(0))) for _ in values], 0.0
 
@@ -217,7 +217,7 @@ def test_workers_run_at_the_lower_cpu_priority_asked_for():
 def test_real_packets_decode_the_same_through_shared_memory_or_the_pipe(area_bytes):
     import numpy as np
 
-    from stream.pipeline import decode_values
+    from stream.envelope import decode_values
 
     values = [p.read_bytes() for p in real_ztf_packets(12)] + [None, b"not avro"]
     expected, _ = decode_values(values, SETTINGS)

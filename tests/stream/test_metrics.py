@@ -110,3 +110,18 @@ def test_readiness_waits_for_the_schema_registry():
         assert b"sc_schema_registry_up 1.0" in _get(server.port, "/metrics")[1]
     finally:
         server.close()
+
+
+def test_every_timed_stage_is_a_documented_stage_and_the_redis_mark_has_its_own():
+    """sc_stage_seconds' labels are STAGES: the service's timers and the scoring clock use no other,
+    and the Redis mark is timed apart from the dedup lookup."""
+    import re
+    from pathlib import Path
+
+    from stream.metrics import STAGES
+
+    source = (Path(__file__).resolve().parents[2] / "stream" / "service.py").read_text()
+    timed = set(re.findall(r'timer\.(?:time|add)\("([a-z_]+)"', source))
+    assert timed | {"preprocess", "infer"} <= set(STAGES), sorted(timed - set(STAGES))
+    assert {"dedup", "mark"} <= timed
+    assert re.search(r'timer\.time\("mark", lambda: self\._redis\.mark\(', source)

@@ -418,6 +418,9 @@ class _FailingRunner:
         self._runner, self._calls, self._fail_on = runner, 0, fail_on
         self.provenance, self.labels, self.max_batch = runner.provenance, runner.labels, runner.max_batch
 
+    def select(self, items):
+        return self._runner.select(items)
+
     def preprocess(self, items):
         return self._runner.preprocess(items)
 

@@ -16,8 +16,8 @@ from schemas.classified_record import CLASSIFIED_SCHEMA_HEADER, LATEST_CLASSIFIE
 from schemas.decode.limits import DecodeSettings
 from schemas.provenance import ModelProvenance
 from stream import stages
+from stream.envelope import DecodeOutcome, Envelope, decode_values
 from stream.kafka_clients import PublishError
-from stream.pipeline import DecodeOutcome, Envelope, decode_values
 from tests.conftest import SAMPLES
 
 TOPICS = stages.OutputTopics(alerts="classified", exposures="classified-exposures")
@@ -37,6 +37,9 @@ class FakeRunner:
     def provenance(self) -> ModelProvenance:
         extra = {"real_bogus": True} if self.name == "realbogus" else {}
         return ModelProvenance(self.name, "1.0.0", "ab" * 32, trained=True, backend="fake", extra=extra)
+
+    def select(self, items: Sequence[Any]) -> list[int]:
+        return list(range(len(items)))
 
     def preprocess(self, items: Sequence[Any]) -> np.ndarray:
         self.calls.append(len(items))

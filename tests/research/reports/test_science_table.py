@@ -1,4 +1,4 @@
-"""README's science table is generated from the cards, and the committed README matches them."""
+"""engines/README.md's science table is generated from the cards, and the committed one matches them."""
 from __future__ import annotations
 
 import shutil

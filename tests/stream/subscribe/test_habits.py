@@ -36,8 +36,11 @@ def test_dump_schema_prints_the_latest_classified_schema(capsys) -> None:
                                          (("--class", "galxy"), "known: acai.bogus"),
                                          (("--class", "hosted"), "grouped per model: acai.hosted")])
 def test_unknown_survey_or_class_refused_with_the_known_ones(argv, needle, capsys) -> None:
-    code, _ = _command("--bootstrap-servers", "127.0.0.1:1", *argv)
-    assert code == 2 and needle in capsys.readouterr().err
+    from stream.cli import main
+
+    code = main(["subscribe", "--bootstrap-servers", "127.0.0.1:1", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and needle in err and err.startswith("survey-classifier subscribe: error: ")
 
 
 @pytest.fixture

@@ -1,7 +1,11 @@
-"""The pure steps of the service before the stages: decode message values, split duplicates.
+"""The envelope: one consumed message detached from the Kafka client, and what it decodes to.
 
-No Kafka, no Redis: functions from message values to decoded items and from items to (fresh,
-duplicate); a timer of stage seconds. :mod:`stream.stages` and :mod:`stream.service` use them.
+:class:`Envelope` carries a message's coordinates and bytes through the stages;
+:class:`DecodeOutcome` is what its value decoded to (items, or a reason for the dead-letter
+topic). Around them, the pure steps before the stages: :func:`decode_values` (message values
+to outcomes, in a decode worker) and :func:`dedup_candidates` (an envelope's items split into
+fresh and duplicates); :class:`StageTimer` adds up a batch's seconds per stage. No Kafka, no
+Redis: :mod:`stream.stages` and :mod:`stream.service` use them.
 """
 from __future__ import annotations
 
@@ -10,14 +14,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.alert import Alert, Exposure
+from schemas.alert import Item
 from schemas.decode.errors import DecodeError
 from schemas.decode.limits import DecodeSettings
 
 __all__ = ["Envelope", "DecodeOutcome", "decode_values", "dedup_candidates", "StageTimer"]
-
-Item = Alert | Exposure
-
 
 @dataclass(frozen=True, slots=True)
 class Envelope:

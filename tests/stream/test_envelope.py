@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from schemas.decode.limits import DecodeSettings
-from stream.pipeline import Envelope, decode_values, dedup_candidates
+from stream.envelope import Envelope, decode_values, dedup_candidates
 from tests.conftest import SAMPLES
 
 
