@@ -3,11 +3,13 @@
     python -m research.reports.science_table            # rewrite the table in engines/README.md
     python -m research.reports.science_table --check    # exit 1 when its table is stale
 
-One row per card in ``engines/cards/`` (every model the registry serves, whoever added it):
-its version, what it was trained on (``[training] data``) and its figures. A card says its
-headline in ``[evaluation] summary``; a card without one gets its first numeric figures,
-named as the card names them, and its real-data caveat where the card has one. The table sits
-between two markers in engines/README.md; its report links are relative to that folder.
+One row per card in ``engines/cards/`` (every model the registry serves, whoever added it) and
+survey its input kind comes from (ZTF and Rubin for difference alerts, ``exposure`` for raw
+frames and cutouts): its version, what it was trained on (``[training] data``), whether it was
+checked on that survey (the card's ``surveys``: the only surveys it scores) and its figures
+there (``[survey_figures]``), or "not validated". A checked survey without a figures line gets
+the card's ``[evaluation] summary`` (else its first numeric figures). The table sits between
+two markers in engines/README.md; its report links are relative to that folder.
 """
 from __future__ import annotations
 
@@ -45,8 +47,14 @@ def _figures(evaluation: dict) -> str:
     return text
 
 
-def table_rows(cards_dir: Path) -> list[tuple[str, str, str, str, str]]:
-    """(model, version, trained on, figures, report) per card, in name order."""
+#: The surveys whose inputs each input kind comes from.
+SURVEYS_OF_KIND = {"difference_alert": ("ztf", "rubin"), "raw_exposure": ("exposure",), "multiband_cutout": ("exposure",)}
+
+Row = tuple[str, str, str, str, str, str, str]
+
+
+def table_rows(cards_dir: Path) -> list[Row]:
+    """(model, version, survey, trained on, checked, figures, report) per card and survey, in name order."""
     from engines.cards import load_card
 
     rows = []
@@ -57,17 +65,23 @@ def table_rows(cards_dir: Path) -> list[tuple[str, str, str, str, str]]:
         if training.get("synthetic") is True and not str(trained_on).upper().startswith("SYNTHETIC"):
             trained_on = f"SYNTHETIC: {trained_on}"
         report = card.evaluation.get("report", "")
-        rows.append((card.name, card.version, _cell(trained_on), _cell(_figures(dict(card.evaluation))), _cell(report)))
+        surveys = list(dict.fromkeys(s for kind in card.input_kinds for s in SURVEYS_OF_KIND.get(kind.value, ())))
+        surveys += [s for s in card.surveys if s not in surveys]
+        for survey in surveys:
+            checked = survey in card.surveys
+            figures = card.survey_figures.get(survey) or (_figures(dict(card.evaluation)) if checked else "")
+            rows.append((card.name, card.version, survey, _cell(trained_on), "yes" if checked else "**not validated**",
+                         _cell(figures) or "never checked on this survey; it does not score it", _cell(report)))
     return rows
 
 
-def render_table(rows: Sequence[tuple[str, str, str, str, str]], link_base: Path = ROOT) -> str:
+def render_table(rows: Sequence[Row], link_base: Path = ROOT) -> str:
     """The table; report links relative to ``link_base`` (the folder of the README it goes in)."""
-    lines = ["| model | version | trained on | figures (see the report for what they do not show) | report |",
-             "|---|---|---|---|---|"]
-    for name, version, trained_on, figures, report in rows:
+    lines = ["| model | version | survey | trained on | checked on this survey (scores it) | figures on this survey | report |",
+             "|---|---|---|---|---|---|---|"]
+    for name, version, survey, trained_on, checked, figures, report in rows:
         link = f"[{Path(report).name}]({Path(os.path.relpath(ROOT / report, link_base)).as_posix()})" if report else "-"
-        lines.append(f"| {name} | {version} | {trained_on} | {figures} | {link} |")
+        lines.append(f"| {name} | {version} | {survey} | {trained_on} | {checked} | {figures} | {link} |")
     return "\n".join(lines)
 
 

@@ -10,14 +10,18 @@ from research.reports.science_table import END, START, main, rewrite_readme, tab
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_every_card_has_a_row_and_synthetic_training_is_marked() -> None:
+def test_every_card_has_a_row_per_survey_and_synthetic_training_is_marked() -> None:
     rows = table_rows(REPO / "engines" / "cards")
-    names = [r[0] for r in rows]
-    assert names == sorted(load_card(p).name for p in (REPO / "engines" / "cards").glob("*.toml"))
-    for name, _version, trained_on, figures, _report in rows:
+    names = sorted({r[0] for r in rows})
+    assert names == sorted({load_card(p).name for p in (REPO / "engines" / "cards").glob("*.toml")})
+    for name, _version, _survey, trained_on, _checked, figures, _report in rows:
         assert trained_on and figures, name
     iicnet = next(r for r in rows if r[0] == "iicnet")
-    assert iicnet[2].upper().startswith("SYNTHETIC")
+    assert iicnet[3].upper().startswith("SYNTHETIC") and iicnet[2] == "exposure"
+    by_pair = {(r[0], r[2]): r for r in rows}
+    assert by_pair[("realbogus", "ztf")][4] == "yes" and "0.919" in by_pair[("realbogus", "ztf")][5]
+    assert by_pair[("realbogus", "rubin")][4] == "**not validated**" and "0.18" in by_pair[("realbogus", "rubin")][5]
+    assert by_pair[("alertclass", "rubin")][4] == "**not validated**"
 
 
 def test_a_new_card_appears_and_the_readme_check_sees_staleness(tmp_path) -> None:
@@ -29,8 +33,10 @@ def test_a_new_card_appears_and_the_readme_check_sees_staleness(tmp_path) -> Non
     assert START in readme.read_text() and END in readme.read_text()
     assert main(["--readme", str(readme), "--cards", str(cards), "--check"]) == 0
     text = (cards / "iicnet.toml").read_text().replace('name = "iicnet"', 'name = "braai"', 1)
-    assert text.rstrip().splitlines()[-1] and "\n[evaluation]\n" in text   # the last table: append to it
-    (cards / "braai.toml").write_text(text.rstrip() + '\nsummary = "parity with the Keras original"\n')
+    assert "\n[survey_figures]\n" in text   # one line per survey
+    (cards / "braai.toml").write_text(text.replace("\n[survey_figures]\n",
+                                                   '\n[survey_figures]\nexposure = "parity with the Keras original"\n', 1)
+                                      .replace('\nexposure = "checked on SIMULATED', '\nold = "checked on SIMULATED', 1))
     assert main(["--readme", str(readme), "--cards", str(cards), "--check"]) == 1
     _, new = rewrite_readme(readme, cards)
     assert "| braai |" in new and "parity with the Keras original" in new
