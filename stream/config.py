@@ -51,6 +51,12 @@ __all__ = [
     "shown_value",
 ]
 
+#: Variables that name the services (12-factor style), each -> the setting it fills.
+SERVICE_ENV_VARIABLES: dict[str, tuple[str, str]] = {
+    "KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
+    "REDIS_URL": ("redis", "url"),
+    "SCHEMA_REGISTRY_URL": ("kafka", "schema_registry_url"),
+}
 ENV_PREFIX = "SC__"
 KAFKA_CLIENT_ENV_PREFIX = "SC_KAFKA__"
 SECRET_MARKERS = ("password", "secret", "token", "sasl.oauthbearer.config", "key.pem", "private")
@@ -559,8 +565,7 @@ def _apply_env(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> set[s
             raise ConfigError(f"environment variable {key}: expected {ENV_PREFIX}<SECTION>__<KEY>{hint}")
         data.setdefault(parts[0], {})[parts[1]] = value
         env_keys.add(f"{parts[0]}.{parts[1]}")
-    for variable, section, key in (("KAFKA_BOOTSTRAP_SERVERS", "kafka", "bootstrap_servers"), ("REDIS_URL", "redis", "url"),
-                                   ("SCHEMA_REGISTRY_URL", "kafka", "schema_registry_url")):
+    for variable, (section, key) in SERVICE_ENV_VARIABLES.items():
         if env.get(variable):
             data.setdefault(section, {})[key] = env[variable]
     return env_keys

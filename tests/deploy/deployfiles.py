@@ -84,7 +84,8 @@ def settings_env_names() -> frozenset[str]:
 
 
 def literal_env_names() -> frozenset[str]:
-    """Names stream/config.py reads literally: ``env.get("X")`` and ``env["X"]``."""
+    """Names stream/config.py reads: literally (``env.get("X")``, ``env["X"]``) and the services'
+    addresses (``SERVICE_ENV_VARIABLES``)."""
     tree = ast.parse(Path(config_module.__file__).read_text())
     names = set()
     for node in ast.walk(tree):
@@ -95,6 +96,7 @@ def literal_env_names() -> frozenset[str]:
         elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id == "env":
             if isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
                 names.add(node.slice.value)
+    names.update(config_module.SERVICE_ENV_VARIABLES)   # the services' addresses, read in one loop
     return frozenset(n for n in names if isinstance(n, str))
 
 
