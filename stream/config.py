@@ -555,6 +555,11 @@ def _apply_env(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> set[s
     the ``section.key`` names that came from the environment (errors name the variable)."""
     env_keys: set[str] = set()
     for key, value in env.items():
+        section = key[3:].split("__", 1)[0].lower() if key.startswith("SC_") and "__" in key[3:] else ""
+        if section in _SECTIONS and section != "kafka" and not key.startswith(ENV_PREFIX):
+            # SC_BATCH__MAX_SIZE (one underscore) would otherwise be ignored without a word
+            raise ConfigError(f"environment variable {key}: settings are {ENV_PREFIX}<SECTION>__<KEY> (two underscores "
+                              f"after SC, e.g. {ENV_PREFIX}{key[3:]}) and client properties {KAFKA_CLIENT_ENV_PREFIX}<KEY>")
         if not key.startswith(ENV_PREFIX):
             continue
         parts = key[len(ENV_PREFIX):].lower().split("__")

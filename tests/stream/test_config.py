@@ -135,3 +135,9 @@ def test_enumerations_accept_their_members_in_any_case(tmp_path):
     cfg.write_text('[engine]\ndevice = "gpu"\n')
     with pytest.raises(ConfigError, match=f"{cfg}: engine.device"):
         load_settings(cfg, env={})
+
+
+def test_a_single_underscore_sc_variable_is_refused_with_the_right_spelling():
+    with pytest.raises(ConfigError, match="SC_BATCH__MAX_SIZE.*e.g. SC__BATCH__MAX_SIZE"):
+        load_settings(env={"SC_BATCH__MAX_SIZE": "512"})
+    assert load_settings(env={"SC_KAFKA__SASL_PASSWORD": "x"}).kafka.common_config()["sasl.password"] == "x"
