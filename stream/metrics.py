@@ -12,9 +12,11 @@ import socket
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -73,6 +75,17 @@ class Metrics:
         self.schema_registry_up_gauge = Gauge("sc_schema_registry_up", "0 while the schema registry cannot answer (consuming paused)", registry=r)
         self.schema_registry_up_gauge.set(1)
         self.in_flight = Gauge("sc_in_flight_batches", "Batches consumed but not yet committed", registry=r)
+        self.model_info = Gauge("sc_model_info", "1 per model this member runs: name, version, weights sha256, backend, "
+                                "and the surveys it scores (validated; unvalidated ones marked '!')",
+                                ["name", "version", "sha256", "backend", "surveys"], registry=r)
+
+    def set_models(self, runners: Iterable[Any]) -> None:
+        """One ``sc_model_info`` series per loaded model (what the member's records will name)."""
+        for runner in runners:
+            p = runner.provenance
+            surveys = ",".join([*(p.surveys or ()), *(f"{s}!" for s in getattr(runner, "unvalidated_surveys", ()))])
+            self.model_info.labels(name=p.name, version=p.version, sha256=p.weights_sha256, backend=p.backend,
+                                   surveys=surveys).set(1)
 
     # -- reconciliation -------------------------------------------------------------------------
     def count(self, topic: str, partition: int, what: str, n: int = 1) -> None:

@@ -24,6 +24,7 @@ batch is finished and committed before the partitions go; on partition loss they
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import signal
 import socket
 import sys
@@ -103,8 +104,9 @@ class Service:
     #: than failing to produce and stopping the line on every restart.
     dead_letter_max_value_bytes: int = 10485760 - DEAD_LETTER_HEADER_ROOM
     #: Written into every classified record's ``processing_host`` (schema v1.1): the host name
-    #: (the pod name under Kubernetes), so a record can be traced to the member that scored it.
-    processing_host: str = field(default_factory=socket.gethostname)
+    #: (the pod name under Kubernetes) and the process id, ``host:pid``, so a record can be
+    #: traced to the member that scored it even with several members on one host.
+    processing_host: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     #: Registry schema ids per output topic (empty: the fixed shipped ids).
     framing: OutputFraming = field(default_factory=OutputFraming)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -487,6 +489,7 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
     metrics = Metrics()
     owns_runners = runners is None
     runners = runners if runners is not None else load_runners(settings)
+    metrics.set_models(r for rs in runners.values() for r in rs)
     dedup = RedisDedup(settings.redis.url, key_prefix=settings.redis.key_prefix, ttl_s=settings.redis.dedup_ttl_s)
     metrics.set_redis_up(dedup.ping())
     pool = None

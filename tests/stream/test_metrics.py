@@ -7,6 +7,8 @@ import urllib.request
 
 import pytest
 
+from prometheus_client import generate_latest
+
 from stream.metrics import Metrics, MetricsServer
 
 
@@ -125,3 +127,29 @@ def test_every_timed_stage_is_a_documented_stage_and_the_redis_mark_has_its_own(
     assert timed | {"preprocess", "infer"} <= set(STAGES), sorted(timed - set(STAGES))
     assert {"dedup", "mark"} <= timed
     assert re.search(r'timer\.time\("mark", lambda: self\._redis\.mark\(', source)
+
+
+def test_model_info_names_every_loaded_model_and_its_surveys():
+    from engines.registry import load_registry
+
+    registry = load_registry()
+    runners = [registry.load_runner("realbogus", "torch"), registry.load_runner("braai", "torch", unvalidated_surveys=("rubin",))]
+    metrics = Metrics()
+    metrics.set_models(runners)
+    text = generate_latest(metrics.registry).decode()
+    card = registry.card("realbogus")
+    assert (f'sc_model_info{{backend="torch",name="realbogus",sha256="{card.weights_sha256}",surveys="ztf",'
+            f'version="{card.version}"}} 1.0') in text
+    assert 'name="braai"' in text and 'surveys="ztf,rubin!"' in text
+    for r in runners:
+        r.close()
+
+
+def test_records_name_the_host_and_the_process_so_two_members_on_one_host_differ():
+    import os
+    import socket
+
+    from stream.service import Service
+
+    host = Service.__dataclass_fields__["processing_host"].default_factory()   # type: ignore[misc]
+    assert host == f"{socket.gethostname()}:{os.getpid()}"
