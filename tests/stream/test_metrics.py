@@ -6,7 +6,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from prometheus_client import generate_latest
 
 from stream.metrics import Metrics, MetricsServer
