@@ -1,4 +1,5 @@
 """``python -m research.rubin_realbogus train --rubin-pool DIR --rubin-data DIR --out DIR [--ship]``
+(``tables RESULTS.json``: the report's tables)
 
 Runs the study (:mod:`research.rubin_realbogus.study`): every variant trained and scored on
 the same held-out test, the earlier models compared, ``OUT/results.json`` written; with
@@ -36,11 +37,18 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--ship", action="store_true", help="register the variant chosen on validation")
     train.add_argument("--cards-dir", type=Path, default=REPO / "engines" / "cards")
     train.add_argument("--weights-dir", type=Path, default=REPO / "engines" / "weights")
+    tables = sub.add_parser("tables", help="markdown tables of a results.json (for the report)")
+    tables.add_argument("results", type=Path)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "tables":
+        from research.rubin_realbogus.tables import all_tables
+
+        print(all_tables(json.loads(args.results.read_text())))
+        return 0
     config = StudyConfig(rubin_pool=args.rubin_pool, rubin_data=args.rubin_data, out=args.out,
                          variants=tuple(args.variants), per_base=args.per_base, test_per_base=args.test_per_base,
                          epochs=args.epochs, seed=args.seed, threads=args.threads, compare=not args.no_compare,

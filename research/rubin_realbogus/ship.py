@@ -59,7 +59,8 @@ def card_sections(results: dict[str, Any], command: str, record: str) -> tuple[d
         "injections_per_alert": config["per_base"],
         "injection_counts": f"train {counts['train']['injections']}, validation {counts['val']['injections']}, "
                             f"test {counts['test']['injections']}",
-        "recipe": ("injections at each alert's own PSF FWHM (from its PSF plane) and noise (variance plane): point "
+        "recipe": ("injections at each alert's PSF (Gaussian of its PSF plane's FWHM; training injections spread to "
+                   f"{figures.get('psf_spread')} x it, at least 2.5 px) and noise (variance plane): point "
                    "sources S/N 5-200 and variable stars (either sign) as real; dipoles, cosmic rays, bad subtractions, "
                    "detector edges, blank/NaN cutouts and sub-threshold noise as bogus; difference = science - matched "
                    "template kept exactly; real alerts repeated 5 x with soft targets (1 - r, r); 8 dihedral "
@@ -78,6 +79,8 @@ def card_sections(results: dict[str, Any], command: str, record: str) -> tuple[d
         "command": command,
     }
     lsst = figures.get("test_alerts_lsstcam_2025", {})
+    no_quirk = figures.get("test_alerts_lsstcam_2025_without_0.48634", {})
+    hsc = figures.get("test_alerts_hsc_precursor", {})
     every = figures.get("test_alerts_all", {})
     inj = figures["test_injections"]
     evaluation: dict[str, Any] = {
@@ -94,6 +97,12 @@ def card_sections(results: dict[str, Any], command: str, record: str) -> tuple[d
         "heldout_recall_of_real_95ci": _r(lsst.get("recall_of_real_95ci")),
         "heldout_bogus_passed": _r(lsst.get("bogus_passed")),
         "heldout_bogus_passed_95ci": _r(lsst.get("bogus_passed_95ci")),
+        "heldout_without_0_48634_alerts": no_quirk.get("alerts"),
+        "heldout_without_0_48634_roc_auc": _r(no_quirk.get("roc_auc")),
+        "heldout_without_0_48634_roc_auc_95ci": _r(no_quirk.get("roc_auc_95ci")),
+        "heldout_hsc_precursor_alerts": hsc.get("alerts"),
+        "heldout_hsc_precursor_roc_auc": _r(hsc.get("roc_auc")),
+        "heldout_hsc_precursor_roc_auc_95ci": _r(hsc.get("roc_auc_95ci")),
         "heldout_all_alerts": every.get("alerts"),
         "heldout_all_roc_auc": _r(every.get("roc_auc")),
         "heldout_all_roc_auc_95ci": _r(every.get("roc_auc_95ci")),
@@ -103,7 +112,8 @@ def card_sections(results: dict[str, Any], command: str, record: str) -> tuple[d
         "injection_test_recall_of_real": _r(inj.get("recall_of_real")),
         "injection_test_bogus_passed": _r(inj.get("bogus_passed")),
         "threshold": _r(figures["threshold"]),
-        "threshold_rule": "highest threshold keeping 0.95 of the validation field's real injections",
+        "threshold_rule": ("highest threshold keeping 0.95 of the validation field's real injections; it does not "
+                           "transfer across nights (test-date injections: recall above)"),
         "bootstrap": "1000 draws resampling objects (diaObjectId; an injection's base object)",
         "report": REPORT,
         "not_shown": ("accuracy against human vetting (no vetted Rubin labels here); alerts after the 2026-02-25 cut "
@@ -133,9 +143,10 @@ def ship(results: dict[str, Any], command: str, cards_dir: Path, weights_dir: Pa
                    labels=("bogus", "real"), contract=replace(template.contract, labels=("bogus", "real")),
                    weights_file=weights.name, weights_sha256=file_sha256(weights), init_seed=None, base_sha256="",
                    network_args={}, training=training, evaluation=evaluation, surveys=("rubin",), default=True,
+                   class_prefix=f"{CARD_NAME}.",
                    description=("Rubin real/bogus: the seed real/bogus CNN (architecture unchanged) on Rubin triplets at "
-                                "0.2\"/px (rubin_triplet_69), trained on injections into real Rubin pairs of one night "
-                                "plus Rubin's reliability as soft teacher; figures on 2025 alerts never seen"),
+                                f"0.2\"/px ({figures['preprocessing']}), trained on injections into real Rubin pairs of "
+                                "one night plus Rubin's reliability as soft teacher; figures on 2025 alerts never seen"),
                    path=card_path)
     write_card(card, card_path)
     load_card(card_path)

@@ -40,7 +40,8 @@ def bundled() -> list[Alert]:
 def test_injections_are_consistent_triplets_of_every_kind(bundled) -> None:
     """Each kind keeps difference = science - matched template: what the injection adds to the
     science minus what it adds to the difference has the flux it adds to the template."""
-    base = base_from_alert(bundled[0])
+    complete = [a for a in bundled if all(np.isfinite(s.data).all() for s in (a.science, a.template, a.difference))]
+    base = base_from_alert(complete[0])
     rng = np.random.default_rng(0)
     matched = base.science - base.difference
     for kind in REAL_KINDS + BOGUS_KINDS:
@@ -54,11 +55,19 @@ def test_injections_are_consistent_triplets_of_every_kind(bundled) -> None:
             added_matched = (inj.science - inj.difference) - matched
             added_template = inj.template - base.template
             assert np.isfinite(added_matched).all()
-            np.testing.assert_allclose(added_matched.sum(), added_template.sum(),
-                                       atol=1e-3 * max(1.0, float(np.abs(inj.science).sum())))
+            total = float(added_template.sum())
+            if total > 0:   # the template's object is the matched template's: same place, same flux
+                # (up to the PSF wings the cutout truncates and a bad subtraction's 0.9..1.1 scale)
+                assert abs(float(added_matched.sum()) - total) < 0.15 * total
+                yy, xx = np.indices(added_template.shape)
+                for grid in (yy, xx):
+                    assert abs((grid * added_matched).sum() / added_matched.sum() - (grid * added_template).sum() / total) < 0.3
             if kind in ("point", "cosmic_ray", "noise"):
                 np.testing.assert_array_equal(inj.template, base.template)        # template untouched
                 np.testing.assert_allclose(added_matched, 0, atol=1e-2 * float(base.sigma.max()))
+    holed = base_from_alert(next(a for a in bundled if not np.isfinite(a.science.data).all()))
+    point = inject(holed, "point", np.random.default_rng(4))    # missing pixels stay missing, no new ones
+    np.testing.assert_array_equal(np.isfinite(point.science), np.isfinite(holed.science))
     edge = inject(base, "edge", np.random.default_rng(1))
     assert (~np.isfinite(edge.science) | (edge.science == 0)).any()
     point = inject(base, "point", np.random.default_rng(2))
@@ -143,8 +152,8 @@ def test_shipped_model_scores_real_rubin_packets_and_only_rubin(shipped, bundled
 
 def test_shipped_model_ranks_injected_point_sources_above_injected_bogus(shipped, bundled) -> None:
     """Injections into the bundled packets (test split: never trained on, other dates and
-    sources), a seed the study never used. Measured when shipped: AUC 0.9+ (see the card);
-    the bar is set below it with room for the small sample."""
+    sources), a seed the study never used. Measured on the shipped 1.0.0: AUC 0.992 (seed 777;
+    0.988 to 0.997 over seeds 1, 2, 3); the bar leaves room for the small sample."""
     _card, runner = shipped
     bases = [base_from_alert(a) for a in bundled]
     injections = injection_set(bases, 40, seed=777)
@@ -155,4 +164,4 @@ def test_shipped_model_ranks_injected_point_sources_above_injected_bogus(shipped
     bogus = np.array([i.label == 0 for i in injections])
     keep = point | bogus
     auc = fast_auc(real[keep], point[keep])
-    assert auc is not None and auc > 0.85, auc
+    assert auc is not None and auc > 0.95, auc
