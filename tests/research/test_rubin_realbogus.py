@@ -165,3 +165,17 @@ def test_shipped_model_ranks_injected_point_sources_above_injected_bogus(shipped
     keep = point | bogus
     auc = fast_auc(real[keep], point[keep])
     assert auc is not None and auc > 0.95, auc
+
+
+def test_serving_code_never_imports_research() -> None:
+    """Study code stays out of the service: no module of stream/ or engines/ imports research."""
+    import ast
+
+    offenders = []
+    for layer in ("stream", "engines", "schemas"):
+        for path in sorted((REPO / layer).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                    [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+                offenders += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "research"]
+    assert offenders == []
