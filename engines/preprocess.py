@@ -35,6 +35,27 @@ chip; each chip is a network input (``raw_exposure_items`` keeps an exposure's c
 row, and the runner averages their scores); scaled by 1/65535 (16-bit data numbers); optionally binned
 (mean over ``binning`` x ``binning`` blocks) for the reduced-resolution network.
 
+Rubin difference-alert triplets (``rubin_triplet_69``, :func:`rubin_triplet_batch`), at Rubin's
+own pixel scale (0.2"; no resampling), flux in nJy, per alert:
+1. geometry: each cutout as it comes (30..74 px, odd or even). Rubin centres a cutout of n
+   pixels on the source at index ``(n + 1) // 2`` (checked against diaSource x - CUTMINX on
+   real packets); that pixel goes to the frame's centre (34 of 69). Cutouts bigger than the
+   frame (or than ``window``) are cropped around it, smaller ones padded with 0 (= background);
+2. orientation: the three cutouts of an alert must share one WCS linear matrix (CD, or PC x
+   CDELT): a triplet whose matrices differ (not on one pixel grid) is refused
+   (:func:`rubin_orientation`; APPLIES gives it no score). Parity is made one: a cutout
+   whose matrix has a positive determinant (mirrored sky) is flipped left-right so all have
+   the usual sky parity (det < 0, east left of north). Rotation is *not* undone: that needs
+   resampling by an arbitrary angle, which smears the sharpest bogus (cosmic rays), and
+   real/bogus does not depend on the direction on the sky (training rotates and mirrors);
+3. flux: per cutout the lower median of finite pixels is the background, subtracted; missing
+   (NaN) pixels take it, i.e. become 0 like Rubin's own model (NaN -> 0); then ONE scale per
+   alert: the robust noise of the *difference* (1.4826 x MAD), so science - template =
+   difference relations survive in units of the difference noise; then ``asinh`` (linear in the
+   noise, logarithmic for bright stars). A blank or all-NaN triplet gives zeros, never NaN/inf
+   (scale falls back to the cutout's largest |pixel|, then 1; see :func:`fill_and_stretch_shared`);
+4. channels (science, template, difference) in a 69 x 69 frame, the seed network's input.
+
 ZTF production models imported from Keras (braai, ACAI), exactly as their authors prepared
 inputs, so the scores match theirs bit for bit (see :mod:`engines.networks.acai`):
 1. per cutout: NaN -> 0 (``np.nan_to_num``), then the model's normalisation: braai ``d6_m7``
@@ -86,6 +107,11 @@ __all__ = [
     "SURVEY_PIXEL_SCALES",
     "difference_alert_batch_by_scale",
     "difference_alert_batch_rownorm",
+    "RUBIN_FRAME",
+    "rubin_cutout_centre",
+    "rubin_orientation",
+    "rubin_applies",
+    "rubin_triplet_batch",
     "PREPROCESSORS",
 ]
 
@@ -563,6 +589,119 @@ def difference_alert_batch_rownorm(alerts: Sequence[Alert], size: int = 69, devi
     return resample(ztf_triplet_batch(alerts, True, device), size)
 
 
+# --- Rubin difference-alert triplets (at Rubin's own 0.2" pixels) ---------------------------
+
+RUBIN_FRAME = 69
+#: the three cutouts of one alert share one WCS when their linear matrices agree to this
+#: fraction of the matrix's largest element (Rubin writes them identical; 1e-3 of a 0.2" pixel
+#: matrix is a 0.06 degree turn or a 0.1 % scale change)
+_WCS_AGREEMENT = 1e-3
+
+
+def rubin_cutout_centre(n: int) -> int:
+    """Index of the source pixel along an axis of ``n`` pixels in a Rubin cutout.
+
+    Rubin's cutout service puts the source at ``(n + 1) // 2`` (diaSource x - CUTMINX lies in
+    [15, 16) for n = 30, in [16, 16.5] for n = 31, 35.5 for n = 71 on the real packets)."""
+    return (n + 1) // 2
+
+
+def _wcs_matrix(header: Mapping[str, Any]) -> np.ndarray | None:
+    """The FITS linear transform pixel -> intermediate world (CD, or CDELT x PC), or None."""
+    if all(f"CD{i}_{j}" in header for i in (1, 2) for j in (1, 2)):
+        return np.array([[float(header[f"CD{i}_{j}"]) for j in (1, 2)] for i in (1, 2)])
+    if any(f"PC{i}_{j}" in header for i in (1, 2) for j in (1, 2)) or "CDELT1" in header:
+        pc = np.array([[float(header.get(f"PC{i}_{j}", 1.0 if i == j else 0.0)) for j in (1, 2)] for i in (1, 2)])
+        cdelt = np.array([float(header.get("CDELT1", 1.0)), float(header.get("CDELT2", 1.0))])
+        return cdelt[:, None] * pc
+    return None
+
+
+def rubin_orientation(alert: Alert) -> bool:
+    """Whether ``alert``'s cutouts are to be mirrored left-right to the usual sky parity.
+
+    The three cutouts must lie on one pixel grid: every cutout that carries a WCS must carry
+    the same linear matrix (else PreprocessError: the triplet is not aligned and gets no score).
+    Their parity is the sign of its determinant: negative is the sky as seen (east left of
+    north, every real Rubin packet so far), positive a mirrored one, flipped here. Cutouts
+    without any WCS are taken as they come (nothing to check them against)."""
+    matrices = [m for m in (_wcs_matrix(s.header) for s in (alert.science, alert.template, alert.difference))
+                if m is not None]
+    if not matrices:
+        return False
+    reference = matrices[0]
+    largest = float(np.abs(reference).max())
+    det = float(np.linalg.det(reference))
+    if not np.isfinite(det) or det == 0.0 or largest == 0.0:
+        raise PreprocessError(f"alert {alert.alert_id}: degenerate cutout WCS matrix {reference.tolist()}")
+    for other in matrices[1:]:
+        if float(np.abs(other - reference).max()) > _WCS_AGREEMENT * largest:
+            raise PreprocessError(f"alert {alert.alert_id}: science, template and difference cutouts differ in "
+                                  "orientation or scale (their WCS matrices disagree)")
+    return det > 0
+
+
+def rubin_applies(item: Any) -> bool:
+    """Whether :func:`rubin_triplet_batch` can take ``item``: a Rubin alert whose three cutouts
+    are 2-D, share one shape and one orientation."""
+    if not isinstance(item, Alert) or item.survey != "rubin" or _triplet_shape(item) is None:
+        return False
+    try:
+        rubin_orientation(item)
+    except PreprocessError:
+        return False
+    return True
+
+
+def _rubin_window(n: int, length: int, frame: int) -> tuple[slice, slice]:
+    """(source slice, frame slice) along one axis: ``length`` pixels around the source pixel,
+    clipped to the cutout, landing with the source on the frame's centre."""
+    centre, middle = rubin_cutout_centre(n), frame // 2
+    low, high = max(0, centre - length // 2), min(n, centre - length // 2 + length)
+    start = middle - (centre - low)
+    return slice(low, high), slice(start, start + high - low)
+
+
+def rubin_triplet_batch(alerts: Sequence[Alert], size: int = RUBIN_FRAME, window: int | None = None,
+                        device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, 3, size, size): (science, template, difference) of Rubin alerts; see the module docstring.
+
+    ``window`` (optional) keeps only the central ``window`` x ``window`` pixels of every cutout
+    (statistics included), so cutouts of every size show the network the same patch of sky.
+    Alerts are grouped by cutout shape; each group is one tensor computation (background,
+    shared noise scale, asinh), placed in the frame, then the mirrored ones flipped."""
+    frame = int(size)
+    length = min(frame, int(window)) if window else frame
+    out = torch.zeros((len(alerts), 3, frame, frame), device=device)
+    groups: dict[tuple[int, int], list[int]] = {}
+    flips = np.zeros(len(alerts), dtype=bool)
+    for i, alert in enumerate(alerts):
+        if not isinstance(alert, Alert):
+            raise PreprocessError(f"expected an Alert, got {type(alert).__name__}")
+        shape = _triplet_shape(alert)
+        if shape is None:
+            raise PreprocessError(f"alert {alert.alert_id}: cutouts must be 2-D and of one shape")
+        flips[i] = rubin_orientation(alert)
+        groups.setdefault(shape, []).append(i)
+    for (h, w), members in groups.items():
+        (rows, frame_rows), (cols, frame_cols) = _rubin_window(h, length, frame), _rubin_window(w, length, frame)
+        block = np.empty((len(members), 3, rows.stop - rows.start, cols.stop - cols.start), dtype=np.float32)
+        for k, i in enumerate(members):
+            alert = alerts[i]
+            for j, stamp in enumerate((alert.science, alert.template, alert.difference)):
+                block[k, j] = np.asarray(stamp.data)[rows, cols]
+        scaled = fill_and_stretch_shared(to_device(torch.from_numpy(block), device), None, reference_band=2)
+        out[torch.as_tensor(members, device=device), :, frame_rows, frame_cols] = scaled
+    if flips.any():
+        mirrored = torch.as_tensor(np.flatnonzero(flips), device=device)
+        out[mirrored] = out[mirrored].flip(-1)
+    return out
+
+
+APPLIES["rubin_triplet_69"] = rubin_applies
+APPLIES["rubin_triplet_w30_69"] = rubin_applies
+
+
 #: preprocessing name (as model cards give it) -> function(items, device) -> tensor
 PREPROCESSORS: dict[str, Callable[[Sequence[Any], str], Any]] = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
@@ -579,4 +718,8 @@ PREPROCESSORS: dict[str, Callable[[Sequence[Any], str], Any]] = {
     "acai_d1_20201130": lambda items, device: acai_batch(items, device),
     # the alert-class model: any survey's stamps on ZTF's 1.01 arcsec pixel grid, 63 x 63
     "difference_stamps_arcsec_63": lambda items, device: difference_alert_batch_by_scale(items, 63, 1.01, device),
+    # Rubin alerts at 0.2"/px: whole cutouts (up to the frame) / their central 30 x 30 pixels,
+    # background-subtracted, one asinh scale per alert (the difference's noise), in 69 x 69
+    "rubin_triplet_69": lambda items, device: rubin_triplet_batch(items, RUBIN_FRAME, None, device),
+    "rubin_triplet_w30_69": lambda items, device: rubin_triplet_batch(items, RUBIN_FRAME, 30, device),
 }

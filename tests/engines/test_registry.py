@@ -140,7 +140,8 @@ def test_superseded_versions_stay_loadable_by_name_at_version(registry) -> None:
     assert old.version == "1.0.0-synthetic" and old.weights_file != current.weights_file
     assert registry.card(f"realbogus@{current.version}") is current
     assert registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus@1.0.0-synthetic"]) == [old]
-    assert [c.name for c in registry.selected(InputKind.DIFFERENCE_ALERT)] == ["acai", "alertclass", "braai", "realbogus"]
+    assert [c.name for c in registry.selected(InputKind.DIFFERENCE_ALERT)] == ["acai", "alertclass", "braai", "realbogus",
+                                                                            "rubin_realbogus"]
     assert registry.selected(InputKind.MULTIBAND_CUTOUT, ["realbogus"]) == []
     with pytest.raises(EngineError, match="two versions"):
         registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus", "realbogus@1.0.0-synthetic"])
@@ -166,7 +167,7 @@ def test_every_shipped_card_names_its_surveys_with_figures(registry) -> None:
             assert survey in SURVEYS and card.survey_figures.get(survey), f"{name}@{version}: no figures for {survey}"
     real_bogus = {survey: sorted(c.name for c in registry.cards.values() if c.real_bogus and survey in c.surveys)
                   for survey in ("ztf", "rubin")}
-    assert real_bogus["ztf"] == ["realbogus"], "one real/bogus model fills ZTF's real_bogus"
+    assert real_bogus == {"ztf": ["realbogus"], "rubin": ["rubin_realbogus"]}, "one real/bogus model per survey"
     assert "rubin" not in registry.card("realbogus").surveys and "NOT validated" in registry.card("realbogus").survey_figures["rubin"]
     assert "rubin" not in registry.card("alertclass").surveys   # no class model is checked on Rubin
 

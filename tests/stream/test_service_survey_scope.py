@@ -44,7 +44,7 @@ def _run_service(services, name, tmp_path, files, **env):
 
 def test_each_survey_gets_the_models_validated_on_it(services, unique_name, tmp_path):
     files = sorted((SAMPLES / "ztf" / "kowalski").glob("*.avro"))[:12] + sorted((SAMPLES / "rubin").rglob("*.avro"))
-    records = _run_service(services, unique_name, tmp_path, files, SC__ENGINE__MODELS="realbogus,braai,acai")
+    records = _run_service(services, unique_name, tmp_path, files, SC__ENGINE__MODELS="realbogus,rubin_realbogus,braai,acai")
     ztf = [r for r in records if r["survey"] == "ztf"]
     rubin = [r for r in records if r["survey"] == "rubin"]
     assert ztf and rubin
@@ -60,7 +60,18 @@ def test_each_survey_gets_the_models_validated_on_it(services, unique_name, tmp_
         if r["survey_score_versions"].get("drb") == "d6_m7":
             assert abs(models["braai"]["scores"]["real"] - r["survey_scores"]["drb"]) < 2e-6
     assert sum(r["survey_score_versions"].get("drb") == "d6_m7" for r in ztf) >= 5
-    for r in rubin:   # no model of this selection was checked on Rubin: published unscored, with the reason
+    for r in rubin:   # Rubin's own real/bogus model only; no class model is validated on Rubin
+        assert [(m["name"], m["validated"]) for m in r["models"]] == [("rubin_realbogus", True)]
+        assert r["real_bogus"] == r["models"][0]["scores"]["real"] and r["real_bogus_model"] == "rubin_realbogus"
+        assert r["class_scores"] == {} and r["unscored_reason"] is None
+        assert "reliability" in r["survey_scores"] and r["quality"]["rule"] == "rubin-v1"
+
+
+def test_a_rubin_alert_no_validated_model_scores_is_published_with_the_reason(services, unique_name, tmp_path):
+    files = sorted((SAMPLES / "rubin" / "alerce-kafka").glob("*.avro"))
+    records = _run_service(services, unique_name, tmp_path, files, SC__ENGINE__MODELS="realbogus,braai,acai")
+    assert len(records) == 5
+    for r in records:   # no model of this selection was checked on Rubin: published unscored, with the reason
         assert r["models"] == [] and r["real_bogus"] is None and r["class_scores"] == {}
         assert r["unscored_reason"] == "no model validated on survey 'rubin' scored this input"
         assert "reliability" in r["survey_scores"] and r["quality"]["rule"] == "rubin-v1"
