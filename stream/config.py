@@ -539,10 +539,13 @@ def _apply_env(data: dict[str, dict[str, Any]], env: Mapping[str, str]) -> set[s
             raise ConfigError(f"environment variable {key}: expected {ENV_PREFIX}<SECTION>__<KEY>{hint}")
         data.setdefault(parts[0], {})[parts[1]] = value
         env_keys.add(f"{parts[0]}.{parts[1]}")
-    for variable, section, key in (("KAFKA_BOOTSTRAP_SERVERS", "kafka", "bootstrap_servers"), ("REDIS_URL", "redis", "url"),
-                                   ("SCHEMA_REGISTRY_URL", "kafka", "schema_registry_url")):
-        if env.get(variable):
-            data.setdefault(section, {})[key] = env[variable]
+    # named literally: tests/deploy reads the variables this module knows from these calls
+    if env.get("KAFKA_BOOTSTRAP_SERVERS"):
+        data.setdefault("kafka", {})["bootstrap_servers"] = env["KAFKA_BOOTSTRAP_SERVERS"]
+    if env.get("REDIS_URL"):
+        data.setdefault("redis", {})["url"] = env["REDIS_URL"]
+    if env.get("SCHEMA_REGISTRY_URL"):
+        data.setdefault("kafka", {})["schema_registry_url"] = env["SCHEMA_REGISTRY_URL"]
     return env_keys
 
 
