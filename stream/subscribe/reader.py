@@ -31,10 +31,10 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stream.subscribe.filters import Predicate, combine, parse_where
 from stream.subscribe.known import top_class, top_classes
@@ -52,6 +52,16 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+
+def _partition(msg: Message) -> int:
+    """A delivered message's partition (librdkafka always sets it; the stubs say Optional)."""
+    return cast(int, msg.partition())
+
+
+def _offset(msg: Message) -> int:
+    """A delivered message's offset (always set on a message from poll; Optional in the stubs)."""
+    return cast(int, msg.offset())
 
 
 class SubscribeError(RuntimeError):
@@ -392,11 +402,12 @@ class ClassifiedReader:
             msg = self._consumer.poll(0.2)
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(msg.partition())
-                elif msg.error().fatal() or not msg.error().retriable():
-                    raise SubscribeError(f"reading {self.topic} failed: {msg.error()}")
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    at_eof.add(_partition(msg))
+                elif err.fatal() or not err.retriable():
+                    raise SubscribeError(f"reading {self.topic} failed: {err}")
                 continue
             if msg.partition() in at_eof:
                 self._pending.append(msg)
@@ -436,7 +447,7 @@ class ClassifiedReader:
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    at_eof.add(msg.partition())
+                    at_eof.add(_partition(msg))
                     if self.until_end and at_eof >= set(self._partitions):
                         return
                     continue
@@ -461,7 +472,7 @@ class ClassifiedReader:
             if not self.predicate(data):
                 self._done_with(msg)
                 continue
-            record = ClassifiedRecord.from_dict(data, topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+            record = ClassifiedRecord.from_dict(data, topic=cast(str, msg.topic()), partition=_partition(msg), offset=_offset(msg),
                                                 timestamp_ms=ts if ts_type != 0 else None)
             self.stats.kept += 1
             yield record
@@ -543,13 +554,14 @@ class AlertFetcher:
             msg = self._consumer.poll(min(0.5, max(0.01, deadline - time.monotonic())))
             if msg is None:
                 continue
-            if msg.error() is not None:
-                if msg.error().fatal() or not msg.error().retriable():
-                    raise SubscribeError(f"fetching {topic}[{partition}]@{offset} failed: {msg.error()}")
+            err = msg.error()
+            if err is not None:
+                if err.fatal() or not err.retriable():
+                    raise SubscribeError(f"fetching {topic}[{partition}]@{offset} failed: {err}")
                 continue
             if msg.offset() == offset and msg.partition() == partition:
                 return msg.value() or b""
-            if msg.offset() > offset:
+            if _offset(msg) > offset:
                 break
         raise SubscribeError(f"alert {topic}[{partition}]@{offset} not found within {self.timeout_s:.0f} s (deleted or never written)")
 
