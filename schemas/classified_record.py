@@ -229,6 +229,9 @@ def decode_classified(value: bytes, writer_schema: Callable[[int], Any] | None =
                                                     f"the registry URL)")
     stream = io.BytesIO(payload)
     try:
-        return fastavro.schemaless_reader(stream, writer, _PARSED[_LATEST_ID])
+        record = fastavro.schemaless_reader(stream, writer, _PARSED[_LATEST_ID])
     except Exception as exc:
         raise DecodeError(Reason.TRUNCATED_AVRO, f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(record, dict):   # the reader schema is a record: fastavro returns a dict
+        raise DecodeError(Reason.TRUNCATED_AVRO, f"classified value decoded to {type(record).__name__}, not a record")
+    return record

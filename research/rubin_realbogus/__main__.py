@@ -42,13 +42,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "tables":
-        from research.rubin_realbogus.tables import all_tables
+def _report(args: argparse.Namespace) -> int:
+    from research.rubin_realbogus.tables import all_tables
 
-        print(all_tables(json.loads(args.results.read_text())))
-        return 0
+    print(all_tables(json.loads(args.results.read_text())))
+    return 0
+
+
+def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     config = StudyConfig(rubin_pool=args.rubin_pool, rubin_data=args.rubin_data, out=args.out,
                          variants=tuple(args.variants), per_base=args.per_base, test_per_base=args.test_per_base,
                          epochs=args.epochs, seed=args.seed, threads=args.threads, compare=not args.no_compare,
@@ -64,6 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         command = "python -m research.rubin_realbogus " + " ".join(argv if argv is not None else sys.argv[1:])
         print("card:", ship(results, command, args.cards_dir, args.weights_dir))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "tables":
+        return _report(args)
+    return _train(args, argv)
 
 
 if __name__ == "__main__":

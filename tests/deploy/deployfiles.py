@@ -52,6 +52,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "sc_kafka_up": ("gauge", frozenset()),
     "sc_schema_registry_up": ("gauge", frozenset()),
     "sc_in_flight_batches": ("gauge", frozenset()),
+    "sc_model_info": ("gauge", frozenset({"name", "version", "sha256", "backend", "surveys"})),
 }
 #: Series Prometheus writes itself for every target (used only by the target-down rule).
 PROMETHEUS_OWN_SERIES = frozenset({"up"})

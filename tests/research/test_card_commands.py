@@ -24,6 +24,8 @@ def test_card_command_runs_from_research(card, monkeypatch):
     words = shlex.split(_training(card)["command"])
     assert words[:2] == ["python", "-m"] and words[2].startswith("research."), words
     module = importlib.import_module(words[2])
+    if not hasattr(module, "main"):   # a package run with -m: its __main__ module
+        module = importlib.import_module(f"{words[2]}.__main__")
     seen = []
     for step in ("_train", "_report"):
         monkeypatch.setattr(module, step, lambda *args, _step=step: seen.append(_step) or 0)
