@@ -13,6 +13,7 @@ import argparse
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from engines.backends import BACKENDS, ENGINE_CACHE_DIR
 
@@ -94,8 +95,9 @@ def _list(args: argparse.Namespace) -> int:
 
     registry = load_registry()
     cache = Path(args.cache_dir)
-    # surveys: those the card says it was trained and checked on (the only ones it scores); "-": none
-    print(f"{'model':<28}{'version':<27}{'trained':<9}{'surveys':<16}{'weights_sha256':<18}artefact")
+    # trained_on: real (survey alerts), simulated, imported (another team's trained model) or
+    # untrained; surveys: those the card says it was trained and checked on (the only ones it scores)
+    print(f"{'model':<28}{'version':<27}{'trained_on':<11}{'surveys':<16}{'weights_sha256':<18}artefact")
     for _ref, card in sorted(registry.versions.items()):  # current and superseded versions
         name = card.name if registry.cards.get(card.name) is card else f"{card.name}@{card.version}"
         artefacts = []
@@ -106,8 +108,19 @@ def _list(args: argparse.Namespace) -> int:
                 artefacts += [f"{e.name} ({e.stat().st_size / 1e6:.1f} MB)" for e in sorted(cache.glob(f"{onnx.stem}-*.engine"))]
         for artefact in artefacts or ["(not built)"]:
             surveys = ",".join(card.surveys) or "-"
-            print(f"{name:<28}{card.version:<27}{str(card.trained).lower():<9}{surveys:<16}{card.weights_sha256[:16]:<18}{artefact}")
+            print(f"{name:<28}{card.version:<27}{_trained_on(card):<11}{surveys:<16}{card.weights_sha256[:16]:<18}{artefact}")
     return 0
+
+
+def _trained_on(card: Any) -> str:
+    """What the card says the weights were trained on, in one word."""
+    if not card.trained:
+        return "untrained"
+    if card.training.get("synthetic") is True:
+        return "simulated"
+    if str(card.training.get("data", "")).startswith("Not ours"):
+        return "imported"
+    return "real"
 
 
 def _describe(_args: argparse.Namespace) -> int:

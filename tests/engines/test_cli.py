@@ -39,6 +39,8 @@ def test_build_then_list(tmp_path: Path, capsys) -> None:
     assert "realbogus" in listing and "-fp32.onnx" in listing and "(not built)" in listing  # iicnet not built
     rows = {line.split()[0]: line.split() for line in listing.splitlines()[1:]}
     assert rows["realbogus"][3] == "ztf" and rows["acai"][3] == "ztf" and rows["iicnet"][3] == "exposure"
+    assert rows["rubin_realbogus"][2:4] == ["real", "rubin"] and rows["iicnet"][2] == "simulated"
+    assert rows["braai"][2] == "imported" and rows["realbogus@1.0.0-synthetic"][2] == "simulated"
 
 
 def test_build_of_tensorrt_without_gpu_reports_failure(tmp_path: Path, capsys) -> None:
