@@ -67,6 +67,7 @@ def card_sections(results: dict[str, Any], command: str, record: str) -> tuple[d
                    "augmentations"),
         "label_rule": "injections: their known kind; real alerts: soft targets (1 - reliability, reliability)",
         "preprocessing": figures["preprocessing"],
+        "geometry": GEOMETRY,
         "optimizer": "adam",
         "lr": config["lr"],
         "batch_size": config["batch_size"],
@@ -125,6 +126,14 @@ def card_sections(results: dict[str, Any], command: str, record: str) -> tuple[d
         evaluation[f"compared_{key}_roc_auc"] = _r(got.get("roc_auc"))
         evaluation[f"compared_{key}_injection_roc_auc"] = _r(comp.get("test_injections", {}).get("roc_auc"))
     return training, evaluation
+
+
+#: How the input geometry was chosen (the report's "Preprocessing and why").
+GEOMETRY = ("Rubin's own 0.2\"/px, never resampled (a 30 px cutout would be 6 px at ZTF's scale, too few for the "
+            "network's three pooling stages; stretching each size to 69 px would give each its own scale); the source "
+            "pixel (n + 1) // 2 at the frame centre, the central 30 x 30 pixels kept (the smallest cutout: every "
+            "cutout shows the same sky), zero-padded to 69; one WCS parity (mirrored cutouts flipped, mismatched "
+            "WCS refused); NaN as 0 like Rubin's own model")
 
 
 def survey_figures(evaluation: dict[str, Any]) -> dict[str, str]:
