@@ -61,7 +61,6 @@ DECODE_SWITCH_INTERVAL_S = 0.0002
 DEAD_LETTER_HEADER_ROOM = 64 * 1024
 
 
-
 class ServiceStopped(RuntimeError):
     """Stop was requested while a batch waited on Redis: the batch is left uncommitted."""
 
