@@ -59,6 +59,9 @@ DECODE_SWITCH_INTERVAL_S = 0.0002
 #: room left for a dead letter's headers under the producer's message.max.bytes
 DEAD_LETTER_HEADER_ROOM = 64 * 1024
 
+#: room left under message.max.bytes for a record's batch framing (librdkafka counts it)
+RECORD_FRAMING_ROOM = 1024
+
 REAL_BOGUS_MODEL = "realbogus"
 
 
@@ -103,6 +106,10 @@ class Service:
     #: is dead-lettered without its value, which stays at the source topic/partition/offset, rather
     #: than failing to produce and stopping the line on every restart.
     dead_letter_max_value_bytes: int = 10485760 - DEAD_LETTER_HEADER_ROOM
+    #: A classified record whose key, value and headers exceed this (the producer's
+    #: message.max.bytes less room for the batch framing) is dead-lettered as unscorable before
+    #: produce(), which would raise MSG_SIZE_TOO_LARGE and stop the line.
+    max_record_bytes: int = 10485760 - RECORD_FRAMING_ROOM
     #: Written into every classified record's ``processing_host`` (schema v1.1): the host name
     #: (the pod name under Kubernetes), so a record can be traced to the member that scored it.
     processing_host: str = field(default_factory=socket.gethostname)
@@ -315,22 +322,26 @@ class Service:
 
         triaged = stages.triage(envelopes, outcomes, {kind for kind, rs in self.runners.items() if rs})
         fresh, dups = timer.time("dedup", lambda: stages.dedup(triaged.candidates, self._redis))
-        scored = stages.score(fresh, self.runners, self._topics, timer.add)
+        # an input that decoded but cannot be scored, built into a record or produced is dead-lettered
+        # as unscorable; the rest of the batch goes on (stages.score isolates it item by item)
+        unscorable: list[tuple[Envelope, DecodeOutcome]] = []
+        scored = stages.score(fresh, self.runners, self._topics, timer.add, refused=unscorable)
+        records, scored, refused = stages.classified_messages(
+            scored, max_record_bytes=self.max_record_bytes, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
+            real_bogus_model=REAL_BOGUS_MODEL, processing_host=self.processing_host, frame=self.framing.frame)
+        dead = triaged.dead + unscorable + refused
 
         messages: list[stages.Outgoing] = []
-        for env, outcome in triaged.dead:
+        for env, outcome in dead:
             log.warning("dead_letter", topic=env.topic, partition=env.partition, offset=env.offset, reason=outcome.reason,
                         detail=redact_urls_in(outcome.detail)[:300])
             messages.append(stages.dead_letter_message(env, outcome, topic=k.dead_letter_topic, classifier_version=__version__,
                                                        max_value_bytes=self.dead_letter_max_value_bytes))
-        messages += [stages.classified_message(s, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
-                                               real_bogus_model=REAL_BOGUS_MODEL, processing_host=self.processing_host,
-                                               frame=self.framing.frame)
-                     for s in scored]
+        messages += records
         delivered = timer.time("publish", lambda: stages.publish(self.producer, messages))
         timer.time("dedup", lambda: self._redis.mark(stages.destinations(delivered)))
 
-        acct = stages.account(envelopes, triaged.dead, dups, scored)
+        acct = stages.account(envelopes, dead, dups, scored)
         self._record(acct, scored)
         lost = timer.time("commit", lambda: stages.commit(self.consumer, envelopes))
         if lost:
@@ -338,9 +349,9 @@ class Service:
                         note="their new owner resumes; Redis marks prevent republishing")
         for stage, seconds in timer.seconds.items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        if triaged.dead or dups:
+        if dead or dups:
             log.info("batch_done", messages=len(envelopes), published=len(scored), duplicates=len(dups),
-                     dead_lettered=len(triaged.dead))
+                     dead_lettered=len(dead))
 
     def _record(self, acct: stages.BatchAccount, scored: list[stages.Scored]) -> None:
         """Add a batch's account to the metrics (Prometheus counters and the per-partition reconciliation)."""
@@ -495,4 +506,5 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
     producer = Producer(producer_conf)
     return Service(settings=settings, consumer=consumer, producer=producer, dedup=dedup, runners=runners,
                    metrics=metrics, decode_pool=pool, metrics_server=server, owns_runners=owns_runners,
-                   dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM, framing=framing)
+                   dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM, framing=framing,
+                   max_record_bytes=int(producer_conf["message.max.bytes"]) - RECORD_FRAMING_ROOM)
