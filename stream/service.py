@@ -39,6 +39,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from engines.scoring import Runner
 from schemas.alert import InputKind
+from schemas.decode import SchemaRegistryError
 from stream import __version__, stages
 from stream.config import Settings
 from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, decode_in_process, wait_for_decode
@@ -47,7 +48,7 @@ from stream.kafka_clients import make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
 from stream.output_registry import OutputFraming, register_output_schemas
 from stream.pipeline import DecodeOutcome, Envelope, StageTimer
-from stream.schema_registry import redact_urls_in
+from stream.schema_registry import SchemaLookups, redact_urls_in
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
 
@@ -115,6 +116,8 @@ class Service:
     processing_host: str = field(default_factory=socket.gethostname)
     #: Registry schema ids per output topic (empty: the fixed shipped ids).
     framing: OutputFraming = field(default_factory=OutputFraming)
+    #: Schema registry lookups, in this process, cached for every batch (made on first use).
+    schema_lookups: SchemaLookups | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     #: When stop was requested (monotonic): decode waits after it share one grace of decode.timeout_s.
     _stop_requested_at: float | None = None
@@ -264,11 +267,21 @@ class Service:
     def _submit(self, envelopes: list[Envelope]) -> _Batch:
         values = [e.value for e in envelopes]
         dec = self.settings.decode
-        url = self.settings.kafka.schema_registry_url
+        # Schema ids are looked up here, in the supervisor, under one deadline per lookup and with
+        # one cache for every batch; the workers get the answers with the batch and never do HTTP.
+        # A registry that cannot answer fails the batch's future: _decoded pauses and resubmits.
+        if self.schema_lookups is None:
+            self.schema_lookups = SchemaLookups(self.settings.kafka.schema_registry_url)
+        try:
+            schemas = self.schema_lookups.prepare(values)
+        except SchemaRegistryError as exc:
+            failed: cf.Future = cf.Future()
+            failed.set_exception(exc)
+            return _Batch(envelopes, failed, int(time.time() * 1000))
         if self.decode_pool is None:
-            fut: cf.Future = _Immediate(lambda: decode_in_process(values, dec, url))
+            fut: cf.Future = _Immediate(lambda: decode_in_process(values, dec, schemas))
         else:
-            fut = self.decode_pool.submit(values, dec, url)
+            fut = self.decode_pool.submit(values, dec, schemas)
         return _Batch(envelopes, fut, int(time.time() * 1000))
 
     def _decoded(self, batch: _Batch) -> tuple[list[DecodeOutcome], float]:
@@ -277,8 +290,6 @@ class Service:
         The registry is ours, not the message's: its failure never dead-letters or commits the
         input (it would turn every Rubin alert into a dead letter). Backoff as for Redis.
         """
-        from schemas.decode import SchemaRegistryError
-
         rs = self.settings.redis
         delay = rs.retry_initial_s
         paused = False

@@ -103,8 +103,11 @@ class SchemaResolver:
         try:
             check_schema_is_safe(definition)
             parsed = fastavro.parse_schema(definition)
-        except Exception as exc:
-            raise SchemaRegistryError(f"{self.source or 'registry'}: schema id {schema_id} is unusable: {exc}") from exc
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the registry answered: a schema that is not Avro is the message's
+            raise DecodeError(Reason.BAD_SCHEMA, f"schema id {schema_id} from {self.source or 'registry'} is not a usable "
+                                                 f"Avro schema: {type(exc).__name__}: {exc}"[:500]) from None
         name = definition.get("name", "") if isinstance(definition, dict) else ""
         label = name.rsplit(".", 1)[0] if name.startswith("lsst.") else f"registry:{schema_id}"
         return parsed, projection_schema(definition), label
