@@ -60,6 +60,9 @@ DECODE_SWITCH_INTERVAL_S = 0.0002
 #: room left for a dead letter's headers under the producer's message.max.bytes
 DEAD_LETTER_HEADER_ROOM = 64 * 1024
 
+#: default of Service.decoded_bytes_budget
+DECODED_BYTES_BUDGET = 512 * 1024 * 1024
+
 #: room left under message.max.bytes for a record's batch framing (librdkafka counts it)
 RECORD_FRAMING_ROOM = 1024
 
@@ -75,6 +78,32 @@ class _Batch:
     envelopes: list[Envelope]
     decoded: cf.Future  # -> (list[DecodeOutcome], seconds)
     consumed_at_ms: int
+    #: bytes of the decoded arrays, once decoded (see Service.decoded_bytes_budget)
+    decoded_bytes: int | None = None
+
+    def held_bytes(self) -> int:
+        """Bytes of the arrays this batch holds decoded (0 while it decodes, or if decode failed)."""
+        if self.decoded_bytes is None and self.decoded.done():
+            try:
+                outcomes, _ = self.decoded.result()
+            except BaseException:  # noqa: BLE001 - a failed decode holds nothing; _process raises it
+                self.decoded_bytes = 0
+            else:
+                self.decoded_bytes = sum(_item_bytes(item) for outcome in outcomes for item in outcome.items)
+        return self.decoded_bytes or 0
+
+
+def _item_bytes(item: Any) -> int:
+    """Bytes of an Alert's stamps and their planes, or of an Exposure's images."""
+    images = getattr(item, "images", None)
+    if images is not None:
+        return sum(int(a.nbytes) for a in images.values())
+    total = 0
+    for name in ("science", "template", "difference"):
+        stamp = getattr(item, name, None)
+        if stamp is not None:
+            total += int(stamp.data.nbytes) + sum(int(a.nbytes) for a in stamp.extra.values())
+    return total
 
 
 class _Immediate(cf.Future):
@@ -118,6 +147,11 @@ class Service:
     framing: OutputFraming = field(default_factory=OutputFraming)
     #: Schema registry lookups, in this process, cached for every batch (made on first use).
     schema_lookups: SchemaLookups | None = None
+    #: Decoded bytes (stamps, images) the batches waiting to be scored may hold together: past it,
+    #: no more is consumed until the oldest is scored (batch.max_in_flight alone let 3 batches of
+    #: 256 large items reach tens of GB). With the stamp caps per survey a ZTF batch of 256 holds
+    #: ~12 MB; the budget binds on Rubin alerts with large cutouts and on exposures.
+    decoded_bytes_budget: int = DECODED_BYTES_BUDGET
     _stop: threading.Event = field(default_factory=threading.Event)
     #: When stop was requested (monotonic): decode waits after it share one grace of decode.timeout_s.
     _stop_requested_at: float | None = None
@@ -151,6 +185,12 @@ class Service:
         consumed = 0
         try:
             while not self._stop.is_set():
+                if self._pending and self._held_bytes() >= self.decoded_bytes_budget:
+                    # over the memory budget: score the oldest before consuming more
+                    self.metrics.last_loop_monotonic = time.monotonic()
+                    self._process(self._pending.popleft())
+                    self.metrics.in_flight.set(len(self._pending))
+                    continue
                 # a decoded batch waiting: take what the consumer holds already, without waiting for more
                 wait_s = 0.0 if self._pending and self._pending[0].decoded.done() else bs.max_wait_ms / 1000.0
                 messages = self.consumer.consume(num_messages=bs.max_size, timeout=wait_s)
@@ -311,6 +351,10 @@ class Service:
                 self.metrics.set_schema_registry_up(True)
                 log.info("schema_registry_reachable_again")
             return result
+
+    def _held_bytes(self) -> int:
+        """Decoded bytes of the batches in hand (those still decoding count 0)."""
+        return sum(b.held_bytes() for b in self._pending)
 
     def _stop_grace_left(self) -> float:
         """Seconds a decode may still take once stop is requested: one decode.timeout_s in all."""
