@@ -24,39 +24,60 @@ from schemas.decode.rubin import SchemaRegistryError, SchemaResolver
 __all__ = ["registry_fetcher", "resolver_for", "redact_url", "redact_urls_in", "split_credentials", "SchemaLookups",
            "PrefetchedSchemas", "LOOKUP_DEADLINE_S", "MAX_ANSWER_BYTES"]
 
-#: ``scheme://user:password@`` anywhere in a text (an exception message, a log line).
-_CREDENTIALS_IN_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]*@")
+#: A URL in a text: its scheme and the rest of its token (up to whitespace or a quote).
+_URL_IN_TEXT = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<rest>[^\s'\"<>]*)")
+
+
+def _split_userinfo(rest: str) -> tuple[str | None, str]:
+    """(user info, the rest) of what follows ``scheme://``.
+
+    The user info runs to the *last* ``@``, so a password holding an unencoded ``/``, ``?``, ``#``
+    or ``@`` is still all of it (``urlsplit`` cuts it at the first ``/``, leaving the rest of the
+    password in the path). A text before ``@`` that holds ``/``, ``?`` or ``#`` but no ``:`` is
+    a path with an ``@`` in it (``http://h/p@x``), not credentials.
+    """
+    at = rest.rfind("@")
+    if at < 0:
+        return None, rest
+    info = rest[:at]
+    if any(c in info for c in "/?#") and ":" not in info:
+        return None, rest
+    return info, rest[at + 1:]
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any ``user:password@`` removed, safe for logs and headers."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
+    """``url`` with any ``user:password@`` replaced by ``***@``, safe for logs and headers."""
+    match = _URL_IN_TEXT.match(url)
+    if match is None:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urllib.parse.urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    info, rest = _split_userinfo(url[len(match.group("scheme")):])
+    return url if info is None else f"{match.group('scheme')}***@{rest}"
 
 
 def redact_urls_in(text: str) -> str:
     """``text`` with the credentials of every URL in it replaced by ``***`` (for logs, headers)."""
-    return _CREDENTIALS_IN_URL.sub(lambda m: f"{m.group('scheme')}***@", text)
+    def one(match: re.Match[str]) -> str:
+        info, rest = _split_userinfo(match.group("rest"))
+        return match.group(0) if info is None else f"{match.group('scheme')}***@{rest}"
+    return _URL_IN_TEXT.sub(one, text)
 
 
 def split_credentials(url: str) -> tuple[str, str | None]:
     """(``url`` without ``user:password@``, a Basic ``Authorization`` header value or None).
 
-    urllib does not send credentials written in a URL (and a password with ``:`` or ``@`` in it
-    breaks its host parsing, putting the password into the exception text); a header does both.
+    urllib does not send credentials written in a URL (and a password with ``:``, ``@`` or ``/``
+    in it breaks its host parsing, putting the password into the exception text); a header does
+    both. Percent-encoded user and password are decoded.
     """
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
+    match = _URL_IN_TEXT.match(url)
+    if match is None:
         return url, None
-    user = urllib.parse.unquote(parts.username or "")
-    password = urllib.parse.unquote(parts.password or "")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return redact_url(url).replace("***@", "", 1), f"Basic {token}"
+    info, rest = _split_userinfo(url[len(match.group("scheme")):])
+    if info is None:
+        return url, None
+    user, _, password = info.partition(":")
+    token = base64.b64encode(f"{urllib.parse.unquote(user)}:{urllib.parse.unquote(password)}".encode()).decode("ascii")
+    return f"{match.group('scheme')}{rest}", f"Basic {token}"
 
 
 #: Overall deadline of one registry lookup: connecting, sending, the status line, headers and
