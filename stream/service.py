@@ -366,6 +366,14 @@ class Service:
     def _heartbeat(self) -> None:
         self.metrics.last_loop_monotonic = time.monotonic()
 
+    def _scoring_clock(self, timer: StageTimer) -> Callable[[str, float], None]:
+        """The stage clock for scoring: adds the seconds and beats the heart after every preprocess
+        and inference chunk, so a long batch of big inputs is progress, not a stalled loop."""
+        def clock(stage: str, seconds: float) -> None:
+            timer.add(stage, seconds)
+            self._heartbeat()
+        return clock
+
     def _process(self, batch: _Batch) -> None:
         """One batch through the stages (:mod:`stream.stages`), then its offsets committed."""
         timer = StageTimer()
@@ -380,7 +388,7 @@ class Service:
         # an input that decoded but cannot be scored, built into a record or produced is dead-lettered
         # as unscorable; the rest of the batch goes on (stages.score isolates it item by item)
         unscorable: list[tuple[Envelope, DecodeOutcome]] = []
-        scored = stages.score(fresh, self.runners, self._topics, timer.add, refused=unscorable)
+        scored = stages.score(fresh, self.runners, self._topics, self._scoring_clock(timer), refused=unscorable)
         records, scored, refused = stages.classified_messages(
             scored, max_record_bytes=self.max_record_bytes, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
             real_bogus_model=REAL_BOGUS_MODEL, processing_host=self.processing_host, frame=self.framing.frame)

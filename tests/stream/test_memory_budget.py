@@ -27,7 +27,7 @@ from schemas.decode import decode_message
 from tests.conftest import REPO
 from tests.kafka_helpers import produce_values
 from tests.stream.hostile_messages import _container, _first_record, real_ztf_packets
-from tests.stream.test_service import classified, engine_cache, make_topics, settings_env  # noqa: F401 - fixtures
+from tests.stream.test_service import classified, engine_cache, make_topics, runners, settings_env  # noqa: F401 - fixtures
 from tests.stream.test_service_hostile import _free_port, _get_json
 
 pytestmark = pytest.mark.integration
@@ -159,3 +159,48 @@ def test_no_more_is_consumed_while_the_decoded_batches_held_reach_the_budget(ser
     assert not thread.is_alive()
     assert len(classified(services, name, expect=len(keys))) == len(keys)
     assert held_at_consume and max(held_at_consume) < one_alert, held_at_consume
+
+
+class _SlowRunner:
+    """The real runner, one input per chunk, each inference held ``delay_s`` longer (a slow device)."""
+
+    def __init__(self, runner, delay_s: float) -> None:
+        self._runner, self._delay_s = runner, delay_s
+        self.provenance, self.labels, self.max_batch = runner.provenance, runner.labels, 1
+
+    def preprocess(self, items):
+        return self._runner.preprocess(items)
+
+    def infer(self, batch):
+        time.sleep(self._delay_s)
+        return self._runner.infer(batch)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_heart_beats_while_a_long_batch_is_scored(services, unique_name, engine_cache, runners):
+    """Liveness reads the loop's last beat: a batch that takes seconds to score beats after
+    every chunk, so /healthz does not get a busy member restarted."""
+    import threading
+
+    from schemas.alert import InputKind
+    from stream.config import load_settings
+    from stream.service import build_service
+
+    name = unique_name
+    make_topics(services, name, partitions=1)
+    packets = [p.read_bytes() for p in real_ztf_packets(8)]
+    produce_values(services.bootstrap_servers, f"{name}-alerts", [(f"a{i}".encode(), v) for i, v in enumerate(packets)])
+    settings = load_settings(env=settings_env(services, name, engine_cache, SC__BATCH__MAX_SIZE="8"))
+    slow = _SlowRunner(runners[InputKind.DIFFERENCE_ALERT][0], delay_s=0.4)
+    service = build_service(settings, runners={InputKind.DIFFERENCE_ALERT: [slow]}, metrics_port=0)
+    thread = threading.Thread(target=service.run, kwargs={"max_idle_s": 3}, daemon=True)
+    stale: list[float] = []
+    thread.start()
+    while thread.is_alive():
+        stale.append(time.monotonic() - service.metrics.last_loop_monotonic)
+        time.sleep(0.05)
+    assert service.metrics.totals().published == len(packets)
+    print(f"\nlongest gap between beats while scoring {len(packets)} x 0.4 s: {max(stale):.2f} s")
+    assert max(stale) < 1.5
