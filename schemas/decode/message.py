@@ -77,7 +77,8 @@ def _decode_bounded(value: bytes, settings: DecodeSettings, resolver: SchemaReso
         raise DecodeError(Reason.TOO_LARGE, f"{len(value)} bytes > {settings.max_message_bytes}")
     if is_container(value):
         schema, records = read_container(value, max_block_bytes=settings.max_block_bytes,
-                                         max_records=settings.max_records_per_message)
+                                         max_records=settings.max_records_per_message,
+                                         max_total_bytes=settings.max_inflated_message_bytes)
         out: list[Alert | Exposure | DecodeError] = []
         for index, record in enumerate(records):
             if isinstance(record, DecodeError):
