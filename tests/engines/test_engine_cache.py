@@ -4,7 +4,8 @@ A zero-weight ONNX planted in the cache under the name of a model's export score
 with the same P(real) while the provenance still showed the card's weights hash: the cached
 file was loaded without comparing it with anything. Now the sha256 of each export is recorded
 beside it, a cached file that differs from its record (or has none) is exported again from the
-card's weights, and a cache directory others may write to is refused.
+card's weights, and a cache directory others may write to is used only through a private
+subdirectory that must be ours alone.
 """
 from __future__ import annotations
 
@@ -71,10 +72,25 @@ def test_a_cache_without_a_record_is_exported_again(registry, alerts, tmp_path):
     assert extra["onnx_sha256"] == file_sha256(path) and path.with_name(path.name + ".sha256").is_file()
 
 
-def test_a_cache_directory_others_may_write_is_refused(registry, tmp_path):
+def test_a_cache_directory_others_may_write_is_used_only_through_a_private_one(registry, tmp_path):
+    import os
+
     cache = tmp_path / "shared"
     cache.mkdir()
-    cache.chmod(0o777)
+    cache.chmod(0o777)  # a Kubernetes emptyDir
+    runner = registry.load_runner("realbogus", "onnxruntime", cache_dir=str(cache), allow_untrained=True)
+    runner.close()
+    private = cache / f"private-{os.getuid()}"
+    assert [p.name for p in cache.iterdir()] == [private.name] and oct(private.stat().st_mode & 0o777) == "0o700"
+    assert onnx_path_for(registry.card("realbogus"), private).is_file(), "nothing exported where others write"
+
+    # someone else's (or a group-writable) directory under that name is refused
+    other = tmp_path / "other"
+    other.mkdir()
+    other.chmod(0o777)
+    planted = other / f"private-{os.getuid()}"
+    planted.mkdir(mode=0o777)
+    planted.chmod(0o777)
     with pytest.raises(EngineError, match="writable by others"):
-        registry.load_runner("realbogus", "onnxruntime", cache_dir=str(cache), allow_untrained=True)
-    assert not list(cache.iterdir()), "nothing exported there"
+        registry.load_runner("realbogus", "onnxruntime", cache_dir=str(other), allow_untrained=True)
+    assert not list(planted.iterdir())
