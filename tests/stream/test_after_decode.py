@@ -194,3 +194,38 @@ def test_the_service_dead_letters_each_input_that_used_to_crash_it_and_publishes
     totals = service.metrics.totals()
     assert totals.balanced and totals.consumed == len(alerts) + len(exposures)
     assert totals.dead_lettered == len(HOSTILE) + 1
+
+
+@pytest.mark.integration
+def test_several_dead_letters_from_one_message_are_all_acknowledged(services, unique_name, tmp_path):
+    """A container holding two exposures, on a member that scores alerts only: two dead letters
+    name the same source message. Their delivery reports used to share one token, so the batch
+    counted one acknowledgement short and raised PublishError on every restart."""
+    import io as _io
+
+    import fastavro
+
+    import schemas
+    from schemas.decode.exposure import EXPOSURE_ID_OFFSET
+    from stream.service import build_service
+    from tests.stream.test_service import make_topics, settings_env
+
+    major, minor = schemas.latest_version("exposure")
+    schema = schemas.load_schema("exposure", major, minor)
+    value = wise_cutout(exposure_id="c-0")
+    record = fastavro.schemaless_reader(_io.BytesIO(value[5:]), fastavro.parse_schema(schema))
+    assert int.from_bytes(value[1:5], "big") >= EXPOSURE_ID_OFFSET
+    buf = _io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(schema), [record, dict(record, exposure_id="c-1")])
+    name = unique_name
+    make_topics(services, name, partitions=1)
+    good = real_ztf_packets(1)[0].read_bytes()
+    produce_values(services.bootstrap_servers, f"{name}-alerts", [(b"two-exposures", buf.getvalue()), (b"good", good)])
+    service = build_service(load_settings(env=settings_env(services, name, tmp_path, SC__ENGINE__MODELS="realbogus",
+                                                           SC__ENGINE__BACKEND="torch")), metrics_port=0)
+    service.run(max_idle_s=4)
+    dlq = read_topic(services.bootstrap_servers, f"{name}-dlq", expect=2, timeout_s=30)
+    assert [r.headers["sc-reason"].decode() for r in dlq] == ["unsupported_kind"] * 2
+    assert len(read_topic(services.bootstrap_servers, f"{name}-classified", expect=1)) == 1
+    totals = service.metrics.totals()
+    assert totals.balanced and totals.dead_lettered == 2 and totals.published == 1
