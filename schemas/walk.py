@@ -50,7 +50,7 @@ from schemas.alert import Alert, Exposure
 from schemas.decode.avro import CONTAINER_MAGIC, ContainerReader, one_record_container
 from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.limits import DecodeSettings
-from schemas.decode.parquet import PARQUET_MAGIC
+from schemas.decode.parquet import PARQUET_MAGIC, iter_group_rows, open_parquet
 
 __all__ = [
     "EntryKind",
@@ -361,11 +361,11 @@ def _encoded_rows(fh: BinaryIO, source: str) -> Iterator[Entry]:
 
     import fastavro
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     try:
-        reader = pq.ParquetFile(fh)
-        schema = parquet_writer_schema(reader.schema_arrow)
+        reader = open_parquet(fh)
+        # the columns' own types (read_dictionary makes text columns dictionary arrays; rows are plain)
+        schema = parquet_writer_schema(reader.schema.to_arrow_schema())
         parsed = fastavro.parse_schema(schema)
     except DecodeError as exc:
         yield Entry(source, source, 0, EntryKind.REFUSED, error=exc)
@@ -377,23 +377,22 @@ def _encoded_rows(fh: BinaryIO, source: str) -> Iterator[Entry]:
     sync = hashlib.blake2b(source.encode(), digest_size=16).digest()
     index = 0
     for group in range(reader.metadata.num_row_groups):
+        group_end = index + reader.metadata.row_group(group).num_rows
         try:
-            rows = reader.read_row_group(group).to_pylist()
+            for row in iter_group_rows(reader, group):  # a few rows at a time, never the whole group
+                out = io.BytesIO()
+                try:
+                    fastavro.schemaless_writer(out, parsed, row)
+                except (ValueError, TypeError, OverflowError) as exc:
+                    yield _refused(source, Reason.BAD_FIELD_TYPE, f"row cannot be encoded: {exc}"[:300], index, f"{source}#{index}")
+                else:
+                    yield Entry(f"{source}#{index}", source, index, EntryKind.PARQUET_ROW,
+                                value=one_record_container(schema_json, out.getvalue(), sync))
+                index += 1
         except (pa.ArrowException, OSError) as exc:
             yield _refused(source, Reason.TRUNCATED_AVRO, f"row group {group}: {type(exc).__name__}: {exc}"[:300],
                            index, f"{source}#{index}")
-            index += reader.metadata.row_group(group).num_rows
-            continue
-        for row in rows:
-            out = io.BytesIO()
-            try:
-                fastavro.schemaless_writer(out, parsed, row)
-            except (ValueError, TypeError, OverflowError) as exc:
-                yield _refused(source, Reason.BAD_FIELD_TYPE, f"row cannot be encoded: {exc}"[:300], index, f"{source}#{index}")
-            else:
-                yield Entry(f"{source}#{index}", source, index, EntryKind.PARQUET_ROW,
-                            value=one_record_container(schema_json, out.getvalue(), sync))
-            index += 1
+            index = group_end
 
 
 # --- decoded walk -----------------------------------------------------------------------------
