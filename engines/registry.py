@@ -35,6 +35,7 @@ __all__ = [
     "load_network",
     "state_sha256",
     "onnx_path_for",
+    "check_cache_dir",
     "files_sha256",
 ]
 
@@ -126,6 +127,31 @@ def _check_seeded(card: ModelCard, seed: int, network: nn.Module, expected_sha25
         if actual != expected_sha256:
             raise EngineError(f"{card.name}: seeded weights (seed {seed}, torch {torch.__version__}) hash {actual} "
                               f"!= card {expected_sha256}")
+
+
+def check_cache_dir(cache_dir: str | Path) -> Path:
+    """The directory to keep engines in: ``cache_dir`` itself, made for its owner only where
+    missing; where others may write to it (a Kubernetes ``emptyDir`` is mode 0777), a private
+    subdirectory ``private-<uid>`` of it, mode 0700, which must be ours and writable by us alone.
+    Anything else is refused: anyone could plant an engine there."""
+    import os
+    import stat
+
+    path = Path(cache_dir)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.stat().st_mode & stat.S_IWOTH:
+        return path
+    private = path / f"private-{os.getuid()}"
+    try:
+        private.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    info = os.lstat(private)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise EngineError(f"engine cache {path} is writable by others and its private directory {private.name} is not ours "
+                          f"alone (mode {stat.filemode(info.st_mode)}, uid {info.st_uid}): anyone could plant an engine there; "
+                          f"use a directory only this service writes")
+    return private
 
 
 def onnx_path_for(card: ModelCard, cache_dir: str | Path, precision: str = "fp32") -> Path:
@@ -272,11 +298,27 @@ class Registry:
         return [chosen[name] for name in sorted(chosen)]
 
     def export(self, name: str, cache_dir: str | Path = ENGINE_CACHE_DIR, precision: str = "fp32", version: str | None = None) -> Path:
-        """The card's ONNX file in ``cache_dir``, exported now if it is not there yet."""
+        """The card's ONNX file in ``cache_dir``, exported now if it is not there yet.
+
+        The cache is not trusted blindly: a directory others may write to is used only through a
+        private subdirectory (:func:`check_cache_dir`), and a cached
+        file is used only if its sha256 matches the one recorded beside it at export
+        (``<file>.sha256``); a file without that record, or that differs from it (replaced,
+        truncated), is exported again from the card's weights.
+        """
         card = self.card(name, version)
-        path = onnx_path_for(card, cache_dir, precision)
-        if not path.is_file():
-            export_onnx(load_network(card, self.weights_dir), card.contract, path, precision)
+        path = onnx_path_for(card, check_cache_dir(cache_dir), precision)
+        record = path.with_name(path.name + ".sha256")
+        if path.is_file():
+            recorded = record.read_text().strip() if record.is_file() else ""
+            if recorded and recorded == file_sha256(path):
+                return path
+            log.warning("engine_cache_untrusted", path=str(path), note="re-exported from the card's weights",
+                        why="no sha256 recorded at export" if not recorded else "sha256 differs from the one recorded at export")
+        export_onnx(load_network(card, self.weights_dir), card.contract, path, precision)
+        tmp = record.with_name(record.name + ".tmp")
+        tmp.write_text(file_sha256(path) + "\n")
+        tmp.replace(record)
         return path
 
     def load_runner(
@@ -298,6 +340,8 @@ class Registry:
         card = self.card(name, version)
         if not card.trained and not allow_untrained:
             raise EngineError(f"model {name!r} is not trained (card trained = false); pass allow_untrained to use it anyway")
+        if backend != "torch":
+            cache_dir = str(check_cache_dir(cache_dir))  # exports and TensorRT plans alike
         if backend not in BACKENDS:
             raise EngineError(f"unknown backend {backend!r}; known: {BACKENDS}")
         extra: dict[str, Any] = {}

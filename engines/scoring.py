@@ -18,14 +18,27 @@ from engines.cards import ModelCard
 from schemas.alert import InputKind, Item
 from schemas.provenance import ModelProvenance
 
-__all__ = ["Runner", "ModelRegistry", "ModelResults", "StageClock", "THREADED_BACKENDS", "select_cards", "load_kind_runners",
-           "survey_scope", "score_items"]
+__all__ = ["Runner", "ModelRegistry", "UnscorableInput", "is_input_fault", "ModelResults", "StageClock", "THREADED_BACKENDS",
+           "select_cards", "load_kind_runners", "survey_scope", "score_items"]
 
 #: Per item: one (provenance, label -> probability) pair per model that ran on it.
 ModelResults = list[tuple[ModelProvenance, dict[str, float]]]
 
 #: Called with (stage name, seconds) after each preprocess / infer call.
 StageClock = Callable[[str, float], None]
+
+
+class UnscorableInput(ValueError):
+    """Preprocessing refused the chunk's inputs (a band or geometry a model needs is missing): the
+    inputs' fault, not ours. ``__cause__`` is the preprocessor's error. Inference failures and a
+    wrong output shape are ours and are never wrapped in this."""
+
+
+def is_input_fault(exc: BaseException) -> bool:
+    """Whether a preprocessor's exception says the input is unusable (:class:`PreprocessError` and
+    the other value errors of array code) rather than that we are (memory, a device, a bug that
+    raises RuntimeError, as torch does for CUDA faults)."""
+    return isinstance(exc, (ValueError, TypeError, ArithmeticError, IndexError, KeyError)) and not isinstance(exc, MemoryError)
 
 
 class Runner(Protocol):
@@ -124,6 +137,8 @@ def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageCl
     """Run every runner on the items it applies to (items share a kind), in chunks of the
     runner's max batch. An item a runner's ``select`` leaves out gets no score from it, never a
     made-up one. A runner that returns the wrong shape is our fault, never the input's: it raises.
+    Inputs that its preprocessing refuses raise :class:`UnscorableInput` (the caller may score
+    the chunk's items one by one to find which).
     """
     results: list[ModelResults] = [[] for _ in items]
     for runner in runners:
@@ -132,7 +147,12 @@ def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageCl
         for start in range(0, len(chosen), step):
             indices = chosen[start:start + step]
             chunk = [items[i] for i in indices]
-            batch = _timed(clock, "preprocess", partial(runner.preprocess, chunk))
+            try:
+                batch = _timed(clock, "preprocess", partial(runner.preprocess, chunk))
+            except Exception as exc:
+                if is_input_fault(exc):
+                    raise UnscorableInput(f"{runner.provenance.name}: {type(exc).__name__}: {exc}") from exc
+                raise
             probs = np.asarray(_timed(clock, "infer", partial(runner.infer, batch)))
             if probs.shape != (len(chunk), len(runner.labels)):
                 raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")

@@ -59,13 +59,19 @@ def _tai_mjd(item: Any, mjd: float | None) -> float | None:
 
 
 def _typed(value: Any, kind: type) -> Any:
+    """``value`` as ``kind``, or None where it cannot be one the record can carry: not a number,
+    not finite, or an integer outside Avro's 64-bit ``long`` (``int(inf)`` raises OverflowError)."""
     if value is None:
         return None
     try:
         out = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
-    return out if not isinstance(out, float) or math.isfinite(out) else None
+    if isinstance(out, float):
+        return out if math.isfinite(out) else None
+    if isinstance(out, int) and not -(2**63) <= out < 2**63:
+        return None
+    return out
 
 
 def _detection_fields(item: Any) -> dict[str, Any]:

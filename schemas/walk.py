@@ -54,7 +54,7 @@ from schemas.alert import Alert, Exposure
 from schemas.decode.avro import CONTAINER_MAGIC, ContainerReader, one_record_container
 from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.limits import DecodeSettings
-from schemas.decode.parquet import PARQUET_MAGIC
+from schemas.decode.parquet import PARQUET_MAGIC, iter_group_rows, open_parquet
 
 __all__ = [
     "EntryKind",
@@ -372,13 +372,14 @@ def _encoded_rows(fh: BinaryIO, source: str) -> Iterator[Entry]:
 
     import fastavro
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from schemas.decode.survey_packets import rubin_packet
 
     try:
-        reader = pq.ParquetFile(fh)
-        schema = parquet_writer_schema(reader.schema_arrow)
+        reader = open_parquet(fh)
+        # the columns' own types (read_dictionary makes text columns dictionary arrays; rows are plain)
+        arrow_schema = reader.schema.to_arrow_schema()
+        schema = parquet_writer_schema(arrow_schema)
         parsed = fastavro.parse_schema(schema)
     except DecodeError as exc:
         yield Entry(source, source, 0, EntryKind.REFUSED, error=exc)
@@ -387,37 +388,39 @@ def _encoded_rows(fh: BinaryIO, source: str) -> Iterator[Entry]:
         yield _refused(source, Reason.UNKNOWN_FORMAT, f"not a readable Parquet file: {type(exc).__name__}: {exc}"[:300])
         return
     schema_json = json.dumps(schema).encode()
-    rubin = "diaSource" in reader.schema_arrow.names and "lsst_schema_version" in reader.schema_arrow.names
     sync = hashlib.blake2b(source.encode(), digest_size=16).digest()
+    rubin = "diaSource" in arrow_schema.names and "lsst_schema_version" in arrow_schema.names
     index = 0
     for group in range(reader.metadata.num_row_groups):
+        group_end = index + reader.metadata.row_group(group).num_rows
         try:
-            rows = reader.read_row_group(group).to_pylist()
+            for row in iter_group_rows(reader, group):  # a few rows at a time, never the whole group
+                yield _row_entry(row, source, index, rubin, parsed, schema_json, sync, rubin_packet)
+                index += 1
         except (pa.ArrowException, OSError) as exc:
             yield _refused(source, Reason.TRUNCATED_AVRO, f"row group {group}: {type(exc).__name__}: {exc}"[:300],
                            index, f"{source}#{index}")
-            index += reader.metadata.row_group(group).num_rows
-            continue
-        for row in rows:
-            packet = None
-            if rubin:
-                try:
-                    packet = rubin_packet(row)
-                except DecodeError:
-                    packet = None     # a column Spark retyped: the row as the dump holds it, below
-            if packet is not None:
-                yield Entry(f"{source}#{index}", source, index, EntryKind.WIRE, value=packet)
-                index += 1
-                continue
-            out = io.BytesIO()
-            try:
-                fastavro.schemaless_writer(out, parsed, row)
-            except (ValueError, TypeError, OverflowError) as exc:
-                yield _refused(source, Reason.BAD_FIELD_TYPE, f"row cannot be encoded: {exc}"[:300], index, f"{source}#{index}")
-            else:
-                yield Entry(f"{source}#{index}", source, index, EntryKind.PARQUET_ROW,
-                            value=one_record_container(schema_json, out.getvalue(), sync))
-            index += 1
+            index = group_end
+
+
+def _row_entry(row: dict[str, Any], source: str, index: int, rubin: bool, parsed: Any, schema_json: bytes, sync: bytes,
+               rubin_packet: Any) -> Entry:
+    """One dump row as a message: Rubin's own packet for a Rubin dump's row, else (or when the row
+    does not fit Rubin's schema: a column Spark retyped) the row as the dump holds it."""
+    import fastavro
+
+    if rubin:
+        try:
+            return Entry(f"{source}#{index}", source, index, EntryKind.WIRE, value=rubin_packet(row))
+        except DecodeError:
+            pass
+    out = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(out, parsed, row)
+    except (ValueError, TypeError, OverflowError) as exc:
+        return _refused(source, Reason.BAD_FIELD_TYPE, f"row cannot be encoded: {exc}"[:300], index, f"{source}#{index}")
+    return Entry(f"{source}#{index}", source, index, EntryKind.PARQUET_ROW,
+                 value=one_record_container(schema_json, out.getvalue(), sync))
 
 
 # --- decoded walk -----------------------------------------------------------------------------

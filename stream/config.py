@@ -150,7 +150,7 @@ class KafkaSettings:
             value = getattr(self, name)
             if name == "client":
                 return repr(redact(value))
-            if name == "schema_registry_url":
+            if name.endswith("_url"):  # every URL-bearing setting (input and output registries)
                 return repr(redact_url(value))
             return repr(value)
 

@@ -332,7 +332,7 @@ class DecodePool:
         return len(self._threads)
 
     # -- public
-    def submit(self, values: Sequence[bytes | None], settings: Any, registry_url: str = "") -> cf.Future:
+    def submit(self, values: Sequence[bytes | None], settings: Any, registry_url: Any = "") -> cf.Future:
         """Decode ``values``; the future's result is ``(outcomes in the order of values, seconds)``.
 
         A batch is split into up to :attr:`workers` contiguous chunks of at least
@@ -621,7 +621,7 @@ def wait_for_decode(future: cf.Future, stop: threading.Event, stop_grace_s: floa
                 raise DecodeAbandoned(f"stop requested; decode still running after {stop_grace_s:g} s")
 
 
-def decode_in_process(values: Sequence[bytes | None], settings: Any, registry_url: str = "",
+def decode_in_process(values: Sequence[bytes | None], settings: Any, registry_url: Any = "",
                       decode_fn: DecodeFn | None = None) -> tuple[list[Any], float]:
     """Decode in the calling thread (``batch.decode_workers = 0``): no time or memory limit, but a
     ``MemoryError`` from one message still dead-letters that message alone."""

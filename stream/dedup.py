@@ -18,11 +18,16 @@ __all__ = ["DedupUnavailable", "RedisDedup"]
 
 log = structlog.get_logger(__name__)
 
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, redis.exceptions.BusyLoadingError)
+#: Every error of the Redis client: unreachable, timed out, loading, but also refusing writes
+#: (OOM under ``maxmemory``, MISCONF after a failed save, READONLY on a replica after a failover).
+#: All are our fault, never the input's: the caller pauses and retries (crashing instead would
+#: republish the batch on every restart).
+_REDIS_DOWN = (redis.exceptions.RedisError,)
 
 
 class DedupUnavailable(RuntimeError):
-    """Redis could not be reached; the caller pauses and retries (never skips the check silently)."""
+    """Redis could not be reached or refused the command; the caller pauses and retries (never
+    skips the check silently)."""
 
 
 class RedisDedup:
@@ -51,7 +56,7 @@ class RedisDedup:
         try:
             values = self._client.mget([self._k(k) for k in keys])
         except _REDIS_DOWN as exc:
-            raise DedupUnavailable(f"redis unreachable during dedup check: {exc}") from exc
+            raise DedupUnavailable(f"redis failed the dedup check: {type(exc).__name__}: {exc}") from exc
         return {k for k, v in zip(keys, values) if v is not None}
 
     def mark(self, destinations: Mapping[str, str]) -> None:
@@ -64,7 +69,7 @@ class RedisDedup:
                     pipe.set(self._k(key), where, ex=self._ttl_s)
                 pipe.execute()
         except _REDIS_DOWN as exc:
-            raise DedupUnavailable(f"redis unreachable while marking published alerts: {exc}") from exc
+            raise DedupUnavailable(f"redis failed to mark published alerts: {type(exc).__name__}: {exc}") from exc
 
     def forget(self, keys: Iterable[str]) -> int:
         """Remove marks (operators re-classifying after a model change use this)."""

@@ -49,8 +49,11 @@ class DecodeOutcome:
 _RESOLVERS: dict[str, Any] = {}
 
 
-def _resolver(schema_registry_url: str) -> Any:
-    """One schema resolver per process and registry URL (its cache of Rubin schemas outlives a batch)."""
+def _resolver(schema_registry_url: Any) -> Any:
+    """One schema resolver per process and registry URL (its cache of Rubin schemas outlives a batch);
+    the service passes the answers it looked up itself (``stream.schema_registry.PrefetchedSchemas``)."""
+    if not isinstance(schema_registry_url, str):
+        return schema_registry_url.resolver()
     resolver = _RESOLVERS.get(schema_registry_url)
     if resolver is None:
         from stream.schema_registry import resolver_for

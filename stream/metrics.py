@@ -119,6 +119,47 @@ class Metrics:
             return total
 
 
+class _Deadlines:
+    """One thread that shuts each registered socket down when its deadline passes."""
+
+    def __init__(self) -> None:
+        self._due: dict[int, tuple[float, socket.socket]] = {}
+        self._cond = threading.Condition()
+        self._next = 0
+        self._closed = False
+        threading.Thread(target=self._watch, name="metrics-http-deadlines", daemon=True).start()
+
+    def add(self, sock: socket.socket, seconds: float) -> int:
+        with self._cond:
+            self._next += 1
+            self._due[self._next] = (time.monotonic() + seconds, sock)
+            self._cond.notify()
+            return self._next
+
+    def remove(self, token: int) -> None:
+        with self._cond:
+            self._due.pop(token, None)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+
+    def _watch(self) -> None:
+        with self._cond:
+            while not self._closed:
+                now = time.monotonic()
+                for token, (due, sock) in list(self._due.items()):
+                    if due <= now:
+                        del self._due[token]
+                        try:
+                            sock.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                wait = min((due for due, _ in self._due.values()), default=now + 60.0) - now
+                self._cond.wait(max(0.01, wait))
+
+
 class BoundedHTTPServer(HTTPServer):
     """An HTTP server with a fixed pool of handler threads and a bounded queue.
 
@@ -134,8 +175,13 @@ class BoundedHTTPServer(HTTPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int = 8,
-                 backlog: int = 8) -> None:
+                 backlog: int = 8, request_deadline_s: float | None = None) -> None:
         super().__init__(address, handler)
+        #: Whole-request deadline: the socket timeout bounds each read alone, so a client sending a
+        #: byte at a time held a worker indefinitely (16 of them starved /healthz). Past it the
+        #: connection is shut down, whatever it is doing.
+        self.request_deadline_s = request_deadline_s
+        self._deadlines = _Deadlines() if request_deadline_s is not None else None
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics-http")
         self._slots = threading.BoundedSemaphore(workers + backlog)
         #: Connections closed unserved because the pool and its queue were full.
@@ -151,16 +197,22 @@ class BoundedHTTPServer(HTTPServer):
         self._pool.submit(self._serve_one, request, client_address)
 
     def _serve_one(self, request: socket.socket, client_address: object) -> None:
+        deadlines, deadline_s = self._deadlines, self.request_deadline_s
+        token = deadlines.add(request, deadline_s) if deadlines is not None and deadline_s is not None else None
         try:
             self.finish_request(request, client_address)
         except Exception:  # noqa: BLE001 - a broken client connection must not end the worker
             pass
         finally:
+            if deadlines is not None and token is not None:
+                deadlines.remove(token)
             self.shutdown_request(request)
             self._slots.release()
 
     def server_close(self) -> None:
         super().server_close()
+        if self._deadlines is not None:
+            self._deadlines.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -170,7 +222,8 @@ class MetricsServer:
     def __init__(self, metrics: Metrics, host: str, port: int, liveness_timeout_s: float = 120.0, *,
                  workers: int = 8, backlog: int = 8, request_timeout_s: float = 2.0) -> None:
         handler = _make_handler(metrics, liveness_timeout_s, request_timeout_s)
-        self._server = BoundedHTTPServer((host, port), handler, workers=workers, backlog=backlog)
+        self._server = BoundedHTTPServer((host, port), handler, workers=workers, backlog=backlog,
+                                         request_deadline_s=request_timeout_s)
         self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
 
     @property

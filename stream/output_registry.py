@@ -33,7 +33,7 @@ import structlog
 from schemas.classified_record import LATEST_CLASSIFIED_VERSION, classified_schema
 from schemas.decode.avro import frame_wire, split_wire
 from stream.errors import UsageError
-from stream.schema_registry import redact_url
+from stream.schema_registry import redact_url, redact_urls_in, split_credentials
 
 __all__ = ["SchemaRegistrationRefused", "RegistryClient", "OutputFraming", "register_output_schemas", "subject_for",
            "registry_schema_lookup", "SUBJECT_STRATEGIES"]
@@ -71,8 +71,13 @@ class RegistryClient:
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url.rstrip('/')}{path}", data=data, method=method,
-                                         headers={"Content-Type": _CONTENT_TYPE, "Accept": _CONTENT_TYPE})
+        # credentials written in the URL go in a header: urllib would not send them, and a password
+        # with ':', '@' or '/' in it made http.client raise InvalidURL with the password in its text
+        base, authorization = split_credentials(self.url.rstrip("/"))
+        headers = {"Content-Type": _CONTENT_TYPE, "Accept": _CONTENT_TYPE}
+        if authorization:
+            headers["Authorization"] = authorization
+        request = urllib.request.Request(f"{base}{path}", data=data, method=method, headers=headers)
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
             return json.loads(response.read() or b"null")
 
@@ -90,9 +95,12 @@ class RegistryClient:
                     f"subject's compatibility level and what was registered under it") from None
             raise SchemaRegistrationRefused(f"schema registry {self.shown} refused subject {subject!r}: HTTP {exc.code} "
                                             f"({detail})") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - URLError, OSError, http.client.InvalidURL...: the text may hold the URL
+            reason = redact_urls_in(str(getattr(exc, "reason", exc)))
+            if self.url and any(part and part in reason for part in _secrets(self.url)):
+                reason = "(detail withheld: it held the URL's credentials)"
             raise SchemaRegistrationRefused(f"schema registry {self.shown} did not answer ({type(exc).__name__}: "
-                                            f"{getattr(exc, 'reason', exc)}): check kafka.output_schema_registry_url") from None
+                                            f"{reason}): check kafka.output_schema_registry_url") from None
         try:
             return int(answer["id"])
         except (KeyError, TypeError, ValueError):
@@ -102,6 +110,17 @@ class RegistryClient:
         """``GET /schemas/ids/{id}``: the schema definition (parsed JSON)."""
         answer = self._call("GET", f"/schemas/ids/{int(schema_id)}")
         return json.loads(answer["schema"])
+
+
+def _secrets(url: str) -> list[str]:
+    """The password (raw and decoded) written in ``url``, to keep out of any message."""
+    _, authorization = split_credentials(url)
+    if authorization is None:
+        return []
+    import base64
+
+    password = base64.b64decode(authorization.split(" ", 1)[1]).decode(errors="replace").partition(":")[2]
+    return [p for p in {password, urllib.parse.quote(password, safe="")} if len(p) >= 3]
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

@@ -40,6 +40,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from engines.scoring import ModelRegistry, Runner, survey_scope
 from schemas.alert import InputKind
+from schemas.decode import SchemaRegistryError
 from stream import __version__, stages
 from stream.config import Settings
 from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, decode_in_process, wait_for_decode
@@ -48,7 +49,7 @@ from stream.envelope import DecodeOutcome, Envelope, StageTimer
 from stream.kafka_clients import make_consumer, producer_config
 from stream.metrics import Metrics, MetricsServer
 from stream.output_registry import OutputFraming, register_output_schemas
-from stream.schema_registry import redact_urls_in
+from stream.schema_registry import SchemaLookups, redact_urls_in
 
 __all__ = ["Service", "ServiceStopped", "build_service", "load_runners"]
 
@@ -60,6 +61,12 @@ DECODE_SWITCH_INTERVAL_S = 0.0002
 #: room left for a dead letter's headers under the producer's message.max.bytes
 DEAD_LETTER_HEADER_ROOM = 64 * 1024
 
+#: default of Service.decoded_bytes_budget
+DECODED_BYTES_BUDGET = 512 * 1024 * 1024
+
+#: room left under message.max.bytes for a record's batch framing (librdkafka counts it)
+RECORD_FRAMING_ROOM = 1024
+
 
 class ServiceStopped(RuntimeError):
     """Stop was requested while a batch waited on Redis: the batch is left uncommitted."""
@@ -70,6 +77,32 @@ class _Batch:
     envelopes: list[Envelope]
     decoded: cf.Future  # -> (list[DecodeOutcome], seconds)
     consumed_at_ms: int
+    #: bytes of the decoded arrays, once decoded (see Service.decoded_bytes_budget)
+    decoded_bytes: int | None = None
+
+    def held_bytes(self) -> int:
+        """Bytes of the arrays this batch holds decoded (0 while it decodes, or if decode failed)."""
+        if self.decoded_bytes is None and self.decoded.done():
+            try:
+                outcomes, _ = self.decoded.result()
+            except BaseException:  # noqa: BLE001 - a failed decode holds nothing; _process raises it
+                self.decoded_bytes = 0
+            else:
+                self.decoded_bytes = sum(_item_bytes(item) for outcome in outcomes for item in outcome.items)
+        return self.decoded_bytes or 0
+
+
+def _item_bytes(item: Any) -> int:
+    """Bytes of an Alert's stamps and their planes, or of an Exposure's images."""
+    images = getattr(item, "images", None)
+    if images is not None:
+        return sum(int(a.nbytes) for a in images.values())
+    total = 0
+    for name in ("science", "template", "difference"):
+        stamp = getattr(item, name, None)
+        if stamp is not None:
+            total += int(stamp.data.nbytes) + sum(int(a.nbytes) for a in stamp.extra.values())
+    return total
 
 
 class _Immediate(cf.Future):
@@ -102,12 +135,23 @@ class Service:
     #: is dead-lettered without its value, which stays at the source topic/partition/offset, rather
     #: than failing to produce and stopping the line on every restart.
     dead_letter_max_value_bytes: int = 10485760 - DEAD_LETTER_HEADER_ROOM
+    #: A classified record whose key, value and headers exceed this (the producer's
+    #: message.max.bytes less room for the batch framing) is dead-lettered as unscorable before
+    #: produce(), which would raise MSG_SIZE_TOO_LARGE and stop the line.
+    max_record_bytes: int = 10485760 - RECORD_FRAMING_ROOM
     #: Written into every classified record's ``processing_host`` (schema v1.1): the host name
     #: (the pod name under Kubernetes) and the process id, ``host:pid``, so a record can be
     #: traced to the member that scored it even with several members on one host.
     processing_host: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     #: Registry schema ids per output topic (empty: the fixed shipped ids).
     framing: OutputFraming = field(default_factory=OutputFraming)
+    #: Schema registry lookups, in this process, cached for every batch (made on first use).
+    schema_lookups: SchemaLookups | None = None
+    #: Decoded bytes (stamps, images) the batches waiting to be scored may hold together: past it,
+    #: no more is consumed until the oldest is scored (batch.max_in_flight alone let 3 batches of
+    #: 256 large items reach tens of GB). With the stamp caps per survey a ZTF batch of 256 holds
+    #: ~12 MB; the budget binds on Rubin alerts with large cutouts and on exposures.
+    decoded_bytes_budget: int = DECODED_BYTES_BUDGET
     _stop: threading.Event = field(default_factory=threading.Event)
     #: When stop was requested (monotonic): decode waits after it share one grace of decode.timeout_s.
     _stop_requested_at: float | None = None
@@ -141,6 +185,12 @@ class Service:
         consumed = 0
         try:
             while not self._stop.is_set():
+                if self._pending and self._held_bytes() >= self.decoded_bytes_budget:
+                    # over the memory budget: score the oldest before consuming more
+                    self.metrics.last_loop_monotonic = time.monotonic()
+                    self._process(self._pending.popleft())
+                    self.metrics.in_flight.set(len(self._pending))
+                    continue
                 # a decoded batch waiting: take what the consumer holds already, without waiting for more
                 wait_s = 0.0 if self._pending and self._pending[0].decoded.done() else bs.max_wait_ms / 1000.0
                 messages = self.consumer.consume(num_messages=bs.max_size, timeout=wait_s)
@@ -257,11 +307,21 @@ class Service:
     def _submit(self, envelopes: list[Envelope]) -> _Batch:
         values = [e.value for e in envelopes]
         dec = self.settings.decode
-        url = self.settings.kafka.schema_registry_url
+        # Schema ids are looked up here, in the supervisor, under one deadline per lookup and with
+        # one cache for every batch; the workers get the answers with the batch and never do HTTP.
+        # A registry that cannot answer fails the batch's future: _decoded pauses and resubmits.
+        if self.schema_lookups is None:
+            self.schema_lookups = SchemaLookups(self.settings.kafka.schema_registry_url)
+        try:
+            schemas = self.schema_lookups.prepare(values)
+        except SchemaRegistryError as exc:
+            failed: cf.Future = cf.Future()
+            failed.set_exception(exc)
+            return _Batch(envelopes, failed, int(time.time() * 1000))
         if self.decode_pool is None:
-            fut: cf.Future = _Immediate(lambda: decode_in_process(values, dec, url))
+            fut: cf.Future = _Immediate(lambda: decode_in_process(values, dec, schemas))
         else:
-            fut = self.decode_pool.submit(values, dec, url)
+            fut = self.decode_pool.submit(values, dec, schemas)
         return _Batch(envelopes, fut, int(time.time() * 1000))
 
     def _decoded(self, batch: _Batch) -> tuple[list[DecodeOutcome], float]:
@@ -270,8 +330,6 @@ class Service:
         The registry is ours, not the message's: its failure never dead-letters or commits the
         input (it would turn every Rubin alert into a dead letter). Backoff as for Redis.
         """
-        from schemas.decode import SchemaRegistryError
-
         rs = self.settings.redis
         delay = rs.retry_initial_s
         paused = False
@@ -294,6 +352,10 @@ class Service:
                 log.info("schema_registry_reachable_again")
             return result
 
+    def _held_bytes(self) -> int:
+        """Decoded bytes of the batches in hand (those still decoding count 0)."""
+        return sum(b.held_bytes() for b in self._pending)
+
     def _stop_grace_left(self) -> float:
         """Seconds a decode may still take once stop is requested: one decode.timeout_s in all."""
         grace = self.settings.decode.timeout_s
@@ -303,6 +365,14 @@ class Service:
 
     def _heartbeat(self) -> None:
         self.metrics.last_loop_monotonic = time.monotonic()
+
+    def _scoring_clock(self, timer: StageTimer) -> Callable[[str, float], None]:
+        """The stage clock for scoring: adds the seconds and beats the heart after every preprocess
+        and inference chunk, so a long batch of big inputs is progress, not a stalled loop."""
+        def clock(stage: str, seconds: float) -> None:
+            timer.add(stage, seconds)
+            self._heartbeat()
+        return clock
 
     def _process(self, batch: _Batch) -> None:
         """One batch through the stages (:mod:`stream.stages`), then its offsets committed."""
@@ -315,22 +385,26 @@ class Service:
 
         triaged = stages.triage(envelopes, outcomes, {kind for kind, rs in self.runners.items() if rs})
         fresh, dups = timer.time("dedup", lambda: stages.dedup(triaged.candidates, self._redis))
-        scored = stages.score(fresh, self.runners, self._topics, timer.add)
+        # an input that decoded but cannot be scored, built into a record or produced is dead-lettered
+        # as unscorable; the rest of the batch goes on (stages.score isolates it item by item)
+        unscorable: list[tuple[Envelope, DecodeOutcome]] = []
+        scored = stages.score(fresh, self.runners, self._topics, self._scoring_clock(timer), refused=unscorable)
+        records, scored, refused = stages.classified_messages(
+            scored, max_record_bytes=self.max_record_bytes, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
+            processing_host=self.processing_host, frame=self.framing.frame)
+        dead = triaged.dead + unscorable + refused
 
         messages: list[stages.Outgoing] = []
-        for env, outcome in triaged.dead:
+        for env, outcome in dead:
             log.warning("dead_letter", topic=env.topic, partition=env.partition, offset=env.offset, reason=outcome.reason,
                         detail=redact_urls_in(outcome.detail)[:300])
             messages.append(stages.dead_letter_message(env, outcome, topic=k.dead_letter_topic, classifier_version=__version__,
                                                        max_value_bytes=self.dead_letter_max_value_bytes))
-        messages += [stages.classified_message(s, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
-                                               processing_host=self.processing_host,
-                                               frame=self.framing.frame)
-                     for s in scored]
+        messages += records
         delivered = timer.time("publish", lambda: stages.publish(self.producer, messages))
         timer.time("mark", lambda: self._redis.mark(stages.destinations(delivered)))
 
-        acct = stages.account(envelopes, triaged.dead, dups, scored)
+        acct = stages.account(envelopes, dead, dups, scored)
         self._record(acct, scored)
         lost = timer.time("commit", lambda: stages.commit(self.consumer, envelopes))
         if lost:
@@ -338,9 +412,9 @@ class Service:
                         note="their new owner resumes; Redis marks prevent republishing")
         for stage, seconds in timer.seconds.items():
             self.metrics.stage_seconds.labels(stage).observe(seconds)
-        if triaged.dead or dups:
+        if dead or dups:
             log.info("batch_done", messages=len(envelopes), published=len(scored), duplicates=len(dups),
-                     dead_lettered=len(triaged.dead))
+                     dead_lettered=len(dead))
 
     def _record(self, acct: stages.BatchAccount, scored: list[stages.Scored]) -> None:
         """Add a batch's account to the metrics (Prometheus counters and the per-partition reconciliation)."""
@@ -513,4 +587,5 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
     producer = Producer(producer_conf)
     return Service(settings=settings, consumer=consumer, producer=producer, dedup=dedup, runners=runners,
                    metrics=metrics, decode_pool=pool, metrics_server=server, owns_runners=owns_runners,
-                   dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM, framing=framing)
+                   dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM, framing=framing,
+                   max_record_bytes=int(producer_conf["message.max.bytes"]) - RECORD_FRAMING_ROOM)

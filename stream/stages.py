@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import TopicPartition
 
-from engines.scoring import ModelResults, Runner, StageClock, score_items
+from engines.scoring import ModelResults, Runner, StageClock, UnscorableInput, score_items
 from schemas.alert import InputKind, Item
 from schemas.classified_record import CLASSIFIED_SCHEMA_HEADER, build_classified_record, encode_classified
 from stream.envelope import DecodeOutcome, Envelope, dedup_candidates
@@ -32,8 +32,23 @@ from stream.schema_registry import redact_urls_in
 __all__ = [
     "Dedup", "Publisher", "Committer", "Triage", "Scored", "Outgoing", "BatchAccount", "OutputTopics",
     "triage", "dedup", "score", "classified_message", "dead_letter_message", "publish", "destinations",
-    "account", "commit_offsets", "commit",
+    "account", "commit_offsets", "commit", "UNSCORABLE", "is_our_fault", "classified_messages",
 ]
+
+#: Dead-letter reason of an input that decoded but could not be scored, built into a record,
+#: encoded or produced (a band its model needs is missing, a record over ``message.max.bytes``).
+UNSCORABLE = "unscorable"
+
+
+def is_our_fault(exc: BaseException) -> bool:
+    """Whether a failure while building or encoding one item's record is ours (memory, a bug that
+    is not a value error), so it must stop the batch, rather than the item's."""
+    return not isinstance(exc, (ValueError, TypeError, ArithmeticError, IndexError, KeyError)) or isinstance(exc, MemoryError)
+
+
+def _why(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:1000]
+
 
 class Dedup(Protocol):
     """Which keys were published already, and marking keys as published (Redis in the service)."""
@@ -101,16 +116,35 @@ class Scored:
 
 
 def score(fresh: Sequence[tuple[Envelope, Item]], runners: Mapping[InputKind, Sequence[Runner]], topics: OutputTopics,
-          clock: StageClock | None = None) -> list[Scored]:
-    """Score the fresh items kind by kind with that kind's runners (:func:`engines.scoring.score_items`)."""
+          clock: StageClock | None = None, refused: list[tuple[Envelope, DecodeOutcome]] | None = None) -> list[Scored]:
+    """Score the fresh items kind by kind with that kind's runners (:func:`engines.scoring.score_items`).
+
+    With a ``refused`` list, an input that cannot be scored does not stop the batch: when a
+    kind's preprocessing refuses a chunk (:class:`engines.scoring.UnscorableInput`), its items
+    are scored one by one, and each one refused alone is appended to ``refused`` as
+    :data:`UNSCORABLE` with the reason; the rest are scored. Inference failures are ours: they
+    raise whatever ``refused`` is.
+    """
     by_kind: dict[InputKind, list[tuple[Envelope, Item]]] = {}
     for env, item in fresh:
         by_kind.setdefault(item.kind, []).append((env, item))
     out: list[Scored] = []
     for kind, pairs in by_kind.items():
-        results = score_items([item for _, item in pairs], runners[kind], clock)
-        classified_ms = int(time.time() * 1000)
         topic = topics.for_kind(kind)
+        try:
+            results = score_items([item for _, item in pairs], runners[kind], clock)
+        except UnscorableInput:
+            if refused is None:
+                raise
+            for env, item in pairs:  # find the culprits: score each alone (an engine failure still raises)
+                try:
+                    (model_results,) = score_items([item], runners[kind], clock)
+                except UnscorableInput as one:
+                    refused.append((env, DecodeOutcome(reason=UNSCORABLE, detail=f"{item.key}: preprocessing refused it: {one}")))
+                    continue
+                out.append(Scored(env, item, topic, model_results, int(time.time() * 1000)))
+            continue
+        classified_ms = int(time.time() * 1000)
         out += [Scored(env, item, topic, model_results, classified_ms) for (env, item), model_results in zip(pairs, results)]
     return out
 
@@ -152,6 +186,41 @@ def classified_message(scored: Scored, *, ingested_ms: int, classifier_version: 
     return Outgoing(scored.topic, str(item.object_id or item.alert_id).encode(), value, headers, item.key)
 
 
+def _size(message: Outgoing) -> int:
+    return len(message.value) + len(message.key or b"") + sum(len(k) + len(v) for k, v in message.headers)
+
+
+def classified_messages(scored: Sequence[Scored], *, max_record_bytes: int, **options: Any,
+                        ) -> tuple[list[Outgoing], list[Scored], list[tuple[Envelope, DecodeOutcome]]]:
+    """(messages, the scored inputs they carry, refused): :func:`classified_message` for each
+    scored input; one whose record cannot be built or encoded, or whose key, value and headers
+    exceed ``max_record_bytes`` (the producer's ``message.max.bytes`` less room for framing), is
+    refused as :data:`UNSCORABLE` rather than raised, so the rest of the batch is published."""
+    messages: list[Outgoing] = []
+    kept: list[Scored] = []
+    refused: list[tuple[Envelope, DecodeOutcome]] = []
+    for s in scored:
+        try:
+            message = classified_message(s, **options)
+        except Exception as exc:
+            if is_our_fault(exc):
+                raise
+            refused.append((s.envelope, DecodeOutcome(reason=UNSCORABLE, detail=f"{s.item.key}: record not built: {_why(exc)}")))
+            continue
+        size = _size(message)
+        if size > max_record_bytes:
+            refused.append((s.envelope, DecodeOutcome(reason=UNSCORABLE, detail=f"{s.item.key}: classified record of {size} "
+                                                                                  f"bytes > {max_record_bytes} (message.max.bytes)")))
+            continue
+        messages.append(message)
+        kept.append(s)
+    return messages, kept, refused
+
+
+#: Longest message key a dead letter keeps (a longer one is replaced by its size in a header).
+DEAD_LETTER_MAX_KEY_BYTES = 4096
+
+
 def dead_letter_message(env: Envelope, outcome: DecodeOutcome, *, topic: str, max_value_bytes: int,
                         classifier_version: str) -> Outgoing:
     """The dead letter of one message: its original bytes (or none, if over ``max_value_bytes``),
@@ -167,12 +236,16 @@ def dead_letter_message(env: Envelope, outcome: DecodeOutcome, *, topic: str, ma
     ]
     if outcome.record_index is not None:
         headers.append(("sc-record-index", str(outcome.record_index).encode()))
+    key = env.key
+    if key is not None and len(key) > DEAD_LETTER_MAX_KEY_BYTES:
+        headers.append(("sc-key-omitted", f"{len(key)} bytes > {DEAD_LETTER_MAX_KEY_BYTES}".encode()))
+        key = None
     value = env.value or b""
     if len(value) > max_value_bytes:
         headers.append(("sc-value-omitted", f"{len(value)} bytes > {max_value_bytes}: read it at the "
                                              f"source topic/partition/offset".encode()))
         value = b""
-    return Outgoing(topic, env.key, value, headers, ("dlq", env.topic, env.partition, env.offset))
+    return Outgoing(topic, key, value, headers, ("dlq", env.topic, env.partition, env.offset))
 
 
 def publish(producer: Publisher, messages: Sequence[Outgoing], timeout_s: float = 180.0) -> dict[Any, Any]:
@@ -182,8 +255,11 @@ def publish(producer: Publisher, messages: Sequence[Outgoing], timeout_s: float 
     if any record is unacknowledged (then nothing of the batch may be marked or committed).
     """
     tracker = DeliveryTracker()
-    for m in messages:
-        produce_retrying(producer, m.topic, m.value, key=m.key, headers=m.headers, on_delivery=tracker.callback_for(m.token))
+    for i, m in enumerate(messages):
+        # dead-letter tokens name their source message, which may give several (a container's
+        # unscorable items): numbered, so each report counts (item keys are unique per batch)
+        callback = tracker.callback_for(m.token if isinstance(m.token, str) else (m.token, i))
+        produce_retrying(producer, m.topic, m.value, key=m.key, headers=m.headers, on_delivery=callback)
     flush_or_raise(producer, tracker, len(messages), timeout_s=timeout_s)
     return tracker.delivered
 

@@ -462,9 +462,13 @@ class ContainerReader:
     projection. The header is read (and refused if bad) by the constructor.
     """
 
-    def __init__(self, fh: BinaryIO, *, max_block_bytes: int, check_alert: bool = True, project: bool = True) -> None:
+    def __init__(self, fh: BinaryIO, *, max_block_bytes: int, check_alert: bool = True, project: bool = True,
+                 max_total_bytes: int | None = None) -> None:
         self._fh = fh
         self.max_block_bytes = max_block_bytes
+        #: Cap on the bytes all blocks inflate to together (one Kafka message: 1,000 tiny bzip2
+        #: blocks each inflating to the block cap held a worker for its whole timeout); None: no cap.
+        self.max_total_bytes = max_total_bytes
         meta, self.sync = _read_header(fh)
         self.codec = meta.get("avro.codec", b"null").decode("ascii", "replace") or "null"
         if self.codec not in CODECS:
@@ -483,6 +487,7 @@ class ContainerReader:
     def blocks(self) -> Iterator[tuple[int, bytes]]:
         """(record count, inflated bytes) of each block, checked and capped, in order."""
         cap = self.max_block_bytes
+        left = self.max_total_bytes
         while True:
             head = self._fh.read(1)
             if not head:
@@ -496,7 +501,17 @@ class ContainerReader:
             block = _read_exact(self._fh, size, "block")
             if _read_exact(self._fh, 16, "block sync marker") != self.sync:
                 raise DecodeError(Reason.TRUNCATED_AVRO, "sync marker mismatch")
-            data = _inflate(self.codec, block, cap)
+            if left is None:
+                data = _inflate(self.codec, block, cap)
+            else:
+                try:
+                    data = _inflate(self.codec, block, min(cap, left))
+                except DecodeError as exc:
+                    if exc.reason is Reason.TOO_LARGE and left < cap:
+                        raise DecodeError(Reason.TOO_LARGE, f"the blocks inflate past {self.max_total_bytes} bytes "
+                                                            f"in all (decode.max_inflated_message_bytes)") from None
+                    raise
+                left -= len(data)
             if count > len(data) // self.schema.min_record_bytes:
                 raise DecodeError(Reason.TRUNCATED_AVRO, f"block declares {count} records in {len(data)} bytes "
                                                          f"(each takes at least {self.schema.min_record_bytes})")
@@ -526,13 +541,13 @@ class ContainerReader:
 
 
 def read_container(value: bytes, *, max_block_bytes: int = 32 * 1024 * 1024,
-                   max_records: int | None = None) -> tuple[Any, list[Any]]:
+                   max_records: int | None = None, max_total_bytes: int | None = None) -> tuple[Any, list[Any]]:
     """(writer schema definition, records) of an Avro object-container file held in memory.
 
     A broken header or an unusable schema raises. A record that cannot be read becomes a
     :class:`DecodeError` at the end of the list (Avro cannot resynchronise inside a block).
     """
-    container = ContainerReader(io.BytesIO(value), max_block_bytes=max_block_bytes)
+    container = ContainerReader(io.BytesIO(value), max_block_bytes=max_block_bytes, max_total_bytes=max_total_bytes)
     out: list[Any] = []
     try:
         for record in container.records(max_records=max_records):

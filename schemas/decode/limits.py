@@ -22,6 +22,9 @@ class DecodeSettings:
     #: Cap on one inflated Avro block (records are read from it; deflate/snappy/... bombs stop here).
     #: Java and Spark writers cut blocks near 64 kB; a ZTF alert is one ~70 kB block.
     max_block_bytes: int = 32 * 1024 * 1024
+    #: Cap on what all the Avro blocks of one message inflate to together (a message of 1,000
+    #: tiny bzip2 blocks, each under the block cap, held a worker for its whole timeout).
+    max_inflated_message_bytes: int = 64 * 1024 * 1024
     #: Watchdog (``stream.decode_pool``): the longest one message may take to decode before its
     #: worker process is killed and the message dead-lettered as ``decode_timeout``.
     timeout_s: float = 10.0

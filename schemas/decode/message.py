@@ -22,6 +22,7 @@ from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.exposure import exposure_from_record, is_exposure_record
 from schemas.decode.limits import DecodeSettings
 from schemas.decode.rubin import SchemaResolver, alert_from_rubin_record, is_rubin_record
+from schemas.decode.sanity import check_item
 from schemas.decode.ztf import alert_from_ztf_record, is_ztf_record
 
 __all__ = ["decode_message", "decode_record", "decode_results", "iter_file", "default_resolver"]
@@ -52,11 +53,11 @@ def decode_record(record: Any, *, schema_version: str, settings: DecodeSettings)
         raise DecodeError(Reason.UNKNOWN_FORMAT, f"record is a {type(record).__name__}")
     cap = settings.max_inflated_bytes
     if is_ztf_record(record):
-        return alert_from_ztf_record(record, max_inflated_bytes=cap)
+        return check_item(alert_from_ztf_record(record, max_inflated_bytes=cap))
     if is_rubin_record(record):
-        return alert_from_rubin_record(record, schema_version=schema_version, max_inflated_bytes=cap)
+        return check_item(alert_from_rubin_record(record, schema_version=schema_version, max_inflated_bytes=cap))
     if is_exposure_record(record):
-        return exposure_from_record(record, max_inflated_bytes=settings.max_exposure_fits_bytes)
+        return check_item(exposure_from_record(record, max_inflated_bytes=settings.max_exposure_fits_bytes))
     raise DecodeError(Reason.MISSING_FIELD, "record has neither candidate, diaSource nor exposure fields")
 
 
@@ -76,7 +77,8 @@ def _decode_bounded(value: bytes, settings: DecodeSettings, resolver: SchemaReso
         raise DecodeError(Reason.TOO_LARGE, f"{len(value)} bytes > {settings.max_message_bytes}")
     if is_container(value):
         schema, records = read_container(value, max_block_bytes=settings.max_block_bytes,
-                                         max_records=settings.max_records_per_message)
+                                         max_records=settings.max_records_per_message,
+                                         max_total_bytes=settings.max_inflated_message_bytes)
         out: list[Alert | Exposure | DecodeError] = []
         for index, record in enumerate(records):
             if isinstance(record, DecodeError):

@@ -17,9 +17,38 @@ from schemas.alert import Alert, Exposure
 from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.limits import DecodeSettings
 
-__all__ = ["PARQUET_MAGIC", "is_parquet", "iter_parquet", "parquet_row_count"]
+__all__ = ["PARQUET_MAGIC", "PARQUET_BATCH_ROWS", "is_parquet", "iter_parquet", "iter_group_rows", "open_parquet",
+           "parquet_row_count"]
 
 PARQUET_MAGIC = b"PAR1"
+
+#: Rows materialised at once. A row group was read whole: a 10.9 kB file whose dictionary holds
+#: one large value, referenced by every row, became gigabytes (a dictionary bomb). Read a few
+#: rows at a time, memory is bounded by what that many rows hold, whatever the group declares.
+PARQUET_BATCH_ROWS = 16
+
+
+def open_parquet(source: Any) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` whose text and bytes columns are read dictionary-encoded
+    where the file encodes them so: a value shared by many rows is then held once, and each row
+    materialises it only when converted (a dictionary bomb costs what the rows converted hold)."""
+    import pyarrow.parquet as pq
+
+    probe = pq.ParquetFile(source)
+    columns = [probe.schema.column(i).path for i in range(len(probe.schema))
+               if probe.schema.column(i).physical_type == "BYTE_ARRAY"]
+    if not columns:
+        return probe
+    if hasattr(source, "seek"):
+        source.seek(0)
+    return pq.ParquetFile(source, read_dictionary=columns)
+
+
+def iter_group_rows(reader: Any, group: int, batch_rows: int = PARQUET_BATCH_ROWS) -> Iterator[dict[str, Any]]:
+    """The rows of one row group of a ``pyarrow.parquet.ParquetFile``, ``batch_rows`` at a time
+    (pyarrow errors raise from the iteration)."""
+    for batch in reader.iter_batches(batch_size=batch_rows, row_groups=[group], use_threads=False):
+        yield from batch.to_pylist()
 
 
 def is_parquet(head: bytes) -> bool:
@@ -48,13 +77,12 @@ def iter_parquet(
     A file that is not a readable Parquet file yields one ``DecodeError(UNKNOWN_FORMAT)``.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     from schemas.decode.message import decode_record
 
     settings = settings or DecodeSettings()
     try:
-        reader = pq.ParquetFile(path)
+        reader = open_parquet(path)
     except (pa.ArrowException, OSError) as exc:
         yield 0, DecodeError(Reason.UNKNOWN_FORMAT, f"not a readable Parquet file: {type(exc).__name__}: {exc}"[:300])
         return
@@ -64,17 +92,16 @@ def iter_parquet(
         starts.append(starts[-1] + reader.metadata.row_group(g).num_rows)
     emitted = 0
     for group in groups:
+        offset = 0
         try:
-            rows = reader.read_row_group(group).to_pylist()
+            for row in iter_group_rows(reader, group):
+                if limit is not None and emitted >= limit:
+                    return
+                emitted += 1
+                yield starts[group] + offset, _decode_row(row, settings, decode_record)
+                offset += 1
         except (pa.ArrowException, OSError) as exc:
-            yield starts[group], DecodeError(Reason.TRUNCATED_AVRO, f"row group {group}: {type(exc).__name__}: {exc}"[:300])
-            continue
-        for offset, row in enumerate(rows):
-            if limit is not None and emitted >= limit:
-                return
-            index = starts[group] + offset
-            emitted += 1
-            yield index, _decode_row(row, settings, decode_record)
+            yield starts[group] + offset, DecodeError(Reason.TRUNCATED_AVRO, f"row group {group}: {type(exc).__name__}: {exc}"[:300])
 
 
 def _decode_row(row: dict[str, Any], settings: DecodeSettings, decode_record: Any) -> Alert | Exposure | DecodeError:

@@ -19,7 +19,7 @@ import fastavro
 from schemas.alert import Alert, ReadOnlyFields
 from schemas.decode.avro import check_schema_is_safe, projection_schema
 from schemas.decode.errors import DecodeError, Reason
-from schemas.decode.stamps import stamp_from_cutout
+from schemas.decode.stamps import STAMP_MAX_SIDE, stamp_from_cutout
 
 __all__ = [
     "load_rubin_schema",
@@ -103,8 +103,11 @@ class SchemaResolver:
         try:
             check_schema_is_safe(definition)
             parsed = fastavro.parse_schema(definition)
-        except Exception as exc:
-            raise SchemaRegistryError(f"{self.source or 'registry'}: schema id {schema_id} is unusable: {exc}") from exc
+        except DecodeError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the registry answered: a schema that is not Avro is the message's
+            raise DecodeError(Reason.BAD_SCHEMA, f"schema id {schema_id} from {self.source or 'registry'} is not a usable "
+                                                 f"Avro schema: {type(exc).__name__}: {exc}"[:500]) from None
         name = definition.get("name", "") if isinstance(definition, dict) else ""
         label = name.rsplit(".", 1)[0] if name.startswith("lsst.") else f"registry:{schema_id}"
         return parsed, projection_schema(definition), label
@@ -165,7 +168,8 @@ def alert_from_rubin_record(record: Mapping[str, Any], *, schema_version: str, m
     if not (0.0 <= ra <= 360.0 and -90.0 <= dec <= 90.0):
         raise DecodeError(Reason.INVALID_FIELD, f"position ra={ra} dec={dec}")
     stamps = {
-        name: stamp_from_cutout(record.get(field), name=field, max_inflated_bytes=max_inflated_bytes, keep_extra_planes=True)
+        name: stamp_from_cutout(record.get(field), name=field, max_inflated_bytes=max_inflated_bytes, keep_extra_planes=True,
+                                max_side=STAMP_MAX_SIDE["rubin"])
         for name, field in (("science", "cutoutScience"), ("template", "cutoutTemplate"), ("difference", "cutoutDifference"))
     }
     scores: dict[str, float] = {}

@@ -28,7 +28,15 @@ from schemas.alert import Stamp
 from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.fits import FitsHDU, inflate, is_gzip, is_jpeg, read_fits
 
-__all__ = ["stamp_from_cutout", "place_in_frame", "ZTF_QUADRANT_SHAPE", "RUBIN_EXTRA_PLANES"]
+__all__ = ["stamp_from_cutout", "place_in_frame", "crop_centre", "ZTF_QUADRANT_SHAPE", "RUBIN_EXTRA_PLANES", "STAMP_MAX_SIDE"]
+
+#: The most of a stamp any model reads, per survey (rows and columns): decoding keeps the centre
+#: that size, so a hostile 2000 x 2000 float32 stamp (16 MB, 25 kB gzipped) costs 63 x 63 once
+#: decoded, and the service's memory is bounded by what it scores. Every model frames stamps in
+#: 63 x 63 (``engines.preprocess.STAMP_FRAME``), centre-cropping bigger ones: ZTF (1.01"/px)
+#: uses 63 pixels; Rubin (0.2"/px) is resampled to ZTF's scale first, so 63 x 1.01 / 0.2 = 318
+#: pixels reach a model (real Rubin cutouts are 30-60 pixels). Unknown surveys: no cap.
+STAMP_MAX_SIDE: dict[str, int] = {"ztf": 63, "rubin": 320}
 
 #: Rows x columns of a ZTF CCD quadrant image (NAXIS2 x NAXIS1).
 ZTF_QUADRANT_SHAPE: tuple[int, int] = (3080, 3072)
@@ -66,12 +74,24 @@ def _as_stamp_array(hdu: FitsHDU, name: str) -> np.ndarray:
     return out
 
 
+def crop_centre(data: np.ndarray, side: int | None) -> np.ndarray:
+    """The central ``side`` x ``side`` of a 2-D array (as ``engines.preprocess.frame_stamp`` crops),
+    copied so the full array can be freed; unchanged where it already fits."""
+    if side is None or data.ndim != 2 or (data.shape[0] <= side and data.shape[1] <= side):
+        return data
+    rows, cols = data.shape
+    top, left = max((rows - side) // 2, 0), max((cols - side) // 2, 0)
+    return np.ascontiguousarray(data[top:top + side, left:left + side])
+
+
 def stamp_from_cutout(raw: bytes | None, *, name: str, max_inflated_bytes: int,
-                      keep_extra_planes: bool = False) -> Stamp:
+                      keep_extra_planes: bool = False, max_side: int | None = None) -> Stamp:
     """One cutout (gzip FITS, plain FITS) -> Stamp; JPEG and other formats are refused.
 
     ``keep_extra_planes``: keep the other image HDUs (Rubin variance / mask / PSF) in
     ``Stamp.extra`` under :data:`RUBIN_EXTRA_PLANES` names (else their EXTNAME lower-cased).
+    ``max_side``: keep only the centre that size of the image and of each plane
+    (:data:`STAMP_MAX_SIDE`: what the survey's models read).
     """
     if raw is None:
         raise DecodeError(Reason.MISSING_FIELD, f"{name} is missing")
@@ -88,7 +108,7 @@ def stamp_from_cutout(raw: bytes | None, *, name: str, max_inflated_bytes: int,
         raise DecodeError(Reason.JPEG_CUTOUT, f"{name} is a JPEG image, not FITS")
     hdus = read_fits(raw, max_data_bytes=max_inflated_bytes)
     index, hdu = _image_hdu(hdus)
-    data = _as_stamp_array(hdu, name)
+    data = crop_centre(_as_stamp_array(hdu, name), max_side)
     extra: dict[str, np.ndarray] = {}
     if keep_extra_planes:
         for j, other in enumerate(hdus):
@@ -96,7 +116,8 @@ def stamp_from_cutout(raw: bytes | None, *, name: str, max_inflated_bytes: int,
                 continue
             key = RUBIN_EXTRA_PLANES.get(other.name, other.name.lower() or f"hdu{j}")
             # float32 planes stay float32; the float64 PSF stays float64 (no precision lost)
-            extra[key] = other.data.astype(np.float32 if other.data.dtype.itemsize <= 4 else np.float64)
+            plane = crop_centre(other.data, max_side) if other.data.ndim == 2 else other.data
+            extra[key] = plane.astype(np.float32 if plane.dtype.itemsize <= 4 else np.float64)
     return Stamp(data=data, header=hdu.header, extra=extra)
 
 

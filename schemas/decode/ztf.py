@@ -7,7 +7,7 @@ from typing import Any
 
 from schemas.alert import Alert, ReadOnlyFields
 from schemas.decode.errors import DecodeError, Reason
-from schemas.decode.stamps import ZTF_QUADRANT_SHAPE, stamp_from_cutout
+from schemas.decode.stamps import STAMP_MAX_SIDE, ZTF_QUADRANT_SHAPE, stamp_from_cutout
 
 __all__ = ["alert_from_ztf_record", "ZTF_BANDS", "is_ztf_record"]
 
@@ -53,7 +53,8 @@ def _stamp_bytes(record: Mapping[str, Any], field: str) -> bytes | None:
 def alert_from_ztf_record(record: Mapping[str, Any], *, max_inflated_bytes: int) -> Alert:
     """Build an Alert; stamps are decoded first so JPEG pre-survey packets say JPEG_CUTOUT."""
     stamps = {
-        name: stamp_from_cutout(_stamp_bytes(record, field), name=field, max_inflated_bytes=max_inflated_bytes)
+        name: stamp_from_cutout(_stamp_bytes(record, field), name=field, max_inflated_bytes=max_inflated_bytes,
+                                max_side=STAMP_MAX_SIDE["ztf"])
         for name, field in _CUTOUTS
     }
     candidate = record.get("candidate")

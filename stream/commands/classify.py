@@ -63,7 +63,7 @@ def classify_paths(paths: list[Path], registry: ModelRegistry, backend: str, dev
     Models whose card says ``trained = false`` are skipped unless ``allow_untrained``. Each model
     scores only the surveys its card names, plus ``unvalidated[name]`` (marked so in the line).
     """
-    from engines.scoring import load_kind_runners, score_items
+    from engines.scoring import UnscorableInput, load_kind_runners, score_items
     from schemas.classified_record import classification_fields
     from schemas.decode.errors import DecodeError
     from schemas.projection import json_ready
@@ -82,10 +82,28 @@ def classify_paths(paths: list[Path], registry: ModelRegistry, backend: str, dev
                 runners[kind] = load_kind_runners(registry, kind, backend=backend, device=device, cache_dir=cache_dir,
                                                   models=models, allow_untrained=allow_untrained, skip_untrained=True,
                                                   unvalidated=unvalidated)
-            scored = score_items([pending[i][1] for i in indices], runners[kind])
+            try:
+                scored = score_items([pending[i][1] for i in indices], runners[kind])
+            except UnscorableInput:  # score each alone: the others are scored, the culprit says why
+                for i in indices:
+                    try:
+                        results[i] = score_items([pending[i][1]], runners[kind])[0]
+                    except UnscorableInput as exc:
+                        results[i] = exc
+                continue
             results.update(zip(indices, scored, strict=True))
         for index, (source, item) in enumerate(pending):
-            yield {"source": source, **json_ready(classification_fields(item, results[index]))}
+            result = results[index]
+            if isinstance(result, UnscorableInput):
+                yield {"source": source, "alert_id": str(item.alert_id), "error": "unscorable", "detail": str(result)}
+                continue
+            try:
+                fields = classification_fields(item, result)
+            except (ValueError, TypeError, ArithmeticError) as exc:
+                yield {"source": source, "alert_id": str(item.alert_id), "error": "unscorable",
+                       "detail": f"{type(exc).__name__}: {exc}"}
+                continue
+            yield {"source": source, **json_ready(fields)}
         pending.clear()
 
     limits = WalkLimits(max_file_bytes=decode_settings.max_message_bytes) if decode_settings is not None else None

@@ -60,8 +60,13 @@ def _run(args: argparse.Namespace) -> int:
             counts[result.reason.value] += 1
             line = {"file": entry.source, "index": index, "error": result.reason.value, "detail": result.detail}
         else:
-            ok += 1
-            line = {"file": entry.source, "index": index, **describe(result)}
+            try:
+                line = {"file": entry.source, "index": index, **describe(result)}
+                ok += 1
+            except (ValueError, TypeError, ArithmeticError) as exc:  # the record's fault: a line, never a traceback
+                failed += 1
+                counts["unscorable"] += 1
+                line = {"file": entry.source, "index": index, "error": "unscorable", "detail": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(line) + "\n")
     out.write(json.dumps({"summary": True, "files": len(sources), "decoded": ok, "failed": failed, "reasons": dict(counts)}) + "\n")
     out.flush()

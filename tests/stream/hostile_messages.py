@@ -32,6 +32,9 @@ __all__ = [
     "ztf_alert_with_cutout",
     "ztf_alert_with_string_candid",
     "real_ztf_packets",
+    "ztf_alert_with_candidate_candid",
+    "ztf_alert_with_object_id",
+    "wise_cutout",
     "GARBAGE",
     "naive_decode",
     "segfault_decode",
@@ -158,3 +161,42 @@ def segfault_decode(values: Sequence[bytes | None], settings: Any, registry_url:
             ctypes.string_at(0)
         out.append(DecodeOutcome(reason="counted", detail=str(len(value or b""))))
     return out, 0.0
+
+
+# ---------------------------------------------------------------- inputs that decode (issue #23)
+# Valid-looking messages whose trouble comes after decode: in the projection, the record codec,
+# the producer's size limit or preprocessing.
+
+def ztf_alert_with_candidate_candid(value: float, *, base: Path | None = None) -> bytes:
+    """A real ZTF alert with ``candidate.candid`` declared ``double`` and set to ``value`` (``inf``:
+    the projection's ``int(inf)``; ``1e30``: a long the record cannot encode)."""
+    schema, record = _first_record(base or real_ztf_packets(1)[0])
+    candidate = next(f for f in schema["fields"] if f["name"] == "candidate")
+    for f in candidate["type"]["fields"]:
+        if f["name"] == "candid":
+            f["type"] = "double"
+    record["candidate"]["candid"] = float(value)
+    return _container(schema, record)
+
+
+def ztf_alert_with_object_id(object_id: str, *, base: Path | None = None) -> bytes:
+    """A real ZTF alert with ``objectId`` replaced (6 MB of one letter deflates to a few kB)."""
+    schema, record = _first_record(base or real_ztf_packets(1)[0])
+    record["objectId"] = object_id
+    return _container(schema, record)
+
+
+def wise_cutout(bands: Sequence[str] = ("W1", "W2", "W3"), *, exposure_id: str = "wise-bands", side: int = 32) -> bytes:
+    """A WISE multi-band cutout in our exposure schema, carrying only ``bands``."""
+    import numpy as np
+    from astropy.io import fits
+
+    from schemas.decode import pack_exposure
+
+    rng = np.random.default_rng(len(bands))
+    hdus = [fits.PrimaryHDU()] + [fits.ImageHDU(rng.normal(100.0, 5.0, (side, side)).astype(np.float32), name=b) for b in bands]
+    buf = io.BytesIO()
+    fits.HDUList(hdus).writeto(buf)
+    return pack_exposure(buf.getvalue(), exposure_id=exposure_id, instrument="WISE", filter=",".join(bands),
+                         exposure_time_s=7.7, mjd=55300.0, kind="multiband_cutout", object_id="J0001", ra=150.0, dec=2.0,
+                         compress=True)

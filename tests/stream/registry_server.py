@@ -11,6 +11,9 @@ and ``AvroDeserializer``) use:
   ``GET /subjects/{s}/versions``, ``GET /subjects/{s}/versions/latest``;
 * ``POST /compatibility/subjects/{s}/versions/latest``, ``PUT /config/{s}``.
 
+For the lookup's failure modes, ``raw_answers`` sends a chosen status and body for an id (a
+PROTOBUF schema, a 500, a 401) and ``byte_delay_s`` sends each schema answer a byte at a time.
+
 The compatibility check is Avro schema resolution (the reader-can-read-writer rules of the Avro
 specification): BACKWARD means the new schema reads data written with the latest one.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -104,6 +108,10 @@ class RegistryServer:
         self.subjects: dict[str, list[int]] = {}   # subject -> ids, one per version
         self.levels: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
+        #: id -> (status, body) sent as is for ``GET /schemas/ids/{id}`` (a PROTOBUF schema, a 500, ...)
+        self.raw_answers: dict[int, tuple[int, bytes]] = {}
+        #: > 0: every ``GET /schemas/ids/{id}`` body is sent one byte at a time, this long apart
+        self.byte_delay_s = 0.0
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -164,6 +172,22 @@ class RegistryServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _send_bytes(self, code: int, data: bytes, byte_delay_s: float = 0.0) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if byte_delay_s <= 0:
+                    self.wfile.write(data)
+                    return
+                try:
+                    for i in range(len(data)):
+                        self.wfile.write(data[i:i + 1])
+                        self.wfile.flush()
+                        time.sleep(byte_delay_s)
+                except OSError:
+                    return  # the client gave up
+
             def _body(self) -> Any:
                 length = int(self.headers.get("Content-Length") or 0)
                 return json.loads(self.rfile.read(length) or b"{}")
@@ -171,6 +195,13 @@ class RegistryServer:
             def _route(self, method: str) -> None:
                 path = urlsplit(self.path).path
                 registry.requests.append((method, path))
+                if method == "GET" and (m := re.fullmatch(r"/schemas/ids/(\d+)", path)) and int(m[1]) in registry.raw_answers:
+                    status, raw = registry.raw_answers[int(m[1])]
+                    return self._send_bytes(status, raw)
+                if method == "GET" and (m := re.fullmatch(r"/schemas/ids/(\d+)", path)) and registry.byte_delay_s > 0:
+                    text = registry.schemas.get(int(m[1]))
+                    if text is not None:
+                        return self._send_bytes(200, json.dumps({"schema": text}).encode(), registry.byte_delay_s)
                 if method == "GET" and (m := re.fullmatch(r"/schemas/ids/(\d+)", path)):
                     text = registry.schemas.get(int(m[1]))
                     if text is None:

@@ -264,7 +264,8 @@ def test_exposure_planes_are_capped_before_conversion_to_float32():
 
     buf = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones((900, 1000), np.uint8), name="W1")]).writeto(buf)
-    value = pack_exposure(buf.getvalue(), exposure_id="e", instrument="WISE", filter="W1", exposure_time_s=1.0,
+    # one band of an instrument with no required bands (a WISE cutout must carry W1, W2 and W3)
+    value = pack_exposure(buf.getvalue(), exposure_id="e", instrument="SYNTH", filter="W1", exposure_time_s=1.0,
                           mjd=55000.0, kind="multiband_cutout")
     assert decode_message(value, settings=DecodeSettings(max_exposure_fits_bytes=2 << 20))
     assert _reason(value, settings=DecodeSettings(max_exposure_fits_bytes=1 << 20)) is Reason.TOO_LARGE

@@ -22,8 +22,8 @@ from tests.schemas.decode.packets import SAMPLES
 
 def _exposure_packet() -> bytes:
     buf = io.BytesIO()
-    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones((16, 16), np.float32), name="W1")]).writeto(buf)
-    return pack_exposure(gzip.compress(buf.getvalue()), exposure_id="e", instrument="WISE", filter="W1",
+    fits.HDUList([fits.PrimaryHDU()] + [fits.ImageHDU(np.ones((16, 16), np.float32), name=b) for b in ("W1", "W2", "W3")]).writeto(buf)
+    return pack_exposure(gzip.compress(buf.getvalue()), exposure_id="e", instrument="WISE", filter="W1,W2,W3",
                          exposure_time_s=1.0, mjd=55000.0, kind="multiband_cutout")
 
 
