@@ -86,8 +86,12 @@ def update_card(path: Path, keys: Mapping[str, Any]) -> Path:
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("[")), len(lines))
     while end > start + 1 and not lines[end - 1].strip():
         end -= 1
-    body = [ln for ln in lines[start + 1:end] if not re.match(r"^([A-Za-z0-9_]+)\s*=", ln)
-            or re.match(r"^([A-Za-z0-9_]+)\s*=", ln).group(1) not in keys]  # type: ignore[union-attr]
+
+    def key_of(line: str) -> str | None:
+        match = re.match(r"^([A-Za-z0-9_]+)\s*=", line)
+        return match.group(1) if match else None
+
+    body = [ln for ln in lines[start + 1:end] if key_of(ln) not in keys]
     body += [f"{k} = {_value(v)}" for k, v in keys.items()]
     lines[start + 1:end] = body
     Path(path).write_text("\n".join(lines), encoding="utf-8")

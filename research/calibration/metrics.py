@@ -70,7 +70,6 @@ def ece(p: np.ndarray, positives: np.ndarray, n_bins: int = N_BINS) -> float:
     if len(p) == 0:
         raise ValueError("no scores")
     idx = _bin_index(p, n_bins)
-    counts = np.bincount(idx, minlength=n_bins)
     score_sum = np.bincount(idx, weights=p, minlength=n_bins)
     real_sum = np.bincount(idx, weights=positives, minlength=n_bins)
     return float(np.abs(real_sum - score_sum).sum() / len(p))
