@@ -23,7 +23,7 @@ import numpy as np
 
 from research.calibration.data import ScoreSet, rubin_sets, ztf_sets
 from research.calibration.metrics import N_BINS, apply_temperature, ece, ece_figures, fit_temperature, nll
-from research.training.heldout import agreement_figures, threshold_at_recall
+from research.training.heldout import agreement_figures, fast_auc, threshold_at_recall
 
 __all__ = ["RECALLS", "adopt", "evaluate_model", "run", "thresholds_and_figures"]
 
@@ -80,7 +80,8 @@ def evaluate_model(fit_on: Sequence[ScoreSet], choose_on: ScoreSet, tests: Mappi
     decision, and the thresholds (chosen on ``choose_on``, validation) with their test figures."""
     fit = _concat(fit_on)
     temperature = fit_temperature(fit.p, fit.positives)
-    figures = {name: ece_figures(s.p, s.positives, s.groups, temperature, draws, seed) for name, s in tests.items()}
+    figures = {name: {**ece_figures(s.p, s.positives, s.groups, temperature, draws, seed),
+                      "roc_auc": fast_auc(s.p, s.positives)} for name, s in tests.items()}
     adopted, why = adopt(figures)
     served_t = temperature if adopted else 1.0
     return {

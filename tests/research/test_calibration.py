@@ -118,6 +118,9 @@ def test_card_thresholds_are_ordered_in_unit_interval_and_are_the_reports(name: 
     results = json.loads(RESULTS.read_text())
     expected = card_keys(name, results["models"][name], results["n_bins"], results["draws"])
     assert {k: ev[k] for k in expected} == expected
+    # the calibration run scored the cards' own held-out split: its AUC is the card's
+    primary = {"realbogus": "heldout_sources", "rubin_realbogus": "lsstcam_2025_alerts"}[name]
+    assert results["models"][name]["test"][primary]["roc_auc"] == pytest.approx(ev["heldout_roc_auc"], abs=5e-4)
     # not adopted: no temperature in the serving path, so the thresholds are on the served softmax
     assert ev["temperature_adopted"] is False and results["models"][name]["served_temperature"] == 1.0
     assert "temperature" not in CARDS[name].read_text().split("[weights]")[0]
