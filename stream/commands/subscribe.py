@@ -41,7 +41,14 @@ examples:
 
 filters (all given must hold):
   --min-real-bogus 0.8         our real_bogus >= 0.8 (records without it are dropped; --min-rb is
-                               the same flag). survey_scores['drb'] is ZTF's own score, a comparison
+                               the same flag). survey_scores['drb'] is ZTF's own score, a comparison.
+                               real_bogus is not calibrated; each survey's comes from its own model
+                               (real_bogus_model), so cut per survey with that model's card thresholds
+                               (chosen on validation; recall on held-out data in brackets):
+                                 ztf   realbogus        0.65 recall 0.95 (0.84), 0.16 recall 0.99 (0.95)
+                                 rubin rubin_realbogus  0.81 recall 0.95 (0.69), 0.27 recall 0.99 (1.00)
+                               e.g. --survey ztf --min-rb 0.65; against braai / Rubin's reliability,
+                               not human vetting; Rubin from 41 alerts (research/reports/calibration)
   --class galaxy --min-prob .7 class_scores['galaxy'] >= 0.7   (--class alone: top class is galaxy)
   --survey ztf|rubin|exposure, --model NAME, --trained / --untrained (unknown survey or class
   names are refused with the list of known ones)
@@ -91,7 +98,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = p.add_argument_group("filters")
     f.add_argument("--where", default=None, metavar="EXPR", help="filter expression (see below)")
     f.add_argument("--min-real-bogus", "--min-rb", dest="min_real_bogus", type=float, default=None, metavar="P",
-                   help="keep our real_bogus >= P (default: no cut)")
+                   help="keep our real_bogus >= P (default: no cut); thresholds per survey below "
+                        "(ztf 0.65 / rubin 0.81 for recall 0.95 on validation)")
     f.add_argument("--class", dest="class_label", default=None, metavar="LABEL", help="keep this class (see --min-prob)")
     f.add_argument("--min-prob", type=float, default=None, metavar="P", help="with --class: that class's probability >= P")
     f.add_argument("--survey", default=None, help="ztf, rubin or exposure (default: all)")
