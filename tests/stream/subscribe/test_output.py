@@ -102,6 +102,19 @@ def test_table_lines(typed):
     assert len(lines) == 4 and typed[1].alert_id in lines[2]
 
 
+def test_table_never_prints_escape_sequences_from_a_packet(typed):
+    """#23 (Low): an object_id carrying an OSC 52 clipboard write (20 characters) or a CSI
+    sequence reaches the terminal as ``?``, never as an escape sequence."""
+    import dataclasses
+    import io
+
+    hostile = "\x1b]52;c;aGk=\x07\x1b[2J\x9b"
+    out = io.StringIO()
+    TableWriter(out).write(dataclasses.replace(typed[0], object_id=hostile))
+    line = out.getvalue().splitlines()[1]
+    assert not any(ord(ch) < 0x20 or 0x7f <= ord(ch) < 0xa0 for ch in line) and "?]52;c;aGk=?" in line
+
+
 def test_png_triplet_of_real_alerts(tmp_path, typed):
     import matplotlib.image as mpimg
 
