@@ -72,6 +72,8 @@ ALERT_FIELDS = frozenset({
     "alertId", "diaSourceId", "diaSource", "diaObject", "ssObject", "diaObjectId", "reliabilityVersion",
     "lsst_schema_version",
 })
+#: Detection records kept whole except for array and map fields inside them (see :func:`_scalars_only`).
+DETECTION_RECORDS = frozenset({"candidate", "diaSource", "diaObject", "ssObject"})
 #: History arrays never read (kept for reference: :data:`ALERT_FIELDS` already leaves them out).
 HISTORY_FIELDS = frozenset({
     "prv_candidates", "fp_hists",                                        # ZTF
@@ -239,7 +241,11 @@ def projection_schema(definition: Any) -> Any | None:
     if _EXPOSURE_MARKER <= names or "classifier_version" in names:
         return None
     kept = [f for f in fields if f.get("name") in ALERT_FIELDS]
-    if len(kept) == len(fields) or not kept:
+    if not kept:
+        return None
+    kept, trimmed = zip(*(_scalars_only(f) if f.get("name") in DETECTION_RECORDS else (f, False) for f in kept))
+    kept = list(kept)
+    if len(kept) == len(fields) and not any(trimmed):
         return None
     reader = {k: v for k, v in definition.items() if k != "fields"}
     reader["fields"] = kept
@@ -247,6 +253,29 @@ def projection_schema(definition: Any) -> Any | None:
         return fastavro.parse_schema(json.loads(json.dumps(reader)))
     except Exception:  # noqa: BLE001 - a dropped field defined a named type: read the full schema
         return None
+
+
+def _is_collection(schema: Any) -> bool:
+    if isinstance(schema, list):
+        return any(_is_collection(branch) for branch in schema)
+    return isinstance(schema, dict) and schema.get("type") in ("array", "map")
+
+
+def _scalars_only(field: dict) -> tuple[dict, bool]:
+    """``field`` (a detection record, or a union of null and one) without the array and map
+    fields inside it, and whether any was dropped. The detection record is kept whole for the
+    models that read its catalogue values (all scalars): an array hidden in it (30 M items in
+    a 97 kB alert) was materialised in full; left out of the reader, fastavro skips it."""
+    kind = field.get("type")
+    branches = kind if isinstance(kind, list) else [kind]
+    out, dropped = [], False
+    for branch in branches:
+        if isinstance(branch, dict) and branch.get("type") == "record" and isinstance(branch.get("fields"), list):
+            inner = [f for f in branch["fields"] if not (isinstance(f, dict) and _is_collection(f.get("type")))]
+            dropped = dropped or len(inner) != len(branch["fields"])
+            branch = {**branch, "fields": inner}
+        out.append(branch)
+    return {**field, "type": out if isinstance(kind, list) else out[0]}, dropped
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,7 +132,7 @@ class TableWriter(RecordWriter):
         self.count = 0
 
     def _line(self, cells: Sequence[str]) -> str:
-        return "  ".join(str(c).ljust(w) for c, (_, w) in zip(cells, self.COLUMNS)).rstrip()
+        return "  ".join(_printable(str(c)).ljust(w) for c, (_, w) in zip(cells, self.COLUMNS)).rstrip()
 
     def write(self, record: ClassifiedRecord) -> None:
         if self.count % self.header_every == 0:
@@ -149,6 +149,13 @@ class TableWriter(RecordWriter):
 
 #: Short names of the surveys' scores in the table (9 characters with the value).
 _SURVEY_SCORE_SHORT = {"reliability": "rel"}
+
+
+def _printable(text: str) -> str:
+    """``text`` with every control or other non-printable character shown as ``?``: a field from a
+    packet (an ``object_id`` holding an OSC 52 clipboard write fits in 20 characters) must never
+    reach the terminal as an escape sequence."""
+    return text if text.isprintable() else "".join(ch if ch.isprintable() else "?" for ch in text)
 
 
 def _survey_rb(record: ClassifiedRecord) -> str:

@@ -88,21 +88,23 @@ def test_continue_cards_join_as_before():
 
 
 def _parse_seconds(n: int) -> float:
+    """The best of three parses of a header with ``n`` CONTINUE cards, in a fresh process."""
     code = ("import time; from schemas.decode.fits import parse_header; "
             "from tests.schemas.decode.test_time_caps import _header; "
-            f"h = _header('a&', ['bc&'] * {n} + ['end']); t0 = time.perf_counter(); "
-            "cards, _ = parse_header(h); dt = time.perf_counter() - t0; "
-            f"assert cards['LONGSTRN'] == 'a' + 'bc' * {n} + 'end'; print(f'{{dt:.4f}}')")
+            f"h = _header('a&', ['bc&'] * {n} + ['end']); best = 1e9\n"
+            "for _ in range(3):\n"
+            "    t0 = time.perf_counter(); cards, _ = parse_header(h); best = min(best, time.perf_counter() - t0)\n"
+            f"assert cards['LONGSTRN'] == 'a' + 'bc' * {n} + 'end'; print(f'{{best:.4f}}')")
     try:
-        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+        done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"{n} CONTINUE cards took more than 60 s") from None
+        raise AssertionError(f"{n} CONTINUE cards took more than 120 s") from None
     assert done.returncode == 0, done.stderr[-2000:]
     return float(done.stdout.strip())
 
 
 def test_two_hundred_thousand_continue_cards_parse_in_linear_time():
-    small, big = _parse_seconds(52_250), _parse_seconds(209_000)
-    print(f"\nCONTINUE cards: 52,250 in {small:.2f} s, 209,000 in {big:.2f} s (x{big / small:.1f} for x4 the cards)")
-    assert big / small < 8, "linear: four times the cards, about four times the time"
+    small, big = _parse_seconds(26_125), _parse_seconds(209_000)
+    print(f"\nCONTINUE cards: 26,125 in {small:.3f} s, 209,000 in {big:.3f} s (x{big / small:.1f} for x8 the cards)")
+    assert big / small < 25, "linear: eight times the cards, about eight times the time (quadratic: about 64; measured 43 before)"
     assert big < 2.0

@@ -122,6 +122,19 @@ def test_table_never_cuts_a_value(typed):
     assert "1" * 30 in long_id and "ZTF" + "x" * 40 in long_id
 
 
+def test_table_never_prints_escape_sequences_from_a_packet(typed):
+    """#23 (Low): an object_id carrying an OSC 52 clipboard write (20 characters) or a CSI
+    sequence reaches the terminal as ``?``, never as an escape sequence."""
+    import dataclasses
+    import io
+
+    hostile = "\x1b]52;c;aGk=\x07\x1b[2J\x9b"
+    out = io.StringIO()
+    TableWriter(out).write(dataclasses.replace(typed[0], object_id=hostile))
+    line = out.getvalue().splitlines()[1]
+    assert not any(ord(ch) < 0x20 or 0x7f <= ord(ch) < 0xa0 for ch in line) and "?]52;c;aGk=?" in line
+
+
 def test_png_triplet_of_real_alerts(tmp_path, typed):
     import matplotlib.image as mpimg
 
