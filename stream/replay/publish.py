@@ -38,7 +38,8 @@ from stream.replay.pacing import SECONDS_PER_DAY, Pacer
 from stream.replay.rewrite import MAX_COPIES, MultiplyError, multiply
 from stream.replay.sources import SourceMessage, Unreadable, count_hint, iter_source
 
-__all__ = ["ReplayError", "ReplaySummary", "OutgoingMessage", "plan_messages", "replay", "headers_for", "MJD_UNIX_EPOCH"]
+__all__ = ["ReplayError", "ReplayInterrupted", "Stopped", "ReplaySummary", "OutgoingMessage", "plan_messages", "replay",
+           "headers_for", "MJD_UNIX_EPOCH"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,6 +52,24 @@ class ReplayError(RuntimeError):
 
     def __init__(self, message: str, summary: ReplaySummary) -> None:
         super().__init__(message)
+        self.summary = summary
+
+
+class Stopped(KeyboardInterrupt):
+    """Raised by a signal handler (``replay`` installs one for SIGTERM) to stop a replay like Ctrl-C does."""
+
+    def __init__(self, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+
+class ReplayInterrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM stopped the replay; ``summary`` says what was sent and
+    ``summary.resume_skip`` the ``--skip`` that resumes it without sending anything twice."""
+
+    def __init__(self, signal_name: str, summary: ReplaySummary) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
         self.summary = summary
 
 
@@ -75,6 +94,11 @@ class ReplaySummary:
     span_days: float = 0.0
     #: Seconds of idle gaps shortened by --max-gap.
     gaps_cut_s: float = 0.0
+    #: "SIGINT" or "SIGTERM" when a signal stopped the replay, else None.
+    interrupted: str | None = None
+    #: Position in the replay's sequence to resume from (``--skip``): every message before it was
+    #: delivered. Set when the replay stopped early (a signal, a failure).
+    resume_skip: int | None = None
 
     @property
     def rate_per_s(self) -> float:
@@ -183,10 +207,17 @@ def replay(
         create_topics(bootstrap_servers, [topic], partitions=partitions, config=dict(client_config or {}))
     producer = _producer(bootstrap_servers, client_config)
     failures: list[str] = []
+    #: Positions sent and not yet acknowledged, and those that failed: what --skip must not pass.
+    pending: set[int] = set()
+    failed: set[int] = set()
 
-    def on_delivery(err: KafkaError | None, _msg: Any) -> None:
-        if err is not None:
-            failures.append(str(err))
+    def on_delivery_of(index: int) -> Any:
+        def on_delivery(err: KafkaError | None, _msg: Any) -> None:
+            pending.discard(index)
+            if err is not None:
+                failures.append(str(err))
+                failed.add(index)
+        return on_delivery
 
     hint = count_hint(source)
     total = None if hint is None else max(0, hint * copies - skip)
@@ -204,6 +235,8 @@ def replay(
         if delay_s > 60 and not progress:
             log.info("replay_waiting", next_due_in_s=round(delay_s, 1), sent=summary.sent)
 
+    next_index = skip  # the position after the last message handed to the producer
+    interrupted: ReplayInterrupted | None = None
     try:
         for out in plan_messages(order if order is not None else items, copies, summary):
             if out.index < skip:
@@ -219,9 +252,11 @@ def replay(
             key = out.message.object_id.encode() if out.message.object_id is not None else None
             try:
                 produce_retrying(producer, topic, out.message.value, key=key, headers=headers_for(out, copies),
-                                 timestamp=int(time.time() * 1000), on_delivery=on_delivery)
+                                 timestamp=int(time.time() * 1000), on_delivery=on_delivery_of(out.index))
             except KafkaException as exc:
                 raise ReplayError(f"produce to {topic} failed: {exc}", summary) from exc
+            pending.add(out.index)
+            next_index = out.index + 1
             producer.poll(0)
             summary.sent += 1
             summary.bytes += len(out.message.value)
@@ -229,6 +264,16 @@ def replay(
             if failures:
                 break
         summary.unflushed = producer.flush(flush_timeout_s)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM through Stopped: deliver what is in hand, then say where to resume
+        summary.interrupted = exc.signal_name if isinstance(exc, Stopped) else "SIGINT"
+        bar.close()
+        try:
+            summary.unflushed = producer.flush(min(flush_timeout_s, _INTERRUPT_FLUSH_S))
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting, still report
+            summary.unflushed = len(producer)
+        summary.delivery_failures = len(failures)
+        summary.resume_skip = min(pending | failed, default=next_index)
+        interrupted = ReplayInterrupted(summary.interrupted, summary)
     finally:
         bar.close()
         summary.elapsed_s = time.monotonic() - started
@@ -236,14 +281,22 @@ def replay(
             summary.late, summary.span_days, summary.gaps_cut_s = order.late, order.span_days, pacer.gaps_cut_s
         if resumed:
             summary.skipped["resume"] = resumed
+    if interrupted is not None:
+        log.warning("replay_interrupted", signal=summary.interrupted, sent=summary.sent, resume_skip=summary.resume_skip)
+        raise interrupted
     summary.delivery_failures = len(failures)
     if failures or summary.unflushed:
+        summary.resume_skip = min(pending | failed, default=next_index)
         raise ReplayError(
             f"{len(failures)} message(s) failed delivery (first: {failures[0] if failures else '-'}), "
             f"{summary.unflushed} left unflushed after {flush_timeout_s:.0f} s", summary)
     log.info("replay_done", topic=topic, sent=summary.sent, bytes=summary.bytes, elapsed_s=round(summary.elapsed_s, 3),
              unreadable=len(summary.unreadable))
     return summary
+
+
+#: Longest wait for in-flight deliveries after SIGINT/SIGTERM (what is left is reported, and not skipped on resume).
+_INTERRUPT_FLUSH_S = 10.0
 
 
 def _duration(seconds: float) -> str:
