@@ -11,9 +11,11 @@ can be measured from it; the original observation time and the source file trave
   (0 = the original) and the id it was copied from.
 
 At recorded cadence (``--speed``) messages go out in observation-time order, re-ordered within a
-bounded read-ahead window (:mod:`stream.replay.ordering`); an archive spanning more than a night
-is warned about once (``replay_spans_more_than_a_night``, with the ``--max-gap`` hint), and the
-progress line shows when the next message is due.
+bounded read-ahead window (:mod:`stream.replay.ordering`). The archive's observation times are
+read once first (:func:`_plan_cadence`): one line gives the whole archive's span and what the
+replay will take with ``--max-gap`` applied (``replay_plan``; a warning,
+``replay_spans_more_than_a_night``, when it spans more than a night and no ``--max-gap`` caps the
+gaps), and the progress line shows when the next message is due and the ETA.
 
 The producer is idempotent (``acks=all``); every delivery report is checked and the replay
 fails with :class:`ReplayError` if any message failed or is left unflushed.
@@ -220,18 +222,31 @@ def replay(
         return on_delivery
 
     hint = count_hint(source)
+    plan = _plan_cadence(source, pacer, copies, skip, limit, hint, progress) if pacer.mode == "cadence" else None
+    if plan is not None:
+        hint = plan.messages
     total = None if hint is None else max(0, hint * copies - skip)
     if total is not None and limit is not None:
         total = min(total, limit)
-    bar = tqdm(total=total, unit="msg", file=sys.stderr, disable=not progress, dynamic_ncols=True, desc=f"replay -> {topic}")
+    if plan is not None:
+        summary.span_days = plan.span_days
+        _announce_plan(plan, pacer, total)
+    # At recorded cadence the rate-based ETA of tqdm means nothing (bursts, then waits): the plan's is shown instead.
+    bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]" if plan is not None else None
+    bar = tqdm(total=total, unit="msg", file=sys.stderr, disable=not progress, dynamic_ncols=True, desc=f"replay -> {topic}",
+               bar_format=bar_format)
     started = time.monotonic()
     resumed = 0
     items: Iterable[SourceMessage | Unreadable] = iter_source(source)
     order = TimeOrder(items, reorder_window) if pacer.mode == "cadence" else None
-    warned_span = False
+
+    def eta() -> str:
+        if plan is None:
+            return ""
+        return f", ETA {_duration(max(0.0, plan.takes_s - (time.monotonic() - started)))}"
 
     def show_next_due(delay_s: float) -> None:
-        bar.set_postfix_str(f"next due in {_duration(delay_s)}", refresh=True)
+        bar.set_postfix_str(f"next due in {_duration(delay_s)}{eta()}", refresh=True)
         if delay_s > 60 and not progress:
             log.info("replay_waiting", next_due_in_s=round(delay_s, 1), sent=summary.sent)
 
@@ -244,11 +259,8 @@ def replay(
                 continue
             if limit is not None and summary.sent >= limit:
                 break
-            if order is not None and not warned_span and order.span_days > NIGHT_DAYS:
-                warned_span = True
-                _warn_span(order.span_days, pacer)
             pacer.wait(out.message.observed_mjd, before_sleep=show_next_due)
-            bar.set_postfix_str("", refresh=False)
+            bar.set_postfix_str(eta()[2:], refresh=False)
             key = out.message.object_id.encode() if out.message.object_id is not None else None
             try:
                 produce_retrying(producer, topic, out.message.value, key=key, headers=headers_for(out, copies),
@@ -278,7 +290,8 @@ def replay(
         bar.close()
         summary.elapsed_s = time.monotonic() - started
         if order is not None:
-            summary.late, summary.span_days, summary.gaps_cut_s = order.late, order.span_days, pacer.gaps_cut_s
+            summary.late, summary.gaps_cut_s = order.late, pacer.gaps_cut_s
+            summary.span_days = max(summary.span_days, order.span_days)
         if resumed:
             summary.skipped["resume"] = resumed
     if interrupted is not None:
@@ -310,9 +323,48 @@ def _duration(seconds: float) -> str:
     return f"{seconds / SECONDS_PER_DAY:.1f} d"
 
 
-def _warn_span(span_days: float, pacer: Pacer) -> None:
-    """One warning: at recorded cadence a multi-night archive waits out the days between nights."""
-    at_speed = span_days * SECONDS_PER_DAY / (pacer.speed or 1.0)
-    log.warning("replay_spans_more_than_a_night", span_days=round(span_days, 3), speed=pacer.speed,
-                max_gap_s=pacer.max_gap_s, replay_takes_up_to=_duration(at_speed),
-                hint=None if pacer.max_gap_s is not None else "pass --max-gap S to cap idle gaps at S seconds")
+@dataclass(frozen=True)
+class CadencePlan:
+    """What a replay at recorded cadence will do, from one read of the archive's observation times."""
+
+    #: Readable messages in the source (before --multiply, --skip and --limit).
+    messages: int
+    #: Observation-time span of the whole archive, in days.
+    span_days: float
+    #: Seconds the replay will take at this speed, with --max-gap's cap, --skip and --limit applied.
+    takes_s: float
+
+
+def _plan_cadence(source: str | Path, pacer: Pacer, copies: int, skip: int, limit: int | None, hint: int | None,
+                  progress: bool) -> CadencePlan:
+    """Read the archive's observation times once (decoding, as the replay will) to know its true span,
+    count and duration before the first message goes out."""
+    from tqdm import tqdm
+
+    mjds: list[float] = []
+    messages = 0
+    with tqdm(total=hint, unit="msg", file=sys.stderr, disable=not progress, dynamic_ncols=True,
+              desc="reading observation times", leave=False) as bar:
+        for item in iter_source(source):
+            if isinstance(item, SourceMessage):
+                messages += 1
+                if item.observed_mjd is not None:
+                    mjds.append(item.observed_mjd)
+            bar.update(1)
+    mjds.sort()  # the replay sends in observation-time order
+    span = mjds[-1] - mjds[0] if mjds else 0.0
+    end = messages * copies if limit is None else min(messages * copies, skip + limit)
+    # message i of the sequence is copy (i mod copies) of original i // copies: copies share a time
+    sent = mjds[min(skip // copies, len(mjds)):(end + copies - 1) // copies]
+    return CadencePlan(messages=messages, span_days=span, takes_s=pacer.estimate_s(sent))
+
+
+def _announce_plan(plan: CadencePlan, pacer: Pacer, total: int | None) -> None:
+    """One line before the first message: the archive's span and what the replay will take. A warning
+    when it spans more than a night and no --max-gap caps the idle gaps (then the wait is real)."""
+    fields = {"messages": total, "span_days": round(plan.span_days, 3), "speed": pacer.speed, "max_gap_s": pacer.max_gap_s,
+              "replay_takes": _duration(plan.takes_s), "replay_takes_s": round(plan.takes_s, 3)}
+    if plan.span_days > NIGHT_DAYS and pacer.max_gap_s is None:
+        log.warning("replay_spans_more_than_a_night", **fields, hint="pass --max-gap S to cap idle gaps at S seconds")
+    else:
+        log.info("replay_plan", **fields)
