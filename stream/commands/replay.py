@@ -76,9 +76,11 @@ def _run(args: argparse.Namespace) -> int:
     from stream.replay.publish import ReplayError, ReplayInterrupted, Stopped, replay
     from stream.replay.rewrite import MultiplyError
     from stream.replay.sources import ReplaySourceError
-    from stream.stack import StackError
+    from stream.stack import StackError, with_stack_file
 
     settings = load_settings(args.config)  # a ConfigError is a UsageError
+    if not args.bootstrap_servers:
+        settings = with_stack_file(settings)  # a `stack up` running in this directory
     try:
         pacer = Pacer.from_options(rate_per_s=args.rate, speed=args.speed, max_gap_s=args.max_gap)
     except PacingError as exc:
@@ -86,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
     if not bootstrap:
         raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS "
-                         "(`survey-classifier stack up` starts a local one)")
+                         "(`survey-classifier stack up` in this directory starts a local one that replay finds)")
     if args.skip < 0 or (args.limit is not None and args.limit < 0) or args.reorder_window < 1:
         raise UsageError("--skip and --limit must not be negative, --reorder-window at least 1")
     topic = args.topic or settings.kafka.alert_topics[0]

@@ -135,8 +135,11 @@ def _text(status: dict[str, Any]) -> str:
 def _run(args: argparse.Namespace) -> int:
     from stream.config import load_settings
     from stream.health import probe_broker
+    from stream.stack import with_stack_file
 
     settings = load_settings(args.config)  # a ConfigError is a UsageError
+    if not args.bootstrap_servers:
+        settings = with_stack_file(settings)  # a `stack up` running in this directory
     bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
     if not bootstrap:
         raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS")

@@ -281,7 +281,8 @@ def _reachable_broker(args: argparse.Namespace, settings: Any) -> tuple[str, dic
 
     bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
     if not bootstrap:
-        raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS")
+        raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS "
+                         "(`survey-classifier stack up` in this directory starts a local one that subscribe finds)")
     client_config = dict(settings.kafka.client)
     unreachable = probe_broker({"bootstrap.servers": bootstrap, **client_config}, timeout_s=args.connect_timeout)
     if unreachable is not None:
@@ -298,7 +299,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.dump_schema:
         return _dump_schema()
+    from stream.stack import with_stack_file
+
     settings = load_settings(args.config)  # a ConfigError is a UsageError
+    if not args.bootstrap_servers:
+        settings = with_stack_file(settings)  # a `stack up` running in this directory
     predicate = _filter(args)
     bootstrap, client_config = _reachable_broker(args, settings)
     if args.list_topics:
