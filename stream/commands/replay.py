@@ -109,16 +109,12 @@ def _run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress, flush_timeout_s=args.flush_timeout,
                          reorder_window=args.reorder_window)
     except ReplayInterrupted as exc:
-        # Further signals must not cut the summary short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        done = exc.summary
-        print(done.to_json(), flush=True)
-        lost = (f" ({done.unflushed} not acknowledged, {done.delivery_failures} failed: sent again on resume)"
-                if done.unflushed or done.delivery_failures else "")
-        print(f"replay: interrupted by {exc.signal_name} after {done.sent} message(s) sent{lost}; resume with "
-              f"--skip {done.resume_skip}", file=sys.stderr, flush=True)
-        return 143 if exc.signal_name == "SIGTERM" else 130
+        return _interrupted(exc.signal_name, exc.summary)
+    except KeyboardInterrupt as exc:  # before the first send (creating the topic, connecting): nothing sent
+        from stream.replay.publish import ReplaySummary
+
+        name = exc.signal_name if isinstance(exc, Stopped) else "SIGINT"
+        return _interrupted(name, ReplaySummary(source=args.source, topic=topic, interrupted=name, resume_skip=args.skip))
     except (ReplaySourceError, MultiplyError) as exc:
         raise UsageError(str(exc)) from exc
     except StackError as exc:
@@ -139,3 +135,19 @@ def _run(args: argparse.Namespace) -> int:
               f"({summary.sent} sent){'' if args.skip_bad else '; pass --skip-bad to accept that'}", file=sys.stderr)
         return 0 if args.skip_bad else 1
     return 0
+
+
+def _interrupted(signal_name: str, done) -> int:
+    """The summary line and the ``--skip`` that resumes; 130 after SIGINT, 143 after SIGTERM."""
+    # Further signals must not cut the summary short.
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(done.to_json(), flush=True)
+        lost = (f" ({done.unflushed} not acknowledged, {done.delivery_failures} failed: sent again on resume)"
+                if done.unflushed or done.delivery_failures else "")
+        print(f"replay: interrupted by {signal_name} after {done.sent} message(s) sent{lost}; resume with "
+              f"--skip {done.resume_skip}", file=sys.stderr, flush=True)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 143 if signal_name == "SIGTERM" else 130

@@ -194,7 +194,9 @@ def replay(
     At recorded cadence the messages are re-ordered by observation time within ``reorder_window``
     messages of read-ahead. ``skip`` resumes a replay: the first ``skip`` messages of the sequence (the ``sent`` of
     an earlier summary) are not sent again. ``limit`` stops after that many sent messages.
-    Raises :class:`ReplayError` when a delivery failed or messages were left unflushed.
+    Raises :class:`ReplayError` when a delivery failed or messages were left unflushed, and
+    :class:`ReplayInterrupted` (a ``KeyboardInterrupt``) on Ctrl-C or :class:`Stopped`, after
+    delivering what was in flight (at most 10 s); both carry the summary with ``resume_skip``.
     """
     from confluent_kafka import KafkaError, KafkaException
     from tqdm import tqdm
@@ -222,7 +224,12 @@ def replay(
         return on_delivery
 
     hint = count_hint(source)
-    plan = _plan_cadence(source, pacer, copies, skip, limit, hint, progress) if pacer.mode == "cadence" else None
+    try:
+        plan = _plan_cadence(source, pacer, copies, skip, limit, hint, progress) if pacer.mode == "cadence" else None
+    except KeyboardInterrupt as exc:  # stopped while reading the observation times: nothing sent yet
+        summary.interrupted = exc.signal_name if isinstance(exc, Stopped) else "SIGINT"
+        summary.resume_skip = skip
+        raise ReplayInterrupted(summary.interrupted, summary) from None
     if plan is not None:
         hint = plan.messages
     total = None if hint is None else max(0, hint * copies - skip)

@@ -75,3 +75,32 @@ def test_a_signal_mid_replay_prints_the_summary_and_the_skip_that_resumes_it(ser
     assert resumed.returncode == 0, resumed.stderr
     indices = sorted(int(_headers(m)["sc-replay-index"]) for m in consume_all(services.bootstrap_servers, topic))
     assert indices == list(range(len(PACKETS)))  # every message exactly once across the two runs
+
+
+RUBIN_POOL = REPO.parent / "shared" / "rubin_pool"
+
+
+@pytest.mark.skipif(not RUBIN_POOL.is_dir(), reason="../shared/rubin_pool is not beside the checkout")
+def test_a_signal_before_the_first_send_still_prints_the_summary(services, unique_name):
+    # --speed first reads the archive's observation times (seconds on the Rubin pool's Fink dumps): stop it there.
+    topic = f"{unique_name}-alerts"
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+    cmd = [sys.executable, "-m", "stream.cli", "replay", str(RUBIN_POOL), "--topic", topic, "--bootstrap-servers",
+           services.bootstrap_servers, "--speed", "60", "--skip", "3"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        assert proc.stderr is not None
+        while "reading observation times" not in seen:
+            chunk = proc.stderr.read(1)
+            assert chunk, f"replay ended before reading the observation times: {seen}"
+            seen += chunk
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, seen + err
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["sent"] == 0 and summary["interrupted"] == "SIGINT" and summary["resume_skip"] == 3
+    assert "replay: interrupted by SIGINT after 0 message(s) sent; resume with --skip 3" in err
