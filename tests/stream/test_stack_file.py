@@ -30,19 +30,24 @@ def _clean_env() -> dict[str, str]:
 
 @pytest.fixture
 def stack_up(tmp_path):
-    """`survey-classifier stack up --topics alerts` running in tmp_path until the test ends."""
-    env = {**_clean_env(), "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "stack", "up", "--topics", "alerts", "--partitions", "2"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    address_file = tmp_path / "var" / "stack.env"
-    deadline = time.monotonic() + 90
-    while not address_file.exists():
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        assert time.monotonic() < deadline, "stack up wrote no var/stack.env in 90 s"
-        time.sleep(0.2)
-    try:
-        yield proc, address_file
-    finally:
+    """Start `survey-classifier stack up [ARGS]` in tmp_path (running until the test ends); returns (process, var/stack.env)."""
+    procs: list[subprocess.Popen] = []
+
+    def start(*extra: str) -> tuple[subprocess.Popen, Path]:
+        env = {**_clean_env(), "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen([sys.executable, "-m", "stream.cli", "stack", "up", *extra], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        procs.append(proc)
+        address_file = tmp_path / "var" / "stack.env"
+        deadline = time.monotonic() + 90
+        while not address_file.exists():
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "stack up wrote no var/stack.env in 90 s"
+            time.sleep(0.2)
+        return proc, address_file
+
+    yield start
+    for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
@@ -51,11 +56,15 @@ def stack_up(tmp_path):
                 proc.kill()
 
 
-def test_commands_started_beside_stack_up_find_it_and_run_refuses_a_missing_output_topic(stack_up, tmp_path, monkeypatch,
-                                                                                          capsys):
-    proc, address_file = stack_up
+def _forget_env(monkeypatch) -> None:
     for name in [k for k in os.environ if k.startswith(("SC__", "SC_KAFKA__", "KAFKA_", "REDIS_"))]:
         monkeypatch.delenv(name)
+
+
+def test_commands_started_beside_stack_up_find_it_and_run_refuses_a_missing_output_topic(stack_up, tmp_path, monkeypatch,
+                                                                                          capsys):
+    proc, address_file = stack_up("--topics", "alerts", "--partitions", "2")
+    _forget_env(monkeypatch)
     monkeypatch.chdir(tmp_path)
     found = read_stack_file(Path("var/stack.env"))
     assert found is not None and found["KAFKA_BOOTSTRAP_SERVERS"].startswith("127.0.0.1:")
@@ -82,6 +91,26 @@ def test_commands_started_beside_stack_up_find_it_and_run_refuses_a_missing_outp
     proc.send_signal(signal.SIGINT)
     proc.wait(30)
     assert not address_file.exists()  # removed when the stack stops
+
+
+def test_stack_up_then_run_with_the_shipped_embedded_config_classifies_a_night(stack_up, tmp_path, monkeypatch, capsys):
+    """The issue's exact steps: `stack up &`, then replay, `run --config deploy/config/embedded.toml`
+    and subscribe, nothing exported (realbogus alone, to keep it short)."""
+    stack_up()
+    _forget_env(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    assert main(["replay", str(SAMPLES / "ztf" / "alerce"), "--topic", "alerts", "--no-progress"]) == 0
+    sent = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sent"]
+    env = {**_clean_env(), "PYTHONPATH": str(REPO), "SC__ENGINE__MODELS": "realbogus",
+           "SC__ENGINE__CACHE_DIR": str(REPO / "var" / "engines"), "SC__OBSERVABILITY__METRICS_PORT": "0"}
+    run = subprocess.run([sys.executable, "-m", "stream.cli", "--log-format", "json", "run", "--config",
+                          str(REPO / "deploy" / "config" / "embedded.toml"), "--max-idle", "5"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert '"event": "using_stack_file"' in run.stderr
+    assert main(["subscribe", "--topic", "classified", "--until-end", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert summary["kept"] == sent and summary["lag"] == 0
 
 
 def test_a_stale_stack_file_is_ignored(tmp_path):
