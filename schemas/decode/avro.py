@@ -47,6 +47,7 @@ __all__ = [
     "HISTORY_FIELDS",
     "ParsedSchema",
     "ContainerReader",
+    "container_record_count",
     "is_container",
     "split_wire",
     "frame_wire",
@@ -567,6 +568,28 @@ class ContainerReader:
                 yield data[start:stream.tell()] if raw else record
             if stream.tell() != len(data):
                 raise DecodeError(Reason.TRUNCATED_AVRO, "block holds bytes past its records")
+
+
+def container_record_count(fh: BinaryIO, *, max_blocks: int = 1_000_000) -> int:
+    """Records an Avro object-container declares, from its block headers alone.
+
+    Each block's bytes are skipped with ``seek`` (never read or inflated), so counting a
+    multi-gigabyte part file reads a few bytes per block. Raises :class:`DecodeError` on a
+    malformed header or block header, or past ``max_blocks`` blocks.
+    """
+    _read_header(fh)
+    total = 0
+    for _ in range(max_blocks):
+        head = fh.read(1)
+        if not head:
+            return total
+        count = _read_long(fh, head)
+        size = _read_long(fh)
+        if count < 0 or size < 0:
+            raise DecodeError(Reason.TRUNCATED_AVRO, f"block declares {count} records in {size} bytes")
+        total += count
+        fh.seek(size + 16, io.SEEK_CUR)
+    raise DecodeError(Reason.TOO_MANY_RECORDS, f"more than {max_blocks} blocks")
 
 
 def read_container(value: bytes, *, max_block_bytes: int = 32 * 1024 * 1024,

@@ -39,7 +39,7 @@ examples:
   survey-classifier demo --backend openvino --pngs 12 --out var/demo-ov""",
     "stack": """\
 examples:
-  survey-classifier stack up                    a broker + Redis on free ports until Ctrl-C (prints the variables to export)
+  survey-classifier stack up                    broker + Redis on free ports until Ctrl-C; writes var/stack.env (run, replay, subscribe read it)
   survey-classifier stack up --kafka-port 9092 --redis-port 6379 --topics alerts,classified,classified-dead-letter""",
     "inspect": """\
 examples:

@@ -4,7 +4,10 @@ Before the service starts, the broker and Redis are asked once (one clear line e
 watch keeps asking (see :mod:`stream.health`): gauges ``sc_kafka_up`` / ``sc_redis_up``,
 readiness false while either is down, one warning per ``kafka.unreachable_warn_interval_s``,
 and exit status 2 after ``kafka.exit_after_unreachable_s`` without a broker when that is set.
-Mistakes a person can fix (no broker named, the metrics port taken) end with one line, status 2.
+Mistakes a person can fix (no broker named, the metrics port taken, an output topic missing
+without ``--create-topics``) end with one line, status 2. With ``KAFKA_BOOTSTRAP_SERVERS`` /
+``REDIS_URL`` unset (and not in the config), the services of a ``stack up`` running in the same
+directory are used (its ``var/stack.env``).
 """
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-idle", type=float, default=None, metavar="SECONDS",
                    help="stop after this long with no input (default: run until SIGTERM/SIGINT)")
     p.add_argument("--create-topics", action="store_true",
-                   help="create the input, output and dead-letter topics if missing")
+                   help="create the input, output and dead-letter topics if missing (without it a missing output or "
+                        "dead-letter topic is refused at start)")
     p.add_argument("--partitions", type=int, default=EMBEDDED_PARTITIONS, help="partitions for --create-topics")
     p.set_defaults(func=_run)
 
@@ -62,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     from stream.kafka_clients import consumer_config
     from stream.logs import configure_logging
     from stream.service import build_service
-    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EmbeddedStack, create_topics
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EmbeddedStack, create_topics, with_stack_file
 
     settings = load_settings(args.config)
     if args.log_format is None or args.log_level is None:
@@ -70,6 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.allow_untrained:
         settings = dataclasses.replace(settings, engine=dataclasses.replace(settings.engine, allow_untrained=True))
     if not args.embedded:
+        settings = with_stack_file(settings)
         _require_services(settings, args.config)
     _check_metrics_port(settings.observability.metrics_host, settings.observability.metrics_port)
     _check_models(settings, args.config)
@@ -89,6 +94,8 @@ def _run(args: argparse.Namespace) -> int:
                 raise ServiceUnreachable(f"--create-topics: Kafka at {k.bootstrap_servers} did not answer: {report.kafka_error} "
                                          f"(check KAFKA_BOOTSTRAP_SERVERS / kafka.bootstrap_servers)")
             create_topics(k.bootstrap_servers, k.all_topics(), partitions=args.partitions, config=dict(k.client))
+        elif report.kafka_error is None:
+            _require_output_topics(settings, args.config)
         service = _build(build_service, settings)
         watch = ServiceWatch(client_conf, settings.redis.url, service.metrics, warn_interval_s=k.unreachable_warn_interval_s,
                              exit_after_s=k.exit_after_unreachable_s, on_give_up=service.request_stop)
@@ -108,14 +115,37 @@ def _run(args: argparse.Namespace) -> int:
             stack.stop()
 
 
+_STACK_HINT = ("or run `survey-classifier stack up` in this directory (it writes var/stack.env, read when the variables "
+               "are unset), or pass --embedded for a private stack that replay and subscribe cannot see")
+
+
 def _require_services(settings, config_path: str | None) -> None:
     """Refuse to start without a broker or Redis named, saying where to name them."""
     where = f" or in {config_path}" if config_path else ""
     if not settings.kafka.bootstrap_servers:
-        raise UsageError(f"no Kafka broker named: set KAFKA_BOOTSTRAP_SERVERS (or kafka.bootstrap_servers{where}), "
-                         f"or pass --embedded to start a local one")
+        raise UsageError(f"no Kafka broker named: set KAFKA_BOOTSTRAP_SERVERS (or kafka.bootstrap_servers{where}), {_STACK_HINT}")
     if not settings.redis.url:
-        raise UsageError(f"no Redis named: set REDIS_URL (or redis.url{where}), or pass --embedded to start a local one")
+        raise UsageError(f"no Redis named: set REDIS_URL (or redis.url{where}), {_STACK_HINT}")
+
+
+def _require_output_topics(settings, config_path: str | None) -> None:
+    """Refuse to start when a topic the service writes is missing: producing to it would create it
+    with the broker's defaults (4 partitions on Tansu), or fail on a cluster without auto-creation."""
+    from stream.offsets import OffsetsError, topic_partitions
+
+    k = settings.kafka
+    outputs = {"kafka.output_topic": k.output_topic, "kafka.dead_letter_topic": k.dead_letter_topic}
+    if k.exposure_topics:
+        outputs["kafka.exposure_output_topic"] = k.exposure_output_topic
+    try:
+        layout = topic_partitions(k.bootstrap_servers, set(outputs.values()), dict(k.client))
+    except OffsetsError:
+        return  # the broker stopped answering: the watch reports it
+    missing = [f"{topic} ({key})" for key, topic in outputs.items() if not layout[topic]]
+    if missing:
+        where = f" in {config_path}" if config_path else ""
+        raise UsageError(f"output topic(s) missing on {k.bootstrap_servers}: {', '.join(missing)}; create them, pass "
+                         f"--create-topics, or name existing ones{where}")
 
 
 def _models_source(config_path: str | None) -> str:

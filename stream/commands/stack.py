@@ -3,6 +3,9 @@
 It creates every topic a service would use: the default list (which is exactly
 ``deploy/config/embedded.toml``'s), or with ``--config`` that file's input, output and
 dead-letter topics, so a service started on it never subscribes to a topic that is missing.
+It writes the addresses to ``var/stack.env`` (:data:`stream.stack.STACK_FILE`, in the current
+directory), which ``run``, ``replay``, ``subscribe`` and ``status`` started in the same directory
+read when ``KAFKA_BOOTSTRAP_SERVERS`` / ``REDIS_URL`` are unset; it is removed on stop.
 """
 from __future__ import annotations
 
@@ -37,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from stream.stack import EmbeddedStack, create_topics
+    from stream.stack import STACK_FILE, EmbeddedStack, create_topics, remove_stack_file, write_stack_file
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -47,11 +50,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"# topics: {', '.join(topics)}", flush=True)
         print(f"export KAFKA_BOOTSTRAP_SERVERS={stack.bootstrap_servers}", flush=True)
         print(f"export REDIS_URL={stack.redis_url}", flush=True)
+        write_stack_file(stack.bootstrap_servers, stack.redis_url)
+        print(f"# written to {STACK_FILE}: run, replay, subscribe and status started in this directory use it "
+              f"when KAFKA_BOOTSTRAP_SERVERS / REDIS_URL are unset", flush=True)
         print("# embedded stack is up (memory only); Ctrl-C stops it", flush=True)
         try:
             while not stop.wait(0.5):
                 pass
         except KeyboardInterrupt:
             pass
+        finally:
+            remove_stack_file(stack.bootstrap_servers)
     print("# embedded stack stopped", flush=True)
     return 0

@@ -3,9 +3,11 @@
 Wires :class:`stream.subscribe.reader.ClassifiedReader` (Kafka), the filters and the writers of
 :mod:`stream.subscribe.output`. On a terminal the kept records scroll by as a table; otherwise
 (piped, no ``--output``) they are JSON lines on stdout. A summary (read, kept, undecodable,
-PNGs) goes to stderr as one JSON line at the end. Exit codes: 0, 1 (topic errors, a read
-failing mid-stream), 2 (bad options, a broker that does not answer within --connect-timeout),
-130 (Ctrl-C; files written so far are closed properly).
+PNGs, and each partition's position, end offset and lag) goes to stderr as one JSON line at the
+end; ``--lag`` adds a table of the partitions. Exit codes: 0, 1 (topic errors, a read failing
+mid-stream), 2 (bad options, a broker that does not answer within --connect-timeout, a topic
+whose first messages are not classified records: one line naming what they are), 130 (Ctrl-C;
+files written so far are closed properly).
 
 fink-client habits: ``--list-topics``, ``--dump-schema``, ``--group ID`` (resume from the
 group's committed offsets) and ``--save-alerts DIR`` (the original packets of kept alerts).
@@ -95,6 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="seconds to wait for the broker's first answer before giving up (default 10)")
     p.add_argument("--list-topics", action="store_true", help="list the cluster's topics with partition counts, and exit")
     p.add_argument("--dump-schema", action="store_true", help="print the classified record's Avro schema (latest), and exit")
+    p.add_argument("--lag", action="store_true",
+                   help="at the end, print each partition's position, end offset and lag on stderr (also in the JSON summary)")
     f = p.add_argument_group("filters")
     f.add_argument("--where", default=None, metavar="EXPR", help="filter expression (see below)")
     f.add_argument("--min-real-bogus", "--min-rb", dest="min_real_bogus", type=float, default=None, metavar="P",
@@ -285,7 +289,8 @@ def _reachable_broker(args: argparse.Namespace, settings: Any) -> tuple[str, dic
 
     bootstrap = args.bootstrap_servers or settings.kafka.bootstrap_servers
     if not bootstrap:
-        raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS")
+        raise UsageError("no Kafka named: pass --bootstrap-servers or set KAFKA_BOOTSTRAP_SERVERS "
+                         "(`survey-classifier stack up` in this directory starts a local one that subscribe finds)")
     client_config = dict(settings.kafka.client)
     unreachable = probe_broker({"bootstrap.servers": bootstrap, **client_config}, timeout_s=args.connect_timeout)
     if unreachable is not None:
@@ -298,11 +303,15 @@ def _run(args: argparse.Namespace) -> int:
     from stream.config import load_settings
     from stream.subscribe.filters import FilterError
     from stream.subscribe.output import OutputError
-    from stream.subscribe.reader import ClassifiedReader, SubscribeError
+    from stream.subscribe.reader import ClassifiedReader, NotClassifiedTopic, SubscribeError
 
     if args.dump_schema:
         return _dump_schema()
+    from stream.stack import with_stack_file
+
     settings = load_settings(args.config)  # a ConfigError is a UsageError
+    if not args.bootstrap_servers:
+        settings = with_stack_file(settings)  # a `stack up` running in this directory
     predicate = _filter(args)
     bootstrap, client_config = _reachable_broker(args, settings)
     if args.list_topics:
@@ -323,6 +332,9 @@ def _run(args: argparse.Namespace) -> int:
                     break
         except (FilterError, OutputError) as exc:
             raise UsageError(str(exc)) from exc
+        except NotClassifiedTopic as exc:
+            args.no_summary = True  # the one line is the error
+            raise UsageError(str(exc)) from exc
         except SubscribeError as exc:
             print(f"subscribe: {exc}", file=sys.stderr)
             return 1
@@ -330,12 +342,32 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _close_and_summarise(reader: Any, sinks: Callable[[], _Sinks], topic: str, args: argparse.Namespace) -> None:
-    """Close the reader, then one JSON line on stderr: what was read, kept and written."""
+    """Close the reader, then one JSON line on stderr: what was read, kept and written, and where each partition stands."""
+    offsets = reader.offsets()
     reader.close()
+    if getattr(args, "no_summary", False):
+        return
     png, saver = sinks().png, sinks().saver
+    lags = [o.lag for o in offsets if o.lag is not None]
     summary = {"topic": topic, "read": reader.stats.read, "kept": reader.stats.kept,
                "undecodable": reader.stats.undecodable, "output": args.output,
                "pngs": png.written if png else 0, "png_failures": png.failed if png else 0,
                "alerts_saved": saver.written if saver else 0, "alerts_not_saved": saver.failed if saver else 0,
-               "group": args.group}
+               "group": args.group, "lag": sum(lags) if lags else None,
+               "partitions": [{k: v for k, v in o.as_dict().items() if k != "topic"} for o in offsets]}
+    if args.lag:
+        print(_lag_table(offsets), file=sys.stderr, flush=True)
     print(json.dumps(summary, sort_keys=True), file=sys.stderr, flush=True)
+
+
+def _lag_table(offsets: list[Any]) -> str:
+    """partition / position / end / lag, one row per partition, ``-`` where unknown, and the total."""
+    def cell(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    rows = [("partition", "position", "end", "lag")]
+    rows += [(str(o.partition), cell(o.position), cell(o.end), cell(o.lag)) for o in offsets]
+    lags = [o.lag for o in offsets if o.lag is not None]
+    rows.append(("total", "", "", cell(sum(lags) if lags else None)))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows)

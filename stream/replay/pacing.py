@@ -15,7 +15,7 @@ Pure: the clock and the sleep are injected, so tests can drive it without waitin
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 __all__ = ["PacingError", "Pacer", "SECONDS_PER_DAY"]
@@ -83,6 +83,15 @@ class Pacer:
             self._last_target = max(self._last_target, target)
             return target
         return self._last_target if self.speed else 0.0
+
+    def estimate_s(self, observed_mjds: Iterable[float | None]) -> float:
+        """Seconds from the first send to the last for messages observed at ``observed_mjds`` (in send
+        order), at this pacing and with its ``max_gap_s``: what a replay will take. Pure; this pacer is untouched."""
+        probe = Pacer(rate_per_s=self.rate_per_s, speed=self.speed, max_gap_s=self.max_gap_s, clock=lambda: 0.0)
+        last = 0.0
+        for mjd in observed_mjds:
+            last = max(last, probe.due(mjd))
+        return last
 
     def wait(self, observed_mjd: float | None, before_sleep: Callable[[float], None] | None = None) -> float:
         """Sleep until the message is due; returns the seconds slept.

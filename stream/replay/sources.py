@@ -272,19 +272,47 @@ def iter_source(path: str | os.PathLike[str], *, limits: WalkLimits | None = Non
 def count_hint(path: str | os.PathLike[str]) -> int | None:
     """How many messages a source holds when that is cheap to know, else None.
 
-    A directory: its files (multi-record files make the real count larger); a Parquet dump:
-    its rows (from the footer). Used for the progress bar's total.
+    Counted from metadata, never by decoding: a Parquet dump's rows (its footer), an Avro
+    container's records (its block headers, the blocks skipped unread), one per Confluent-wire
+    file, one per line of a JSON-lines dump; a directory sums its files. A tarball (it would have
+    to be inflated) gives None. Used for the progress bar's total.
     """
     source = Path(path)
     if source.is_dir():
-        return sum(1 for f in list_files(source) if not f.name.lower().endswith(TAR_SUFFIXES))
-    if source.is_file():  # a regular file (a link to a device is not): safe to open
-        with source.open("rb") as fh:
-            head = fh.read(16)
-        if head.startswith(b"PAR1"):
-            from schemas.decode.parquet import parquet_row_count
+        total = 0
+        for f in list_files(source):
+            count = _file_count(f)
+            if count is None:
+                return None
+            total += count
+        return total
+    return _file_count(source)
 
-            return parquet_row_count(source)
-        if source.stat().st_size <= SMALL_FILE_BYTES:
-            return 1 if detect_kind(head) in (SourceKind.CONTAINER, SourceKind.WIRE) else None
-    return None
+
+def _file_count(path: Path) -> int | None:
+    """Messages in one file from its metadata (see :func:`count_hint`); 0 for what replay cannot read."""
+    from schemas.decode.avro import container_record_count
+
+    if path.name.lower().endswith(TAR_SUFFIXES):
+        return None
+    try:
+        if not path.is_file():  # a regular file (a link to a device is not): safe to open
+            return 0
+        with path.open("rb") as fh:
+            head = fh.read(16)
+            if head.startswith(b"PAR1"):
+                from schemas.decode.parquet import parquet_row_count
+
+                return parquet_row_count(path)
+            kind = detect_kind(head)
+            if kind == SourceKind.CONTAINER:
+                fh.seek(0)
+                return container_record_count(fh)
+            if kind == SourceKind.WIRE:
+                return 1
+            if kind == SourceKind.CLASSIFIED_JSONL:
+                fh.seek(0)
+                return sum(1 for line in fh if line.strip())
+            return 0
+    except (OSError, DecodeError, ValueError):
+        return 0  # replay reports it as unreadable

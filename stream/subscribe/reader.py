@@ -15,7 +15,11 @@ stopped and started again continues where it stopped, without gaps (fink-client'
 a record in hand when the process is killed may come again: at-least-once). With ``until_end`` it stops once
 every partition has reached the end it had when read: librdkafka's partition-EOF events and the
 *cached* high watermarks (Tansu answers a stale live watermark query after batched produce).
-A message that is not a classified record is counted and logged, never raised mid-stream.
+A message that is not a classified record is counted and logged, never raised mid-stream, once
+the topic has shown one classified record; when the first :data:`FOREIGN_AFTER` messages read are
+all undecodable the topic is not a classified topic at all (the input alerts topic, read by
+mistake) and :class:`NotClassifiedTopic` is raised, naming what the messages are.
+:meth:`ClassifiedReader.offsets` gives each partition's position, end offset and lag.
 
 Two Tansu workarounds, harmless on real Kafka: ``start="latest"`` reads past a stale
 ListOffsets(latest) answer up to each partition's fetched end, and with a start timestamp the
@@ -36,11 +40,14 @@ from typing import Any, cast
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from stream.offsets import PartitionOffsets
 from stream.subscribe.filters import Predicate, combine, parse_where
 from stream.subscribe.known import top_class, top_classes
 
 __all__ = [
     "SubscribeError",
+    "NotClassifiedTopic",
+    "FOREIGN_AFTER",
     "ModelScores",
     "ClassifiedRecord",
     "ReaderStats",
@@ -66,6 +73,26 @@ def _offset(msg: Message) -> int:
 
 class SubscribeError(RuntimeError):
     """The topic cannot be read (missing, broker unreachable, bad start position)."""
+
+
+class NotClassifiedTopic(SubscribeError):
+    """The first messages of the topic are none of them classified records: the wrong topic was named."""
+
+
+#: Undecodable messages, with no classified record before them, after which a topic is judged not classified.
+FOREIGN_AFTER = 5
+
+
+def _what_they_are(value: bytes) -> str:
+    """What a message that is not a classified record is, as far as the alert decoders can tell."""
+    from schemas.decode import decode_message
+
+    try:
+        items = decode_message(value)
+    except Exception:  # noqa: BLE001 - anything the decoders refuse is just "not an alert"
+        return ""
+    kinds = sorted({f"{getattr(i, 'survey', '?')} {getattr(getattr(i, 'kind', None), 'value', 'alert')}" for i in items})
+    return f"; they are {', '.join(kinds)} packets (an input topic?)" if kinds else ""
 
 
 @dataclass(frozen=True)
@@ -314,6 +341,10 @@ class ClassifiedReader:
         self.commit_every_s = commit_every_s
         self._to_commit: dict[int, int] = {}
         self._last_commit = time.monotonic()
+        #: The next offset to read in each partition, as far as this reader got (messages and ends seen).
+        self._next: dict[int, int] = {}
+        self._bootstrap = bootstrap_servers
+        self._client_config = dict(client_config or {})
         conf = _base_config(bootstrap_servers, client_config)
         if group_id:
             conf["group.id"] = group_id
@@ -448,6 +479,8 @@ class ClassifiedReader:
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
                     at_eof.add(_partition(msg))
+                    if _offset(msg) >= 0:
+                        self._next[_partition(msg)] = max(self._next.get(_partition(msg), 0), _offset(msg))
                     if self.until_end and at_eof >= set(self._partitions):
                         return
                     continue
@@ -456,6 +489,7 @@ class ClassifiedReader:
                 log.warning("transient_consumer_error", topic=self.topic, error=str(err))
                 continue
             at_eof.discard(msg.partition())
+            self._next[_partition(msg)] = _offset(msg) + 1
             ts_type, ts = msg.timestamp()
             if self._since_ms is not None and ts_type != 0 and ts < self._since_ms:
                 self._done_with(msg)
@@ -463,10 +497,20 @@ class ClassifiedReader:
             self.stats.read += 1
             try:
                 data = self._decode(msg.value() or b"")
-            except Exception as exc:  # noqa: BLE001 - a foreign message is data, not a crash
+            except Exception as exc:  # a foreign message is data, not a crash
                 self.stats.undecodable += 1
-                log.warning("not_a_classified_record", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                            error=f"{type(exc).__name__}: {exc}")
+                error = f"{type(exc).__name__}: {exc}"
+                if self.stats.read == self.stats.undecodable:  # no classified record yet: is this the wrong topic?
+                    if self.stats.undecodable >= FOREIGN_AFTER:
+                        raise NotClassifiedTopic(
+                            f"topic {self.topic} does not hold classified records: the first {self.stats.undecodable} "
+                            f"messages read are not ({error}){_what_they_are(msg.value() or b'')}; read the service's "
+                            f"output topic (kafka.output_topic, default 'classified'; --list-topics lists them)") from exc
+                    log.debug("not_a_classified_record", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                              error=error)
+                else:
+                    log.warning("not_a_classified_record", topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
+                                error=error)
                 self._done_with(msg)
                 continue
             if not self.predicate(data):
@@ -477,6 +521,48 @@ class ClassifiedReader:
             self.stats.kept += 1
             yield record
             self._done_with(msg)  # handed out and handled by the caller: safe to move past it
+
+    def offsets(self) -> list[PartitionOffsets]:
+        """Each partition's position (the next offset this reader would read), end offset and lag.
+
+        The ends are the high watermarks of fetch responses (right on Tansu too): this reader's
+        latest, or, for a partition it has not fetched yet, one fetch by a throw-away consumer.
+        Call before :meth:`close`.
+        """
+        from stream.offsets import fetched_watermarks
+
+        if self._closed:
+            return [PartitionOffsets(self.topic, p, self._next.get(p), None) for p in self._partitions]
+        marks: dict[int, tuple[int, int] | None] = {}
+        position: dict[int, int | None] = {}
+        for p in self._partitions:
+            position[p] = self._next.get(p)
+            try:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), cached=True)
+                marks[p] = (max(low, 0), high) if high >= 0 else None
+                if position[p] is None:
+                    (tp,) = self._consumer.position([TopicPartition(self.topic, p)])
+                    position[p] = tp.offset if tp.offset >= 0 else None
+            except KafkaException:
+                marks[p] = None
+        missing = [p for p in self._partitions if marks[p] is None]
+        if missing:
+            try:
+                fetched = fetched_watermarks(self._bootstrap, [(self.topic, p) for p in missing], client_config=self._client_config,
+                                             timeout_s=5.0)
+            except Exception as exc:  # noqa: BLE001 - offsets are a report: unknown, never a crash
+                log.debug("end_offsets_not_fetched", topic=self.topic, error=str(exc))
+                fetched = {}
+            for p in missing:
+                marks[p] = fetched.get((self.topic, p))
+        out = []
+        for p in self._partitions:
+            mark = marks[p]
+            at = position[p]
+            if at is None and mark is not None and self.start == "earliest" and not self.group_id:
+                at = mark[0]  # nothing handed out from it yet: the reader stands at its start
+            out.append(PartitionOffsets(self.topic, p, at, None if mark is None else mark[1]))
+        return out
 
     def close(self) -> None:
         """Leave the topic (idempotent)."""

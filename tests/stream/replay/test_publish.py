@@ -183,8 +183,12 @@ def test_cadence_on_an_unsorted_multi_night_folder_warns_sorts_and_caps_gaps(ser
     with capture_logs() as logs:
         summary = replay(source, topic, bootstrap_servers=services.bootstrap_servers, partitions=1, progress=False,
                          pacer=Pacer.from_options(speed=60, max_gap_s=0.05))
-    warnings = [e for e in logs if e["event"] == "replay_spans_more_than_a_night"]
-    assert len(warnings) == 1 and warnings[0]["span_days"] > 365 and warnings[0]["max_gap_s"] == 0.05
+    # --max-gap caps the waits: no warning, and the plan's estimate is the replay's true duration (#26 case 8)
+    assert [e for e in logs if e["event"] == "replay_spans_more_than_a_night"] == []
+    plans = [e for e in logs if e["event"] == "replay_plan"]
+    assert len(plans) == 1 and plans[0]["span_days"] > 365 and plans[0]["max_gap_s"] == 0.05
+    assert plans[0]["messages"] == expected
+    assert plans[0]["replay_takes_s"] == pytest.approx(summary.elapsed_s, abs=1.0)
     assert summary.sent == expected and summary.late == 0 and summary.span_days > 365
     assert summary.gaps_cut_s > 86400 and summary.elapsed_s < 30
     messages = sorted(consume_all(services.bootstrap_servers, topic), key=lambda m: int(_headers(m)["sc-replay-index"]))
@@ -227,3 +231,54 @@ def test_the_command_exits_non_zero_when_a_file_is_unreadable_unless_skip_bad(se
     assert f"not sent: {tmp_path / 'b.avro'}" in err and "--skip-bad" in err
     args = parser.parse_args([*argv, "--skip-bad"])
     assert args.func(args) == 0
+
+
+def test_cadence_estimates_honour_max_gap_and_the_whole_archive_span(services, unique_name):
+    """#26 case 8: the span is the whole archive's from the first line (not the read-ahead's), the time
+    estimate applies --max-gap (no "replay_takes_up_to: 59.8 d" when gaps are capped), and the progress
+    bar counts messages (records of multi-record files), not files."""
+    from structlog.testing import capture_logs
+
+    source = SAMPLES / "ztf"
+    mjds = [m.observed_mjd for m in iter_source(source) if isinstance(m, SourceMessage)]
+    whole = max(mjds) - min(mjds)
+    # A read-ahead of 5 sees a sliver of the archive before the first send; the span must still be the whole.
+    with capture_logs() as logs:
+        replay(source, f"{unique_name}-a", bootstrap_servers=services.bootstrap_servers, progress=False, limit=3,
+               reorder_window=5, pacer=Pacer.from_options(speed=1e9))
+    warned = [e for e in logs if e["event"] == "replay_spans_more_than_a_night"]
+    assert len(warned) == 1 and warned[0]["span_days"] == pytest.approx(whole, abs=1e-3)
+    with capture_logs() as logs:
+        replay(source, f"{unique_name}-b", bootstrap_servers=services.bootstrap_servers, progress=False, limit=3,
+               pacer=Pacer.from_options(speed=60, max_gap_s=2))
+    assert not [e for e in logs if e["event"] == "replay_spans_more_than_a_night"]
+    (plan,) = [e for e in logs if e["event"] == "replay_plan"]
+    assert plan["replay_takes_s"] <= 2 * 2 + 0.1 and plan["messages"] == 3  # two gaps, each capped at 2 s
+
+def test_progress_total_counts_messages_not_files(services, unique_name, tmp_path, capsys):
+    from stream.commands import replay as command
+
+    folder, expected = _make_source("container", tmp_path)
+    assert len(list(folder.iterdir())) < expected
+    assert count_hint_of(folder) == expected
+    assert count_hint_of(SAMPLES) == len(PACKETS)
+    parser = argparse.ArgumentParser()
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["replay", str(folder), "--topic", f"{unique_name}-alerts", "--bootstrap-servers",
+                              services.bootstrap_servers, "--speed", "1e12"])
+    assert args.func(args) == 0
+    err = capsys.readouterr().err
+    assert f"{expected}/{expected}" in err and "ETA" in err
+
+
+@pytest.mark.skipif(not RUBIN_POOL.is_dir(), reason="../shared/rubin_pool is not beside the checkout")
+def test_count_hint_of_the_pools_is_their_message_count():
+    ztf_pool = RUBIN_POOL.parent / "ztf_pool"
+    assert count_hint_of(RUBIN_POOL) == 133      # 41 Fink part files and a few packets: rows, not files
+    assert count_hint_of(ztf_pool) == 2075       # one Parquet file: its rows
+
+
+def count_hint_of(path):
+    from stream.replay.sources import count_hint
+
+    return count_hint(path)
