@@ -49,9 +49,13 @@ def test_buckets_resolve_the_objective():
     assert bounds[-1] >= 5 * LATENCY_OBJECTIVE_S, "a stuck member's latency must still be below the top bound"
 
 
-def test_prometheus_loads_the_slo_rules():
+def test_prometheus_loads_the_slo_rules_and_each_recorded_series_is_read():
+    """Loaded by prometheus.yml; every recorded series feeds an alert or a dashboard panel (no dead rules)."""
     assert SLO_RULES in rule_files()
-    assert {r["record"] for r in rules() if "record" in r} >= set(recorded_series())
+    readers = [r["expr"] for r in rules() if "alert" in r]
+    readers += [t["expr"] for p in json.loads(DASHBOARD.read_text())["panels"] for t in p.get("targets", [])]
+    used = set().union(*(promql_metric_names(e) for e in readers))
+    assert set(recorded_series()) <= used, f"recorded but never read: {sorted(set(recorded_series()) - used)}"
 
 
 def test_bucket_selectors_name_an_exposed_bound():
