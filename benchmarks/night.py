@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -68,9 +69,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--models", nargs="+", default=[],
                    help="alert models to run, in the limits and the service alike (default: every registered model; "
                         "e.g. --models realbogus for the real/bogus model alone)")
+    p.add_argument("--members", type=int, nargs="+", default=None,
+                   help="member counts to run, each N service processes in one consumer group (e.g. --members 1 2): "
+                        "throughput, CPU ms per alert, latency p50/p95/p98/p99 and the share within 60 s per count; "
+                        "the limits and the single-member runs are left out (benchmarks/members.py)")
+    p.add_argument("--visits", type=int, default=None, help="with --members: visits the night is sent as (default 1)")
+    p.add_argument("--visit-period-s", type=float, default=None, help="with --members: seconds between visits (default 30)")
     args = p.parse_args(argv)
     if args.alerts < 1:
         p.error("--alerts must be >= 1")
+    if args.members is not None and min(args.members) < 1:
+        p.error("--members must be >= 1")
+    args.visits = args.visits or 1
+    args.visit_period_s = args.visit_period_s or 30.0
     q = args.quick
     args.exposures = args.exposures if args.exposures is not None else (0 if q else 2)
     args.limit_alerts = min(args.alerts, args.limit_alerts or 5000)
@@ -364,9 +375,65 @@ def compute_ratios(lim: dict[str, Any], svc: dict[str, Any]) -> list[dict[str, A
     return ratios
 
 
+def run_member_counts(night: Any, args: argparse.Namespace, service_backend: str, device: str) -> list[dict[str, Any]]:
+    """``--members``: each member count on the same night (benchmarks/members.py)."""
+    from benchmarks.members import run_members, stack_or_cluster
+
+    env = _engine_env(service_backend, _device_for(service_backend, device), models=args.models)
+    runs = []
+    with stack_or_cluster() as stack:
+        for n in args.members:
+            run = run_members(n, night.alerts, stack=stack, service_env=env, visits=args.visits,
+                              visit_period_s=args.visit_period_s, visit_window_s=args.burst_window_s)
+            log.info("members run", members=n, throughput_per_s=run["throughput_per_s"], cpu_ms_per_alert=run["cpu_ms_per_alert"],
+                     latency_ms=run["latency_ms"])
+            runs.append(run)
+    return runs
+
+
+def members_main(args: argparse.Namespace, argv: Sequence[str] | None, started: float) -> int:
+    from benchmarks.members import members_markdown
+
+    gpu = cuda_device()
+    device = "cuda" if gpu else "cpu"
+    service_backend = args.service_backend or ("tensorrt" if tensorrt_usable() else "onnxruntime")
+    results: dict[str, Any] = {
+        "command": "python -m benchmarks.night " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started_utc": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_stamp(),
+        "device": f"cuda ({gpu})" if gpu else "cpu",
+        "service_backend": service_backend,
+        "models": list(args.models) or "every registered model",
+    }
+    night = build_night(args.alerts, **({"source": args.source} if args.source else {}))
+    results["night"] = night.describe()
+    results["runs"] = run_member_counts(night, args, service_backend, device)
+    results["notes"] = [
+        "latency: Kafka timestamp of the classified record minus that of its input (its send time); "
+        "throughput: outputs / (last output - first input sent)",
+        "CPU ms per alert: every member's process tree (decode workers included), from every member ready to the end; "
+        "the broker's and Redis's CPU apart (cpu_seconds)",
+        f"members share this machine's {results['machine']['cpu_cores']} cores with the broker and Redis: "
+        "more members than cores add rebalancing and contention, not capacity",
+        "visit_size_at_60s_p98_derived: on paper, throughput x 60 s / 0.98 (not measured)",
+    ]
+    results["load_average_end"] = load_average()
+    results["elapsed_s"] = round(time.time() - started, 1)
+    out_dir = args.out or (RESULTS / host_label() / "members")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "members.json").write_text(json.dumps(results, indent=2))
+    md = members_markdown(results)
+    (out_dir / "members.md").write_text(md)
+    print(md)
+    print("results:", out_dir / "members.json", out_dir / "members.md")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
+    if args.members:
+        return members_main(args, argv, started)
     gpu = cuda_device()
     device = "cuda" if gpu else "cpu"
     trt = tensorrt_usable()

@@ -33,6 +33,9 @@ __all__ = [
     "promql_metric_names",
     "promql_grouping_labels",
     "allowed_series",
+    "rule_files",
+    "rules",
+    "recorded_series",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
@@ -158,8 +161,31 @@ def promql_grouping_labels(expr: str) -> set[str]:
     return labels
 
 
+def rule_files() -> list[Path]:
+    """The rule files deploy/prometheus/prometheus.yml loads (container paths mapped to deploy/prometheus)."""
+    (config,) = yaml_documents(DEPLOY / "prometheus" / "prometheus.yml")
+    return [DEPLOY / "prometheus" / Path(path).name for path in config["rule_files"]]
+
+
+def rules() -> list[dict[str, Any]]:
+    """Every rule (alerting and recording) of every loaded rule file, in file order."""
+    found = []
+    for path in rule_files():
+        (doc,) = yaml_documents(path)
+        found.extend(rule for group in doc["groups"] for rule in group["rules"])
+    return found
+
+
+def recorded_series() -> dict[str, frozenset[str]]:
+    """Series the recording rules write -> the labels they keep (the aggregation's ``by`` labels,
+    less ``le``, which histogram_quantile and a single-bucket selection consume)."""
+    return {rule["record"]: frozenset(promql_grouping_labels(rule["expr"]) - {"le"})
+            for rule in rules() if "record" in rule}
+
+
 def allowed_series() -> dict[str, frozenset[str]]:
-    """Every series name the dashboard and rules may select -> the labels it carries."""
+    """Every series name the dashboard and rules may select -> the labels it carries (the
+    service's metrics and Prometheus's own, with the target labels; the recorded series)."""
     series: dict[str, frozenset[str]] = {}
     for name, (kind, labels) in METRICS.items():
         if kind == "histogram":
@@ -170,4 +196,4 @@ def allowed_series() -> dict[str, frozenset[str]]:
             series[name] = labels
     for name in PROMETHEUS_OWN_SERIES:
         series[name] = frozenset()
-    return {k: v | TARGET_LABELS for k, v in series.items()}
+    return {**{k: v | TARGET_LABELS for k, v in series.items()}, **recorded_series()}

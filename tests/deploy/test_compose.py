@@ -110,8 +110,9 @@ def test_named_volumes_are_declared(compose):
 def test_prometheus_and_grafana_get_their_files(compose):
     prom = _host_mounts(compose["services"]["prometheus"])
     assert prom["/etc/prometheus/prometheus.yml"] == (DEPLOY / "prometheus" / "prometheus.yml").resolve()
-    (rules_in_container,) = yaml_documents(DEPLOY / "prometheus" / "prometheus.yml")[0]["rule_files"]
-    assert prom[rules_in_container] == (DEPLOY / "prometheus" / "alerts.yml").resolve()
+    rule_files = yaml_documents(DEPLOY / "prometheus" / "prometheus.yml")[0]["rule_files"]
+    assert {prom[path] for path in rule_files} == {(DEPLOY / "prometheus" / name).resolve()
+                                                   for name in ("alerts.yml", "latency-slo.yml")}
     grafana = _host_mounts(compose["services"]["grafana"])
     assert grafana["/etc/grafana/provisioning"] == (DEPLOY / "grafana" / "provisioning").resolve()
     (provider,) = yaml_documents(DEPLOY / "grafana" / "provisioning" / "dashboards" / "survey-classifier.yml")[0]["providers"]

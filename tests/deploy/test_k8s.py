@@ -1,13 +1,16 @@
 """deploy/k8s: kinds, required fields, and that the manifests agree with each other and the code."""
 from __future__ import annotations
 
+import ast
+import json
 import math
+import re
 
 import pytest
 
 from stream.config import load_settings
 
-from .deployfiles import DEPLOY, entrypoint_env_names, literal_env_names, settings_env_names, yaml_documents
+from .deployfiles import DEPLOY, REPO, entrypoint_env_names, literal_env_names, settings_env_names, yaml_documents
 
 K8S = DEPLOY / "k8s"
 EXPECTED_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
@@ -145,9 +148,63 @@ def test_scaledobject_scales_the_deployment_on_the_groups_lag(objects, container
     assert meta["bootstrapServers"] == settings.kafka.bootstrap_servers
     assert meta["allowIdleConsumers"] == "false"
     assert trigger["authenticationRef"]["name"] == objects["TriggerAuthentication"]["metadata"]["name"]
-    # lagThreshold = per-pod throughput x 10 s of backlog per replica (deploy/README.md, Scaling).
-    per_pod = int(scaled["metadata"]["annotations"]["survey-classifier/per-pod-throughput"])
-    assert int(meta["lagThreshold"]) == per_pod * 10
+    # lagThreshold = per-pod throughput x the seconds of backlog one member may hold (deploy/README.md).
+    annotations = scaled["metadata"]["annotations"]
+    per_pod, drain_s = int(annotations["survey-classifier/per-pod-throughput"]), int(annotations["survey-classifier/drain-seconds"])
+    assert int(meta["lagThreshold"]) == per_pod * drain_s
+
+
+def _readme_scaling_inputs(readme: str) -> dict[str, float]:
+    """The figures table of deploy/README.md's "KEDA's lag trigger from the measured capacity"."""
+    section = readme.split("### KEDA's lag trigger from the measured capacity", 1)[1].split("\n### ", 1)[0]
+    cells = {row.split("|")[1].strip(): row.split("|")[2].strip()
+             for row in section.splitlines() if row.startswith("| ") and not row.startswith("| figure")}
+    def number(key_start: str) -> list[float]:
+        (value,) = [v for k, v in cells.items() if k.startswith(key_start)]
+        return [float(x.replace(",", "")) for x in re.findall(r"\d[\d,]*(?:\.\d+)?", value)]
+    (c,), (f,), (d,), (h,), (partitions,) = (number("`C`"), number("`F`"), number("`D`"), number("`h`"),
+                                            number("partitions"))
+    _, v_peak = number("`V`, `V_peak`")
+    return {"C": c, "F": f, "D": d, "h": h, "V_peak": v_peak, "partitions": partitions}
+
+
+def _evaluate(arithmetic: str, names: dict[str, float]) -> float:
+    """A README formula ("C x D", "ceil(h x 0.98 x V_peak / (C x (60 - F)))"), numbers and names only."""
+    tree = ast.parse(arithmetic.replace(" x ", " * "), mode="eval")
+    allowed = (ast.Expression, ast.BinOp, ast.Mult, ast.Div, ast.Sub, ast.Add, ast.Constant, ast.Name, ast.Load, ast.Call)
+    assert all(isinstance(node, allowed) for node in ast.walk(tree)), arithmetic
+    return eval(compile(tree, "README", "eval"), {"__builtins__": {}}, {"ceil": math.ceil, **names})
+
+
+def test_keda_figures_follow_the_readme_arithmetic_from_the_measured_capacity(objects):
+    """deploy/README.md writes lagThreshold, minReplicaCount and maxReplicaCount out as formulas over
+    its figures table, then with numbers: both must give the stated result, and the manifest must
+    carry it; the measured capacity must be the one the night benchmark's results file holds."""
+    readme = (DEPLOY / "README.md").read_text()
+    inputs = _readme_scaling_inputs(readme)
+    lines = dict(re.findall(r"^    (lagThreshold|minReplicaCount|maxReplicaCount)\s+=\s+(.+)$", readme, re.M))
+    assert set(lines) == {"lagThreshold", "minReplicaCount", "maxReplicaCount"}
+    stated = {}
+    for name, line in lines.items():
+        parts = [p.strip() for p in re.split(r"\s{2,}=\s+", line)]
+        formula, numeric, result = (parts if len(parts) == 3 else [parts[0], parts[1], parts[1]])
+        stated[name] = int(result)
+        assert _evaluate(formula, inputs) == _evaluate(numeric, {}) == stated[name], (name, line)
+
+    scaled = objects["ScaledObject"]
+    (trigger,) = scaled["spec"]["triggers"]
+    annotations = scaled["metadata"]["annotations"]
+    assert int(trigger["metadata"]["lagThreshold"]) == stated["lagThreshold"]
+    assert scaled["spec"]["minReplicaCount"] == stated["minReplicaCount"]
+    assert scaled["spec"]["maxReplicaCount"] == stated["maxReplicaCount"] == int(annotations["survey-classifier/topic-partitions"])
+    assert int(annotations["survey-classifier/per-pod-throughput"]) == inputs["C"]
+    assert int(annotations["survey-classifier/drain-seconds"]) == inputs["D"]
+    # A member's share of lag at the threshold must drain inside the 60 s objective.
+    assert inputs["D"] + inputs["F"] < 60
+    # C is the measured figure: the committed night benchmark (one member, every alert model), rounded.
+    night = json.loads((REPO / "benchmarks" / "results" / "amd-epyc-2cores" / "night.json").read_text())
+    assert night["models"] == "every registered model" and not night["quick"]
+    assert round(night["service"]["asap"]["throughput_per_s"], -1) == inputs["C"]
 
 
 def test_trigger_authentication_reads_existing_secrets(objects, kustomization):

@@ -8,14 +8,23 @@ import pytest
 
 from stream.config import load_settings
 
-from .deployfiles import DEPLOY, METRICS, allowed_series, promql_grouping_labels, promql_metric_names, yaml_documents
+from .deployfiles import (
+    DEPLOY,
+    METRICS,
+    allowed_series,
+    promql_grouping_labels,
+    promql_metric_names,
+    recorded_series,
+    rules,
+    yaml_documents,
+)
 
 DASHBOARD = DEPLOY / "grafana" / "dashboards" / "survey-classifier.json"
 
 
 def _rules() -> list[dict]:
-    (doc,) = yaml_documents(DEPLOY / "prometheus" / "alerts.yml")
-    return [rule for group in doc["groups"] for rule in group["rules"]]
+    """The alert rules of every rule file prometheus.yml loads."""
+    return [rule for rule in rules() if "alert" in rule]
 
 
 def _dashboard_exprs() -> list[str]:
@@ -52,6 +61,17 @@ def test_alert_rule_is_complete_and_uses_known_metrics(rule):
     assert rule["annotations"]["summary"] and rule["annotations"]["description"]
     assert rule["expr"].count("(") == rule["expr"].count(")")
     _check_expr(rule["expr"])
+
+
+@pytest.mark.parametrize("rule", [r for r in rules() if "record" in r], ids=lambda r: r["record"])
+def test_recording_rule_follows_the_naming_convention_and_uses_known_metrics(rule):
+    """level:metric:operations, the level being the labels it keeps (job, or job and instance)."""
+    level, metric, _ = rule["record"].split(":")
+    assert set(recorded_series()[rule["record"]]) == {"job"} | ({"instance"} if level == "instance" else set())
+    assert level in ("job", "instance")
+    assert rule["expr"].count("(") == rule["expr"].count(")")
+    names = _check_expr(rule["expr"])
+    assert {re.sub(r"_(bucket|sum|count)$", "", n) for n in names} == {metric}, names
 
 
 def test_rules_cover_lag_redis_and_dead_letters():
