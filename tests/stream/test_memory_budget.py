@@ -168,6 +168,9 @@ class _SlowRunner:
         self._runner, self._delay_s = runner, delay_s
         self.provenance, self.labels, self.max_batch = runner.provenance, runner.labels, 1
 
+    def select(self, items):
+        return self._runner.select(items)
+
     def preprocess(self, items):
         return self._runner.preprocess(items)
 
