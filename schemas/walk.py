@@ -336,17 +336,25 @@ def _avro_type(arrow_type: Any, name: str, namespace: str) -> Any:
     raise DecodeError(Reason.BAD_FIELD_TYPE, f"Parquet column type {arrow_type} of {name} has no Avro form")
 
 
+#: The top-level fields of ZTF's alert packet (every schema version): what a ZTF dump row sends.
+ZTF_ALERT_FIELDS = frozenset({"schemavsn", "publisher", "objectId", "candid", "candidate", "prv_candidates", "fp_hists",
+                              "cutoutScience", "cutoutTemplate", "cutoutDifference"})
+
+
 def parquet_writer_schema(arrow_schema: Any) -> dict[str, Any]:
     """The Avro writer schema a Parquet dump's rows are encoded with (see the module docstring).
 
-    Record ``ztf.alert`` when the rows carry ``candidate`` (ZTF), else ``fink.alert``; each
-    column keeps its name and becomes nullable; structs become records named after their path;
-    a column with no Avro form (a map of structs) is left out.
+    Record ``ztf.alert`` when the rows carry ``candidate`` (ZTF: only ZTF's own fields,
+    :data:`ZTF_ALERT_FIELDS`, the broker's columns left out), else ``fink.alert``; each column
+    keeps its name and becomes nullable; structs become records named after their path; a column
+    with no Avro form (a map of structs) is left out.
     """
     names = set(arrow_schema.names)
     namespace = "ztf" if "candidate" in names else "fink"
     fields = []
     for f in arrow_schema:
+        if namespace == "ztf" and f.name not in ZTF_ALERT_FIELDS:
+            continue    # a broker's column beside ZTF's (Fink's cross-matches, classifiers): not ZTF's packet
         try:
             fields.append({"name": f.name, "type": ["null", _avro_type(f.type, f.name, namespace)], "default": None})
         except DecodeError:

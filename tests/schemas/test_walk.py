@@ -211,3 +211,25 @@ def test_mutated_files_walk_to_alerts_or_typed_reasons(tmp_path, base, ops):
     path.write_bytes(bytes(data))
     for _, _, result in walk_decoded([path]):  # never raises: every outcome is an item or a reason
         assert isinstance(result, (Alert, DecodeError))
+
+
+@needs_pool
+def test_a_brokers_columns_beside_ztfs_are_left_out_of_the_packet_replay_sends(tmp_path):
+    """A Fink ZTF dump carries cross-match and classifier columns (one a map of structs, with no
+    Avro form); each row is sent as ZTF's own fields and still decodes like the row."""
+    import io
+
+    import fastavro
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(POOL).slice(0, 3)
+    extra = pa.array([[("snn", {"score": 0.1})]] * 3, type=pa.map_(pa.string(), pa.struct([("score", pa.float64())])))
+    table = table.append_column("cdsxmatch", pa.array(["Unknown"] * 3)).append_column("lc_features", extra)
+    dump = tmp_path / "fink-ztf.parquet"
+    pq.write_table(table, dump)
+    entries = list(walk([dump]))
+    assert len(entries) == 3 and all(e.error is None for e in entries)
+    writer = fastavro.reader(io.BytesIO(entries[0].value)).writer_schema
+    assert {f["name"] for f in writer["fields"]} == set(table.column_names) - {"cdsxmatch", "lc_features"}
+    assert [decode_message(e.value)[0].alert_id for e in entries] == [int(c) for c in table.column("candid").to_pylist()]
