@@ -36,9 +36,11 @@ class UnscorableInput(ValueError):
 
 def is_input_fault(exc: BaseException) -> bool:
     """Whether a preprocessor's exception says the input is unusable (:class:`PreprocessError` and
-    the other value errors of array code) rather than that we are (memory, a device, a bug that
-    raises RuntimeError, as torch does for CUDA faults)."""
-    return isinstance(exc, (ValueError, TypeError, ArithmeticError, IndexError, KeyError)) and not isinstance(exc, MemoryError)
+    the other value errors of array code: a shape, a NaN, an overflow) rather than that we are:
+    memory, a device (torch raises RuntimeError for CUDA faults), or a bug in our code, which
+    raises TypeError, KeyError, IndexError or AttributeError on every input alike and must stop
+    the line, not dead-letter good alerts."""
+    return isinstance(exc, (ValueError, ArithmeticError)) and not isinstance(exc, MemoryError)
 
 
 class Runner(Protocol):

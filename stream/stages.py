@@ -41,9 +41,10 @@ UNSCORABLE = "unscorable"
 
 
 def is_our_fault(exc: BaseException) -> bool:
-    """Whether a failure while building or encoding one item's record is ours (memory, a bug that
-    is not a value error), so it must stop the batch, rather than the item's."""
-    return not isinstance(exc, (ValueError, TypeError, ArithmeticError, IndexError, KeyError)) or isinstance(exc, MemoryError)
+    """Whether a failure while building or encoding one item's record is ours (memory, or a bug:
+    TypeError, KeyError, IndexError raise on every input alike), so it must stop the batch, rather
+    than the item's (a value that does not fit: ValueError, as the codec raises, or an overflow)."""
+    return not isinstance(exc, (ValueError, ArithmeticError)) or isinstance(exc, MemoryError)
 
 
 def _why(exc: BaseException) -> str:

@@ -55,3 +55,36 @@ def test_a_model_runs_on_its_own_backend_with_the_threads_given() -> None:
     finally:
         for r in runners:
             r.close()
+
+
+def test_a_bug_in_our_preprocessing_stops_the_line_rather_than_dead_lettering_good_inputs():
+    """A TypeError / KeyError / IndexError from our code fails every input alike: it is raised,
+    never turned into UnscorableInput (which the service dead-letters); a value error is the input's."""
+    import pytest
+
+    from engines.preprocess import PreprocessError
+    from engines.scoring import UnscorableInput, is_input_fault
+
+    for bug in (TypeError("x"), KeyError("x"), IndexError("x"), AttributeError("x"), RuntimeError("cuda")):
+        assert not is_input_fault(bug)
+    for bad_input in (PreprocessError("missing bands"), ValueError("shape"), OverflowError("inf")):
+        assert is_input_fault(bad_input)
+
+    class Buggy:
+        provenance, labels, max_batch = None, ("real",), 4
+
+        def select(self, items):
+            return list(range(len(items)))
+
+        def preprocess(self, items):
+            raise TypeError("unsupported operand")
+
+        def infer(self, batch):
+            raise AssertionError("never reached")
+
+        def close(self):
+            pass
+
+    with pytest.raises(TypeError):
+        score_items([object(), object()], [Buggy()])
+    assert UnscorableInput   # the input's faults take that path (tests/stream/test_after_decode.py)

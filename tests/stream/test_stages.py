@@ -364,3 +364,10 @@ def test_the_service_commits_nothing_when_a_delivery_fails():
     with pytest.raises(PublishError):
         service._process(service._submit(_envelopes(_packets(2))))
     assert consumer.commits == [] and store.marked == {} and service.metrics.totals().consumed == 0
+
+
+def test_a_bug_while_building_a_record_is_ours_a_value_that_does_not_fit_is_the_inputs():
+    for bug in (TypeError("x"), KeyError("x"), IndexError("x"), AttributeError("x"), MemoryError()):
+        assert stages.is_our_fault(bug)
+    for bad_input in (ValueError("does not fit classified v1.3"), OverflowError("inf")):
+        assert not stages.is_our_fault(bad_input)
