@@ -14,7 +14,7 @@ from .deployfiles import DEPLOY, REPO, entrypoint_env_names, literal_env_names, 
 
 K8S = DEPLOY / "k8s"
 EXPECTED_KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
-                  "ScaledObject", "TriggerAuthentication"}
+                  "ScaledObject", "TriggerAuthentication", "NetworkPolicy"}
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +235,19 @@ def test_rubin_sizing_in_the_readme_follows_its_formula():
         cells = [c.strip().replace(",", "") for c in row.strip("|").split("|")]
         t_pod, replicas = int(cells[0]), [int(c) for c in cells[1:]]
         assert replicas == [math.ceil(1.5 * 10_000 / (w * t_pod)) for w in (30, 10, 5)]
+
+
+def test_only_prometheus_may_reach_the_pods_and_only_on_the_metrics_port(objects, container):
+    """#23: the pods listen on 0.0.0.0 (probes need it); a NetworkPolicy keeps every other pod off
+    the listener, so no pod can starve /healthz and get a member restarted by its liveness probe."""
+    policy = objects["NetworkPolicy"]["spec"]
+    pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items() and policy["podSelector"]["matchLabels"]
+    assert policy["policyTypes"] == ["Ingress"]           # outbound (Kafka, Redis) untouched
+    (rule,) = policy["ingress"]
+    (peer,) = rule["from"]
+    assert peer["podSelector"]["matchLabels"] == {"app.kubernetes.io/name": "prometheus"} and "namespaceSelector" in peer
+    (port,) = rule["ports"]
+    named = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert port == {"port": "metrics", "protocol": "TCP"} and named["metrics"] == 9108
+    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
