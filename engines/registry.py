@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from engines.backends import BACKENDS, ENGINE_CACHE_DIR, open_onnx_engine
+from engines.cache_records import record_sha256, why_untrusted
 from engines.cards import ModelCard, load_card
 from engines.contract import Engine, EngineError, ModelProvenance
 from engines.export import export_onnx, file_sha256
@@ -308,17 +309,13 @@ class Registry:
         """
         card = self.card(name, version)
         path = onnx_path_for(card, check_cache_dir(cache_dir), precision)
-        record = path.with_name(path.name + ".sha256")
-        if path.is_file():
-            recorded = record.read_text().strip() if record.is_file() else ""
-            if recorded and recorded == file_sha256(path):
-                return path
-            log.warning("engine_cache_untrusted", path=str(path), note="re-exported from the card's weights",
-                        why="no sha256 recorded at export" if not recorded else "sha256 differs from the one recorded at export")
+        why = why_untrusted(path)
+        if why is None:
+            return path
+        if why != "missing":
+            log.warning("engine_cache_untrusted", path=str(path), note="re-exported from the card's weights", why=why)
         export_onnx(load_network(card, self.weights_dir), card.contract, path, precision)
-        tmp = record.with_name(record.name + ".tmp")
-        tmp.write_text(file_sha256(path) + "\n")
-        tmp.replace(record)
+        record_sha256(path)
         return path
 
     def load_runner(

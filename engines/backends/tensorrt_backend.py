@@ -101,6 +101,26 @@ def _write_atomic(path: Path, data: bytes | memoryview) -> None:
     tmp.replace(path)
 
 
+def cached_or_built(engine_path: Path, build: Any) -> bytes:
+    """A plan's bytes: the cached file when its sha256 matches the one recorded when it was built
+    (:mod:`engines.cache_records`), else ``build()`` now, written and recorded. A plan planted in
+    the cache, or cut short, is rebuilt rather than deserialized."""
+    from engines.cache_records import record_sha256, why_untrusted
+
+    why = why_untrusted(engine_path)
+    if why is None:
+        log.info("trt_engine_cached", path=str(engine_path))
+        return engine_path.read_bytes()
+    if why != "missing":
+        log.warning("trt_engine_cache_untrusted", path=str(engine_path), why=why, note="rebuilt from the ONNX export")
+    serialized = build()
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(engine_path, serialized)
+    record_sha256(engine_path)
+    log.info("trt_engine_build_done", path=str(engine_path), bytes=len(serialized))
+    return serialized
+
+
 def build_serialized_engine(
     trt: Any,
     onnx_path: Path,
@@ -178,18 +198,14 @@ class TensorRtEngine:
         capability = self._torch.cuda.get_device_capability(self._torch_device)
         sha = onnx_sha256 or file_sha256(onnx_path)
         self.engine_path = cache_dir / engine_file_name(onnx_path.stem, sha, trt.__version__, capability, self.precision)
-        if self.engine_path.is_file():
-            log.info("trt_engine_cached", path=str(self.engine_path))
-            return self.engine_path.read_bytes()
-        log.info("trt_engine_build_start", onnx=str(onnx_path), precision=self.precision, capability=capability)
-        serialized = build_serialized_engine(
-            trt, onnx_path, self.contract, cache_dir / f"timing-trt{trt.__version__}-sm{capability[0]}{capability[1]}.cache",
-            workspace_bytes
-        )
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomic(self.engine_path, serialized)
-        log.info("trt_engine_build_done", path=str(self.engine_path), bytes=len(serialized))
-        return serialized
+
+        def build() -> bytes:
+            log.info("trt_engine_build_start", onnx=str(onnx_path), precision=self.precision, capability=capability)
+            return build_serialized_engine(
+                trt, onnx_path, self.contract, cache_dir / f"timing-trt{trt.__version__}-sm{capability[0]}{capability[1]}.cache",
+                workspace_bytes)
+
+        return cached_or_built(self.engine_path, build)
 
     def _deserialize(self, trt: Any, serialized: bytes) -> None:
         """The runtime, the engine and its one execution context."""

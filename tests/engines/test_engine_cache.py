@@ -94,3 +94,24 @@ def test_a_cache_directory_others_may_write_is_used_only_through_a_private_one(r
     with pytest.raises(EngineError, match="writable by others"):
         registry.load_runner("realbogus", "onnxruntime", cache_dir=str(other), allow_untrained=True)
     assert not list(planted.iterdir())
+
+
+def test_a_tensorrt_plan_is_used_only_while_it_matches_its_record(tmp_path):
+    """#23 case 10: TensorRT plans are checked like the ONNX exports. The build step is a stand-in
+    (TensorRT cannot run here; the GPU check exercises the real build), the cache logic is real."""
+    from engines.backends.tensorrt_backend import cached_or_built
+    from engines.cache_records import record_path
+
+    plan = tmp_path / "engines" / "m-abc-trt10-sm90-fp16.engine"
+    builds: list[int] = []
+
+    def build() -> bytes:
+        builds.append(1)
+        return b"plan bytes %d" % len(builds)
+
+    assert cached_or_built(plan, build) == b"plan bytes 1" and record_path(plan).is_file()
+    assert cached_or_built(plan, build) == b"plan bytes 1" and len(builds) == 1      # cached, verified
+    plan.write_bytes(b"a plan someone planted")                                      # replaced in the cache
+    assert cached_or_built(plan, build) == b"plan bytes 2" and len(builds) == 2      # rebuilt, not deserialized
+    record_path(plan).unlink()                                                       # no record: not ours
+    assert cached_or_built(plan, build) == b"plan bytes 3" and plan.read_bytes() == b"plan bytes 3"
