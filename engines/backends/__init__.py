@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from engines.contract import Engine, EngineError, InputContract
 
-__all__ = ["BACKENDS", "BackendName", "ENGINE_CACHE_DIR", "usable_cores", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs",
+__all__ = ["BACKENDS", "BackendName", "ENGINE_CACHE_DIR", "state_dir", "usable_cores", "open_onnx_engine", "as_numpy_batch", "as_numpy_inputs",
            "check_batch", "split_inputs"]
 
 #: A backend's name, as the settings type it (``engine.backend``, ``engine.backends``).
@@ -20,8 +21,24 @@ BackendName = Literal["torch", "onnxruntime", "openvino", "tensorrt"]
 #: Backend names the registry accepts, in order of preference on a CPU host.
 BACKENDS: tuple[str, ...] = get_args(BackendName)
 
-#: Where exported ONNX files and built TensorRT engines are cached unless a caller names a folder.
-ENGINE_CACHE_DIR = "var/engines"
+def state_dir() -> Path:
+    """The service's state directory, absolute: ``SC_STATE_DIR``, else ``$XDG_STATE_HOME`` (or
+    ``~/.local/state``) ``/survey-classifier``. Never relative to wherever a command starts."""
+    named = os.environ.get("SC_STATE_DIR")
+    if named:
+        return Path(named).absolute()
+    base = os.environ.get("XDG_STATE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".local" / "state")
+        except (RuntimeError, KeyError):   # a container user with neither HOME nor a passwd entry
+            base = str(Path(tempfile.gettempdir()) / f"uid-{os.getuid()}")
+    return Path(base).absolute() / "survey-classifier"
+
+
+#: Where exported ONNX files and built TensorRT engines are cached unless a setting or a command
+#: names a folder (``engine.cache_dir``; the shipped configs do): ``<state dir>/engines``.
+ENGINE_CACHE_DIR = str(state_dir() / "engines")
 
 
 def usable_cores() -> int:

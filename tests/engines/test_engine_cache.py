@@ -115,3 +115,16 @@ def test_a_tensorrt_plan_is_used_only_while_it_matches_its_record(tmp_path):
     assert cached_or_built(plan, build) == b"plan bytes 2" and len(builds) == 2      # rebuilt, not deserialized
     record_path(plan).unlink()                                                       # no record: not ours
     assert cached_or_built(plan, build) == b"plan bytes 3" and plan.read_bytes() == b"plan bytes 3"
+
+
+def test_the_default_cache_is_absolute_under_the_state_directory(tmp_path, monkeypatch):
+    """#23 case 10: not ``var/engines`` relative to wherever a command starts."""
+    import engines.backends as backends
+
+    assert Path(backends.ENGINE_CACHE_DIR).is_absolute() and Path(backends.ENGINE_CACHE_DIR).name == "engines"
+    monkeypatch.setenv("SC_STATE_DIR", str(tmp_path / "state"))
+    assert backends.state_dir() == tmp_path / "state"
+    monkeypatch.delenv("SC_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")
+    monkeypatch.chdir(tmp_path)
+    assert backends.state_dir() == tmp_path / "relative" / "state" / "survey-classifier" and backends.state_dir().is_absolute()
