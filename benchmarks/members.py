@@ -36,7 +36,7 @@ import numpy as np
 import structlog
 
 from benchmarks.night_data import NightMessage
-from benchmarks.service_run import REPO, _Publisher, _Reader, _Sampler, _wait_ready
+from benchmarks.service_run import REPO, _Publisher, _Reader, _Sampler, _wait_ready, bench_topics, member_env
 
 __all__ = ["latency_figures", "visit_of", "run_members", "members_markdown", "OBJECTIVE_S", "stack_or_cluster"]
 
@@ -83,30 +83,17 @@ def run_members(
     visit_period_s: float = 30.0, visit_window_s: float = 3.0, timeout_s: float = 900.0, work_dir: Path | None = None,
 ) -> dict[str, Any]:
     """One night through ``members`` members of one group; the figures described in the module doc."""
-    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_SESSION_TIMEOUT_MS, create_topics, free_port
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, create_topics, free_port
 
     if members < 1 or visits < 1:
         raise ValueError("members and visits must be >= 1")
     name = f"bench-members{members}-{uuid.uuid4().hex[:6]}"
-    topics = {"in": f"{name}-alerts", "out": f"{name}-classified", "dlq": f"{name}-dlq", "exp_out": f"{name}-classified-exposures"}
+    topics = bench_topics(name)
     partitions = max(4, 2 * members)
     create_topics(stack.bootstrap_servers, list(topics.values()), partitions=partitions)
     embedded = getattr(stack, "embedded", True)
-    base = {
-        "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
-        "REDIS_URL": stack.redis_url,
-        "SC__KAFKA__ALERT_TOPICS": topics["in"],
-        "SC__KAFKA__OUTPUT_TOPIC": topics["out"],
-        "SC__KAFKA__EXPOSURE_OUTPUT_TOPIC": topics["exp_out"],
-        "SC__KAFKA__DEAD_LETTER_TOPIC": topics["dlq"],
-        "SC__KAFKA__GROUP_ID": f"{name}-group",
-        "SC__KAFKA__ASSIGNMENT_STRATEGY": EMBEDDED_ASSIGNMENT_STRATEGY if embedded else "cooperative-sticky",
-        "SC__KAFKA__SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
-        "SC__REDIS__KEY_PREFIX": f"{name}:",
-        "SC__OBSERVABILITY__LOG_FORMAT": "json",
-        "SC__OBSERVABILITY__LOG_LEVEL": "warning",
-        **service_env,
-    }
+    strategy = EMBEDDED_ASSIGNMENT_STRATEGY if embedded else "cooperative-sticky"
+    base = {**member_env(stack, name, topics, strategy), **service_env}
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-members{members}-", dir=work_dir))
     procs: list[tuple[subprocess.Popen, int, Path, _Sampler]] = []
     publisher = _Publisher(stack.bootstrap_servers, topics["in"])

@@ -397,14 +397,8 @@ def members_main(args: argparse.Namespace, argv: Sequence[str] | None, started: 
     gpu = cuda_device()
     device = "cuda" if gpu else "cpu"
     service_backend = args.service_backend or ("tensorrt" if tensorrt_usable() else "onnxruntime")
-    results: dict[str, Any] = {
-        "command": "python -m benchmarks.night " + " ".join(sys.argv[1:] if argv is None else argv),
-        "started_utc": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine_stamp(),
-        "device": f"cuda ({gpu})" if gpu else "cpu",
-        "service_backend": service_backend,
-        "models": list(args.models) or "every registered model",
-    }
+    results: dict[str, Any] = {**_run_stamp(argv, started, gpu), "service_backend": service_backend,
+                               "models": list(args.models) or "every registered model"}
     night = build_night(args.alerts, **({"source": args.source} if args.source else {}))
     results["night"] = night.describe()
     results["runs"] = run_member_counts(night, args, service_backend, device)
@@ -429,6 +423,16 @@ def members_main(args: argparse.Namespace, argv: Sequence[str] | None, started: 
     return 0
 
 
+def _run_stamp(argv: Sequence[str] | None, started: float, gpu: str | None) -> dict[str, Any]:
+    """What every results file starts with: the command, when, on which machine and device."""
+    return {
+        "command": "python -m benchmarks.night " + " ".join(sys.argv[1:] if argv is None else argv),
+        "started_utc": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine_stamp(),
+        "device": f"cuda ({gpu})" if gpu else "cpu",
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
@@ -440,10 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     backends = args.backends or (list(CPU_BACKENDS) + (["tensorrt"] if trt else []))
     service_backend = args.service_backend or ("tensorrt" if trt else "onnxruntime")
     results: dict[str, Any] = {
-        "command": "python -m benchmarks.night " + " ".join(sys.argv[1:] if argv is None else argv),
-        "started_utc": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine_stamp(),
-        "device": f"cuda ({gpu})" if gpu else "cpu",
+        **_run_stamp(argv, started, gpu),
         "tensorrt": trt,
         "service_backend": service_backend,
         "backends": backends,

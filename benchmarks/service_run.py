@@ -293,20 +293,17 @@ def _wait_ready(port: int, proc: subprocess.Popen, timeout_s: float) -> float:
     raise RuntimeError(f"the service was not ready (partitions assigned, Redis up) within {timeout_s:.0f} s")
 
 
-def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, service_env: Mapping[str, str],
-                plan: BurstPlan | None = None, partitions: int = 4, timeout_s: float = 900.0, work_dir: Path | None = None) -> ServiceRunResult:
-    """One service run: ``mode`` ``"asap"`` (topic pre-loaded, then drained) or ``"paced"`` (``plan``'s bursts while it runs)."""
-    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, EMBEDDED_SESSION_TIMEOUT_MS, create_topics, free_port
+def bench_topics(name: str) -> dict[str, str]:
+    """The topics of one benchmark run named ``name``: input, output, dead letters, exposure output."""
+    return {"in": f"{name}-alerts", "out": f"{name}-classified", "dlq": f"{name}-dlq", "exp_out": f"{name}-classified-exposures"}
 
-    if mode not in ("asap", "paced") or (mode == "paced" and plan is None):
-        raise ValueError("mode is asap, or paced with a BurstPlan")
-    name = f"bench-{mode}-{uuid.uuid4().hex[:6]}"
-    topics = {"in": f"{name}-alerts", "out": f"{name}-classified", "dlq": f"{name}-dlq", "exp_out": f"{name}-classified-exposures"}
-    create_topics(stack.bootstrap_servers, list(topics.values()), partitions=partitions)
-    if mode == "paced":
-        messages = messages[:plan.total]
-    port = free_port()
-    env = {
+
+def member_env(stack: Any, name: str, topics: Mapping[str, str], assignment_strategy: str) -> dict[str, str]:
+    """The environment of one service member of run ``name`` on ``stack`` (metrics port and the
+    caller's ``service_env`` added by the caller)."""
+    from stream.stack import EMBEDDED_SESSION_TIMEOUT_MS
+
+    return {
         "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap_servers,
         "REDIS_URL": stack.redis_url,
         "SC__KAFKA__ALERT_TOPICS": topics["in"],
@@ -314,14 +311,29 @@ def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, serv
         "SC__KAFKA__EXPOSURE_OUTPUT_TOPIC": topics["exp_out"],
         "SC__KAFKA__DEAD_LETTER_TOPIC": topics["dlq"],
         "SC__KAFKA__GROUP_ID": f"{name}-group",
-        "SC__KAFKA__ASSIGNMENT_STRATEGY": EMBEDDED_ASSIGNMENT_STRATEGY,
+        "SC__KAFKA__ASSIGNMENT_STRATEGY": assignment_strategy,
         "SC__KAFKA__SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
         "SC__REDIS__KEY_PREFIX": f"{name}:",
-        "SC__OBSERVABILITY__METRICS_PORT": str(port),
         "SC__OBSERVABILITY__LOG_FORMAT": "json",
         "SC__OBSERVABILITY__LOG_LEVEL": "warning",
     }
-    env.update(service_env)
+
+
+def run_service(mode: str, messages: Sequence[NightMessage], *, stack: Any, service_env: Mapping[str, str],
+                plan: BurstPlan | None = None, partitions: int = 4, timeout_s: float = 900.0, work_dir: Path | None = None) -> ServiceRunResult:
+    """One service run: ``mode`` ``"asap"`` (topic pre-loaded, then drained) or ``"paced"`` (``plan``'s bursts while it runs)."""
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, create_topics, free_port
+
+    if mode not in ("asap", "paced") or (mode == "paced" and plan is None):
+        raise ValueError("mode is asap, or paced with a BurstPlan")
+    name = f"bench-{mode}-{uuid.uuid4().hex[:6]}"
+    topics = bench_topics(name)
+    create_topics(stack.bootstrap_servers, list(topics.values()), partitions=partitions)
+    if mode == "paced":
+        messages = messages[:plan.total]
+    port = free_port()
+    env = {**member_env(stack, name, topics, EMBEDDED_ASSIGNMENT_STRATEGY), "SC__OBSERVABILITY__METRICS_PORT": str(port),
+           **service_env}
     result = ServiceRunResult(mode=mode, inputs=len(messages), settings={k: v for k, v in env.items() if k.startswith("SC__")},
                               plan=vars(plan) if plan else {})
     publisher = _Publisher(stack.bootstrap_servers, topics["in"])
