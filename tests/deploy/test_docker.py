@@ -71,7 +71,7 @@ def test_service_command_and_entrypoint(kind):
     assert cmd == '["run", "--config", "/etc/survey-classifier/config.toml"]'
     entrypoint = [a for ins, a in instructions if ins == "ENTRYPOINT"][-1]
     assert "survey-classifier-entrypoint" in entrypoint
-    assert "EXPOSE 9108" in [f"{i} {a}" for i, a in instructions]
+    assert "EXPOSE 9108 9109" in [f"{i} {a}" for i, a in instructions]  # metrics, health
 
 
 @pytest.mark.parametrize("kind", DOCKERFILES)
