@@ -1,11 +1,11 @@
 """Health on its own listener (issue #23): "16 slow connections left 0 of 20 health probes
 answered ... any pod can get the classifier restarted by its liveness probe".
 
-The real server classes with the parameters the service wires (``build_service``): the metrics
-listener (8 workers, 8 queued, 2 s deadline) and the health listener (2 workers, 4 queued, 1 s
-deadline). While slow clients keep every metrics worker and queue slot taken, reconnecting as soon
-as they are cut, probes to the metrics port fail (what the shared listener did to /healthz) and
-probes to the health port are all answered within a bound. Slow clients on the health port itself
+The listeners as ``build_service`` wires them: the metrics listener (8 workers, 8 queued, 2 s
+deadline) and the health listener (2 workers, 4 queued, 1 s deadline). While slow clients keep
+every metrics worker and queue slot taken, reconnecting as soon as they are cut, probes to the
+metrics port fail (what the shared listener did to /healthz) and probes to the health port are
+all answered within a bound. Slow clients on the health port itself
 are refused beyond its queue and cut at its deadline, so the probes come back within
 ``(2 + 4) / 2 * 1`` = 3 s.
 """
@@ -19,7 +19,7 @@ import urllib.request
 
 import pytest
 
-from stream.metrics import HealthServer, Metrics, MetricsServer
+from stream.metrics import HealthServer, Metrics
 
 #: Slow clients per attack: more than a listener's workers + queue (16 on the metrics port).
 ATTACKERS = 24
@@ -65,11 +65,18 @@ def _attack(port: int, stop: threading.Event, reconnect: bool) -> list[threading
 
 
 def test_probes_on_the_health_port_are_answered_while_the_metrics_port_is_flooded():
-    metrics = Metrics()
-    metrics.assigned = True
-    metrics.set_redis_up(True)
-    metrics_server = MetricsServer(metrics, "127.0.0.1", 0).start()
-    health_server = HealthServer(metrics, "127.0.0.1", 0).start()
+    """The listeners as build_service wires them from the settings (a dead broker and Redis:
+    nothing here needs either)."""
+    from stream.config import load_settings
+    from stream.service import build_service
+    from stream.stack import free_port
+
+    service = build_service(load_settings(env=_service_env(metrics_port=str(free_port()), health_port=str(free_port()))),
+                            runners={})
+    assert service.metrics_server is not None and service.health_server is not None
+    metrics_server, health_server = service.metrics_server, service.health_server
+    service.metrics.assigned = True
+    service.metrics.set_redis_up(True)
     stop = threading.Event()
     attackers = _attack(metrics_server.port, stop, reconnect=True)
     try:
@@ -95,8 +102,7 @@ def test_probes_on_the_health_port_are_answered_while_the_metrics_port_is_floode
         stop.set()
         for t in attackers:
             t.join(timeout=10)
-        metrics_server.close()
-        health_server.close()
+        service.close()
 
 
 def test_slow_clients_on_the_health_port_are_refused_or_cut_at_its_deadline():
@@ -107,7 +113,8 @@ def test_slow_clients_on_the_health_port_are_refused_or_cut_at_its_deadline():
     try:
         time.sleep(0.3)
         held = [t for t in attackers if t.is_alive()]
-        assert health_server.refused >= ATTACKERS - 6, "beyond 2 workers + 4 queued: closed at once"
+        refused_at_once = health_server.refused
+        assert refused_at_once >= ATTACKERS - 6, "beyond 2 workers + 4 queued: closed at once"
         t0 = time.monotonic()
         code = None
         while time.monotonic() - t0 < 6 and code != 200:
@@ -115,7 +122,7 @@ def test_slow_clients_on_the_health_port_are_refused_or_cut_at_its_deadline():
             if code != 200:
                 time.sleep(0.1)
         recovered = time.monotonic() - t0
-        print(f"\n{ATTACKERS} slow clients on the health port: {health_server.refused} refused at once, "
+        print(f"\n{ATTACKERS} slow clients on the health port: {refused_at_once} refused at once, "
               f"{len(held)} held; /healthz answered again after {recovered:.2f} s")
         # (2 + 4) / 2 * 1 s in theory; slack for a loaded machine, still inside kubelet's 5 s probe timeout
         assert code == 200 and recovered < 4.5, "held ones cut by the 1 s deadline"
