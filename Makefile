@@ -5,14 +5,26 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Every third-party package, pinned with the sha256 of each file pip may pick: `make install`
-# and CI install from LOCK (runtime + test), the images from RUNTIME_LOCK. `make lock` rewrites both.
+# and CI install from LOCK (runtime + test), the CPU image from RUNTIME_LOCK, the GPU image from
+# GPU_LOCK. `make lock` rewrites all three.
 LOCK := requirements.lock
 RUNTIME_LOCK := requirements-runtime.lock
+GPU_LOCK := requirements-gpu.lock
 LOCK_TOOL := .venv-lock
 PIP_TOOLS := pip-tools==7.6.2
 COMPILE := $(LOCK_TOOL)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
+# The GPU lock is resolved for the GPU image's platform, not this machine's (pip-tools cannot):
+# uv, in its own venv. NVIDIA's TensorRT image (deploy/docker/Dockerfile.gpu): Python 3.12, x86_64.
+UV_TOOL := .venv-uv
+UV := uv==0.13.9
+GPU_PYTHON := 3.12
+GPU_PLATFORM := x86_64-manylinux_2_28
+# TensorRT comes from that base image, not from the lock: on PyPI, tensorrt-cu12 and
+# tensorrt-cu12-libs are source stubs that download the real wheel from NVIDIA's index while
+# they build, which no hash of ours covers (and the bindings alone cannot load without the libs).
+GPU_FROM_BASE_IMAGE := tensorrt-cu12 tensorrt-cu12-libs tensorrt-cu12-bindings
 
-.PHONY: install test test-fast typecheck demo bench stack clean system-deps lock
+.PHONY: install test test-fast typecheck demo bench stack clean system-deps lock lock-gpu
 
 # Debian's redis-server backs the embedded stack; installed here if it is missing.
 system-deps:
@@ -38,6 +50,16 @@ lock:
 	$(COMPILE) --extra test -o $(LOCK) pyproject.toml
 	$(COMPILE) -o $(RUNTIME_LOCK) pyproject.toml
 	sed -i -E 's/^torch==([0-9.]+)\+cpu /torch==\1 /' $(LOCK) $(RUNTIME_LOCK)
+	$(MAKE) lock-gpu
+
+# The GPU image's lock: the gpu extra at the runtime lock's versions, for GPU_PYTHON on
+# GPU_PLATFORM, resolved without installing anything. torch==2.13.0 here is PyPI's Linux build
+# (CUDA 13.0, its nvidia-* wheels pinned too), hash-checked like every other package.
+lock-gpu:
+	@test -x $(UV_TOOL)/bin/uv || { $(PYTHON) -m venv $(UV_TOOL) && $(UV_TOOL)/bin/pip install -q $(UV); }
+	$(UV_TOOL)/bin/uv pip compile --quiet pyproject.toml --extra gpu --constraint $(RUNTIME_LOCK) \
+	  --python-version $(GPU_PYTHON) --python-platform $(GPU_PLATFORM) --generate-hashes --no-emit-index-url \
+	  $(addprefix --no-emit-package ,$(GPU_FROM_BASE_IMAGE)) --custom-compile-command "make lock-gpu" -o $(GPU_LOCK)
 
 install: system-deps $(STAMP)
 
@@ -69,4 +91,4 @@ stack: install
 	$(VENV)/bin/survey-classifier stack up
 
 clean:
-	rm -rf $(VENV) $(LOCK_TOOL) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(LOCK_TOOL) $(UV_TOOL) build *.egg-info .pytest_cache

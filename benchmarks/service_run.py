@@ -316,6 +316,8 @@ def member_env(stack: Any, name: str, topics: Mapping[str, str], assignment_stra
         "SC__REDIS__KEY_PREFIX": f"{name}:",
         "SC__OBSERVABILITY__LOG_FORMAT": "json",
         "SC__OBSERVABILITY__LOG_LEVEL": "warning",
+        # members read /readyz on their metrics port: no separate health listener (it would take 9109 in each)
+        "SC__OBSERVABILITY__HEALTH_PORT": "0",
     }
 
 

@@ -288,8 +288,13 @@ class EngineSettings:
 
 @dataclass(frozen=True)
 class ObservabilitySettings:
-    #: Port of the Prometheus ``/metrics`` and ``/healthz`` endpoint; 0 disables it.
+    #: Port of ``/metrics``, ``/stats`` (and ``/healthz``, ``/readyz`` too); 0 disables it.
     metrics_port: int = 9108
+    #: Port of ``/healthz`` and ``/readyz`` alone, for the liveness and readiness probes: its own
+    #: listener, pool and deadline, so nothing done to the metrics port starves them (#23); 0: no
+    #: separate listener (the probes then use the metrics port, as before).
+    health_port: int = 9109
+    #: Address both listeners bind (``0.0.0.0`` in a container).
     metrics_host: str = "127.0.0.1"
     #: ``json`` (production) or ``console``; ``auto`` picks console on a terminal.
     log_format: LogFormat = "auto"
@@ -311,7 +316,17 @@ class Settings:
         self._validate_kafka()
         self._validate_engine()
         self._validate_batch()
+        self._validate_observability()
         return self
+
+    def _validate_observability(self) -> None:
+        o = self.observability
+        for name in ("metrics_port", "health_port"):
+            if not 0 <= getattr(o, name) <= 65535:
+                raise ConfigError(f"observability.{name} must be a port number (0-65535), not {getattr(o, name)}")
+        if o.health_port and o.health_port == o.metrics_port:
+            raise ConfigError(f"observability.health_port and observability.metrics_port are both {o.metrics_port}: give the "
+                              f"health listener its own port, or set health_port = 0 to serve the probes on the metrics port")
 
     def _validate_kafka(self) -> None:
         k = self.kafka

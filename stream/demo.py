@@ -172,7 +172,8 @@ def run_demo(out_dir: Path, *, backend: str = "onnxruntime", samples: Path = SAM
                "SC__KAFKA__ALERT_TOPICS": ALERTS, "SC__KAFKA__OUTPUT_TOPIC": CLASSIFIED, "SC__KAFKA__DEAD_LETTER_TOPIC": DEAD,
                "SC__KAFKA__ASSIGNMENT_STRATEGY": EMBEDDED_ASSIGNMENT_STRATEGY, "SC__KAFKA__SESSION_TIMEOUT_MS": str(EMBEDDED_SESSION_TIMEOUT_MS),
                "SC__ENGINE__BACKEND": backend, "SC__ENGINE__ALLOW_UNTRAINED": "true",
-               "SC__ENGINE__CACHE_DIR": str(out_dir / "engines"), "SC__OBSERVABILITY__METRICS_PORT": "0"}
+               "SC__ENGINE__CACHE_DIR": str(out_dir / "engines"), "SC__OBSERVABILITY__METRICS_PORT": "0",
+               "SC__OBSERVABILITY__HEALTH_PORT": "0"}
         service = build_service(load_settings(env=env))
         worker = threading.Thread(target=service.run, kwargs={"max_idle_s": 4}, name="demo-service", daemon=True)
         worker.start()

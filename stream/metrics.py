@@ -4,6 +4,11 @@
 ``/readyz`` (readiness: partitions assigned, Redis reachable and the broker not known to be
 down) and ``/stats`` (JSON: the per-partition reconciliation
 ``consumed = published + duplicates + dead_lettered``).
+
+Two listeners (#23): :class:`MetricsServer` serves all four; :class:`HealthServer`, on its own
+port with its own small pool and deadline, serves ``/healthz`` and ``/readyz`` alone, so
+connections held open or a flood on the metrics port cannot starve the probes that restart or
+unready a member.
 """
 from __future__ import annotations
 
@@ -16,13 +21,13 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Any
+from typing import Any, Self
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["Metrics", "PartitionCounts", "MetricsServer", "BoundedHTTPServer", "STAGES", "LATENCY_BUCKETS",
-           "LATENCY_OBJECTIVE_S"]
+__all__ = ["Metrics", "PartitionCounts", "MetricsServer", "HealthServer", "BoundedHTTPServer", "STAGES", "LATENCY_BUCKETS",
+           "LATENCY_OBJECTIVE_S", "ALL_PATHS", "HEALTH_PATHS"]
 
 #: The latency objective (Rubin: 98% of a visit's alerts public within 60 s). A bucket bound sits
 #: exactly on it, so "p98 over 60 s" (deploy/prometheus/latency-slo.yml) is decided without
@@ -37,6 +42,10 @@ _STAGE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.
 #: The ``stage`` label of ``sc_stage_seconds``, in batch order: ``dedup`` is the Redis lookup of
 #: the batch's keys, ``mark`` the Redis mark of what was published (after every delivery report).
 STAGES: tuple[str, ...] = ("decode", "dedup", "preprocess", "infer", "publish", "mark", "commit")
+
+#: What the metrics listener serves, and what the health listener serves (the probes' two).
+ALL_PATHS: tuple[str, ...] = ("/metrics", "/healthz", "/readyz", "/stats")
+HEALTH_PATHS: tuple[str, ...] = ("/healthz", "/readyz")
 
 
 @dataclass
@@ -130,12 +139,12 @@ class Metrics:
 class _Deadlines:
     """One thread that shuts each registered socket down when its deadline passes."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "metrics-http") -> None:
         self._due: dict[int, tuple[float, socket.socket]] = {}
         self._cond = threading.Condition()
         self._next = 0
         self._closed = False
-        threading.Thread(target=self._watch, name="metrics-http-deadlines", daemon=True).start()
+        threading.Thread(target=self._watch, name=f"{name}-deadlines", daemon=True).start()
 
     def add(self, sock: socket.socket, seconds: float) -> int:
         with self._cond:
@@ -183,14 +192,14 @@ class BoundedHTTPServer(HTTPServer):
     request_queue_size = 64
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, workers: int = 8,
-                 backlog: int = 8, request_deadline_s: float | None = None) -> None:
+                 backlog: int = 8, request_deadline_s: float | None = None, name: str = "metrics-http") -> None:
         super().__init__(address, handler)
         #: Whole-request deadline: the socket timeout bounds each read alone, so a client sending a
         #: byte at a time held a worker indefinitely (16 of them starved /healthz). Past it the
         #: connection is shut down, whatever it is doing.
         self.request_deadline_s = request_deadline_s
-        self._deadlines = _Deadlines() if request_deadline_s is not None else None
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metrics-http")
+        self._deadlines = _Deadlines(name) if request_deadline_s is not None else None
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._slots = threading.BoundedSemaphore(workers + backlog)
         #: Connections closed unserved because the pool and its queue were full.
         self.refused = 0
@@ -227,12 +236,16 @@ class BoundedHTTPServer(HTTPServer):
 class MetricsServer:
     """A small HTTP server for the endpoints above: a bounded thread pool, request timeouts."""
 
+    #: what this listener answers (others: 404) and the name of its threads
+    paths: tuple[str, ...] = ALL_PATHS
+    name = "metrics-http"
+
     def __init__(self, metrics: Metrics, host: str, port: int, liveness_timeout_s: float = 120.0, *,
                  workers: int = 8, backlog: int = 8, request_timeout_s: float = 2.0) -> None:
-        handler = _make_handler(metrics, liveness_timeout_s, request_timeout_s)
+        handler = _make_handler(metrics, liveness_timeout_s, request_timeout_s, self.paths)
         self._server = BoundedHTTPServer((host, port), handler, workers=workers, backlog=backlog,
-                                         request_deadline_s=request_timeout_s)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
+                                         request_deadline_s=request_timeout_s, name=self.name)
+        self._thread = threading.Thread(target=self._server.serve_forever, name=self.name, daemon=True)
 
     @property
     def port(self) -> int:
@@ -242,7 +255,7 @@ class MetricsServer:
     def refused(self) -> int:
         return self._server.refused
 
-    def start(self) -> MetricsServer:
+    def start(self) -> Self:
         self._thread.start()
         return self
 
@@ -251,7 +264,26 @@ class MetricsServer:
         self._server.server_close()
 
 
-def _make_handler(metrics: Metrics, liveness_timeout_s: float, request_timeout_s: float) -> type[BaseHTTPRequestHandler]:
+class HealthServer(MetricsServer):
+    """``/healthz`` and ``/readyz`` alone, on their own port (``observability.health_port``).
+
+    Its own pool (2 workers, 4 queued, more closed at once) and a 1 s whole-request deadline: the
+    probes send one short request and kubelet waits 5 s, so a burst of slow or silent connections
+    on this port is cut within ``(2 + 4) / 2 * 1`` = 3 s, and nothing done to the metrics port
+    reaches it. Nothing here renders ``/metrics``, so an answer costs microseconds.
+    """
+
+    paths = HEALTH_PATHS
+    name = "health-http"
+
+    def __init__(self, metrics: Metrics, host: str, port: int, liveness_timeout_s: float = 120.0, *,
+                 workers: int = 2, backlog: int = 4, request_timeout_s: float = 1.0) -> None:
+        super().__init__(metrics, host, port, liveness_timeout_s, workers=workers, backlog=backlog,
+                         request_timeout_s=request_timeout_s)
+
+
+def _make_handler(metrics: Metrics, liveness_timeout_s: float, request_timeout_s: float,
+                  paths: tuple[str, ...] = ALL_PATHS) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         #: socket timeout: a client that sends nothing (or too slowly) is dropped
         timeout = request_timeout_s
@@ -265,7 +297,9 @@ def _make_handler(metrics: Metrics, liveness_timeout_s: float, request_timeout_s
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            if path not in paths:
+                self._send(404, b"not found\n", "text/plain")
+            elif path == "/metrics":
                 self._send(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 alive = time.monotonic() - metrics.last_loop_monotonic < liveness_timeout_s

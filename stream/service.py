@@ -47,7 +47,7 @@ from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, decode
 from stream.dedup import DedupUnavailable, RedisDedup
 from stream.envelope import DecodeOutcome, Envelope, StageTimer
 from stream.kafka_clients import make_consumer, producer_config
-from stream.metrics import Metrics, MetricsServer
+from stream.metrics import HealthServer, Metrics, MetricsServer
 from stream.output_registry import OutputFraming, register_output_schemas
 from stream.schema_registry import SchemaLookups, redact_urls_in
 
@@ -128,6 +128,8 @@ class Service:
     metrics: Metrics
     decode_pool: DecodePool | None = None
     metrics_server: MetricsServer | None = None
+    #: ``/healthz`` and ``/readyz`` on their own port (``observability.health_port``); None when 0.
+    health_server: HealthServer | None = None
     #: False when the runners were handed in (tests share them): close() leaves them open.
     owns_runners: bool = True
     #: Dead letters carry the original value up to this size (the producer's message.max.bytes
@@ -256,9 +258,10 @@ class Service:
                     runner.close()
         self.runners = {}
         self.dedup.close()
-        if self.metrics_server is not None:
-            self.metrics_server.close()
-            self.metrics_server = None
+        for server in (self.metrics_server, self.health_server):
+            if server is not None:
+                server.close()
+        self.metrics_server = self.health_server = None
         totals = self.metrics.totals()
         log.info("service_stopped", consumed=totals.consumed, published=totals.published,
                  duplicates=totals.duplicates, dead_lettered=totals.dead_lettered, balanced=totals.balanced)
@@ -551,8 +554,13 @@ def log_survey_scope(runners: Sequence[Runner], requested: Mapping[str, Sequence
 
 
 def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] | None = None, metrics_port: int | None = None,
-                  consumer_overrides: dict[str, Any] | None = None) -> Service:
-    """The one place the service is wired from its settings."""
+                  health_port: int | None = None, consumer_overrides: dict[str, Any] | None = None) -> Service:
+    """The one place the service is wired from its settings.
+
+    ``metrics_port`` / ``health_port`` None: the configured ports (0 there: that listener is off).
+    An explicit port is bound as given, 0 meaning a free one; an explicit ``metrics_port`` with
+    ``health_port`` None puts the health listener on a free port too, so tests never take 9109.
+    """
     settings.validate()
     if not settings.kafka.bootstrap_servers:
         raise ValueError("kafka.bootstrap_servers is empty: set KAFKA_BOOTSTRAP_SERVERS (or use --embedded)")
@@ -577,15 +585,25 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
         pool = DecodePool(workers, DecodeLimits(timeout_s=settings.decode.timeout_s, worker_memory_mb=settings.decode.worker_memory_mb),
                           nice=settings.batch.decode_worker_nice)
     obs = settings.observability
-    # metrics_port None: the configured port (0 there disables the endpoint); an explicit 0 binds a free port
     if metrics_port is None:
         server = MetricsServer(metrics, obs.metrics_host, obs.metrics_port).start() if obs.metrics_port else None
     else:
         server = MetricsServer(metrics, obs.metrics_host, metrics_port).start()
+    if health_port is None and metrics_port is not None:
+        health_port = 0
+    try:
+        if health_port is None:
+            health = HealthServer(metrics, obs.metrics_host, obs.health_port).start() if obs.health_port else None
+        else:
+            health = HealthServer(metrics, obs.metrics_host, health_port).start()
+    except OSError:
+        if server is not None:
+            server.close()
+        raise
     consumer = make_consumer(settings.kafka, **(consumer_overrides or {}))
     producer_conf = producer_config(settings.kafka)
     producer = Producer(producer_conf)
     return Service(settings=settings, consumer=consumer, producer=producer, dedup=dedup, runners=runners,
-                   metrics=metrics, decode_pool=pool, metrics_server=server, owns_runners=owns_runners,
+                   metrics=metrics, decode_pool=pool, metrics_server=server, health_server=health, owns_runners=owns_runners,
                    dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM, framing=framing,
                    max_record_bytes=int(producer_conf["message.max.bytes"]) - RECORD_FRAMING_ROOM)

@@ -4,7 +4,7 @@ Before the service starts, the broker and Redis are asked once (one clear line e
 watch keeps asking (see :mod:`stream.health`): gauges ``sc_kafka_up`` / ``sc_redis_up``,
 readiness false while either is down, one warning per ``kafka.unreachable_warn_interval_s``,
 and exit status 2 after ``kafka.exit_after_unreachable_s`` without a broker when that is set.
-Mistakes a person can fix (no broker named, the metrics port taken, an output topic missing
+Mistakes a person can fix (no broker named, the metrics or health port taken, an output topic missing
 without ``--create-topics``) end with one line, status 2. With ``KAFKA_BOOTSTRAP_SERVERS`` /
 ``REDIS_URL`` unset (and not in the config), the services of a ``stack up`` running in the same
 directory are used (its ``var/stack.env``).
@@ -33,8 +33,8 @@ examples:
   KAFKA_BOOTSTRAP_SERVERS=kafka:9092 REDIS_URL=redis://redis:6379/0 survey-classifier run --config deploy/config/production.toml
   SC__KAFKA__EXIT_AFTER_UNREACHABLE_S=60 survey-classifier run --config c.toml
       exit with status 2 once the broker has been unreachable for 60 s (for CI and supervisors)
-  SC__OBSERVABILITY__METRICS_PORT=9109 survey-classifier run --config c.toml
-      a second member on the same host: another metrics port (0 disables the endpoint)
+  SC__OBSERVABILITY__METRICS_PORT=9118 SC__OBSERVABILITY__HEALTH_PORT=9119 survey-classifier run --config c.toml
+      a second member on the same host: other metrics and health ports (0 disables a listener)
 
 exit status: 0 stopped with every count reconciled, 1 counts not reconciled,
 2 a mistake to fix (configuration, environment, port in use, broker unreachable for too long).
@@ -76,7 +76,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.embedded:
         settings = with_stack_file(settings)
         _require_services(settings, args.config)
-    _check_metrics_port(settings.observability.metrics_host, settings.observability.metrics_port)
+    _check_listener_ports(settings.observability)
     _check_models(settings, args.config)
     stack = None
     if args.embedded:
@@ -186,41 +186,61 @@ def _check_models(settings, config_path: str | None = None) -> None:
                          f"them out of engine.models")
 
 
-def _port_in_use_error(host: str, port: int) -> UsageError:
-    return UsageError(f"metrics port {host}:{port} is already in use (another member on this host?): set "
-                      f"observability.metrics_port (SC__OBSERVABILITY__METRICS_PORT) to a free port, or 0 to disable "
-                      f"the endpoint")
+#: The two listeners: setting name, and what 0 does.
+_LISTENERS = {"metrics_port": "disable the endpoint",
+              "health_port": "serve /healthz and /readyz on the metrics port instead"}
 
 
-def _check_metrics_port(host: str, port: int) -> None:
-    """Fail before the models load when the metrics port is taken (binding it is the only honest test)."""
-    if not port:
-        return
+def _port_in_use_error(host: str, port: int, setting: str = "metrics_port") -> UsageError:
+    what = setting.removesuffix("_port")
+    return UsageError(f"{what} port {host}:{port} is already in use (another member on this host?): set "
+                      f"observability.{setting} (SC__OBSERVABILITY__{setting.upper()}) to a free port, or 0 to "
+                      f"{_LISTENERS[setting]}")
+
+
+def _port_taken(host: str, port: int) -> bool:
+    """True when ``host:port`` cannot be bound because something holds it (binding is the only honest test)."""
     probe = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         probe.bind((host, port))
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise _port_in_use_error(host, port) from exc
+            return True
         raise
     finally:
         probe.close()
+    return False
+
+
+def _check_listener_ports(obs) -> None:
+    """Fail before the models load when the metrics or the health port is taken."""
+    for setting in _LISTENERS:
+        port = getattr(obs, setting)
+        if port and _port_taken(obs.metrics_host, port):
+            raise _port_in_use_error(obs.metrics_host, port, setting)
 
 
 def _build(build_service, settings):
-    """The service, with the metrics port in use reported as the setting to change; logs the endpoint URL."""
+    """The service, with a listener port in use reported as the setting to change; logs the endpoint URLs."""
     obs = settings.observability
     try:
         service = build_service(settings)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise _port_in_use_error(obs.metrics_host, obs.metrics_port) from exc
+            # taken between the check and the bind: name the one still taken (the other was closed)
+            setting = next((s for s in _LISTENERS if getattr(obs, s) and _port_taken(obs.metrics_host, getattr(obs, s))),
+                           "metrics_port")
+            raise _port_in_use_error(obs.metrics_host, getattr(obs, setting), setting) from exc
         raise
     if service.metrics_server is not None:
         base = f"http://{obs.metrics_host}:{service.metrics_server.port}"
-        log.info("metrics_endpoint", metrics=f"{base}/metrics", healthz=f"{base}/healthz", readyz=f"{base}/readyz",
-                 stats=f"{base}/stats")
+        log.info("metrics_endpoint", metrics=f"{base}/metrics", stats=f"{base}/stats")
     else:
         log.info("metrics_endpoint_disabled", setting="observability.metrics_port = 0")
+    probes = service.health_server or service.metrics_server
+    if probes is not None:
+        base = f"http://{obs.metrics_host}:{probes.port}"
+        log.info("health_endpoint", healthz=f"{base}/healthz", readyz=f"{base}/readyz",
+                 listener="health_port" if service.health_server is not None else "metrics_port")
     return service

@@ -88,8 +88,9 @@ def test_classifier_config_loads_with_the_compose_environment(compose, name):
     assert settings.observability.metrics_host == "0.0.0.0"
     if name == "classifier-gpu":
         assert settings.engine.backend == "tensorrt" and settings.engine.device.startswith("cuda")
-    assert "/readyz" in " ".join(service["healthcheck"]["test"])
-    assert str(settings.observability.metrics_port) in " ".join(service["healthcheck"]["test"])
+    # the health listener (#23), not the metrics port
+    assert f"http://127.0.0.1:{settings.observability.health_port}/readyz" in " ".join(service["healthcheck"]["test"])
+    assert settings.observability.health_port not in (0, settings.observability.metrics_port)
 
 
 def test_every_bind_mount_exists(compose):

@@ -48,6 +48,7 @@ def test_config_holds_no_secret_and_only_real_librdkafka_properties(path: Path):
 def test_container_configs_listen_on_all_interfaces(name: str):
     obs = load_settings(DEPLOY / "config" / name, env={}).observability
     assert obs.metrics_host == "0.0.0.0" and obs.metrics_port > 0 and obs.log_format == "json"
+    assert obs.health_port == 9109 != obs.metrics_port  # the probes' own listener (#23), where the manifests probe
 
 
 def test_environment_overrides_a_ready_config():

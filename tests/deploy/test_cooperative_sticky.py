@@ -123,6 +123,7 @@ def test_two_members_rebalance_incrementally_and_publish_every_alert_once(reques
         "SC__ENGINE__ALLOW_UNTRAINED": "true",
         "SC__ENGINE__CACHE_DIR": str(tmp_path / "engines"),
         "SC__OBSERVABILITY__METRICS_PORT": "0",
+        "SC__OBSERVABILITY__HEALTH_PORT": "0",
         "SC__BATCH__MAX_SIZE": "16",
         "SC__BATCH__DECODE_WORKERS": "1",
     })

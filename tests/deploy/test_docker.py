@@ -29,20 +29,34 @@ def _instructions(path: Path) -> list[tuple[str, str]]:
     return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1] if " " in line else "") for line in joined]
 
 
-@pytest.mark.parametrize("kind", DOCKERFILES)
-def test_torch_is_pinned_and_installed_before_the_project(kind):
-    runs = [args for ins, args in _instructions(DOCKERFILES[kind]) if ins == "RUN"]
+def test_cpu_torch_is_pinned_and_installed_before_the_project():
+    runs = [args for ins, args in _instructions(DOCKERFILES["cpu"]) if ins == "RUN"]
     torch_runs = [i for i, a in enumerate(runs) if re.search(r"\btorch==2\.13\.0\b", a)]
-    project_runs = [i for i, a in enumerate(runs) if re.search(r"pip install (\.|\"\.\[gpu\]\")(\s|$)", a)]
+    project_runs = [i for i, a in enumerate(runs) if re.search(r"pip install \. --no-deps(\s|$)", a)]
     assert torch_runs and project_runs and max(torch_runs) < min(project_runs)
     (torch_run,) = [runs[i] for i in torch_runs if "pip install" in runs[i]]
-    index = re.search(r"--index-url (\S+)", torch_run).group(1)
-    if kind == "cpu":
-        assert index == "https://download.pytorch.org/whl/cpu"
-    else:
-        assert index.startswith("https://download.pytorch.org/whl/") and "cpu" not in index
-        assert re.search(r'pip install "\.\[gpu\]"', " ".join(runs))
+    assert re.search(r"--index-url (\S+)", torch_run).group(1) == "https://download.pytorch.org/whl/cpu"
     assert not re.search(r"\btorch(?!==2\.13\.0)[=<>~!]", " ".join(runs)), "another torch version is mentioned"
+
+
+def test_gpu_image_installs_every_package_from_the_hashed_gpu_lock():
+    """#23: the GPU image resolves nothing: the hash-checked GPU lock (torch, CUDA wheels and the
+    gpu extra included), then the project with --no-deps; TensorRT is the base image's."""
+    instructions = _instructions(DOCKERFILES["gpu"])
+    runs = [args for ins, args in instructions if ins == "RUN"]
+    installs = [re.sub(r"\s+", " ", m) for a in runs for m in re.findall(r"pip install [^&]*", a)]
+    assert [i.strip() for i in installs] == ["pip install --require-hashes --no-deps -r requirements-gpu.lock",
+                                             "pip install . --no-deps --no-build-isolation"]
+    assert "--index-url" not in " ".join(runs) and "[gpu]" not in " ".join(runs), "nothing from outside the lock"
+    copies = [a.split()[:-1] for ins, a in instructions if ins == "COPY"]
+    assert ["requirements-gpu.lock"] in copies
+    lock = (REPO / "requirements-gpu.lock").read_text()
+    assert re.search(r"^torch==2\.13\.0 \\\n\s+--hash=sha256:", lock, re.M), "torch pinned with hashes"
+    # the lock's Python (Makefile GPU_PYTHON) is the one the image checks for
+    python = re.search(r"^GPU_PYTHON := (\S+)$", (REPO / "Makefile").read_text(), re.M).group(1)
+    assert f"sys.version_info[:2] == ({python.replace('.', ', ')})" in " ".join(runs)
+    assert "find_spec('tensorrt')" in " ".join(runs), "TensorRT comes from the base image"
+    assert not re.search(r"\btorch(?!==2\.13\.0)[=<>~!]", " ".join(runs) + lock), "another torch version is mentioned"
 
 
 @pytest.mark.parametrize("kind", DOCKERFILES)
@@ -71,7 +85,7 @@ def test_service_command_and_entrypoint(kind):
     assert cmd == '["run", "--config", "/etc/survey-classifier/config.toml"]'
     entrypoint = [a for ins, a in instructions if ins == "ENTRYPOINT"][-1]
     assert "survey-classifier-entrypoint" in entrypoint
-    assert "EXPOSE 9108" in [f"{i} {a}" for i, a in instructions]
+    assert "EXPOSE 9108 9109" in [f"{i} {a}" for i, a in instructions]  # metrics, health
 
 
 @pytest.mark.parametrize("kind", DOCKERFILES)

@@ -76,13 +76,15 @@ def test_deployment_requests_a_gpu_and_runs_the_service(objects, container, sett
     assert pod["serviceAccountName"] == objects["ServiceAccount"]["metadata"]["name"]
 
 
-def test_probes_hit_the_health_endpoints_on_the_metrics_port(container, settings):
-    (port,) = container["ports"]
-    assert port["containerPort"] == settings.observability.metrics_port
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port["name"]}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port["name"]}
+def test_probes_hit_the_health_endpoints_on_the_health_port(container, settings):
+    """#23: the probes use their own listener (observability.health_port), never the metrics port."""
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    obs = settings.observability
+    assert ports == {"metrics": obs.metrics_port, "health": obs.health_port} and obs.health_port not in (0, obs.metrics_port)
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
     startup = container["startupProbe"]
-    assert startup["httpGet"]["path"] == "/healthz"
+    assert startup["httpGet"] == {"path": "/healthz", "port": "health"}
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 600, "TensorRT engine build needs minutes"
 
 
@@ -239,7 +241,8 @@ def test_rubin_sizing_in_the_readme_follows_its_formula():
 
 def test_only_prometheus_may_reach_the_pods_and_only_on_the_metrics_port(objects, container):
     """#23: the pods listen on 0.0.0.0 (probes need it); a NetworkPolicy keeps every other pod off
-    the listener, so no pod can starve /healthz and get a member restarted by its liveness probe."""
+    both listeners (no pod reaches the health port at all: kubelet probes it from the node), so no
+    pod can starve /healthz and get a member restarted by its liveness probe."""
     policy = objects["NetworkPolicy"]["spec"]
     pod_labels = objects["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items() and policy["podSelector"]["matchLabels"]
@@ -250,4 +253,6 @@ def test_only_prometheus_may_reach_the_pods_and_only_on_the_metrics_port(objects
     (port,) = rule["ports"]
     named = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert port == {"port": "metrics", "protocol": "TCP"} and named["metrics"] == 9108
-    assert container["livenessProbe"]["httpGet"]["port"] == "metrics"
+    assert container["livenessProbe"]["httpGet"]["port"] == "health" and named["health"] == 9109
+    service_ports = [p["targetPort"] for p in objects["Service"]["spec"]["ports"]]
+    assert service_ports == ["metrics"], "the health port is kubelet's, not a Service's"

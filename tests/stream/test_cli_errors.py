@@ -103,6 +103,17 @@ def test_metrics_port_in_use_names_the_setting() -> None:
     _one_line_error(proc, f"127.0.0.1:{port}", "already in use", "SC__OBSERVABILITY__METRICS_PORT")
 
 
+def test_health_port_in_use_names_the_setting() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        proc = _cli("run", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0",
+                                "SC__OBSERVABILITY__METRICS_PORT": "0", "SC__OBSERVABILITY__HEALTH_PORT": str(port)})
+    _one_line_error(proc, f"health port 127.0.0.1:{port}", "already in use", "SC__OBSERVABILITY__HEALTH_PORT",
+                    "serve /healthz and /readyz on the metrics port")
+
+
 def test_bad_argument_is_argparse_status_2() -> None:
     proc = _cli("replay", "x", "--rate", "fast")
     _one_line_error(proc, "--rate")
@@ -137,7 +148,8 @@ def test_subscribe_to_a_dead_broker_is_one_line_in_bounded_time() -> None:
 
 def test_unknown_model_in_engine_models_suggests() -> None:
     proc = _cli("run", env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0",
-                            "SC__ENGINE__MODELS": "realbogsu", "SC__OBSERVABILITY__METRICS_PORT": "0"})
+                            "SC__ENGINE__MODELS": "realbogsu", "SC__OBSERVABILITY__METRICS_PORT": "0",
+                            "SC__OBSERVABILITY__HEALTH_PORT": "0"})
     _one_line_error(proc, "SC__ENGINE__MODELS", "did you mean realbogus?")
 
 
@@ -150,7 +162,8 @@ def test_engine_models_takes_name_at_version_from_toml_and_blames_the_file(tmp_p
     _check_models(load_settings(config, env={}), str(config))   # an older version the registry ships: accepted
     config.write_text('[engine]\nmodels = ["realbogus@9.9"]\n')
     proc = _cli("run", "--config", str(config), env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0",
-                                                      "SC__OBSERVABILITY__METRICS_PORT": "0"})
+                                                      "SC__OBSERVABILITY__METRICS_PORT": "0",
+                                                      "SC__OBSERVABILITY__HEALTH_PORT": "0"})
     _one_line_error(proc, f"engine.models in {config}", "version '9.9'")
     assert "SC__ENGINE__MODELS" not in proc.stderr
 

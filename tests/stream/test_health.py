@@ -111,7 +111,8 @@ def test_run_against_a_dead_broker_exits_2_after_the_configured_time(tmp_path) -
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SC__", "SC_KAFKA__", "KAFKA_", "REDIS_"))}
     env.update({"PYTHONPATH": str(REPO), "KAFKA_BOOTSTRAP_SERVERS": dead, "REDIS_URL": f"redis://{dead}/0",
                 "SC__KAFKA__EXIT_AFTER_UNREACHABLE_S": "2", "SC__KAFKA__UNREACHABLE_WARN_INTERVAL_S": "1",
-                "SC__OBSERVABILITY__METRICS_PORT": "0", "SC__ENGINE__MODELS": "realbogus",
+                "SC__OBSERVABILITY__METRICS_PORT": "0", "SC__OBSERVABILITY__HEALTH_PORT": "0",
+                "SC__ENGINE__MODELS": "realbogus",
                 "SC__ENGINE__CACHE_DIR": str(REPO / "var" / "engines")})
     started = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "stream.cli", "--log-format", "json", "run", "--allow-untrained"],

@@ -102,7 +102,8 @@ def test_the_run_command_reports_a_refused_schema_in_one_line(registry) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SC__", "SC_KAFKA__", "KAFKA_", "REDIS_"))}
     env.update({"PYTHONPATH": str(REPO), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": "redis://127.0.0.1:1/0",
                 "SC__KAFKA__OUTPUT_TOPIC": "refused", "SC__KAFKA__OUTPUT_SCHEMA_REGISTRY_URL": registry.url,
-                "SC__KAFKA__UNREACHABLE_WARN_INTERVAL_S": "1", "SC__OBSERVABILITY__METRICS_PORT": "0"})
+                "SC__KAFKA__UNREACHABLE_WARN_INTERVAL_S": "1", "SC__OBSERVABILITY__METRICS_PORT": "0",
+                "SC__OBSERVABILITY__HEALTH_PORT": "0"})
     proc = subprocess.run([sys.executable, "-m", "stream.cli", "run"], capture_output=True, text=True, env=env, timeout=60,
                           cwd=REPO)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr

@@ -59,7 +59,8 @@ def test_the_output_registry_is_reached_with_credentials_holding_a_slash():
 def test_a_bad_output_registry_url_is_one_line_without_the_password():
     secret = "S3cretPw-4711"
     env = {**os.environ, "SC__KAFKA__OUTPUT_SCHEMA_REGISTRY_URL": f"http://user:{secret}@127.0.0.1",
-           "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "REDIS_URL": "redis://127.0.0.1:9/0", "PYTHONPATH": str(REPO)}
+           "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9", "REDIS_URL": "redis://127.0.0.1:9/0", "PYTHONPATH": str(REPO),
+           "SC__OBSERVABILITY__METRICS_PORT": "0", "SC__OBSERVABILITY__HEALTH_PORT": "0"}
     done = subprocess.run([sys.executable, "-m", "stream.cli", "run", "--allow-untrained"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
     out = done.stdout + done.stderr

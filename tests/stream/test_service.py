@@ -62,6 +62,7 @@ def settings_env(services, name: str, cache_dir: Path, **extra: str) -> dict[str
         "SC__ENGINE__BACKEND": BACKEND,
         "SC__ENGINE__CACHE_DIR": str(cache_dir),
         "SC__OBSERVABILITY__METRICS_PORT": "0",
+        "SC__OBSERVABILITY__HEALTH_PORT": "0",
         "SC__BATCH__MAX_SIZE": "32",
         "SC__BATCH__DECODE_WORKERS": "0",
     }

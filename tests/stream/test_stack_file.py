@@ -80,6 +80,7 @@ def test_commands_started_beside_stack_up_find_it_and_run_refuses_a_missing_outp
 
     # the shipped embedded config, nothing exported: it reaches the stack, and refuses the missing outputs
     monkeypatch.setenv("SC__OBSERVABILITY__METRICS_PORT", "0")
+    monkeypatch.setenv("SC__OBSERVABILITY__HEALTH_PORT", "0")
     assert main(["run", "--config", str(REPO / "deploy" / "config" / "embedded.toml")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith(f"survey-classifier run: error: output topic(s) missing on {found['KAFKA_BOOTSTRAP_SERVERS']}: "
@@ -102,7 +103,8 @@ def test_stack_up_then_run_with_the_shipped_embedded_config_classifies_a_night(s
     assert main(["replay", str(SAMPLES / "ztf" / "alerce"), "--topic", "alerts", "--no-progress"]) == 0
     sent = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["sent"]
     env = {**_clean_env(), "PYTHONPATH": str(REPO), "SC__ENGINE__MODELS": "realbogus",
-           "SC__ENGINE__CACHE_DIR": str(REPO / "var" / "engines"), "SC__OBSERVABILITY__METRICS_PORT": "0"}
+           "SC__ENGINE__CACHE_DIR": str(REPO / "var" / "engines"), "SC__OBSERVABILITY__METRICS_PORT": "0",
+           "SC__OBSERVABILITY__HEALTH_PORT": "0"}
     run = subprocess.run([sys.executable, "-m", "stream.cli", "--log-format", "json", "run", "--config",
                           str(REPO / "deploy" / "config" / "embedded.toml"), "--max-idle", "5"],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

@@ -133,6 +133,12 @@ def test_table_never_prints_escape_sequences_from_a_packet(typed):
     TableWriter(out).write(dataclasses.replace(typed[0], object_id=hostile))
     line = out.getvalue().splitlines()[1]
     assert not any(ord(ch) < 0x20 or 0x7f <= ord(ch) < 0xa0 for ch in line) and "?]52;c;aGk=?" in line
+    # every cell goes through the same filter: the band, also read from the packet, and a
+    # right-to-left override (a format character, not printable) that would reorder the line
+    out = io.StringIO()
+    TableWriter(out).write(dataclasses.replace(typed[0], band="\x1b[31mg", object_id="ZTF\u202e21abc"))
+    line = out.getvalue().splitlines()[1]
+    assert "\x1b" not in line and "\u202e" not in line and "?[31mg" in line and "ZTF?21abc" in line
 
 
 def test_png_triplet_of_real_alerts(tmp_path, typed):
