@@ -419,7 +419,8 @@ def _ship(run_dir: Path, results: dict[str, Any], record: dict[str, Any]) -> Pat
                          "where it applies"),
         "not_inputs": "distpsnr1, sgscore1 (they define the labels); ssdistnr / ssnamenr reach only the asteroid flag",
         "why_these_classes": ("the weak labels every alert has; bogus dropped (the real/bogus models own it); "
-                              "hostless_or_faint kept (158 pool alerts, ACAI's orphan head agrees with it)"),
+                              "hostless_or_faint kept (158 pool alerts: no PS1 source within 5\", one of the weak rule's classes; "
+                              "ACAI's orphan head agrees with it on few held-out alerts, see the report)"),
         "init_from": _init_text(record),
         "split": "held-out sources for the test (their objects out of training); the rest by object, 85/15",
         "epochs_run": len(record["history"]), "best_epoch": record["best_epoch"], "stopped_because": record["stopped_because"],
