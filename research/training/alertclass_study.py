@@ -3,6 +3,7 @@ packet's Solar-System match), report it on held-out sources, calibrate it, ship 
 
     python -m research.training.alertclass_study train --out var/alertclass2 --pool ../shared/ztf_pool
     python -m research.training.alertclass_study report --out var/alertclass2 --pool ../shared/ztf_pool [--ship]
+    python -m research.training.alertclass_study compare --pool ../shared/ztf_pool RUN_DIR RUN_DIR ...
 
 ``train``: :mod:`research.training.pool_alertclass` (split: whole sources
 :data:`research.training.pool_realbogus.HELDOUT_SOURCES` held out for the test). ``report``: the
@@ -255,6 +256,8 @@ def write_readme(results: dict[str, Any], record: dict[str, Any], out: Path = RE
         "- Rubin: not measured (no labelled Rubin alert); the card names ZTF only.",
         "- One held-out set of sources (383 alerts, 4 asteroids among them), one seed; the validation set holds 10 galaxy "
         "hosts, so the epoch choice is noisy.",
+        "- Whether distillation helps: runs with ACAI's heads on and off from the same start are side by side in "
+        "[compare.md](compare.md) (`compare` step).",
         "",
         f"Reproduce: `{COMMANDS}`, then `python -m research.training.alertclass_study report --pool ../shared/ztf_pool "
         "--out var/ac/run3 --ship`.",
@@ -449,6 +452,34 @@ def _ship(run_dir: Path, results: dict[str, Any], record: dict[str, Any]) -> Pat
     return card_path
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """Runs side by side (an ablation): validation and held-out figures of each, into ``compare.md``."""
+    pool = load_pool(args.pool)
+    targets = load_targets(args.pool, pool.candid)
+    split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
+    lines = [f"# alertclass: runs compared ({args.note})", "",
+             "Each run's shipped output (float16 weights, T = 1 unless adopted), evaluated as in the report; intervals 95 %, "
+             "objects resampled. Validation decides; the held-out figures are for the record.", "",
+             "| run | ACAI weight | started from | epochs (best) | validation macro recall (stamp classes) | held-out macro "
+             "recall asteroid / galaxy_host / star | held-out recall galaxy_host | star | hostless_or_faint |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for run in args.runs:
+        record = json.loads((run / "alertclass.train.json").read_text())
+        r = evaluate(_load(run), pool, targets, split)
+        t = r["test"]["vs_weak_labels"]
+        pc = t["per_class"]
+        lines.append(f"| `{run}` | {record['config']['acai_weight']} | {Path(record['config']['init_from'] or 'fresh').name} | "
+                     f"{len(record['history'])} ({record['best_epoch']}) | {r['validation']['macro_recall_stamp_classes']:.3f} | "
+                     f"{_ci(t, 'macro_recall')} | {_ci(pc['galaxy_host'], 'recall')} | {_ci(pc['star'], 'recall')} | "
+                     f"{_ci(pc['hostless_or_faint'], 'recall')} |")
+    lines += ["", f"Reproduce: `python -m research.training.alertclass_study compare --pool ../shared/ztf_pool --note "
+              f"\"{args.note}\" {' '.join(str(r) for r in args.runs)}` (the runs' `train` commands in their records).", ""]
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    (REPORTS / "compare.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m research.training.alertclass_study", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -467,8 +498,14 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--out", type=Path, default=Path("var/alertclass2"))
         p.add_argument("--pool", type=Path, required=True, help="the real-alert pool folder (alerts.parquet, labels.csv), "
                                                                "e.g. ../shared/ztf_pool")
+    c = sub.add_parser("compare", help="runs side by side (an ablation) into research/reports/alertclass/compare.md")
+    c.add_argument("runs", type=Path, nargs="+")
+    c.add_argument("--note", default="ablation")
+    c.add_argument("--pool", type=Path, required=True)
     args = parser.parse_args(argv)
     try:
+        if args.step == "compare":
+            return _compare(args)
         return _train(args) if args.step == "train" else _report(args)
     except TrainingDataError as exc:
         print(f"alertclass study failed: {exc}", file=sys.stderr)
