@@ -17,6 +17,12 @@ Format (``engines/cards/<name>.toml``; every key below is required unless marked
     default = true                     # optional: the version loaded by name (several versions may share a name)
     class_labels = ["hosted"]          # optional: labels that go to a record's class_scores (default: all)
     class_prefix = "acai."             # optional: prefix of those class_scores keys (default: "<name>.")
+    passes_bar = true                  # optional (default false): its held-out figures pass the bar for
+                                       # running by default (engines/cards/README.md, "The default bar"):
+                                       # an empty engine.models runs exactly the cards that pass
+    bar = "..."                        # the bar's line for this kind of model and the figure that meets
+                                       # (or misses) it; required when passes_bar = true; an untrained
+                                       # card never runs by default whatever it says
 
     [input]                            # the engines.contract.InputContract
     name = "input"
@@ -90,6 +96,8 @@ class ModelCard:
     class_prefix: str = ""
     real_bogus: bool = False
     survey_figures: Mapping[str, str] = field(default_factory=dict)
+    passes_bar: bool = False
+    bar: str = ""
 
     def applies_to_survey(self, survey: str) -> bool:
         """Whether this model was trained and checked on inputs of ``survey`` (so scores them)."""
@@ -152,6 +160,8 @@ def load_card(path: str | Path) -> ModelCard:
             class_prefix=str(doc.get("class_prefix", "")),
             real_bogus=_as_bool(doc.get("real_bogus", False), "real_bogus"),
             survey_figures={str(k): str(v) for k, v in doc.get("survey_figures", {}).items()},
+            passes_bar=_as_bool(doc.get("passes_bar", False), "passes_bar"),
+            bar=str(doc.get("bar", "")),
         )
     except KeyError as exc:
         why = (" (every card names the surveys it was trained and checked on, e.g. surveys = [\"ztf\"])"
@@ -167,6 +177,8 @@ def load_card(path: str | Path) -> ModelCard:
         raise EngineError(f"bad model card {path}: output_activation must be 'softmax' or 'none'")
     if card.class_labels is not None and not set(card.class_labels) <= set(card.labels):
         raise EngineError(f"bad model card {path}: class_labels {card.class_labels} are not all in labels {card.labels}")
+    if card.passes_bar and not card.bar.strip():
+        raise EngineError(f"bad model card {path}: passes_bar = true needs a bar line (the bar and the figure that meets it)")
     if card.real_bogus and "real" not in card.labels:
         raise EngineError(f"bad model card {path}: real_bogus = true needs a 'real' label, labels are {card.labels}")
     return card
@@ -213,6 +225,10 @@ def card_to_toml(card: ModelCard) -> str:
         lines.append(f"class_labels = {_toml_value(list(card.class_labels))}")
     if card.class_prefix:
         lines.append(f"class_prefix = {_toml_value(card.class_prefix)}")
+    if card.passes_bar:
+        lines.append("passes_bar = true")
+    if card.bar:
+        lines.append(f"bar = {_toml_value(card.bar)}")
     lines += [
         "",
         "[input]",

@@ -88,6 +88,8 @@ __all__ = [
     "RAW_CHIP_SHAPE",
     "frame_stamp",
     "to_device",
+    "known_solar_system",
+    "stamps_with_solar_system",
     "fill_and_normalise",
     "fill_and_stretch_shared",
     "resample",
@@ -578,6 +580,23 @@ def difference_alert_batch_by_scale(alerts: Sequence[Alert], size: int = STAMP_F
     return fill_and_normalise(to_device(_host_batch(frames), device))
 
 
+def known_solar_system(alert: Alert) -> float:
+    """1.0 when the packet places the alert on a known Solar-System object, else 0.0: the record's
+    ``quality_flags.known_solar_system`` (:func:`schemas.quality.quality_fields`; ZTF: ``ssnamenr``
+    set and 0 <= ``ssdistnr`` <= 5"; Rubin: a non-zero ``ssObjectId``). A catalogue fact (MPC),
+    not a stamp inference; unknown counts as 0."""
+    from schemas.quality import quality_fields
+
+    fields = quality_fields(alert)
+    return 1.0 if fields is not None and fields.get("known_solar_system") is True else 0.0
+
+
+def stamps_with_solar_system(alerts: Sequence[Alert], device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(stamps (N, 3, 63, 63) on the 1.01"/px grid, known-Solar-System flag (N, 1)) for alertclass 2.x."""
+    flags = np.asarray([[known_solar_system(a)] for a in alerts], dtype=np.float32).reshape(len(alerts), 1)
+    return difference_alert_batch_by_scale(alerts, 63, 1.01, device), to_device(torch.from_numpy(flags), device)
+
+
 def difference_alert_batch_rownorm(alerts: Sequence[Alert], size: int = 69, device: str | torch.device = "cpu") -> torch.Tensor:
     """(N, 3, size, size): braai ``d6_m7``'s own input (row-wise L2, see :func:`ztf_triplet`),
     resampled bilinearly 63 -> ``size``.
@@ -718,6 +737,8 @@ PREPROCESSORS: dict[str, Callable[[Sequence[Any], str], Any]] = {
     "acai_d1_20201130": lambda items, device: acai_batch(items, device),
     # the alert-class model: any survey's stamps on ZTF's 1.01 arcsec pixel grid, 63 x 63
     "difference_stamps_arcsec_63": lambda items, device: difference_alert_batch_by_scale(items, 63, 1.01, device),
+    # alertclass >= 2.0: the same stamps and the packet's known-Solar-System flag (N, 1)
+    "difference_stamps_arcsec_63_solar_system": lambda items, device: stamps_with_solar_system(items, device),
     # Rubin alerts at 0.2"/px: whole cutouts (up to the frame) / their central 30 x 30 pixels,
     # background-subtracted, one asinh scale per alert (the difference's noise), in 69 x 69
     "rubin_triplet_69": lambda items, device: rubin_triplet_batch(items, RUBIN_FRAME, None, device),

@@ -285,10 +285,12 @@ class Registry:
                 if kind in c.input_kinds and (survey is None or c.applies_to_survey(survey))]
 
     def selected(self, kind: InputKind, models: Sequence[str] = ()) -> list[ModelCard]:
-        """The cards to run on ``kind``: every default one when ``models`` is empty, else those
-        named (``name`` or ``name@version``) that score ``kind``, one version per name."""
+        """The cards to run on ``kind``: when ``models`` is empty, the default versions whose cards
+        pass the default bar (``passes_bar``, trained weights; engines/cards/README.md), else those named
+        (``name`` or ``name@version``, whether or not they pass) that score ``kind``, one
+        version per name. The one place that decides what runs by default."""
         if not models:
-            return self.cards_for(kind)
+            return [card for card in self.cards_for(kind) if card.passes_bar and card.trained]
         chosen: dict[str, ModelCard] = {}
         for ref in models:
             card = self.card(ref)

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from engines.networks.alertclass import ALERTCLASS_INPUT, ALERTCLASS_LABELS, AlertClassNet
+from engines.networks.alertclass import (
+    ALERTCLASS_INPUT,
+    ALERTCLASS_LABELS,
+    PACKET_CLASS_LABELS,
+    AlertClassNet,
+    PacketAlertClassNet,
+)
 from engines.networks.delta_weights import SEED_KEY, apply_delta_state, is_delta_state
 from engines.networks.hrcelestial import HRCELESTIAL_INPUT, HRCELESTIAL_LABELS, HRCelestialNet
 from engines.networks.iicnet import IICNET_INPUT, IICNET_LABELS, IICNet
@@ -35,6 +41,7 @@ NETWORKS: dict[str, NetworkSpec] = {
     "iicnet": NetworkSpec("iicnet", IICNet, IICNET_INPUT, IICNET_LABELS),
     "hrcelestialnet": NetworkSpec("hrcelestialnet", HRCelestialNet, HRCELESTIAL_INPUT, HRCELESTIAL_LABELS),
     "alertclass": NetworkSpec("alertclass", AlertClassNet, ALERTCLASS_INPUT, ALERTCLASS_LABELS),
+    "alertclass_packet": NetworkSpec("alertclass_packet", PacketAlertClassNet, ALERTCLASS_INPUT, PACKET_CLASS_LABELS),
 }
 
 

@@ -7,7 +7,8 @@ One row per card in ``engines/cards/`` (every model the registry serves, whoever
 survey its input kind comes from (ZTF and Rubin for difference alerts, ``exposure`` for raw
 frames and cutouts): its version, what it was trained on (``[training] data``), whether it was
 checked on that survey (the card's ``surveys``: the only surveys it scores) and its figures
-there (``[survey_figures]``), or "not validated". A checked survey without a figures line gets
+there (``[survey_figures]``), or "not validated"; and whether its card passes the default bar
+(``passes_bar``: it runs when ``engine.models`` is empty) or runs only when named. A checked survey without a figures line gets
 the card's ``[evaluation] summary`` (else its first numeric figures). The table sits between
 two markers in engines/README.md; its report links are relative to that folder.
 """
@@ -70,14 +71,18 @@ def table_rows(cards_dir: Path) -> list[Row]:
         for survey in surveys:
             checked = survey in card.surveys
             figures = card.survey_figures.get(survey) or (_figures(dict(card.evaluation)) if checked else "")
-            rows.append((card.name, card.version, survey, _cell(trained_on), "yes" if checked else "**not validated**",
+            runs = ("runs by default" if card.default else "passes the bar, not the default version") if card.passes_bar \
+                else "by name only"
+            verdict = f"yes, {runs}" if checked else "**not validated**"
+            rows.append((card.name, card.version, survey, _cell(trained_on), verdict,
                          _cell(figures) or "never checked on this survey; it does not score it", _cell(report)))
     return rows
 
 
 def render_table(rows: Sequence[Row], link_base: Path = ROOT) -> str:
     """The table; report links relative to ``link_base`` (the folder of the README it goes in)."""
-    lines = ["| model | version | survey | trained on | checked on this survey (scores it) | figures on this survey | report |",
+    lines = ["| model | version | survey | trained on | checked on this survey (scores it); default bar (engines/cards/README.md) "
+             "| figures on this survey | report |",
              "|---|---|---|---|---|---|---|"]
     for name, version, survey, trained_on, checked, figures, report in rows:
         link = f"[{Path(report).name}]({Path(os.path.relpath(ROOT / report, link_base)).as_posix()})" if report else "-"

@@ -1,6 +1,7 @@
-"""The three training routes on small slices of the real-alert pool (``../shared/ztf_pool``):
-realbogus distilled from the teacher with held-out sources, the alert-class model, and a
-user's own class set through ``train ... --name``; each result loads through the registry."""
+"""Training routes on small slices of the real-alert pool (``../shared/ztf_pool``): realbogus
+distilled from the teacher (braai) with held-out sources, and a user's own class set through
+``train ... --name``; each result loads through the registry. The alert-class route (ACAI
+distilled) is in ``test_pool_alertclass.py``."""
 from __future__ import annotations
 
 import csv
@@ -111,49 +112,6 @@ def _alerts_of(path: Path):
     from schemas.decode import iter_file
 
     return [item for _, item in iter_file(path) if isinstance(item, Alert)]
-
-
-def _sample_alerts(survey: str):
-    from schemas.alert import Alert
-    from schemas.decode import iter_file
-
-    return [item for path in sorted((SAMPLES / survey).rglob("*.avro")) for _, item in iter_file(path)
-            if isinstance(item, Alert)]
-
-
-def test_alertclass_route_runs_on_ztf_and_rubin_alerts(small, tmp_path) -> None:
-    from engines.networks.alertclass import ALERTCLASS_LABELS
-    from engines.registry import load_registry
-    from engines.training.recipes import load_trained
-    from engines.training.register import register_model
-    from research.training.pool_alertclass import (
-        alert_classes,
-        alertclass_report,
-        train_alertclass,
-    )
-    from research.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
-
-    labels = alert_classes(small)
-    assert set(labels[labels >= 0]) <= set(range(len(ALERTCLASS_LABELS)))
-    assert (labels[small.teacher < 0.5] == ALERTCLASS_LABELS.index("bogus")).all()
-    split = split_by_source(small, HELDOUT_SOURCES)
-    config = TrainConfig(model="alertclass", epochs=1, batch_size=32, lr=1e-3, dropout=0.2, threads=1,
-                         bn_recalibration_examples=64)
-    result, description = train_alertclass(small, split, config, tmp_path / "run")
-    assert sum(description["train_per_class"].values()) == description["train_alerts"]
-    metrics = alertclass_report(load_trained("alertclass", result.weights_path), small, split, tmp_path / "report")
-    assert set(metrics["per_class"]) == set(ALERTCLASS_LABELS) and np.asarray(metrics["confusion_matrix"]).shape == (5, 5)
-    cards, weights = _fresh_registry_dirs(tmp_path)
-    if not (cards / "alertclass.toml").is_file():
-        pytest.skip("no alertclass card shipped yet")
-    register_model("alertclass", "alertclass", ALERTCLASS_LABELS, result.weights_path, "9.9.9-test", {"data": "test"},
-                   {"summary": "test"}, cards_dir=cards, weights_dir=weights)
-    runner = load_registry(cards, weights).load_runner("alertclass", "torch")
-    ztf, rubin = _sample_alerts("ztf")[:3], _sample_alerts("rubin")[:3]
-    assert rubin and all(a.survey == "rubin" for a in rubin)
-    for alerts in (ztf, rubin):
-        scores = runner.score(alerts)
-        assert scores.shape == (len(alerts), 5) and np.allclose(scores.sum(1), 1, atol=1e-5)
 
 
 def _star_galaxy_folder(pool, root: Path, per_class: int = 24) -> Path:
