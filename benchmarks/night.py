@@ -211,14 +211,14 @@ def measure_limits(
                     # at the service's engine batch and at the limits' batch: the limit takes the faster
                     pre_timings = {b: limits.bare_preprocess(runner, chosen, min(b, len(chosen)), min_seconds=min_s)
                                    for b in sorted({CPU_INFER_BATCH, batch})}
-                    best_size, timing = min(pre_timings.items(), key=lambda kv: kv[1].as_dict()["ms_per_item"])
-                    model["preprocess_ms"] = timing.as_dict()["ms_per_item"]
+                    best_size, timing = min(pre_timings.items(), key=lambda kv: kv[1].cost_ms_per_item() or float("inf"))
+                    model["preprocess_ms"] = timing.cost_ms_per_item()
                     model["preprocess_by_batch"] = {str(b): t.as_dict() for b, t in pre_timings.items()}
                     if runner is runners[0]:
                         out["preprocess"] = {**timing.as_dict(), "batch": best_size}
                         out["preprocess_backend"] = backend
                 timings = limits.bare_inference(runner, pre, sizes, min_seconds=min_s)
-                model["inference_ms"][backend] = {str(s): t.as_dict()["ms_per_item"] for s, t in timings.items()}
+                model["inference_ms"][backend] = {str(s): t.cost_ms_per_item() for s, t in timings.items()}
                 by_model[name] = {"device": _device_for(backend, device), "share_of_alerts": round(model["share"], 3),
                                   "provenance": {"version": runner.provenance.version, "trained": runner.provenance.trained,
                                                  "backend": runner.provenance.backend, "extra": runner.provenance.extra},
@@ -241,8 +241,8 @@ def measure_limits(
     out["inference"] = inference
     out["preprocess_by_model"] = {name: m["preprocess_by_batch"] for name, m in sorted(per_model.items()) if "preprocess_by_batch" in m}
     measured = {name: m for name, m in per_model.items() if "preprocess_ms" in m}
-    if measured and out["decode"].get("ms_per_item"):
-        out["machine_limit"] = limits.machine_limit(out["decode"]["ms_per_item"], measured, limits.usable_cores())
+    if measured and out["decode"].get("cost_ms_per_item"):
+        out["machine_limit"] = limits.machine_limit(out["decode"]["cost_ms_per_item"], measured, limits.usable_cores())
         log.info("machine_limit", alerts_per_s=out["machine_limit"]["alerts_per_s"], cores=out["machine_limit"]["cores"])
     out["untrained_models"] = sorted(untrained)
 

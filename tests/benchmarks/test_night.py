@@ -189,3 +189,17 @@ def test_burst_latency_target_and_cpu_efficiency_ratios():
     assert ratios["machine-limit CPU ms per alert / service CPU ms per alert (asap)"]["value"] == 0.8
     burst = ratios["paced p99 latency / (2 s + burst drain 5.0 s)"]
     assert burst["value"] == pytest.approx(9000 / 7000, abs=1e-3) and burst["met"] is False
+
+
+def test_a_limit_costs_the_smaller_of_wall_and_cpu_time():
+    """On a shared machine the wall time includes waiting for a core: the limit takes the CPU time
+    then; an engine's helper thread can make the CPU time exceed the wall: the limit takes the wall."""
+    from benchmarks.limits import Timing, time_calls
+
+    waited = Timing(items=100, calls=10, seconds=2.0, call_p50_ms=1, call_p95_ms=1, call_p99_ms=1, cpu_seconds=0.5)
+    assert waited.cost_ms_per_item() == 5.0 and waited.as_dict()["ms_per_item"] == 20.0 and waited.as_dict()["cpu_ms_per_item"] == 5.0
+    spun = Timing(items=100, calls=10, seconds=0.5, call_p50_ms=1, call_p95_ms=1, call_p99_ms=1, cpu_seconds=1.0)
+    assert spun.cost_ms_per_item() == 5.0
+    assert Timing(items=10, calls=1, seconds=1.0, call_p50_ms=1, call_p95_ms=1, call_p99_ms=1).cost_ms_per_item() == 100.0
+    timing = time_calls(lambda: sum(range(20_000)), 1, min_seconds=0.05)
+    assert timing.cpu_seconds is not None and 0 < timing.cost_ms_per_item() <= 1000 * timing.seconds / timing.items
