@@ -29,7 +29,7 @@ from benchmarks.members import OBJECTIVE_S, run_members, stack_or_cluster
 from benchmarks.night_data import LSSTCAM_SOURCES, build_night
 from benchmarks.rubin_night import draw_night, rubin_full_night_on_paper, visit_summary
 
-__all__ = ["rubin_main", "rubin_markdown"]
+__all__ = ["rubin_main", "rubin_markdown", "full_night_from_runs"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,11 +54,9 @@ def rubin_main(args: argparse.Namespace, argv: Sequence[str] | None, started: fl
     else:
         results["mode"] = "rubin-night"
         results.update(_night(args, sources, env))
-    one = next((r for r in results["runs"] if r["members"] == 1 and r.get("cpu_ms_per_alert")), None)
-    if one is not None:
-        drain = max((v.get("drain_per_s") or 0 for v in one["latency_ms_by_visit"]), default=0) or one.get("throughput_per_s")
-        results["full_rubin_night_on_paper"] = rubin_full_night_on_paper(
-            one["cpu_ms_per_alert"], drain, results["machine"]["cpu_cores"])
+    paper = full_night_from_runs(results["runs"], results["machine"]["cpu_cores"])
+    if paper is not None:
+        results["full_rubin_night_on_paper"] = paper
     results["load_average_end"] = load_average()
     results["elapsed_s"] = round(time.time() - started, 1)
     out_dir = args.out or (RESULTS / host_label() / ("rubin-break-point" if args.break_point else "rubin-night"))
@@ -69,6 +67,19 @@ def rubin_main(args: argparse.Namespace, argv: Sequence[str] | None, started: fl
     print(md)
     print("results:", out_dir / "rubin.json", out_dir / "rubin.md")
     return 0
+
+
+def full_night_from_runs(runs: Sequence[Mapping[str, Any]], cores: int) -> dict[str, Any] | None:
+    """:func:`benchmarks.rubin_night.rubin_full_night_on_paper` from the 1-member runs: their CPU ms
+    per alert over all their alerts, and the best drain rate of any of their visits (the largest
+    visits keep the member busiest: the closest to its capacity)."""
+    ones = [r for r in runs if r["members"] == 1 and r.get("cpu_ms_per_alert") and r.get("outputs")]
+    if not ones:
+        return None
+    outputs = sum(r["outputs"] for r in ones)
+    cpu_ms = round(sum(r["cpu_ms_per_alert"] * r["outputs"] for r in ones) / outputs, 3)
+    drain = max((v.get("drain_per_s") or 0 for r in ones for v in r["latency_ms_by_visit"]), default=0) or None
+    return rubin_full_night_on_paper(cpu_ms, drain, cores)
 
 
 def _night(args: argparse.Namespace, sources: Sequence[Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -140,13 +151,14 @@ def rubin_markdown(results: Mapping[str, Any]) -> str:
     paper = results.get("full_rubin_night_on_paper")
     if paper:
         i = paper["inputs"]
-        lines += ["A full Rubin night on this CPU, on paper (from the 1-member run's CPU ms per alert and best visit drain rate):", "",
+        lines += ["A full Rubin night on this CPU, on paper (from the 1-member runs' CPU ms per alert and best visit drain rate):", "",
                   f"- {i['night_alerts']:,} alerts over {i['visits']:,} visits every {i['cadence_s']:g} s: mean {paper['mean_rate_per_s']} alerts/s, "
                   f"{paper['core_hours_per_night']} core-hours at {i['cpu_ms_per_alert']} CPU ms per alert, "
                   f"{paper['cores_sustained']} cores busy all night;",
                   f"- a {i['peak_visit']:,}-alert peak, 98% within 60 s: {paper['peak_drain_rate_per_s']} alerts/s, "
-                  f"{paper['cores_for_peak']} cores at that CPU cost"
-                  + (f"; at the measured drain of {i['drain_per_s_per_member']} alerts/s per member ({i['cores_per_member']} cores each): "
-                     f"{paper['members_for_peak']} members, {paper['cores_for_peak_at_measured_drain']} cores" if "members_for_peak" in paper else "")
+                  f"{paper['cores_for_peak']} cores at that CPU cost: {paper['members_for_peak_cpu']} members of {i['cores_per_member']} cores "
+                  f"each kept {i['member_utilisation']:.0%} busy ({paper['cores_for_peak_cpu']} cores)"
+                  + (f"; at the drain measured here, {i['drain_per_s_per_member']} alerts/s per member (bounded by this shared machine's "
+                     f"share of its cores): {paper['members_for_peak']} members" if "members_for_peak" in paper else "")
                   + ".", ""]
     return "\n".join(lines)

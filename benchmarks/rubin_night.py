@@ -29,13 +29,16 @@ from typing import Any
 import numpy as np
 
 __all__ = ["VisitSizes", "Visit", "parse_visit_sizes", "draw_night", "DEFAULT_SIZES", "rubin_full_night_on_paper",
-           "RUBIN_NIGHT_ALERTS", "RUBIN_VISITS", "RUBIN_PEAK_VISIT", "RUBIN_CADENCE_S"]
+           "RUBIN_NIGHT_ALERTS", "RUBIN_VISITS", "RUBIN_PEAK_VISIT", "RUBIN_CADENCE_S", "MEMBER_UTILISATION"]
 
 DEFAULT_SIZES = "lognormal:median=9000,sigma=0.35,peak=40000,peak_share=0.02,min=1000,max=40000"
 RUBIN_NIGHT_ALERTS = 10_000_000
 RUBIN_VISITS = 1_000
 RUBIN_PEAK_VISIT = 40_000
 RUBIN_CADENCE_S = (30.0, 40.0)
+#: Cores a member keeps busy of those it has: 1.66 of 2, measured on the quiet AMD EPYC machine
+#: (benchmarks/README.md, every-model night, 2026-12-01).
+MEMBER_UTILISATION = 0.83
 
 
 @dataclass(frozen=True)
@@ -111,15 +114,18 @@ def draw_night(visits: int, sizes: VisitSizes, *, scale: float = 1.0, cadence_s:
 def rubin_full_night_on_paper(cpu_ms_per_alert: float, drain_per_s_per_member: float | None, cores_per_member: float,
                               *, night_alerts: int = RUBIN_NIGHT_ALERTS, visits: int = RUBIN_VISITS,
                               peak_visit: int = RUBIN_PEAK_VISIT, cadence_s: float = sum(RUBIN_CADENCE_S) / 2,
-                              objective_s: float = 60.0, share: float = 0.98, fixed_delay_s: float = 0.0) -> dict[str, Any]:
+                              objective_s: float = 60.0, share: float = 0.98, fixed_delay_s: float = 0.0,
+                              member_utilisation: float = MEMBER_UTILISATION) -> dict[str, Any]:
     """Members and cores a full Rubin night needs on the CPU, derived from measured per-alert costs.
 
     * sustained: the night's mean rate (``night_alerts`` over ``visits`` x ``cadence_s``) at
       ``cpu_ms_per_alert`` needs that many cores busy all night;
     * peak: the ``share`` of a ``peak_visit`` must be published within ``objective_s`` (less the
       ``fixed_delay_s`` measured on small visits), i.e. drained at ``share x peak / (objective - delay)``
-      alerts/s; at ``cpu_ms_per_alert`` that is the cores, and at ``drain_per_s_per_member``
-      (one member's measured drain rate on ``cores_per_member`` cores) the members.
+      alerts/s; at ``cpu_ms_per_alert`` that is the cores; the members, each on
+      ``cores_per_member`` cores kept ``member_utilisation`` busy (CPU-normalised); and, as
+      measured, the members at ``drain_per_s_per_member`` (one member's drain rate here, which
+      on a shared machine is bounded by its share of the cores, not by its own cores).
     Scaling is taken as linear in members (each on its own cores), which this machine cannot check.
     """
     mean_rate = night_alerts / (visits * cadence_s)
@@ -136,6 +142,9 @@ def rubin_full_night_on_paper(cpu_ms_per_alert: float, drain_per_s_per_member: f
         "cores_sustained": round(mean_rate * cpu_ms_per_alert / 1000, 1),
         "cores_for_peak": round(peak_rate * cpu_ms_per_alert / 1000, 1),
     }
+    out["inputs"]["member_utilisation"] = member_utilisation
+    out["members_for_peak_cpu"] = math.ceil(peak_rate * cpu_ms_per_alert / 1000 / (cores_per_member * member_utilisation))
+    out["cores_for_peak_cpu"] = out["members_for_peak_cpu"] * cores_per_member
     if drain_per_s_per_member:
         members = math.ceil(peak_rate / drain_per_s_per_member)
         out["members_for_peak"] = members

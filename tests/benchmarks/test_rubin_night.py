@@ -44,6 +44,8 @@ def test_a_full_rubin_night_on_paper():
     assert paper["peak_drain_rate_per_s"] == pytest.approx(0.98 * 40_000 / 60, abs=0.1)
     assert paper["cores_for_peak"] == pytest.approx(0.98 * 40_000 / 60 * 3.6 / 1000, abs=0.1)
     assert paper["members_for_peak"] == math.ceil(0.98 * 40_000 / 60 / 300) == 3 and paper["cores_for_peak_at_measured_drain"] == 6
+    # CPU-normalised: 653 alerts/s x 3.6 ms = 2.35 cores, members of 2 cores kept 83% busy: 2 members
+    assert paper["members_for_peak_cpu"] == math.ceil(0.98 * 40_000 / 60 * 3.6 / 1000 / (2 * 0.83)) == 2 and paper["cores_for_peak_cpu"] == 4
 
 
 def test_rubin_options():
