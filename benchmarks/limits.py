@@ -55,7 +55,7 @@ class Timing:
     def per_s(self) -> float:
         return self.items / self.seconds if self.seconds > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float]:
+    def as_dict(self) -> dict[str, float | None]:
         return {"items": self.items, "calls": self.calls, "seconds": round(self.seconds, 4), "per_s": round(self.per_s, 1),
                 "ms_per_item": round(1000 * self.seconds / self.items, 4) if self.items else None,
                 "call_p50_ms": round(self.call_p50_ms, 3), "call_p95_ms": round(self.call_p95_ms, 3), "call_p99_ms": round(self.call_p99_ms, 3),

@@ -196,7 +196,11 @@ def run_members(
             broker_redis = {role: round(running[-1].get(f"{role}_cpu", 0.0) - running[0].get(f"{role}_cpu", 0.0), 2)
                             for role in ("broker", "redis")}
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        per_member.append({"cpu_s": round(member_cpu, 2), **summary.get("totals", {})})
+        per_member.append({"cpu_s": round(member_cpu, 2), **summary.get("totals", {}),
+                           # where a member's time went: decode (its workers), preprocess, infer, publish, ...
+                           "stage_seconds": {k: round(v.get("sum", 0.0), 2) for k, v in (summary.get("stage_seconds") or {}).items()},
+                           "decode_workers_cpu_s": round(sum((summary.get("usage_children") or {}).get(k, 0.0)
+                                                             for k in ("user_s", "system_s")), 2)})
     out["per_member"] = per_member
     out["cpu_seconds"] = {"members": round(cpu_s, 2), **(broker_redis if embedded else {})}
     out["cpu_ms_per_alert"] = round(1000 * cpu_s / out["outputs"], 3) if out["outputs"] else None

@@ -425,8 +425,26 @@ def stage_costs(lim: Mapping[str, Any], svc: Mapping[str, Any], mode: str = "asa
         rows[stage] = {"service_ms_per_alert": round(ms, 4), "limit_ms_per_alert": round(lim_ms, 4),
                        "excess_ms": round(ms - lim_ms, 4), "ratio": round(ms / lim_ms, 2) if lim_ms else None}
     worst = max(rows, key=lambda k: rows[k]["excess_ms"])
-    return {"mode": mode, "stages": rows, "next_bottleneck": worst,
-            "note": "stage seconds are wall time of the thread or worker doing it (including waiting for a core), per classified alert"}
+    out: dict[str, Any] = {"mode": mode, "stages": rows, "next_bottleneck": worst,
+                           "note": "stage seconds are wall time of the thread or worker doing it (including waiting for a core), "
+                                   "per classified alert"}
+    # CPU, which waiting does not inflate: the decode workers (reaped children) against decode, the
+    # scoring process (preprocess, infer, Kafka, records, Redis, the hand-off) against the models
+    usage = run.get("service_usage") or {}
+    children, own = usage.get("children") or {}, usage.get("self") or {}
+    if children and own:
+        workers = 1000 * (children.get("user_s", 0.0) + children.get("system_s", 0.0)) / outputs
+        scoring = 1000 * (own.get("user_s", 0.0) + own.get("system_s", 0.0)) / outputs
+        models_ms = limit_ms["preprocess"] + limit_ms["infer"]
+        split = {
+            "decode_workers": {"service_cpu_ms_per_alert": round(workers, 4), "limit_ms_per_alert": round(limit_ms["decode"], 4),
+                               "excess_ms": round(workers - limit_ms["decode"], 4)},
+            "scoring_process": {"service_cpu_ms_per_alert": round(scoring, 4), "limit_ms_per_alert": round(models_ms, 4),
+                                "excess_ms": round(scoring - models_ms, 4)},
+        }
+        out["cpu_split"] = split
+        out["next_bottleneck_cpu"] = max(split, key=lambda k: split[k]["excess_ms"])
+    return out
 
 
 def run_member_counts(night: Any, args: argparse.Namespace, service_backend: str, device: str) -> list[dict[str, Any]]:

@@ -103,7 +103,8 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
     assert results["models"] == ["realbogus", "braai"] and set(lim["machine_limit"]["models"]) == {"realbogus", "braai"}
     assert set(lim["preprocess_by_model"]["realbogus"]) == {"32", "256"} and lim["preprocess"]["batch"] in (32, 256)
     assert lim["machine_limit"]["models"]["realbogus"]["preprocess_ms"] == min(
-        t["ms_per_item"] for t in lim["preprocess_by_model"]["realbogus"].values())
+        t["cost_ms_per_item"] for t in lim["preprocess_by_model"]["realbogus"].values())
+    assert all(t["cost_ms_per_item"] <= t["ms_per_item"] for t in lim["preprocess_by_model"]["realbogus"].values())
 
     for mode in ("asap", "paced"):
         run = results["service"][mode]
@@ -126,8 +127,15 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
     assert "service alerts/s / bare-loop alerts/s" in names and "decode ms / raw gunzip+FITS ms per alert" in names
     assert next(r for r in results["ratios"] if r["name"].startswith("service"))["value"] > 0
 
+    costs = results["stage_costs"]   # the next bottleneck, stage by stage and in CPU
+    assert costs["next_bottleneck"] in costs["stages"] and {"decode", "preprocess", "infer"} <= set(costs["stages"])
+    assert costs["stages"]["decode"]["limit_ms_per_alert"] == lim["machine_limit"]["decode_ms"]
+    assert costs["next_bottleneck_cpu"] in ("decode_workers", "scoring_process")
+    assert costs["cpu_split"]["scoring_process"]["service_cpu_ms_per_alert"] > 0
+
     md = (out / "night.md").read_text()
     assert "| service alerts/s / bare-loop alerts/s |" in md and "| asap |" in md and "### Kafka alone" in md
+    assert "the next bottleneck is **" in md and "| scoring_process |" in md
     assert (out / "night.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
