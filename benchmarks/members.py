@@ -81,12 +81,23 @@ def stack_or_cluster() -> Iterator[Any]:
 def run_members(
     members: int, messages: Sequence[NightMessage], *, stack: Any, service_env: Mapping[str, str], visits: int = 1,
     visit_period_s: float = 30.0, visit_window_s: float = 3.0, timeout_s: float = 900.0, work_dir: Path | None = None,
+    schedule: Sequence[tuple[int, float]] | None = None,
 ) -> dict[str, Any]:
-    """One night through ``members`` members of one group; the figures described in the module doc."""
+    """One night through ``members`` members of one group; the figures described in the module doc.
+
+    ``schedule``: (size, start s after the first visit) per visit, in order (a Rubin-shaped night,
+    :mod:`benchmarks.rubin_night`); by default ``visits`` visits of equal size every ``visit_period_s``.
+    """
     from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, create_topics, free_port
 
-    if members < 1 or visits < 1:
-        raise ValueError("members and visits must be >= 1")
+    if schedule is None:
+        if visits < 1:
+            raise ValueError("visits must be >= 1")
+        size = -(-len(messages) // visits)
+        schedule = [(max(0, min(size, len(messages) - v * size)), v * visit_period_s) for v in range(visits)]
+    visits = len(schedule)
+    if members < 1 or visits < 1 or sum(n for n, _ in schedule) > len(messages):
+        raise ValueError("members and visits must be >= 1, and the schedule within the night's messages")
     name = f"bench-members{members}-{uuid.uuid4().hex[:6]}"
     topics = bench_topics(name)
     partitions = max(4, 2 * members)
@@ -98,10 +109,11 @@ def run_members(
     procs: list[tuple[subprocess.Popen, int, Path, _Sampler]] = []
     publisher = _Publisher(stack.bootstrap_servers, topics["in"])
     reader = None
-    size = -(-len(messages) // visits)
+    sent_alerts = sum(n for n, _ in schedule)
     visit_starts_ms: list[int] = []
-    out: dict[str, Any] = {"members": members, "partitions": partitions, "inputs": len(messages), "visits": visits,
-                           "visit_size": size, "visit_period_s": visit_period_s, "visit_window_s": visit_window_s,
+    out: dict[str, Any] = {"members": members, "partitions": partitions, "inputs": sent_alerts, "visits": visits,
+                           "visit_size": max(n for n, _ in schedule), "visit_sizes": [n for n, _ in schedule],
+                           "visit_starts_s": [t for _, t in schedule], "visit_window_s": visit_window_s,
                            "assignment_strategy": base["SC__KAFKA__ASSIGNMENT_STRATEGY"], "embedded": embedded}
     try:
         for i in range(members):
@@ -117,13 +129,15 @@ def run_members(
                 _wait_ready(port, proc, timeout_s=300)
         _wait_all_ready([(p, port) for p, port, _, _ in procs], timeout_s=300)
         ready = time.time()
-        reader = _Reader(stack.bootstrap_servers, topics["out"], topics["dlq"], publisher.sent_ms, expect=len(messages))
+        reader = _Reader(stack.bootstrap_servers, topics["out"], topics["dlq"], publisher.sent_ms, expect=sent_alerts)
         reader.start()
         started = time.time()
-        for v in range(visits):
-            time.sleep(max(0.0, started + v * visit_period_s - time.time()))
+        first = 0
+        for v, (n, start_s) in enumerate(schedule):
+            time.sleep(max(0.0, started + start_s - time.time()))
             visit_starts_ms.append(int(time.time() * 1000))
-            burst = list(messages[v * size:(v + 1) * size])
+            burst = list(messages[first:first + n])
+            first += n
             slices = 20
             step = -(-len(burst) // slices) or 1
             t_visit = time.monotonic()
@@ -161,6 +175,15 @@ def run_members(
     for sent, lat in sent_by_output:
         per_visit.setdefault(visit_of(sent, visit_starts_ms), []).append(lat)
     out["latency_ms_by_visit"] = [latency_figures(per_visit.get(v, [])) for v in range(visits)]
+    # a visit's drain rate: its outputs / (its last output - its first send)
+    spans: dict[int, list[float]] = {}
+    for sent, lat in sent_by_output:
+        v = visit_of(sent, visit_starts_ms)
+        lo_hi = spans.setdefault(v, [float(sent), sent + lat])
+        lo_hi[0], lo_hi[1] = min(lo_hi[0], sent), max(lo_hi[1], sent + lat)
+    for v, figures in enumerate(out["latency_ms_by_visit"]):
+        lo, hi = spans.get(v, (0.0, 0.0))
+        figures["drain_per_s"] = round(1000 * int(figures["n"] or 0) / (hi - lo), 1) if hi > lo else None
     # CPU from the moment every member was ready: start-up and model loading are not the stream's cost
     cpu_s = 0.0
     broker_redis: dict[str, float] = {}
@@ -173,7 +196,11 @@ def run_members(
             broker_redis = {role: round(running[-1].get(f"{role}_cpu", 0.0) - running[0].get(f"{role}_cpu", 0.0), 2)
                             for role in ("broker", "redis")}
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-        per_member.append({"cpu_s": round(member_cpu, 2), **summary.get("totals", {})})
+        per_member.append({"cpu_s": round(member_cpu, 2), **summary.get("totals", {}),
+                           # where a member's time went: decode (its workers), preprocess, infer, publish, ...
+                           "stage_seconds": {k: round(v.get("sum", 0.0), 2) for k, v in (summary.get("stage_seconds") or {}).items()},
+                           "decode_workers_cpu_s": round(sum((summary.get("usage_children") or {}).get(k, 0.0)
+                                                             for k in ("user_s", "system_s")), 2)})
     out["per_member"] = per_member
     out["cpu_seconds"] = {"members": round(cpu_s, 2), **(broker_redis if embedded else {})}
     out["cpu_ms_per_alert"] = round(1000 * cpu_s / out["outputs"], 3) if out["outputs"] else None
@@ -240,7 +267,10 @@ def members_markdown(results: Mapping[str, Any]) -> str:
         lat = run["latency_ms"]
         fmt = " / ".join("-" if lat[q] is None else f"{lat[q] / 1000:.1f}" for q in ("p50", "p95", "p98", "p99"))
         consumed = ", ".join(str(x.get("consumed", "-")) for x in run["per_member"])
-        lines.append(f"| {run['members']} | {run['partitions']} | {run['visits']} x {run['visit_size']:,} | {run.get('complete')} "
+        sizes = run.get("visit_sizes") or [run["visit_size"]]
+        shape = (f"{run['visits']} x {run['visit_size']:,}" if len(set(sizes)) == 1
+                 else f"{run['visits']}: {min(sizes):,} to {max(sizes):,} ({sum(sizes):,})")
+        lines.append(f"| {run['members']} | {run['partitions']} | {shape} | {run.get('complete')} "
                      f"| {run['throughput_per_s'] or '-'} | {run['cpu_ms_per_alert'] or '-'} | {fmt} | {lat['share_within_60s']} "
                      f"| {consumed} | {run['published'] == run['inputs'] and run['balanced']} |")
     lines += ["", "Per visit (latency p50 / p98 s):", ""]

@@ -36,7 +36,7 @@ from benchmarks.report import timeline, write_results
 from benchmarks.service_run import BurstPlan, bare_consume, run_service
 from stream.config import CPU_INFER_BATCH
 
-__all__ = ["main", "parse_args", "compute_ratios", "fastest_backends", "CPU_BACKENDS"]
+__all__ = ["main", "parse_args", "compute_ratios", "fastest_backends", "stage_costs", "CPU_BACKENDS"]
 
 log = structlog.get_logger(__name__)
 
@@ -75,11 +75,37 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "the limits and the single-member runs are left out (benchmarks/members.py)")
     p.add_argument("--visits", type=int, default=None, help="with --members: visits the night is sent as (default 1)")
     p.add_argument("--visit-period-s", type=float, default=None, help="with --members: seconds between visits (default 30)")
+    p.add_argument("--rubin-night", action="store_true",
+                   help="a Rubin-shaped night through --members (default 1): --visits (default 10) visits of real LSSTCam alerts "
+                        "(benchmarks.night_data.LSSTCAM_SOURCES, or --source) with sizes drawn from --visit-sizes, divided by "
+                        "--scale, one every --cadence-s seconds (benchmarks/rubin_night.py); --alerts is ignored")
+    p.add_argument("--visit-sizes", default=None, help="with --rubin-night: the visit-size distribution (default "
+                   "lognormal:median=9000,sigma=0.35,peak=40000,peak_share=0.02,min=1000,max=40000)")
+    p.add_argument("--scale", type=float, default=None, help="with --rubin-night: every visit size is divided by this (default 10)")
+    p.add_argument("--cadence-s", default=None, help="with --rubin-night: seconds between visits, uniform in A:B (default 30:40)")
+    p.add_argument("--seed", type=int, default=27, help="with --rubin-night: the seed of the drawn sizes and gaps (default 27)")
+    p.add_argument("--break-point", default=None,
+                   help="single visits of these sizes of LSSTCam alerts (comma-separated, e.g. 6000,9000,12000), smallest first, "
+                        "each on a fresh stack, through each --members count, until the share published within 60 s falls "
+                        "below 98%%: the visit size at which the objective breaks")
     args = p.parse_args(argv)
     if args.alerts < 1:
         p.error("--alerts must be >= 1")
     if args.members is not None and min(args.members) < 1:
         p.error("--members must be >= 1")
+    if args.rubin_night or args.break_point:
+        args.members = args.members or [1]
+        try:
+            from benchmarks.rubin_night import DEFAULT_SIZES, parse_visit_sizes
+
+            args.visit_sizes = parse_visit_sizes(args.visit_sizes or DEFAULT_SIZES)
+            lo, _, hi = (args.cadence_s or "30:40").partition(":")
+            args.cadence_s = (float(lo), float(hi or lo))
+            args.break_point = sorted(int(x) for x in args.break_point.split(",")) if args.break_point else None
+        except ValueError as exc:
+            p.error(str(exc))
+        args.scale = args.scale or 10.0
+        args.visits = args.visits or (10 if args.rubin_night else 1)
     args.visits = args.visits or 1
     args.visit_period_s = args.visit_period_s or 30.0
     q = args.quick
@@ -185,14 +211,14 @@ def measure_limits(
                     # at the service's engine batch and at the limits' batch: the limit takes the faster
                     pre_timings = {b: limits.bare_preprocess(runner, chosen, min(b, len(chosen)), min_seconds=min_s)
                                    for b in sorted({CPU_INFER_BATCH, batch})}
-                    best_size, timing = min(pre_timings.items(), key=lambda kv: kv[1].as_dict()["ms_per_item"])
-                    model["preprocess_ms"] = timing.as_dict()["ms_per_item"]
+                    best_size, timing = min(pre_timings.items(), key=lambda kv: kv[1].cost_ms_per_item() or float("inf"))
+                    model["preprocess_ms"] = timing.cost_ms_per_item()
                     model["preprocess_by_batch"] = {str(b): t.as_dict() for b, t in pre_timings.items()}
                     if runner is runners[0]:
                         out["preprocess"] = {**timing.as_dict(), "batch": best_size}
                         out["preprocess_backend"] = backend
                 timings = limits.bare_inference(runner, pre, sizes, min_seconds=min_s)
-                model["inference_ms"][backend] = {str(s): t.as_dict()["ms_per_item"] for s, t in timings.items()}
+                model["inference_ms"][backend] = {str(s): t.cost_ms_per_item() for s, t in timings.items()}
                 by_model[name] = {"device": _device_for(backend, device), "share_of_alerts": round(model["share"], 3),
                                   "provenance": {"version": runner.provenance.version, "trained": runner.provenance.trained,
                                                  "backend": runner.provenance.backend, "extra": runner.provenance.extra},
@@ -215,8 +241,8 @@ def measure_limits(
     out["inference"] = inference
     out["preprocess_by_model"] = {name: m["preprocess_by_batch"] for name, m in sorted(per_model.items()) if "preprocess_by_batch" in m}
     measured = {name: m for name, m in per_model.items() if "preprocess_ms" in m}
-    if measured and out["decode"].get("ms_per_item"):
-        out["machine_limit"] = limits.machine_limit(out["decode"]["ms_per_item"], measured, limits.usable_cores())
+    if measured and out["decode"].get("cost_ms_per_item"):
+        out["machine_limit"] = limits.machine_limit(out["decode"]["cost_ms_per_item"], measured, limits.usable_cores())
         log.info("machine_limit", alerts_per_s=out["machine_limit"]["alerts_per_s"], cores=out["machine_limit"]["cores"])
     out["untrained_models"] = sorted(untrained)
 
@@ -375,6 +401,52 @@ def compute_ratios(lim: dict[str, Any], svc: dict[str, Any]) -> list[dict[str, A
     return ratios
 
 
+def stage_costs(lim: Mapping[str, Any], svc: Mapping[str, Any], mode: str = "asap") -> dict[str, Any] | None:
+    """Per stage, what the service spent per alert (``Metrics.stage_seconds`` / outputs: worker or
+    thread seconds, summed over the decode workers and the score threads) beside the limit's
+    one-core cost, and the stage with the most excess over its limit: the next bottleneck. Stage
+    seconds are wall time (a thread waiting for a core counts), so on a loaded machine every
+    stage swells; the ranking is what to read."""
+    run = svc.get(mode) or {}
+    machine = lim.get("machine_limit") or {}
+    outputs, stages = run.get("outputs"), run.get("stage_seconds") or {}
+    if not outputs or not stages or not machine:
+        return None
+    models = machine.get("models") or {}
+    limit_ms = {
+        "decode": machine.get("decode_ms") or 0.0,
+        "preprocess": sum(m.get("share", 0) * m.get("preprocess_ms", 0) for m in models.values()),
+        "infer": sum(m.get("share", 0) * m.get("inference_ms", 0) for m in models.values()),
+    }
+    rows = {}
+    for stage, v in stages.items():
+        ms = 1000 * float(v.get("sum", 0.0)) / outputs
+        lim_ms = limit_ms.get(stage, 0.0)
+        rows[stage] = {"service_ms_per_alert": round(ms, 4), "limit_ms_per_alert": round(lim_ms, 4),
+                       "excess_ms": round(ms - lim_ms, 4), "ratio": round(ms / lim_ms, 2) if lim_ms else None}
+    worst = max(rows, key=lambda k: rows[k]["excess_ms"])
+    out: dict[str, Any] = {"mode": mode, "stages": rows, "next_bottleneck": worst,
+                           "note": "stage seconds are wall time of the thread or worker doing it (including waiting for a core), "
+                                   "per classified alert"}
+    # CPU, which waiting does not inflate: the decode workers (reaped children) against decode, the
+    # scoring process (preprocess, infer, Kafka, records, Redis, the hand-off) against the models
+    usage = run.get("service_usage") or {}
+    children, own = usage.get("children") or {}, usage.get("self") or {}
+    if children and own:
+        workers = 1000 * (children.get("user_s", 0.0) + children.get("system_s", 0.0)) / outputs
+        scoring = 1000 * (own.get("user_s", 0.0) + own.get("system_s", 0.0)) / outputs
+        models_ms = limit_ms["preprocess"] + limit_ms["infer"]
+        split = {
+            "decode_workers": {"service_cpu_ms_per_alert": round(workers, 4), "limit_ms_per_alert": round(limit_ms["decode"], 4),
+                               "excess_ms": round(workers - limit_ms["decode"], 4)},
+            "scoring_process": {"service_cpu_ms_per_alert": round(scoring, 4), "limit_ms_per_alert": round(models_ms, 4),
+                                "excess_ms": round(scoring - models_ms, 4)},
+        }
+        out["cpu_split"] = split
+        out["next_bottleneck_cpu"] = max(split, key=lambda k: split[k]["excess_ms"])
+    return out
+
+
 def run_member_counts(night: Any, args: argparse.Namespace, service_backend: str, device: str) -> list[dict[str, Any]]:
     """``--members``: each member count on the same night (benchmarks/members.py)."""
     from benchmarks.members import run_members, stack_or_cluster
@@ -436,6 +508,10 @@ def _run_stamp(argv: Sequence[str] | None, started: float, gpu: str | None) -> d
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.time()
+    if args.rubin_night or args.break_point:
+        from benchmarks.rubin_main import rubin_main
+
+        return rubin_main(args, argv, started)
     if args.members:
         return members_main(args, argv, started)
     gpu = cuda_device()
@@ -479,6 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes += svc_notes
     results["service"] = svc
     results["ratios"] = compute_ratios(lim, svc)
+    results["stage_costs"] = stage_costs(lim, svc)
     results["notes"] = notes
     results["load_average_end"] = load_average()
     results["elapsed_s"] = round(time.time() - started, 1)

@@ -1,9 +1,11 @@
 """The night the benchmark replays, built once in memory and reused by every stage.
 
-Alerts: the bundled real packets (``schemas/samples``: ZTF and Rubin) multiplied with fresh ids
-by the replay's own rule (:func:`stream.replay.rewrite.make_copy`) until there are at least
-``n_alerts``. Copies are interleaved (copy 1 of every packet, then copy 2, ...) so any prefix
-keeps the survey mix. Each message carries the headers ``replay`` would give it.
+Alerts: the bundled real packets (``schemas/samples``: ZTF and Rubin), or those of one or more
+``source`` folders or files (``surveys`` keeps one survey's), multiplied with fresh ids by the
+replay's own rule (:func:`stream.replay.rewrite.multiply`, which encodes each original's unchanged
+fields once) until there are at least ``n_alerts``. Copies are interleaved (copy 1 of every
+packet, then copy 2, ...) so any prefix keeps the survey mix. Each message carries the headers
+``replay`` would give it.
 
 Raw exposures: synthetic HST ACS/WFC-like raw frames (two ``SCI`` extensions of 2068 x 4144
 uint16 with pre-scan and overscan columns, sky + noise + a few sources), packed with
@@ -15,7 +17,7 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +26,22 @@ import numpy as np
 import structlog
 
 from stream.replay.publish import OutgoingMessage, headers_for
-from stream.replay.rewrite import make_copy
+from stream.replay.rewrite import multiply
 from stream.replay.sources import SourceMessage, iter_source
 
-__all__ = ["NightMessage", "Night", "build_night", "cutout_bytes", "make_hst_raw_fits", "build_exposures", "SAMPLES", "ACS_RAW_SHAPE"]
+__all__ = ["NightMessage", "Night", "build_night", "LSSTCAM_SOURCES", "cutout_bytes",
+           "make_hst_raw_fits", "build_exposures", "SAMPLES", "ACS_RAW_SHAPE"]
 
 log = structlog.get_logger(__name__)
 
 SAMPLES = Path(__file__).resolve().parents[1] / "schemas" / "samples"
+#: Real LSSTCam alert packets in the shared data (``../shared`` from the repository): Fink's
+#: data-transfer dump of 2026-03-09 (107, with a year of history: ~300 kB each), Fink's 2025-12-31
+#: sample (25), Fink's datasim v9_0 (25) and ALeRCE's one (each ~140 kB). Not the HSC 2016
+#: packets of ``data/rubin/alerce-kafka`` or the simulated ``fink/v7_4``.
+LSSTCAM_SOURCES: tuple[Path, ...] = tuple(
+    Path(__file__).resolve().parents[1].parent / "shared" / p
+    for p in ("rubin_pool/fink-tutorials", "rubin_pool/fink-science", "data/rubin/fink/v9_0", "data/rubin/alerce"))
 #: Rows x columns of one ACS/WFC raw SCI extension (2048 x 4096 plus 20 overscan rows, 2 x 24 pre-scan columns).
 ACS_RAW_SHAPE: tuple[int, int] = (2068, 4144)
 
@@ -91,35 +101,39 @@ def cutout_bytes(record: Mapping[str, Any]) -> tuple[bytes, ...]:
     return tuple(out)
 
 
-def _originals(source: Path) -> list[SourceMessage]:
-    messages = [m for m in iter_source(source) if isinstance(m, SourceMessage) and m.survey in ("ztf", "rubin")]
+def _originals(sources: Sequence[Path], surveys: Sequence[str] = ("ztf", "rubin")) -> list[SourceMessage]:
+    messages = [m for source in sources for m in iter_source(source) if isinstance(m, SourceMessage) and m.survey in surveys]
     if not messages:
-        raise ValueError(f"no ZTF or Rubin alert found under {source}")
+        raise ValueError(f"no {' or '.join(surveys)} alert found under {', '.join(map(str, sources))}")
     return messages
 
 
 def _interleaved(originals: list[SourceMessage], n_alerts: int, copies: int) -> Iterator[tuple[int, int, SourceMessage, SourceMessage]]:
+    copiers = [multiply(original, copies) for original in originals]  # lazy: a copy is encoded when taken
     index = 0
-    for copy_index in range(copies):
-        for original in originals:
+    for _ in range(copies):
+        for original, it in zip(originals, copiers):
             if index >= n_alerts:
                 return
-            yield index, copy_index, original, make_copy(original, copy_index)
+            copy_index, message = next(it)
+            yield index, copy_index, original, message
             index += 1
 
 
-def build_night(n_alerts: int, *, source: Path = SAMPLES, exposures: int = 0) -> Night:
+def build_night(n_alerts: int, *, source: Path | Sequence[Path] = SAMPLES, exposures: int = 0,
+                surveys: Sequence[str] = ("ztf", "rubin")) -> Night:
     """At least ``n_alerts`` alerts (exactly ``n_alerts``: the last copy round is cut short)."""
     if n_alerts < 1:
         raise ValueError("n_alerts must be >= 1")
     t0 = time.perf_counter()
-    originals = _originals(source)
+    originals = _originals([source] if isinstance(source, Path) else list(source), surveys)
     copies = math.ceil(n_alerts / len(originals))
     alerts = []
     for index, copy_index, original, message in _interleaved(originals, n_alerts, copies):
         out = OutgoingMessage(index, copy_index, message, original.alert_id)
         key = message.object_id.encode() if message.object_id is not None else None
-        alerts.append(NightMessage(key, message.value, headers_for(out, copies), message.survey, cutout_bytes(original.record or {})))
+        alerts.append(NightMessage(key, message.value, headers_for(out, copies), message.survey,
+                                   cutout_bytes(original.record or {})))
     night = Night(alerts=alerts, copies=copies, originals=len(originals))
     if exposures > 0:
         night.exposures = build_exposures(exposures)

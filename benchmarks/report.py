@@ -158,6 +158,22 @@ def markdown(results: Mapping[str, Any]) -> str:
         if isinstance(run, Mapping) and run.get("stage_seconds"):
             stages = ", ".join(f"{k} {v.get('sum', 0):.2f} s" for k, v in sorted(run["stage_seconds"].items()))
             lines.append(f"\nPer-stage time in the service ({mode}, summed over batches): {stages}.")
+    costs = results.get("stage_costs")
+    if isinstance(costs, Mapping):
+        lines += ["", f"### Stage by stage against the limit ({costs['mode']}): the next bottleneck is **{costs['next_bottleneck']}**", "",
+                  "| stage | service ms per alert | limit ms per alert (one core) | excess ms | service / limit |", "|---|---|---|---|---|"]
+        for stage, row in sorted(costs["stages"].items(), key=lambda kv: -kv[1]["excess_ms"]):
+            lines.append(f"| {stage} | {_fmt(row['service_ms_per_alert'], 3)} | {_fmt(row['limit_ms_per_alert'], 3)} | "
+                         f"{_fmt(row['excess_ms'], 3)} | {_fmt(row['ratio'], 2)} |")
+        lines.append(f"\n{costs['note']}.")
+        split = costs.get("cpu_split")
+        if isinstance(split, Mapping):
+            lines += ["", f"CPU, which waiting for a core does not inflate (getrusage of the service process and its reaped decode "
+                          f"workers): the most excess is in the **{costs['next_bottleneck_cpu']}**.", "",
+                      "| part | service CPU ms per alert | limit ms per alert | excess ms |", "|---|---|---|---|"]
+            for part, row in split.items():
+                lines.append(f"| {part} | {_fmt(row['service_cpu_ms_per_alert'], 3)} | {_fmt(row['limit_ms_per_alert'], 3)} | "
+                             f"{_fmt(row['excess_ms'], 3)} |")
     if results.get("notes"):
         lines += ["", "## Notes", ""] + [f"- {n}" for n in results["notes"]]
     return "\n".join(lines) + "\n"

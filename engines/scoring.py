@@ -7,8 +7,10 @@ numbers and the same provenance as one scored in the stream. Each runner preproc
 """
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Executor, wait
 from functools import partial
 from typing import Any, Protocol
 
@@ -135,29 +137,59 @@ def _timed(clock: StageClock | None, stage: str, fn: Callable[[], Any]) -> Any:
         clock(stage, time.perf_counter() - t0)
 
 
-def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageClock | None = None) -> list[ModelResults]:
+def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageClock | None = None,
+                pool: Executor | None = None) -> list[ModelResults]:
     """Run every runner on the items it applies to (items share a kind), in chunks of the
     runner's max batch. An item a runner's ``select`` leaves out gets no score from it, never a
     made-up one. A runner that returns the wrong shape is our fault, never the input's: it raises.
     Inputs that its preprocessing refuses raise :class:`UnscorableInput` (the caller may score
     the chunk's items one by one to find which).
+
+    With a ``pool`` (threads), the chunks (every runner's) are preprocessed and inferred on its
+    threads at once: engines release the GIL, so on the CPU each thread keeps a core busy with
+    one-thread engines instead of one thread driving multi-threaded ones. Chunks of a runner
+    whose engine takes one call at a time (``concurrent_calls`` false: OpenVINO, TensorRT) run
+    one after another. The results are the same, in the same order; every chunk is finished
+    before the first failure (in runner and chunk order) is raised. ``clock`` is then called
+    from the pool's threads.
     """
-    results: list[ModelResults] = [[] for _ in items]
+    chunks: list[tuple[Runner, list[int]]] = []
     for runner in runners:
         step = max(1, int(runner.max_batch))
         chosen = list(runner.select(items))
-        for start in range(0, len(chosen), step):
-            indices = chosen[start:start + step]
-            chunk = [items[i] for i in indices]
-            try:
-                batch = _timed(clock, "preprocess", partial(runner.preprocess, chunk))
-            except Exception as exc:
-                if is_input_fault(exc):
-                    raise UnscorableInput(f"{runner.provenance.name}: {type(exc).__name__}: {exc}") from exc
-                raise
-            probs = np.asarray(_timed(clock, "infer", partial(runner.infer, batch)))
-            if probs.shape != (len(chunk), len(runner.labels)):
-                raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
-            for i, row in zip(indices, probs):
-                results[i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
+        chunks += [(runner, chosen[start:start + step]) for start in range(0, len(chosen), step)]
+
+    # an engine that takes one call at a time (OpenVINO's infer request, TensorRT's context) is locked per runner
+    locks = {id(runner): threading.Lock() for runner in runners if not getattr(getattr(runner, "engine", None), "concurrent_calls", False)}
+
+    def run(runner: Runner, indices: list[int]) -> np.ndarray:
+        lock = locks.get(id(runner)) if pool is not None else None
+        if lock is None:
+            return run_chunk(runner, indices)
+        with lock:
+            return run_chunk(runner, indices)
+
+    def run_chunk(runner: Runner, indices: list[int]) -> np.ndarray:
+        chunk = [items[i] for i in indices]
+        try:
+            batch = _timed(clock, "preprocess", partial(runner.preprocess, chunk))
+        except Exception as exc:
+            if is_input_fault(exc):
+                raise UnscorableInput(f"{runner.provenance.name}: {type(exc).__name__}: {exc}") from exc
+            raise
+        probs = np.asarray(_timed(clock, "infer", partial(runner.infer, batch)))
+        if probs.shape != (len(chunk), len(runner.labels)):
+            raise RuntimeError(f"model {runner.provenance.name} returned shape {probs.shape} for {len(chunk)} inputs")
+        return probs
+
+    if pool is None or len(chunks) < 2:
+        outputs = [run(runner, indices) for runner, indices in chunks]
+    else:
+        futures = [pool.submit(run, runner, indices) for runner, indices in chunks]
+        wait(futures)
+        outputs = [f.result() for f in futures]  # the first failure, in order, raises
+    results: list[ModelResults] = [[] for _ in items]
+    for (runner, indices), probs in zip(chunks, outputs):
+        for i, row in zip(indices, probs):
+            results[i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
     return results

@@ -239,10 +239,15 @@ class EngineSettings:
     #: Per-model backend overrides, e.g. ``{acai = "openvino"}``; a model not named runs on ``backend``.
     #: From the environment: ``SC__ENGINE__BACKENDS="acai=openvino,braai=onnxruntime"``.
     backends: Mapping[str, BackendName] = field(default_factory=dict)
-    #: CPU threads of each engine (ONNX Runtime intra-op, OpenVINO inference threads) and of
-    #: torch preprocessing; 0: the cores this process may run on (``os.sched_getaffinity``,
-    #: so a container's CPU set, not the host's count).
+    #: CPU threads of each engine (ONNX Runtime intra-op, OpenVINO inference threads); 0: the
+    #: cores this process may run on (``os.sched_getaffinity``, so a container's CPU set, not the
+    #: host's count) divided among the ``score_threads``, at least 1.
     threads: int = 0
+    #: Threads that preprocess and infer a batch's chunks (every model's) at once; engines release
+    #: the GIL, so each keeps a core busy. 0: the usable cores on the CPU (each engine then on
+    #: one thread: a one-thread engine does more per core than a two-thread one at batch 32, and
+    #: one thread per model left a core idle while a single-threaded stage ran), 1 on CUDA.
+    score_threads: int = 0
     #: torch CPU threads for preprocessing (and the torch backend). 1 by default: the batch
     #: operations are small and memory-bound, and OpenMP's synchronisation costs more than a
     #: second thread gains when the cores are shared with decode workers (measured on a loaded
@@ -281,9 +286,15 @@ class EngineSettings:
             return self.infer_batch
         return 0 if self.device.startswith("cuda") else CPU_INFER_BATCH
 
+    def score_thread_count(self) -> int:
+        """``score_threads``, with 0 resolved: the usable cores on the CPU, 1 on CUDA."""
+        if self.score_threads > 0:
+            return self.score_threads
+        return 1 if self.device.startswith("cuda") else usable_cores()
+
     def thread_count(self) -> int:
-        """``threads``, with 0 resolved to the usable cores."""
-        return self.threads if self.threads > 0 else usable_cores()
+        """``threads``, with 0 resolved to the usable cores shared among the score threads (at least 1)."""
+        return self.threads if self.threads > 0 else max(1, usable_cores() // self.score_thread_count())
 
 
 @dataclass(frozen=True)
@@ -346,7 +357,7 @@ class Settings:
             if not model.strip() or survey.strip() not in SURVEYS:
                 raise ConfigError(f"engine.run_unvalidated entries are \"model:survey\" with survey one of {', '.join(SURVEYS)}, "
                                   f"got {pair!r}")
-        for name in ("threads", "preprocess_threads", "infer_batch"):
+        for name in ("threads", "preprocess_threads", "infer_batch", "score_threads"):
             if getattr(self.engine, name) < 0:
                 raise ConfigError(f"engine.{name} must be >= 0 (0: the usable cores), got {getattr(self.engine, name)}")
 

@@ -154,6 +154,8 @@ class Service:
     #: 256 large items reach tens of GB). With the stamp caps per survey a ZTF batch of 256 holds
     #: ~12 MB; the budget binds on Rubin alerts with large cutouts and on exposures.
     decoded_bytes_budget: int = DECODED_BYTES_BUDGET
+    #: Threads that score a batch's chunks at once (``engine.score_threads``); None: this thread alone.
+    score_pool: cf.ThreadPoolExecutor | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     #: When stop was requested (monotonic): decode waits after it share one grace of decode.timeout_s.
     _stop_requested_at: float | None = None
@@ -181,7 +183,7 @@ class Service:
         log.info("service_started", topics=topics, group=k.group_id, backend=self.settings.engine.backend,
                  models={kind.value: [f"{r.provenance.name}@{r.provenance.backend}" for r in rs] for kind, rs in self.runners.items()},
                  decode_workers=self.decode_pool.workers if self.decode_pool is not None else 0,
-                 engine_threads=self.settings.engine.thread_count())
+                 engine_threads=self.settings.engine.thread_count(), score_threads=self.settings.engine.score_thread_count())
         bs = self.settings.batch
         idle_since = time.monotonic()
         consumed = 0
@@ -252,6 +254,9 @@ class Service:
         if self.decode_pool is not None:
             self.decode_pool.close()
             self.decode_pool = None
+        if self.score_pool is not None:
+            self.score_pool.shutdown(wait=True)
+            self.score_pool = None
         if self.owns_runners:
             for runners in self.runners.values():
                 for runner in runners:
@@ -371,9 +376,13 @@ class Service:
 
     def _scoring_clock(self, timer: StageTimer) -> Callable[[str, float], None]:
         """The stage clock for scoring: adds the seconds and beats the heart after every preprocess
-        and inference chunk, so a long batch of big inputs is progress, not a stalled loop."""
+        and inference chunk, so a long batch of big inputs is progress, not a stalled loop. Called
+        from the score pool's threads: the additions are locked."""
+        lock = threading.Lock()
+
         def clock(stage: str, seconds: float) -> None:
-            timer.add(stage, seconds)
+            with lock:
+                timer.add(stage, seconds)
             self._heartbeat()
         return clock
 
@@ -391,7 +400,7 @@ class Service:
         # an input that decoded but cannot be scored, built into a record or produced is dead-lettered
         # as unscorable; the rest of the batch goes on (stages.score isolates it item by item)
         unscorable: list[tuple[Envelope, DecodeOutcome]] = []
-        scored = stages.score(fresh, self.runners, self._topics, self._scoring_clock(timer), refused=unscorable)
+        scored = stages.score(fresh, self.runners, self._topics, self._scoring_clock(timer), refused=unscorable, pool=self.score_pool)
         records, scored, refused = stages.classified_messages(
             scored, max_record_bytes=self.max_record_bytes, ingested_ms=batch.consumed_at_ms, classifier_version=__version__,
             processing_host=self.processing_host, frame=self.framing.frame)
@@ -584,6 +593,9 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
         # supervised spawn workers with a time and memory limit; they die with the service even after SIGKILL
         pool = DecodePool(workers, DecodeLimits(timeout_s=settings.decode.timeout_s, worker_memory_mb=settings.decode.worker_memory_mb),
                           nice=settings.batch.decode_worker_nice)
+    # engines release the GIL: on the CPU one score thread per core, each engine on one thread (engine.score_threads)
+    score_threads = settings.engine.score_thread_count()
+    score_pool = cf.ThreadPoolExecutor(score_threads, thread_name_prefix="score") if score_threads > 1 else None
     obs = settings.observability
     if metrics_port is None:
         server = MetricsServer(metrics, obs.metrics_host, obs.metrics_port).start() if obs.metrics_port else None
@@ -604,6 +616,7 @@ def build_service(settings: Settings, *, runners: dict[InputKind, list[Runner]] 
     producer_conf = producer_config(settings.kafka)
     producer = Producer(producer_conf)
     return Service(settings=settings, consumer=consumer, producer=producer, dedup=dedup, runners=runners,
-                   metrics=metrics, decode_pool=pool, metrics_server=server, health_server=health, owns_runners=owns_runners,
+                   metrics=metrics, decode_pool=pool, score_pool=score_pool, metrics_server=server, health_server=health,
+                   owns_runners=owns_runners,
                    dead_letter_max_value_bytes=int(producer_conf["message.max.bytes"]) - DEAD_LETTER_HEADER_ROOM, framing=framing,
                    max_record_bytes=int(producer_conf["message.max.bytes"]) - RECORD_FRAMING_ROOM)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -117,14 +118,16 @@ class Scored:
 
 
 def score(fresh: Sequence[tuple[Envelope, Item]], runners: Mapping[InputKind, Sequence[Runner]], topics: OutputTopics,
-          clock: StageClock | None = None, refused: list[tuple[Envelope, DecodeOutcome]] | None = None) -> list[Scored]:
+          clock: StageClock | None = None, refused: list[tuple[Envelope, DecodeOutcome]] | None = None,
+          pool: Executor | None = None) -> list[Scored]:
     """Score the fresh items kind by kind with that kind's runners (:func:`engines.scoring.score_items`).
 
     With a ``refused`` list, an input that cannot be scored does not stop the batch: when a
     kind's preprocessing refuses a chunk (:class:`engines.scoring.UnscorableInput`), its items
     are scored one by one, and each one refused alone is appended to ``refused`` as
     :data:`UNSCORABLE` with the reason; the rest are scored. Inference failures are ours: they
-    raise whatever ``refused`` is.
+    raise whatever ``refused`` is. ``pool``: threads that score a batch's chunks at once
+    (:func:`engines.scoring.score_items`); the one-by-one search runs without it.
     """
     by_kind: dict[InputKind, list[tuple[Envelope, Item]]] = {}
     for env, item in fresh:
@@ -133,7 +136,7 @@ def score(fresh: Sequence[tuple[Envelope, Item]], runners: Mapping[InputKind, Se
     for kind, pairs in by_kind.items():
         topic = topics.for_kind(kind)
         try:
-            results = score_items([item for _, item in pairs], runners[kind], clock)
+            results = score_items([item for _, item in pairs], runners[kind], clock, pool)
         except UnscorableInput:
             if refused is None:
                 raise

@@ -19,6 +19,8 @@ class OnnxRuntimeEngine:
     """One InferenceSession, created once. ``device='cuda'`` requires the CUDA provider."""
 
     backend = "onnxruntime"
+    #: ``InferenceSession.run`` may be called from several threads at once
+    concurrent_calls = True
 
     def __init__(self, onnx_path: str | Path, contract: InputContract, device: str = "cpu", threads: int = 0) -> None:
         """``threads`` > 0 sets the intra-op threads (and turns busy-waiting off); 0 keeps ONNX Runtime's default."""

@@ -27,6 +27,8 @@ class OpenVinoEngine:
     """A compiled model and one infer request, created once."""
 
     backend = "openvino"
+    #: one infer request: one call at a time (requests per thread on one compiled model deadlocked here)
+    concurrent_calls = False
 
     def __init__(
         self,

@@ -166,6 +166,8 @@ class TensorRtEngine:
     """
 
     backend = "tensorrt"
+    #: one execution context and its buffers: one call at a time
+    concurrent_calls = False
 
     def __init__(
         self,

@@ -18,6 +18,8 @@ class TorchEngine:
     """Eager PyTorch on ``device`` (cpu or cuda); same graph as the export (logits + softmax)."""
 
     backend = "torch"
+    #: a module in inference mode may be called from several threads at once
+    concurrent_calls = True
 
     def __init__(self, network: nn.Module, contract: InputContract, device: str = "cpu") -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():

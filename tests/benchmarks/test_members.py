@@ -49,6 +49,7 @@ def test_tiny_night_through_one_and_two_members(tmp_path):
         assert run["complete"] and run["outputs"] == run["inputs"] == 120 and run["dead_letters"] == 0
         assert run["published"] == 120 and run["balanced"], "every alert published once, each member's counts reconciled"
         assert len(run["per_member"]) == run["members"] and all(m["consumed"] > 0 for m in run["per_member"])
+        assert all(m["stage_seconds"]["infer"] > 0 and m["decode_workers_cpu_s"] > 0 for m in run["per_member"])
         assert sum(m["consumed"] for m in run["per_member"]) >= 120
         lat = run["latency_ms"]
         assert lat["n"] == 120 and 0 < lat["p50"] <= lat["p95"] <= lat["p98"] <= lat["p99"] <= lat["max"]

@@ -89,3 +89,49 @@ def test_a_bug_in_our_preprocessing_stops_the_line_rather_than_dead_lettering_go
     with pytest.raises(TypeError):
         score_items([object(), object()], [Buggy()])
     assert UnscorableInput   # the input's faults take that path (tests/stream/test_after_decode.py)
+
+
+def test_score_items_on_a_thread_pool_equals_it_on_one_thread(real_data_roots) -> None:
+    """Every model's chunks scored on two threads at once (the service on the CPU) give the same
+    numbers, in the same order, as one thread; OpenVINO's engine is shared by both threads (one
+    infer request per thread); a refused chunk still raises UnscorableInput once all are done."""
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    import pytest
+
+    from engines.scoring import UnscorableInput
+
+    alerts = list(real_alerts(real_data_roots, 12))
+    runners = load_kind_runners(load_registry(), InputKind.DIFFERENCE_ALERT, backend="onnxruntime", device="cpu",
+                                cache_dir="var/engines", models=["realbogus", "braai", "rubin_realbogus"],
+                                backends={"braai": "openvino"}, threads=1, infer_batch=3)
+    try:
+        alone = score_items(alerts, runners)
+        seconds: dict[str, float] = {}
+        with ThreadPoolExecutor(2) as pool:
+            pooled = score_items(alerts, runners, lambda stage, s: seconds.__setitem__(stage, seconds.get(stage, 0.0) + s), pool)
+        assert any(len(r) > 1 for r in alone), "several models scored some alerts"
+        assert [[(p.name, sorted(s)) for p, s in r] for r in pooled] == [[(p.name, sorted(s)) for p, s in r] for r in alone]
+        for a, b in zip(alone, pooled):
+            for (_, sa), (_, sb) in zip(a, b):
+                np.testing.assert_allclose([sa[k] for k in sorted(sa)], [sb[k] for k in sorted(sb)], atol=1e-6, rtol=0)
+        assert set(seconds) == {"preprocess", "infer"}
+
+        class Refusing:
+            provenance, labels, max_batch = SimpleNamespace(name="refusing"), ("real",), 2
+
+            def select(self, items):
+                return list(range(len(items)))
+
+            def preprocess(self, items):
+                raise ValueError("a band is missing")
+
+            def infer(self, batch):
+                raise AssertionError("never reached")
+
+        with ThreadPoolExecutor(2) as pool, pytest.raises(UnscorableInput):
+            score_items(alerts, [*runners, Refusing()], None, pool)
+    finally:
+        for r in runners:
+            r.close()

@@ -90,6 +90,17 @@ def test_per_model_backends_and_threads(tmp_path):
     env = load_settings(env={"SC__ENGINE__BACKENDS": "acai=openvino, braai=torch"}).engine
     assert dict(env.backends) == {"acai": "openvino", "braai": "torch"}
     assert load_settings(env={}).engine.thread_count() >= 1  # 0: the usable cores
+    from engines.backends import usable_cores
+
+    cores = usable_cores()
+    default = load_settings(env={}).engine   # the CPU: one score thread per core, each engine on cores // score threads
+    assert default.score_thread_count() == cores and default.thread_count() == 1
+    one = load_settings(env={"SC__ENGINE__SCORE_THREADS": "1"}).engine
+    assert one.score_thread_count() == 1 and one.thread_count() == cores
+    cuda = load_settings(env={"SC__ENGINE__DEVICE": "cuda"}).engine
+    assert cuda.score_thread_count() == 1
+    with pytest.raises(ConfigError, match="engine.score_threads"):
+        load_settings(env={"SC__ENGINE__SCORE_THREADS": "-1"})
     with pytest.raises(ConfigError, match="engine.backends.acai"):
         load_settings(env={"SC__ENGINE__BACKENDS": "acai=magic"})
     with pytest.raises(ConfigError, match="engine.threads"):
