@@ -47,7 +47,7 @@ from benchmarks.members import send_visit, spawn_member, stop_members, wait_all_
 from benchmarks.night_data import NightMessage
 from benchmarks.service_run import _Publisher, _Reader, _wait_ready, bench_topics, member_env, source_key
 
-__all__ = ["Plan", "run_scenario", "run_chaos", "chaos_markdown", "parse_args", "main", "parse_gauges"]
+__all__ = ["Plan", "run_scenario", "run_chaos", "chaos_markdown", "parse_args", "main", "parse_gauges", "readyz_missing"]
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +102,16 @@ def parse_gauges(text: str) -> dict[str, float]:
     return out
 
 
+def readyz_missing(body: str) -> str | None:
+    """What a 503 from /readyz said was missing: its false fields, joined (``assigned``, ``redis_up``, ``kafka_up``...)."""
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        return None
+    missing = [k for k, v in fields.items() if v is False] if isinstance(fields, dict) else []
+    return ",".join(missing) or None
+
+
 class _Watcher(threading.Thread):
     """Polls one member's /readyz and /metrics every ``interval_s``; each look is a :class:`Poll`."""
 
@@ -120,18 +130,19 @@ class _Watcher(threading.Thread):
             with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=self.timeout_s) as resp:
                 return resp.status, resp.read().decode(errors="replace")
         except urllib.error.HTTPError as exc:
-            return exc.code, ""
+            return exc.code, exc.read().decode(errors="replace")
         except OSError:
             return None, ""
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             t = time.time()
-            status, _ = self._get("/readyz")
+            status, body = self._get("/readyz")
             state = "ready" if status == 200 else "not_ready" if status == 503 else "unreachable"
             code, text = self._get("/metrics")
             g = parse_gauges(text) if code == 200 else {}
-            self.polls.append(Poll(t, state, g.get("sc_redis_up"), g.get("sc_kafka_up"), g.get("sc_consumer_lag")))
+            self.polls.append(Poll(t, state, g.get("sc_redis_up"), g.get("sc_kafka_up"), g.get("sc_consumer_lag"),
+                                   why=readyz_missing(body) if state == "not_ready" else None))
             self._stop_event.wait(max(0.0, self.interval_s - (time.time() - t)))
 
 
@@ -316,9 +327,10 @@ def chaos_markdown(results: Mapping[str, Any]) -> str:
         f"{results['plan']['hold_s']:g} s held (a killed member restarted after {results['plan']['restart_delay_s']:g} s), "
         f"{results['plan']['post_s']:g} s after.",
         "",
-        "| fault | inputs | published | dead-lettered | lost | duplicates (window) | recover s | latency p50 / p98 / p99 s before "
-        "| during | after | within 60 s (during / after) | /readyz + gauges told the truth | unasked exits |",
-        "|---|---:|---:|---:|---:|---|---:|---|---|---|---|---|---|",
+        "| fault | inputs | published | dead-lettered | lost | duplicates published (window) | redelivered, caught by dedup "
+        "| recover s (backlog before / peak) | latency p50 / p98 / p99 s, before | during | after | within 60 s (during / after) "
+        "| /readyz + gauges told the truth | unasked exits |",
+        "|---|---:|---:|---|---:|---|---:|---|---|---|---|---|---|---|",
     ]
     for run in results["runs"]:
         a, lat, rec = run["accounting"], run["latency_ms"], run["recovery"]
@@ -328,17 +340,33 @@ def chaos_markdown(results: Mapping[str, Any]) -> str:
             return "-" if not p["n"] else " / ".join(_s(p[q]) for q in ("p50", "p98", "p99"))
 
         share = " / ".join("-" if lat[ph]["share_within_60s"] is None else f"{lat[ph]['share_within_60s']:.3f}" for ph in ("during", "after"))
-        truth_cells = []
-        for i, t in enumerate(run["truth"]):
-            said = (f"said down +{t['said_down_after_s']:.1f} s" if t["said_down_after_s"] is not None else "never said down")
-            again = "" if t["ready_again_after_release_s"] is None else f", ready {t['ready_again_after_release_s']:+.1f} s after release"
-            verdict = "yes" if t["told_truth"] else "**NO**"
-            truth_cells.append(f"m{i} {verdict} ({'expected down' if t['expect_down'] else 'expected up'}: {said}{again})")
+        dead = f"{a['dead_lettered_distinct']}" + (f" ({', '.join(a['dead_letter_reasons'])})" if a["dead_letter_reasons"] else "")
+        told = ", ".join(f"m{i} {'yes' if t['told_truth'] else '**NO**'}" for i, t in enumerate(run["truth"]))
+        redelivered = sum(m.get("duplicates", 0) for m in run.get("member_stats_at_end", []))
         lines.append(
-            f"| {run['fault']} | {a['inputs']:,} | {a['published_distinct']:,} | {a['dead_lettered_distinct']} | "
-            f"{'**' + str(a['lost']) + '**' if a['lost'] else 0} | {a['duplicates']} ({a['duplicate_window']}) | "
-            f"{'-' if rec['recover_s'] is None else rec['recover_s']} | {trio('before')} | {trio('during')} | {trio('after')} | {share} | "
-            f"{'; '.join(truth_cells)} | {len(run['unasked_exits'])}{' (crash loop)' if run['crash_loop'] else ''} |")
+            f"| {run['fault']} | {a['inputs']:,} | {a['published_distinct']:,} | {dead} | "
+            f"{'**' + str(a['lost']) + '**' if a['lost'] else 0} | {a['duplicates']} ({a['duplicate_window']}) | {redelivered} | "
+            f"{'-' if rec['recover_s'] is None else rec['recover_s']} ({rec['backlog_before_max']} / {rec['backlog_peak']}) | "
+            f"{trio('before')} | {trio('during')} | {trio('after')} | {share} | {told} | "
+            f"{len(run['unasked_exits'])}{' (crash loop)' if run['crash_loop'] else ''} |")
+    lines += ["", "## What each member's /readyz and gauges said", "",
+              "Seconds from the fault (said down, gauge at 0) or from its release (ready again; negative: before it); "
+              "what the 503 answers named as missing, while the fault was held and after its release.", "",
+              "| fault | member | expected | said down | gauge 0 | ready again | not ready, during | not ready, after | max lag |",
+              "|---|---|---|---:|---:|---:|---|---|---:|"]
+
+    def fmt_s(v: float | None) -> str:
+        return "-" if v is None else f"{v:+.1f}"
+
+    def fmt_why(d: Mapping[str, int]) -> str:
+        return ", ".join(f"{k} x{n}" for k, n in sorted(d.items())) or "-"
+
+    for run in results["runs"]:
+        for i, t in enumerate(run["truth"]):
+            lines.append(f"| {run['fault']} | m{i} | {'down' if t['expect_down'] else 'up'} | {fmt_s(t['said_down_after_s'])} | "
+                         f"{fmt_s(t['gauge_zero_after_s']) if t['gauge'] else 'n/a'} | {fmt_s(t['ready_again_after_release_s'])} | "
+                         f"{fmt_why(t.get('why_during', {}))} | {fmt_why(t.get('why_after', {}))} | "
+                         f"{'-' if t['max_lag'] is None else int(t['max_lag'])} |")
     lines += ["", "## Notes", "", *[f"- {n}" for n in results.get("notes", [])], ""]
     return "\n".join(lines)
 
@@ -350,6 +378,8 @@ NOTES = [
     "than its maximum before the fault; a killed member's release is its restart",
     "latency: Kafka timestamp of an input's first classified record minus its send time; before / during / after = inputs "
     "sent before the fault, while it was held, after its release",
+    "redelivered, caught by dedup: inputs consumed again (after a rebalance or a batch left uncommitted) and found in Redis "
+    "as already published, from each member's /stats at the end (a killed member's first life is not counted)",
     "truth: each member's /readyz and /metrics polled every 0.5 s. A member the fault affects must say so (503 or no "
     "answer) while it is held, with sc_redis_up / sc_kafka_up at 0 where named, and every member must be ready at the end",
     "cpu_starve duty-cycles member 0 with SIGSTOP/SIGCONT (20 ms of every 100 ms), the way a CFS quota throttles a "

@@ -116,6 +116,8 @@ class Poll:
     redis_up: float | None = None
     kafka_up: float | None = None
     lag: float | None = None
+    #: when not ready, what /readyz said was missing (``assigned``, ``redis_up``, ``kafka_up``, ...)
+    why: str | None = None
 
 
 def truth(polls: Sequence[Poll], start: float, release: float, *, expect_down: bool, gauge: str | None = None) -> dict[str, Any]:
@@ -144,6 +146,10 @@ def truth(polls: Sequence[Poll], start: float, release: float, *, expect_down: b
         "gauge_zero_after_s": round(gauge_zero[0].t - start, 2) if gauge_zero else None,
         "ready_again_after_release_s": round(ready_again - release, 2) if ready_again is not None else None,
         "ready_at_end": bool(polls) and polls[-1].state == "ready",
+        # what the not-ready answers named, during the fault and after its release (a rebalance
+        # says "assigned"; a dependency its gauge)
+        "why_during": dict(Counter(p.why or p.state for p in during if p.state != "ready")),
+        "why_after": dict(Counter(p.why or p.state for p in polls if p.t > release and p.state != "ready")),
         "expect_down": expect_down,
     }
     told = out["ready_at_end"]
