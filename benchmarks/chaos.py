@@ -281,8 +281,11 @@ def _figures(fault: Fault, plan: Plan, reader: Any, publisher: Any, watchers: Se
         lags = [p.lag for p in w.polls if p.lag is not None]
         verdict["max_lag"] = max(lags) if lags else None
         members_truth.append(verdict)
+    polls = [[i, round(p.t - t0, 2), p.state, p.why, p.redis_up, p.kafka_up, p.lag] for i, w in enumerate(watchers) for p in w.polls]
     return {
         "fault_at_s": round(start - t0, 2), "released_at_s": round(release - t0, 2),
+        # every look at every member: [member, seconds since sending began, state, what a 503 named, sc_redis_up, sc_kafka_up, lag]
+        "polls": polls,
         "accounting": acc,
         "latency_ms": latency_by_phase(sent, first_out, start_ms, release_ms),
         "recovery": recovery(list(sent.values()), list(accounted.values()), start_ms, release_ms),
@@ -350,9 +353,10 @@ def chaos_markdown(results: Mapping[str, Any]) -> str:
             f"{trio('before')} | {trio('during')} | {trio('after')} | {share} | {told} | "
             f"{len(run['unasked_exits'])}{' (crash loop)' if run['crash_loop'] else ''} |")
     lines += ["", "## What each member's /readyz and gauges said", "",
-              "Seconds from the fault (said down, gauge at 0) or from its release (ready again; negative: before it); "
-              "what the 503 answers named as missing, while the fault was held and after its release.", "",
-              "| fault | member | expected | said down | gauge 0 | ready again | not ready, during | not ready, after | max lag |",
+              "Seconds from the fault (said down, gauge at 0) or from its release (first ready answer after it, and ready for "
+              "good: after the last not-ready answer; negative: before the release); what the 503 answers named as missing "
+              "(or `unreachable`: no answer within 1 s), while the fault was held and after its release.", "",
+              "| fault | member | expected | said down | gauge 0 | ready: first / for good | not ready, during | not ready, after | max lag |",
               "|---|---|---|---:|---:|---:|---|---|---:|"]
 
     def fmt_s(v: float | None) -> str:
@@ -364,7 +368,8 @@ def chaos_markdown(results: Mapping[str, Any]) -> str:
     for run in results["runs"]:
         for i, t in enumerate(run["truth"]):
             lines.append(f"| {run['fault']} | m{i} | {'down' if t['expect_down'] else 'up'} | {fmt_s(t['said_down_after_s'])} | "
-                         f"{fmt_s(t['gauge_zero_after_s']) if t['gauge'] else 'n/a'} | {fmt_s(t['ready_again_after_release_s'])} | "
+                         f"{fmt_s(t['gauge_zero_after_s']) if t['gauge'] else 'n/a'} | "
+                         f"{fmt_s(t.get('first_ready_after_release_s'))} / {fmt_s(t['ready_again_after_release_s'])} | "
                          f"{fmt_why(t.get('why_during', {}))} | {fmt_why(t.get('why_after', {}))} | "
                          f"{'-' if t['max_lag'] is None else int(t['max_lag'])} |")
     lines += ["", "## Notes", "", *[f"- {n}" for n in results.get("notes", [])], ""]

@@ -126,8 +126,9 @@ def truth(polls: Sequence[Poll], start: float, release: float, *, expect_down: b
     ``expect_down``: the fault took this member's dependency (or the member itself) away, so it
     must have said so (not ready, or not answering) at least once between ``start`` and
     ``release`` and, when ``gauge`` is named, shown it at 0; every member must be ready at the
-    end. Also reported: how long it took to say so, when it was ready again relative to the
-    release (negative: before it), and not-ready answers before the fault (false alarms).
+    end. Also reported: how long it took to say so, when it was first ready after the release and
+    when for good (after its last not-ready answer; negative: before the release), and not-ready
+    answers before the fault (false alarms).
     """
     polls = sorted(polls, key=lambda p: p.t)
     before = [p for p in polls if p.t < start]
@@ -145,6 +146,10 @@ def truth(polls: Sequence[Poll], start: float, release: float, *, expect_down: b
         "gauge": gauge,
         "gauge_zero_after_s": round(gauge_zero[0].t - start, 2) if gauge_zero else None,
         "ready_again_after_release_s": round(ready_again - release, 2) if ready_again is not None else None,
+        # the first ready answer at or after the release (a member that flaps later is ready "for good" only
+        # after its last not-ready answer: ready_again_after_release_s)
+        "first_ready_after_release_s": next((round(p.t - release, 2) for p in polls if p.t >= release and p.state == "ready"
+                                             and last_bad is not None), None),
         "ready_at_end": bool(polls) and polls[-1].state == "ready",
         # what the not-ready answers named, during the fault and after its release (a rebalance
         # says "assigned"; a dependency its gauge)

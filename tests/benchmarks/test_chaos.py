@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from benchmarks.chaos import Plan, chaos_markdown, parse_args, parse_gauges
+from benchmarks.chaos import Plan, chaos_markdown, parse_args, parse_gauges, readyz_missing
 from benchmarks.chaos_accounting import Poll, account, first_times, latency_by_phase, recovery, truth
 from benchmarks.chaos_faults import FAULTS
 from benchmarks.tcp_proxy import TcpProxy
@@ -70,6 +70,12 @@ def test_truth_judges_what_a_member_said():
     v = truth(said, 10, 20, expect_down=True, gauge="redis_up")
     assert v["told_truth"] and v["said_down_after_s"] == 1.0 and v["gauge_zero_after_s"] == 1.0
     assert v["ready_again_after_release_s"] == 1.5 and v["ready_at_end"] and v["not_ready_before_fault"] == 0
+    assert v["first_ready_after_release_s"] == 1.5
+    assert v["why_during"] == {"not_ready": 2} and v["why_after"] == {"not_ready": 1}
+    # ready at the release, then one late not-ready answer: first ready at once, for good only after it
+    flapped = truth(_polls([(11, "not_ready"), (20.5, "ready"), (30, "unreachable"), (31, "ready")]), 10, 20, expect_down=True)
+    assert flapped["first_ready_after_release_s"] == 0.5 and flapped["ready_again_after_release_s"] == 11.0
+    assert flapped["why_after"] == {"unreachable": 1}
     assert v["during"] == {"ready": 1, "not_ready": 2, "unreachable": 0}
     # ready throughout a fault that took its dependency away: a lie
     lied = _polls([(5, "ready"), (12, "ready"), (18, "ready"), (25, "ready")])
@@ -90,6 +96,12 @@ def test_parse_gauges_reads_the_health_gauges_and_sums_lag():
     text = "\n".join(["# HELP sc_redis_up x", "sc_redis_up 0.0", "sc_kafka_up 1.0", "sc_in_flight_batches 2.0",
                       'sc_consumer_lag{partition="0",topic="a"} 5.0', 'sc_consumer_lag{partition="1",topic="a"} 7.0', "other 3"])
     assert parse_gauges(text) == {"sc_redis_up": 0.0, "sc_kafka_up": 1.0, "sc_in_flight_batches": 2.0, "sc_consumer_lag": 12.0}
+
+
+def test_readyz_missing_names_the_false_fields():
+    assert readyz_missing('{"assigned": false, "redis_up": true, "kafka_up": null, "schema_registry_up": true}') == "assigned"
+    assert readyz_missing('{"assigned": true, "redis_up": false, "kafka_up": false}') == "redis_up,kafka_up"
+    assert readyz_missing("") is None and readyz_missing('{"assigned": true}') is None
 
 
 def test_options_and_plans():
@@ -153,11 +165,11 @@ def test_proxy_forwards_then_cut_resets_and_refuses_then_restores():
 @pytest.mark.slow
 def test_redis_frozen_mid_night_loses_nothing_and_readyz_tells_the_truth(tmp_path):
     """The short chaos case of ``make test``: 2 members, 200 real alerts as visits, redis-server
-    SIGSTOPped for 4 s mid-night, then SIGCONT."""
+    SIGSTOPped for 6 s mid-night, then SIGCONT."""
     from benchmarks.chaos import main
 
     out = tmp_path / "chaos"
-    main(["--quick", "--faults", "redis_stop", "--alerts", "200", "--pre-s", "4", "--hold-s", "4", "--post-s", "5",
+    main(["--quick", "--faults", "redis_stop", "--alerts", "200", "--pre-s", "4", "--hold-s", "6", "--post-s", "5",
           "--models", "realbogus", "--out", str(out)])
     import json
 
