@@ -24,7 +24,7 @@ GPU_PLATFORM := x86_64-manylinux_2_28
 # they build, which no hash of ours covers (and the bindings alone cannot load without the libs).
 GPU_FROM_BASE_IMAGE := tensorrt-cu12 tensorrt-cu12-libs tensorrt-cu12-bindings
 
-.PHONY: install test test-fast typecheck demo bench stack clean system-deps lock lock-gpu
+.PHONY: install test test-fast typecheck demo bench chaos stack clean system-deps lock lock-gpu
 
 # Debian's redis-server backs the embedded stack; installed here if it is missing.
 system-deps:
@@ -84,8 +84,15 @@ typecheck: install
 demo: install
 	$(VENV)/bin/survey-classifier demo
 
+# The night through the real service beside the machine's limits (benchmarks/README.md). The
+# chaos suite is its own target: one fault at a time under several members (~12 min on 2 cores).
 bench: install
 	$(PY) -m benchmarks.night
+
+# kill -9 of a member, Redis and the broker frozen 20 s, a decode worker killed, a member starved
+# of CPU, a member's link to Redis cut: benchmarks/results/<machine>/chaos/chaos.{json,md}
+chaos: install
+	$(PY) -m benchmarks.chaos
 
 stack: install
 	$(VENV)/bin/survey-classifier stack up

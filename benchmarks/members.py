@@ -38,7 +38,8 @@ import structlog
 from benchmarks.night_data import NightMessage
 from benchmarks.service_run import REPO, _Publisher, _Reader, _Sampler, _wait_ready, bench_topics, member_env
 
-__all__ = ["latency_figures", "visit_of", "run_members", "members_markdown", "OBJECTIVE_S", "stack_or_cluster"]
+__all__ = ["latency_figures", "visit_of", "run_members", "members_markdown", "OBJECTIVE_S", "stack_or_cluster", "spawn_member",
+           "stop_members", "send_visit", "wait_all_ready"]
 
 log = structlog.get_logger(__name__)
 
@@ -118,16 +119,13 @@ def run_members(
     try:
         for i in range(members):
             port = free_port()
-            env = {**base, "SC__OBSERVABILITY__METRICS_PORT": str(port)}
-            (tmp / f"env{i}.json").write_text(json.dumps(env))
-            proc = subprocess.Popen([sys.executable, "-m", "benchmarks.service_worker", str(tmp / f"env{i}.json"), str(tmp / f"summary{i}.json")],
-                                    cwd=REPO, stdout=open(tmp / f"member{i}.log", "wb"), stderr=subprocess.STDOUT)
+            proc = spawn_member({**base, "SC__OBSERVABILITY__METRICS_PORT": str(port)}, tmp, i)
             sampler = _Sampler(proc.pid)
             sampler.start()
             procs.append((proc, port, tmp / f"summary{i}.json", sampler))
             if i == 0:  # the first fills the engine cache; the others load from it
                 _wait_ready(port, proc, timeout_s=300)
-        _wait_all_ready([(p, port) for p, port, _, _ in procs], timeout_s=300)
+        wait_all_ready([(p, port) for p, port, _, _ in procs], timeout_s=300)
         ready = time.time()
         reader = _Reader(stack.bootstrap_servers, topics["out"], topics["dlq"], publisher.sent_ms, expect=sent_alerts)
         reader.start()
@@ -138,13 +136,7 @@ def run_members(
             visit_starts_ms.append(int(time.time() * 1000))
             burst = list(messages[first:first + n])
             first += n
-            slices = 20
-            step = -(-len(burst) // slices) or 1
-            t_visit = time.monotonic()
-            for s in range(slices):
-                time.sleep(max(0.0, t_visit + s * visit_window_s / slices - time.monotonic()))
-                publisher.send(burst[s * step:(s + 1) * step])
-            publisher.producer.poll(0)
+            send_visit(publisher, burst, visit_window_s)
             log.info("visit sent", members=members, visit=v + 1, of=visits, size=len(burst))
         publisher.flush()
         reader.done.wait(timeout_s)
@@ -152,15 +144,8 @@ def run_members(
     finally:
         if reader is not None:
             reader.stop()
-        for proc, _, _, _ in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc, _, _, sampler in procs:
-            try:
-                proc.wait(120)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+        stop_members([proc for proc, _, _, _ in procs])
+        for _, _, _, sampler in procs:
             sampler.stop()
 
     latencies = reader.latencies() if reader is not None else []
@@ -213,6 +198,50 @@ def run_members(
     return out
 
 
+def spawn_member(env: Mapping[str, str], work_dir: Path, index: int, *, own_session: bool = False,
+                 run_command: bool = False) -> subprocess.Popen:
+    """Member ``index`` with settings ``env``: its environment, log and summary are ``env<i>.json``,
+    ``member<i>.log`` (appended to: a restarted member adds to it) and ``summary<i>.json`` in
+    ``work_dir``. The member is :mod:`benchmarks.service_worker` (the service alone, its CPU
+    measurable, a summary written at SIGTERM) or, with ``run_command``, ``python -m stream.cli run``:
+    the production entry point, with its startup check and broker/Redis watch (``sc_kafka_up``,
+    ``/readyz``), settings from its process environment, no summary. With ``own_session`` it leads
+    its own process group, so one ``killpg`` reaches its decode workers too (as a container's kill does)."""
+    env_path = work_dir / f"env{index}.json"
+    env_path.write_text(json.dumps(dict(env)))
+    if run_command:
+        argv = [sys.executable, "-m", "stream.cli", "run"]
+        proc_env: dict[str, str] | None = {**os.environ, **env}
+    else:
+        argv = [sys.executable, "-m", "benchmarks.service_worker", str(env_path), str(work_dir / f"summary{index}.json")]
+        proc_env = None
+    with open(work_dir / f"member{index}.log", "ab") as logfile:
+        return subprocess.Popen(argv, cwd=REPO, env=proc_env, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=own_session)
+
+
+def stop_members(procs: Sequence[subprocess.Popen], wait_s: float = 120.0) -> None:
+    """SIGTERM to every running member (each finishes its batch, commits and writes its summary), then wait; kill past ``wait_s``."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def send_visit(publisher: Any, burst: Sequence[NightMessage], window_s: float, slices: int = 20) -> None:
+    """One visit's alerts spread evenly over ``window_s`` in ``slices`` slices."""
+    step = -(-len(burst) // slices) or 1
+    t_visit = time.monotonic()
+    for s in range(slices):
+        time.sleep(max(0.0, t_visit + s * window_s / slices - time.monotonic()))
+        publisher.send(burst[s * step:(s + 1) * step])
+    publisher.producer.poll(0)
+
+
 def _sent_times(reader: Any, publisher: Any) -> list[tuple[int, float]]:
     """(input send ms, latency ms) for every output matched to its input."""
     pairs = []
@@ -226,7 +255,7 @@ def _sent_times(reader: Any, publisher: Any) -> list[tuple[int, float]]:
     return pairs
 
 
-def _wait_all_ready(procs: Sequence[tuple[subprocess.Popen, int]], timeout_s: float) -> None:
+def wait_all_ready(procs: Sequence[tuple[subprocess.Popen, int]], timeout_s: float) -> None:
     """Every member answers /readyz 200 at once (the group has settled), twice a second apart."""
     import urllib.request
 

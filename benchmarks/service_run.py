@@ -36,7 +36,7 @@ import structlog
 from benchmarks.night_data import NightMessage
 from stream.kafka_clients import produce_retrying
 
-__all__ = ["ServiceRunResult", "BurstPlan", "run_service", "bare_consume", "percentiles", "REPO"]
+__all__ = ["ServiceRunResult", "BurstPlan", "run_service", "bare_consume", "percentiles", "source_key", "REPO"]
 
 log = structlog.get_logger(__name__)
 REPO = Path(__file__).resolve().parents[1]
@@ -195,7 +195,8 @@ class _Sampler(threading.Thread):
 class _Reader(threading.Thread):
     """Follows the output and dead-letter topics; matches outputs to input send times by ``sc-source``."""
 
-    def __init__(self, bootstrap: str, output_topic: str, dlq_topic: str, input_ts: dict[tuple[int, int], int], expect: int) -> None:
+    def __init__(self, bootstrap: str, output_topic: str, dlq_topic: str, input_ts: dict[tuple[int, int], int], expect: int,
+                 linger_s: float = 0.0) -> None:
         super().__init__(name="bench-reader", daemon=True)
         from confluent_kafka import Consumer, TopicPartition
 
@@ -209,8 +210,15 @@ class _Reader(threading.Thread):
         self.output_topic = output_topic
         self.input_ts = input_ts
         self.expect = expect
-        self.outputs: list[tuple[int, str]] = []   # (output ts, "partition/offset" of input)
+        self.outputs: list[tuple[int, str]] = []   # (output ts, "topic/partition/offset" of input)
         self.dead = 0
+        #: (dead letter ts, input partition, input offset, reason) of each dead letter
+        self.dead_letters: list[tuple[int, int, int, str]] = []
+        #: inputs accounted for ((partition, offset) with a classified record or a dead letter):
+        #: done counts these, so a duplicate never ends the reading early
+        self.accounted: set[tuple[int, int]] = set()
+        #: seconds to keep reading once every input is accounted for (late duplicates)
+        self.linger_s = linger_s
         self.done = threading.Event()
         self._stop_event = threading.Event()
 
@@ -220,30 +228,51 @@ class _Reader(threading.Thread):
 
     def run(self) -> None:
         try:
-            while not self._stop_event.is_set() and len(self.outputs) + self.dead < self.expect:
+            linger_until = None
+            while not self._stop_event.is_set() and (linger_until is None or time.monotonic() < linger_until):
                 for msg in self.consumer.consume(num_messages=2000, timeout=0.2):
-                    if msg.error():
-                        continue
-                    if msg.topic() != self.output_topic:
-                        self.dead += 1
-                        continue
-                    source = dict(msg.headers() or []).get("sc-source", b"").decode()
-                    self.outputs.append((msg.timestamp()[1], source))
-            if len(self.outputs) + self.dead >= self.expect:
-                self.done.set()
+                    if not msg.error():
+                        self._take(msg)
+                if linger_until is None and len(self.accounted) >= self.expect:
+                    self.done.set()
+                    linger_until = time.monotonic() + self.linger_s
         finally:
             self.consumer.close()
+
+    def _take(self, msg: Any) -> None:
+        headers = dict(msg.headers() or [])
+        if msg.topic() != self.output_topic:
+            self.dead += 1
+            try:
+                key = (int(headers.get("sc-source-partition", b"")), int(headers.get("sc-source-offset", b"")))
+            except ValueError:
+                return
+            self.dead_letters.append((msg.timestamp()[1], *key, headers.get("sc-reason", b"").decode()))
+            self.accounted.add(key)
+            return
+        source = headers.get("sc-source", b"").decode()
+        self.outputs.append((msg.timestamp()[1], source))
+        key = source_key(source)
+        if key is not None:
+            self.accounted.add(key)
 
     def latencies(self) -> list[tuple[int, int]]:
         out = []
         for ts, source in self.outputs:
-            try:
-                _, partition, offset = source.rsplit("/", 2)
-                sent = self.input_ts[(int(partition), int(offset))]
-            except (KeyError, ValueError):
+            key = source_key(source)
+            if key is None or key not in self.input_ts:
                 continue
-            out.append((ts, ts - sent))
+            out.append((ts, ts - self.input_ts[key]))
         return out
+
+
+def source_key(source: str) -> tuple[int, int] | None:
+    """``(partition, offset)`` of the input an output's ``sc-source`` header (``topic/partition/offset``) names."""
+    try:
+        _, partition, offset = source.rsplit("/", 2)
+        return int(partition), int(offset)
+    except ValueError:
+        return None
 
 
 class _Publisher:

@@ -4,8 +4,9 @@
   client makes first), :func:`probe_redis` sends ``PING``; each returns ``None`` or the reason.
 * :func:`startup_check` runs both once and logs one clear line each (``kafka_reachable`` /
   ``kafka_unreachable``, ``redis_reachable`` / ``redis_unreachable``) naming the setting to fix.
-* :class:`ServiceWatch` keeps probing in a daemon thread, with backoff while a service is down
-  (``initial_retry_s`` doubling up to ``warn_interval_s``), sets the ``sc_kafka_up`` and
+* :class:`ServiceWatch` keeps probing in a daemon thread, every ``probe_interval_s`` while both
+  answer (how soon an outage shows), with backoff while a service is down
+  (``initial_retry_s`` doubling up to ``probe_interval_s`` or ``warn_interval_s``, the smaller), sets the ``sc_kafka_up`` and
   ``sc_redis_up`` gauges (readiness is false while either is 0; liveness stays true as long as
   the main loop turns, which it does), writes one warning per ``warn_interval_s`` while a
   service is down and one line when it is back, and, with ``exit_after_s`` > 0, gives up once
@@ -121,7 +122,7 @@ class ServiceWatch:
     def __init__(self, client_config: Mapping[str, Any], redis_url: str | None, metrics: Any, *,
                  warn_interval_s: float = 30.0, exit_after_s: float = 0.0, initial_retry_s: float = 1.0,
                  probe_timeout_s: float = 5.0, on_give_up: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, probe_interval_s: float = 5.0) -> None:
         self._conf = dict(client_config)
         self._redis_url = redis_url
         self._metrics = metrics
@@ -129,6 +130,8 @@ class ServiceWatch:
         self.exit_after_s = exit_after_s
         self.initial_retry_s = initial_retry_s
         self.probe_timeout_s = probe_timeout_s
+        #: seconds between probes while both services answer, and the most between probes while one is down
+        self.probe_interval_s = probe_interval_s
         self._on_give_up = on_give_up
         self._clock = clock
         self._stop = threading.Event()
@@ -208,10 +211,11 @@ class ServiceWatch:
             report = self.check_once()
             if report.kafka_error is None and report.redis_error is None:
                 delay = self.initial_retry_s
-                wait = self.warn_interval_s
+                wait = self.probe_interval_s
             else:
                 wait = delay
-                delay = min(delay * 2, self.warn_interval_s)
+                # never slower than while both answer: "back" shows as soon as "down" did
+                delay = min(delay * 2, self.warn_interval_s, self.probe_interval_s)
             if self.exit_after_s > 0 and self._down_since["kafka"] is not None:
                 left = self.exit_after_s - (self._clock() - self._down_since["kafka"])
                 wait = max(0.05, min(wait, left))

@@ -98,7 +98,8 @@ def _run(args: argparse.Namespace) -> int:
             _require_output_topics(settings, args.config)
         service = _build(build_service, settings)
         watch = ServiceWatch(client_conf, settings.redis.url, service.metrics, warn_interval_s=k.unreachable_warn_interval_s,
-                             exit_after_s=k.exit_after_unreachable_s, on_give_up=service.request_stop)
+                             exit_after_s=k.exit_after_unreachable_s, on_give_up=service.request_stop,
+                             probe_interval_s=k.health_probe_interval_s)
         watch.seed(report)
         service.install_signal_handlers()
         watch.start()

@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from stream.health import ServiceWatch, probe_broker, probe_redis
@@ -125,3 +126,43 @@ def test_run_against_a_dead_broker_exits_2_after_the_configured_time(tmp_path) -
     assert "kafka_unreachable" in names and "redis_unreachable" in names and "kafka_unreachable_giving_up" in names
     assert proc.stderr.strip().splitlines()[-1].startswith("survey-classifier run: error: Kafka at ")
     assert not [line for line in proc.stderr.splitlines() if line.startswith("%")]  # no raw librdkafka lines
+
+
+@pytest.mark.integration
+def test_a_frozen_broker_shows_within_the_probe_interval_not_the_warning_interval(services) -> None:
+    """The chaos suite's finding: while both answered, the watch slept ``warn_interval_s`` (30 s)
+    between probes, so a broker frozen for 20 s never showed in ``sc_kafka_up`` or ``/readyz``.
+    Now it asks every ``probe_interval_s``: a SIGSTOPped Tansu reads 0 within that plus the probe
+    timeout, and 1 again as soon as it answers (the backoff while down no longer grows past it)."""
+    if services.embedded is None:
+        pytest.skip("needs the embedded broker to freeze it")
+    from stream.config import load_settings
+    from stream.kafka_clients import consumer_config
+
+    conf = consumer_config(load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers}).kafka)
+    metrics = Metrics()
+    watch = ServiceWatch(conf, services.redis_url, metrics, warn_interval_s=30.0, probe_interval_s=0.5, probe_timeout_s=1.0)
+    watch.start()
+    try:
+        deadline = time.monotonic() + 10
+        while metrics.kafka_up is not True and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metrics.kafka_up is True and metrics.redis_up
+        services.embedded.pause_service("tansu")
+        try:
+            frozen = time.monotonic()
+            while metrics.kafka_up is not False and time.monotonic() < frozen + 10:
+                time.sleep(0.1)
+            assert metrics.kafka_up is False, "the frozen broker never showed"
+            assert time.monotonic() - frozen < 0.5 + 1.0 + 2.0, "shown within the probe interval plus the probe timeout"
+            time.sleep(max(0.0, frozen + 12 - time.monotonic()))   # long enough for the backoff to pass 4 s
+        finally:
+            services.embedded.resume_service("tansu")
+        resumed = time.monotonic()
+        while metrics.kafka_up is not True and time.monotonic() < resumed + 20:
+            time.sleep(0.1)
+        assert metrics.kafka_up is True, "the broker answered again and the gauge never came back"
+        # the backoff while down is capped at the probe interval: "back" shows as soon as "down" did
+        assert time.monotonic() - resumed < 0.5 + 1.0 + 2.0
+    finally:
+        watch.stop()
