@@ -21,9 +21,13 @@ such a bug cost one dead letter instead of the service:
 * the message responsible (the one in progress when a limit broke) becomes a dead letter with
   reason ``decode_timeout`` or ``decode_memory_limit`` (``decode_worker_crashed`` for any other
   death, a segfault say), a fresh worker replaces the broken one, and the rest of the batch is
-  decoded normally. Outcomes already received are kept; the few decoded before the culprit but
-  not yet sent are decoded again by the fresh worker, so isolating the culprit costs one restart
-  rather than a bisection's ``2 log2(n)`` reruns, each of which could wait out the limit.
+  decoded normally. A worker that *dies* under a message (a signal or a crash, not a limit the
+  pool measured) may have been killed from outside (the node's OOM killer, an operator), so that
+  message is first decoded once more in a fresh worker and blamed only if that one dies too:
+  a hostile message costs two restarts, a good one is never dead-lettered for someone else's
+  kill. Outcomes already received are kept; the few decoded before the culprit but not yet sent
+  are decoded again by the fresh worker, so isolating the culprit costs one restart (two for a
+  death) rather than a bisection's ``2 log2(n)`` reruns, each of which could wait out the limit.
 
 Every wait is bounded: a worker's start-up by ``STARTUP_TIMEOUT_S``, each message by
 ``decode.timeout_s`` (+ :data:`PROGRESS_CHECK_S`), so a batch's future resolves within about
@@ -277,9 +281,12 @@ class _LimitBroken(Exception):
     """A message broke a limit: ``index`` (within the values sent), how many outcomes had been
     ``received`` (all before ``index``), and the dead-letter reason."""
 
-    def __init__(self, index: int, received: int, reason: str, detail: str) -> None:
+    def __init__(self, index: int, received: int, reason: str, detail: str, *, died: bool = False) -> None:
         super().__init__(detail)
         self.index, self.received, self.reason, self.detail = index, received, reason, detail
+        #: the worker died under the message (a signal or a crash), not a limit the pool measured:
+        #: something outside the message (the node's OOM killer, an operator) may have killed it
+        self.died = died
 
 
 class _WorkerGone(Exception):
@@ -417,6 +424,7 @@ class DecodePool:
         t0 = time.perf_counter()
         todo = list(range(n))  # indices into job.values still without an outcome, in order
         gone_in_a_row = 0
+        died_under: set[int] = set()  # messages a worker already died under once (retried once, then blamed)
         while todo:
             if self._closed.is_set():
                 raise DecodeWorkerError("decode pool closed while a batch was decoding")
@@ -436,11 +444,20 @@ class DecodePool:
                 continue
             except _LimitBroken as broken:
                 culprit = todo[broken.index]
-                outcomes[culprit] = self._dead_letter(broken.reason, broken.detail)
-                log.warning("decode_limit_broken", reason=broken.reason, detail=broken.detail, message_index=culprit,
-                            batch_size=n)
-                # decoded before the culprit but not yet sent: decoded again by the fresh worker
-                todo = todo[broken.received:broken.index] + todo[broken.index + 1:]
+                if broken.died and culprit not in died_under:
+                    # A worker killed from outside (the node's OOM killer choosing it, an operator, a
+                    # chaos test) looks the same as one a message killed: the message gets a second,
+                    # fresh worker before it is blamed, so a good alert is never dead-lettered for it.
+                    died_under.add(culprit)
+                    log.warning("decode_worker_died_retrying", reason=broken.reason, detail=broken.detail,
+                                message_index=culprit, batch_size=n)
+                    todo = todo[broken.received:]
+                else:
+                    outcomes[culprit] = self._dead_letter(broken.reason, broken.detail)
+                    log.warning("decode_limit_broken", reason=broken.reason, detail=broken.detail, message_index=culprit,
+                                batch_size=n)
+                    # decoded before the culprit but not yet sent: decoded again by the fresh worker
+                    todo = todo[broken.received:broken.index] + todo[broken.index + 1:]
                 replace = True
             gone_in_a_row = 0
             if replace:
@@ -496,8 +513,11 @@ class DecodePool:
                     raise DecodeWorkerError(f"decode worker died after its last outcome (exit code {code})") from None
                 culprit = max(int(worker.progress.value), received)
                 if code == -signal.SIGKILL:
-                    raise _LimitBroken(culprit, received, DECODE_MEMORY_LIMIT, "decode worker was killed (SIGKILL: out of memory?)") from None
-                raise _LimitBroken(culprit, received, DECODE_WORKER_CRASHED, f"decode worker died (exit code {code})") from None
+                    raise _LimitBroken(culprit, received, DECODE_MEMORY_LIMIT,
+                                       "decode worker was killed twice under this message (SIGKILL: out of memory?)",
+                                       died=True) from None
+                raise _LimitBroken(culprit, received, DECODE_WORKER_CRASHED,
+                                   f"decode worker died twice under this message (exit code {code})", died=True) from None
             if kind == "outcomes_shm" and worker.areas is not None:
                 kind, payload = "outcomes", worker.areas[1].unpack(*payload)
             if kind == "outcomes":

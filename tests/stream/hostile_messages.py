@@ -163,6 +163,26 @@ def segfault_decode(values: Sequence[bytes | None], settings: Any, registry_url:
     return out, 0.0
 
 
+def killed_once_decode(values: Sequence[bytes | None], settings: Any, registry_url: str = "") -> tuple[list[Any], float]:
+    """Counts bytes; a value ``b"kill-once:PATH"`` gets its worker SIGKILLed the first time (PATH
+    marks that it happened), as the node's OOM killer or an operator would, and decodes the second."""
+    import os
+    import signal
+    from pathlib import Path
+
+    from stream.envelope import DecodeOutcome
+
+    out = []
+    for value in values:
+        if value and value.startswith(b"kill-once:"):
+            mark = Path(value.split(b":", 1)[1].decode())
+            if not mark.exists():
+                mark.write_text("killed")
+                os.kill(os.getpid(), signal.SIGKILL)
+        out.append(DecodeOutcome(reason="counted", detail=str(len(value or b""))))
+    return out, 0.0
+
+
 # ---------------------------------------------------------------- inputs that decode (issue #23)
 # Valid-looking messages whose trouble comes after decode: in the projection, the record codec,
 # the producer's size limit or preprocessing.

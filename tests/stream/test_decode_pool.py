@@ -18,7 +18,14 @@ from stream.decode_pool import (
     wait_for_decode,
 )
 from tests.conftest import SAMPLES
-from tests.stream.hostile_messages import endless_container, fits_tile_bomb, naive_decode, real_ztf_packets, segfault_decode
+from tests.stream.hostile_messages import (
+    endless_container,
+    fits_tile_bomb,
+    killed_once_decode,
+    naive_decode,
+    real_ztf_packets,
+    segfault_decode,
+)
 
 SETTINGS = DecodeSettings()
 
@@ -88,8 +95,20 @@ def test_worker_crash_is_isolated_and_the_worker_replaced(pool_factory):
     pool = pool_factory(timeout_s=30, worker_memory_mb=0, decode_fn=segfault_decode)
     outcomes, _ = pool.submit([b"a", b"crash", b"bc"], SETTINGS).result(timeout=60)
     assert [o.reason for o in outcomes] == ["counted", DECODE_WORKER_CRASHED, "counted"]
-    assert "exit code -11" in outcomes[1].detail
+    assert "exit code -11" in outcomes[1].detail and "twice" in outcomes[1].detail
     assert [o.detail for o in outcomes[::2]] == ["1", "2"]
+    assert pool.replaced == 2  # the message had a second, fresh worker before it was blamed
+
+
+def test_a_worker_killed_from_outside_under_a_good_message_does_not_dead_letter_it(pool_factory, tmp_path):
+    """SIGKILL from outside (the node's OOM killer, an operator, the chaos suite) while a good alert
+    decodes: the alert is decoded again by a fresh worker, not dead-lettered as decode_memory_limit."""
+    pool = pool_factory(timeout_s=30, worker_memory_mb=0, decode_fn=killed_once_decode)
+    value = b"kill-once:" + str(tmp_path / "killed").encode()
+    outcomes, _ = pool.submit([b"a", value, b"bc"], SETTINGS).result(timeout=60)
+    assert (tmp_path / "killed").exists()  # the worker really was killed once
+    assert [o.reason for o in outcomes] == ["counted"] * 3
+    assert [o.detail for o in outcomes] == ["1", str(len(value)), "2"]
     assert pool.replaced == 1
 
 
@@ -181,7 +200,7 @@ def test_a_batch_is_split_across_workers_in_order_and_a_crash_is_isolated_in_its
         pids_first = {o.detail.split(":")[1] for o in outcomes[:8]}
         pids_second = {o.detail.split(":")[1] for o in outcomes[9:]}
         assert len(pids_first) == 1 and len(pids_second) == 1 and pids_first != pids_second  # two workers, one chunk each
-        assert pool.replaced == 1 and pool.workers == 2 and seconds > 0
+        assert pool.replaced == 2 and pool.workers == 2 and seconds > 0
         # a batch smaller than two chunks stays whole
         small, _ = pool.submit([b"a", b"bb"], SETTINGS).result(timeout=60)
         assert [o.detail.split(":")[0] for o in small] == ["1", "2"]
