@@ -40,10 +40,11 @@ from engines.networks.iicnet import IICNet
 from engines.training.train import balanced_class_weights, dihedral_augment, set_seed
 from research.training.alertclass_targets import ACAI_HEADS, AlertClassTargets
 from research.training.pool_realbogus import SourceSplit
+from research.training.stamp_augment import noise_augment, shift_augment
 from research.training.ztf_pool import PoolAlerts
 
-__all__ = ["CLASS_RULE", "DistillConfig", "STAMP_CLASSES", "alert_classes", "combine", "distillation_losses", "macro_recall",
-           "predict", "shipped_network", "stamp_logits", "train_alertclass"]
+__all__ = ["CLASS_RULE", "DistillConfig", "STAMP_CLASSES", "alert_classes", "balanced_nll", "combine", "distillation_losses",
+           "macro_recall", "predict", "shipped_network", "stamp_logits", "train_alertclass"]
 
 CLASS_RULE = ("the pool's weak_label from the alert's own candidate fields: asteroid 0 <= ssdistnr < 5\"; star "
               "distpsnr1 <= 1.5\" and sgscore1 >= 0.5; galaxy_host distpsnr1 <= 5\" and sgscore1 < 0.5; "
@@ -65,6 +66,14 @@ class DistillConfig:
     threads: int = 2
     init_from: str | None = None        # a state dict of the same body (alertclass 1.0.0, or a 2.x run to go on
                                         # from): matching tensors, and a 2.x file's class rows
+    balanced: bool = False              # each epoch draws max_per_class alerts of every class (with replacement
+                                        # below it) instead of at most max_per_class; the class weights then ~1
+    shift_px: int = 0                   # random shift of up to this many pixels (research.training.stamp_augment)
+    noise_sigma: float = 0.0            # Gaussian noise, in units of each stamp's own standard deviation
+    cosine: bool = False                # learning rate on a cosine from lr to 0 over the epochs the budget allows
+    select_by: str = "macro_recall"     # "macro_recall" (validation macro recall over the stamp classes) or
+                                        # "balanced_nll" (mean over those classes of their alerts' mean -log P(class),
+                                        # every validation alert counting, less noisy with 10 galaxy hosts)
 
 
 def alert_classes(pool: PoolAlerts) -> np.ndarray:
@@ -136,6 +145,17 @@ def macro_recall(probabilities: np.ndarray, labels: np.ndarray, classes: tuple[s
     return float(np.mean(recalls)) if recalls else float("nan")
 
 
+def balanced_nll(probabilities: np.ndarray, labels: np.ndarray, classes: tuple[str, ...]) -> float:
+    """Mean over ``classes`` (those with alerts) of their alerts' mean -log P(true class): a
+    selection score that every validation alert moves, unlike the top-class recall."""
+    values = []
+    for name in classes:
+        c = PACKET_CLASS_LABELS.index(name)
+        if (labels == c).any():
+            values.append(float(-np.log(np.clip(probabilities[labels == c, c], 1e-7, 1.0)).mean()))
+    return float(np.mean(values)) if values else float("nan")
+
+
 def distillation_losses(out: torch.Tensor, labels: np.ndarray, acai: np.ndarray,
                         class_weights: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """(class loss, ACAI loss) of a batch: weighted cross-entropy of the first four logits on the
@@ -155,13 +175,17 @@ def distillation_losses(out: torch.Tensor, labels: np.ndarray, acai: np.ndarray,
 
 
 def _epoch_sample(train: np.ndarray, labels: np.ndarray, max_per_class: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One epoch's alerts: every alert of a class up to ``max_per_class`` (a random draw above),
+                  rng: np.random.Generator, balanced: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """One epoch's alerts: every alert of a class up to ``max_per_class`` (a random draw above;
+    ``balanced``: exactly ``max_per_class``, drawn with replacement where a class has fewer),
     and every alert without a class (ACAI targets only); returns (indices, their class labels)."""
     parts = [train[labels[train] < 0]]
     for c in range(len(PACKET_CLASS_LABELS)):
         members = train[labels[train] == c]
-        parts.append(rng.choice(members, max_per_class, replace=False) if len(members) > max_per_class else members)
+        if balanced and 0 < len(members) < max_per_class:
+            parts.append(rng.choice(members, max_per_class, replace=True))
+        else:
+            parts.append(rng.choice(members, max_per_class, replace=False) if len(members) > max_per_class else members)
     chosen = np.concatenate(parts)
     return chosen, labels[chosen][labels[chosen] >= 0]
 
@@ -180,7 +204,10 @@ def train_alertclass(pool: PoolAlerts, targets: AlertClassTargets, split: Source
     train = split.train[(labels[split.train] >= 0) | has_acai[split.train]]
     validation = split.validation[labels[split.validation] >= 0]
     rng = np.random.default_rng(config.seed)
-    weights = torch.tensor(balanced_class_weights(_epoch_sample(train, labels, config.max_per_class, rng)[1],
+    if config.select_by not in ("macro_recall", "balanced_nll"):
+        raise ValueError(f"select_by must be 'macro_recall' or 'balanced_nll', not {config.select_by!r}")
+    weights = torch.tensor(balanced_class_weights(_epoch_sample(train, labels, config.max_per_class, rng,
+                                                                config.balanced)[1],
                                                   len(PACKET_CLASS_LABELS)), dtype=torch.float32)
     network = _training_network(config)
     optimizer = torch.optim.Adam(network.parameters(), lr=config.lr)
@@ -189,13 +216,22 @@ def train_alertclass(pool: PoolAlerts, targets: AlertClassTargets, split: Source
     best: tuple[float, int, dict[str, torch.Tensor]] | None = None
     started = time.monotonic()
     stopped = f"{config.epochs} epochs"
+    planned = config.epochs
     for epoch in range(1, config.epochs + 1):
+        if config.cosine:
+            # the cosine runs over the epochs the budget allows (re-estimated from the epochs so far)
+            if epoch > 1:
+                per_epoch = (time.monotonic() - started) / 60 / (epoch - 1)
+                planned = max(epoch, min(config.epochs, int(config.max_minutes / per_epoch)))
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * 0.5 * (1 + np.cos(np.pi * (epoch - 1) / planned))
         network.train()
-        order = rng.permutation(_epoch_sample(train, labels, config.max_per_class, rng)[0])
+        order = rng.permutation(_epoch_sample(train, labels, config.max_per_class, rng, config.balanced)[0])
         class_loss_sum = acai_loss_sum = 0.0
         for start in range(0, len(order), config.batch_size):
             idx = order[start:start + config.batch_size]
             x = dihedral_augment(torch.from_numpy(np.ascontiguousarray(x_all[idx])), rng)
+            x = noise_augment(shift_augment(x, rng, config.shift_px), rng, config.noise_sigma)
             out = network(x)
             class_loss, acai_loss = distillation_losses(out, labels[idx], acai[idx], weights)
             loss = class_loss + config.acai_weight * acai_loss
@@ -207,13 +243,16 @@ def train_alertclass(pool: PoolAlerts, targets: AlertClassTargets, split: Source
             optimizer.step()
         probabilities = predict(network, x_all[validation], targets.known_solar_system[validation])
         val_recall = macro_recall(probabilities, labels[validation], STAMP_CLASSES)
+        val_nll = balanced_nll(probabilities, labels[validation], STAMP_CLASSES)
+        score = val_recall if config.select_by == "macro_recall" else -val_nll
         row = {"epoch": epoch, "class_loss": class_loss_sum / max(1, int((labels[order] >= 0).sum())),
                "acai_loss": acai_loss_sum / max(1, int(has_acai[order].sum())), "val_macro_recall_stamp_classes": val_recall,
+               "val_balanced_nll_stamp_classes": val_nll, "lr": optimizer.param_groups[0]["lr"],
                "minutes": round((time.monotonic() - started) / 60, 2)}
         history.append(row)
         print(json.dumps(row), flush=True)
-        if best is None or val_recall > best[0]:
-            best = (val_recall, epoch, {n: t.detach().clone() for n, t in network.state_dict().items()})
+        if best is None or score > best[0]:
+            best = (score, epoch, {n: t.detach().clone() for n, t in network.state_dict().items()})
         elapsed = (time.monotonic() - started) / 60
         if elapsed * (epoch + 1) / epoch > config.max_minutes:
             stopped = f"time budget of {config.max_minutes} min would be spent by another epoch"
@@ -222,7 +261,10 @@ def train_alertclass(pool: PoolAlerts, targets: AlertClassTargets, split: Source
     network.load_state_dict(best[2])
     torch.save(shipped_network(network).state_dict(), out_dir / "alertclass.pt")
     torch.save(network.state_dict(), out_dir / "alertclass.training.pt")     # with the ACAI heads, to go on from
-    record = {"config": asdict(config), "best_epoch": best[1], "best_val_macro_recall_stamp_classes": best[0],
+    chosen = history[best[1] - 1]
+    record = {"config": asdict(config), "best_epoch": best[1],
+              "best_val_macro_recall_stamp_classes": chosen["val_macro_recall_stamp_classes"],
+              "best_val_balanced_nll_stamp_classes": chosen["val_balanced_nll_stamp_classes"],
               "stopped_because": stopped, "history": history, "class_rule": CLASS_RULE,
               "train_alerts": len(train), "train_with_class": int((labels[train] >= 0).sum()),
               "train_with_acai": int(has_acai[train].sum()), "validation_alerts": len(validation),

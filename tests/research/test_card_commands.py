@@ -21,15 +21,17 @@ def _training(card: Path) -> dict:
 @pytest.mark.parametrize("card", [c for c in CARDS if _training(c).get("command", "").startswith("python -m ")],
                          ids=lambda c: c.stem)
 def test_card_command_runs_from_research(card, monkeypatch):
-    words = shlex.split(_training(card)["command"])
-    assert words[:2] == ["python", "-m"] and words[2].startswith("research."), words
-    module = importlib.import_module(words[2])
-    if not hasattr(module, "main"):   # a package run with -m: its __main__ module
-        module = importlib.import_module(f"{words[2]}.__main__")
-    seen = []
-    for step in ("_train", "_report"):
-        monkeypatch.setattr(module, step, lambda *args, _step=step: seen.append(_step) or 0)
-    assert module.main(words[3:]) == 0 and seen
+    # several runs, one after the other, are joined by "; " (each must parse)
+    for command in _training(card)["command"].split("; "):
+        words = shlex.split(command)
+        assert words[:2] == ["python", "-m"] and words[2].startswith("research."), words
+        module = importlib.import_module(words[2])
+        if not hasattr(module, "main"):   # a package run with -m: its __main__ module
+            module = importlib.import_module(f"{words[2]}.__main__")
+        seen = []
+        for step in ("_train", "_report"):
+            monkeypatch.setattr(module, step, lambda *args, _step=step, _seen=seen: _seen.append(_step) or 0)
+        assert module.main(words[3:]) == 0 and seen, command
 
 
 @pytest.mark.parametrize("card", CARDS, ids=lambda c: c.stem)

@@ -124,3 +124,41 @@ def test_training_route_ships_a_packet_network_and_reports_on_held_out_sources(p
         assert figures["per_class"]["asteroid"]["recall"] == 1.0      # the packet's flag: circular, by construction
     assert isinstance(passes_bar(results["test"]["vs_weak_labels_all_published"]), bool)
     assert 0 <= results["test"]["calibration"]["ece_after"] <= 1
+
+
+def test_training_with_augmentation_cosine_and_nll_selection(pool, targets, tmp_path) -> None:
+    from research.training.pool_alertclass import DistillConfig, train_alertclass
+    from research.training.pool_realbogus import HELDOUT_SOURCES, SourceSplit, split_by_source
+
+    split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
+    rng = np.random.default_rng(1)
+    parts = [rng.choice(split.train, 24, replace=False), rng.choice(split.validation, 12, replace=False)]
+    small, small_targets = pool.subset(np.concatenate(parts)), targets.subset(np.concatenate(parts))
+    small_split = SourceSplit(train=np.arange(24), validation=np.arange(24, 36), test=np.arange(0),
+                              heldout_sources=split.heldout_sources, dropped_shared_objects=0)
+    config = DistillConfig(epochs=3, batch_size=16, max_per_class=5, threads=2, max_minutes=5, balanced=True, shift_px=2,
+                           noise_sigma=0.1, cosine=True, select_by="balanced_nll")
+    record = train_alertclass(small, small_targets, small_split, config, tmp_path)
+    history = record["history"]
+    assert [round(h["lr"] / config.lr, 4) for h in history] == [1.0, 0.75, 0.25]          # cosine over 3 epochs
+    nll = [h["val_balanced_nll_stamp_classes"] for h in history]
+    assert record["best_epoch"] == int(np.argmin(nll)) + 1                               # the lowest validation NLL
+    assert record["best_val_balanced_nll_stamp_classes"] == min(nll)
+    with pytest.raises(ValueError):
+        train_alertclass(small, small_targets, small_split, DistillConfig(epochs=1, select_by="accuracy"), tmp_path)
+
+
+def test_balanced_epochs_draw_every_class_equally_and_nll_selection_is_per_class(pool) -> None:
+    from research.training.pool_alertclass import _epoch_sample, alert_classes, balanced_nll
+
+    labels = alert_classes(pool)
+    train = np.arange(len(pool))
+    chosen, y = _epoch_sample(train, labels, 150, np.random.default_rng(0), balanced=True)
+    assert np.bincount(y, minlength=4).tolist() == [150, 150, 150, 150]     # galaxy hosts repeated up to 150
+    assert (labels[chosen] < 0).sum() == (labels < 0).sum()                 # every unlabelled alert still drawn
+    _, y_capped = _epoch_sample(train, labels, 150, np.random.default_rng(0))
+    assert np.bincount(y_capped, minlength=4)[1] == min(150, int((labels == 1).sum()))
+    p = np.array([[0, 0.5, 0.25, 0.25], [0, 0.1, 0.1, 0.8], [0, 0.2, 0.2, 0.6], [0, 0.3, 0.3, 0.4]])
+    got = balanced_nll(p, np.array([1, 3, 3, 2]), ("galaxy_host", "hostless_or_faint", "star"))
+    expected = np.mean([-np.log(0.5), -np.log(0.3), np.mean([-np.log(0.8), -np.log(0.6)])])
+    assert abs(got - expected) < 1e-9
