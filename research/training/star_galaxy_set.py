@@ -20,8 +20,8 @@ Groups: the ZTF ``field`` of the candidate. ZTF's primary and secondary field gr
 one object can be seen in two fields; fields linked by a shared ``objectId`` are merged into one
 group (named by the smallest field), so no object is on both sides of a split.
 
-Writes ``OUT/star_galaxy.npz`` (``images`` (N, 1, 63, 63) float32, raw counts with NaN where the
-stamp had none) and ``OUT/star_galaxy.csv`` (``label``, ``field`` = the group, ``candid``,
+Writes ``OUT/star_galaxy.npz`` (``images`` (N, 1, 63, 63) float32, raw counts; NaN where the
+stamp had none or marked a pixel masked with -3.4e38) and ``OUT/star_galaxy.csv`` (``label``, ``field`` = the group, ``candid``,
 ``objectId``, ``source``, ``ztf_field``, ``sgscore1``, ``distpsnr1``) in array order: the
 ``.npz`` + labels CSV layout of engines/training/README.md, so
 ``python -m stream.cli train iicnet --data OUT/star_galaxy.npz --group-column field --name NAME``.
@@ -45,6 +45,8 @@ import numpy as np
 __all__ = ["STAMP_SIZE", "label_for", "merged_field_groups", "build", "main"]
 
 STAMP_SIZE = 63
+#: ZTF stamps mark masked pixels with -FLT_MAX (-3.4e38) in places; such pixels become NaN
+BLANK_ABOVE = 1e30
 
 
 def label_for(distpsnr1: float | None, sgscore1: float | None, ssdistnr: float | None) -> str | None:
@@ -87,7 +89,8 @@ def _stamp(blob: bytes) -> np.ndarray:
 
     raw = gzip.decompress(blob) if blob[:2] == b"\x1f\x8b" else blob
     with fits.open(io.BytesIO(raw), memmap=False, ignore_missing_simple=True) as hdus:
-        return np.asarray(hdus[0].data, dtype=np.float32)
+        image = np.asarray(hdus[0].data, dtype=np.float32)
+    return np.where(np.abs(image) < BLANK_ABOVE, image, np.nan)     # masked pixels -> NaN
 
 
 def build(pool: Path, out: Path, stamp: str = "template") -> dict:
