@@ -107,7 +107,9 @@ def build(pool: Path, out: Path, stamp: str = "template") -> dict:
     candids = table.column("candid").to_pylist()
     object_ids = table.column("objectId").to_pylist()
     blobs = table.column(column).combine_chunks().field("stampData").to_pylist()
-    rows, images, skipped = [], [], Counter()
+    rows: list[dict] = []
+    images: list[np.ndarray] = []
+    skipped: Counter[str] = Counter()
     for i, candid in enumerate(candids):
         label = label_for(get["distpsnr1"][i], get["sgscore1"][i], get["ssdistnr"][i])
         if label is None:
