@@ -358,8 +358,8 @@ def run_epochs(
     started, cpu_started = time.monotonic(), time.process_time()
     steps_per_epoch = -(-examples // config.batch_size)
     needs_plan = config.lr_schedule == "cosine" or config.budget_patience
-    if needs_plan and state.planned_epochs is None and budget_seconds(config) is None:
-        state.planned_epochs = config.epochs
+    if needs_plan and budget_seconds(config) is None:
+        state.planned_epochs = config.epochs     # no budget: --epochs is the plan (also when a resume changes it)
     for epoch in range(state.start_epoch, config.epochs):
         if halve_lr_at is not None and epoch == halve_lr_at:
             for group in optimizer.param_groups:
