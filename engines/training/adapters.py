@@ -105,10 +105,15 @@ def hst_inputs(images: np.ndarray, input_hw: tuple[int, int], binning: int) -> n
 
 
 def model_inputs(network: str, images: np.ndarray, input_shape: Sequence[int], binning: int = 4) -> np.ndarray:
-    """Network inputs for ``network`` from a user's raw (N, C, H, W) images."""
+    """Network inputs for ``network`` from a user's raw (N, C, H, W) images.
+
+    IICnet takes one-channel (grayscale) cutouts too: the one image is given as all three bands,
+    so the multi-band preprocessing's shared noise scale and asinh stretch apply to it alone."""
     if network == "realbogus":
         return realbogus_inputs(images, preprocessing=USER_PREPROCESSING["realbogus"])
     if network == "iicnet":
+        if images.ndim == 4 and images.shape[1] == 1:   # a grayscale cutout fills the three bands
+            images = np.repeat(images, 3, axis=1)
         return wise_inputs(images)
     if network == "hrcelestialnet":
         return hst_inputs(images, (int(input_shape[1]), int(input_shape[2])), binning)

@@ -41,7 +41,7 @@ from engines.training.ztf_files import TrainingDataError
 __all__ = ["TrainConfig", "TrainingData", "TrainResult", "EpochProgress", "resume_progress", "run_epochs", "train_network",
            "recalibrate_batch_norm",
            "serving_state_dict", "set_seed", "init_network", "dihedral_augment", "balanced_class_weights",
-           "class_weight_tensor", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason",
+           "class_weight_tensor", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason", "budget_seconds",
            "write_training_record"]
 
 log = structlog.get_logger(__name__)
@@ -68,6 +68,10 @@ class TrainConfig:
     bn_recalibration_examples: int = 2048  # 0: keep the running averages training leaves
     class_weights: tuple[float, ...] | None = None   # loss weight per class (imbalanced sets)
     init_from: str | None = None           # state-dict file to start from (fine-tuning); see init_network
+    max_cpu_minutes: float | None = None   # budget in process CPU time (all threads); see engines/training/schedule.py
+    lr_schedule: str = "constant"          # "constant" or "cosine" (over the epochs the budget affords)
+    budget_patience: bool = False          # patience = max(patience, a fraction of the epochs the budget affords)
+    augment: bool = False                  # training batches through augment.StampAugment (train_network)
 
 
 @dataclass(frozen=True)
@@ -153,13 +157,31 @@ def prepare_run(data: TrainingData, config: TrainConfig, out_dir: Path) -> torch
     return device
 
 
-def stop_reason(config: TrainConfig, epoch: int, best_epoch: int, started: float) -> str | None:
-    """Why training stops after (0-based) ``epoch``, or None to go on: patience or time budget."""
-    if epoch + 1 - best_epoch >= config.patience:
-        return f"no better validation loss for {config.patience} epochs"
+def stop_reason(config: TrainConfig, epoch: int, best_epoch: int, started: float, cpu_started: float | None = None,
+                planned: int | None = None) -> str | None:
+    """Why training stops after (0-based) ``epoch``, or None to go on: patience (in epochs of
+    the budget's plan with ``config.budget_patience``), the cosine schedule's ``planned`` epochs
+    done, or a time budget (wall since ``started``, process CPU since ``cpu_started``)."""
+    from engines.training.schedule import budget_patience
+
+    patience = budget_patience(planned, config.patience) if config.budget_patience and planned else config.patience
+    if epoch + 1 - best_epoch >= patience:
+        return f"no better validation loss for {patience} epochs"
+    if config.lr_schedule == "cosine" and planned is not None and epoch + 1 >= planned:
+        return f"cosine schedule of {planned} epochs done"
     if config.max_minutes is not None and (time.monotonic() - started) / 60 >= config.max_minutes:
         return f"time budget of {config.max_minutes} min spent"
+    if (config.max_cpu_minutes is not None and cpu_started is not None
+            and (time.process_time() - cpu_started) / 60 >= config.max_cpu_minutes):
+        return f"CPU budget of {config.max_cpu_minutes} CPU min spent"
     return None
+
+
+def budget_seconds(config: TrainConfig) -> float | None:
+    """The run's budget in seconds of its clock (CPU when ``max_cpu_minutes`` is set, else wall)."""
+    if config.max_cpu_minutes is not None:
+        return 60 * config.max_cpu_minutes
+    return 60 * config.max_minutes if config.max_minutes is not None else None
 
 
 def write_training_record(config: TrainConfig, data: TrainingData, history: list[dict[str, float]], best_epoch: int,
@@ -286,6 +308,8 @@ class EpochProgress:
     best_val_loss: float = float("inf")
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch: int = -1
+    #: epochs the budget affords (set after the first epoch; the cosine's length, patience's unit)
+    planned_epochs: int | None = None
 
 
 def resume_progress(checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer, rng: np.random.Generator) -> EpochProgress:
@@ -295,7 +319,7 @@ def resume_progress(checkpoint: dict[str, Any], optimizer: torch.optim.Optimizer
     torch.set_rng_state(checkpoint["torch_rng"])
     return EpochProgress(history=list(checkpoint["history"]), start_epoch=int(checkpoint["epoch"]) + 1,
                          best_val_loss=float(checkpoint["best_val_loss"]), best_state=checkpoint["best_state"],
-                         best_epoch=int(checkpoint["best_epoch"]))
+                         best_epoch=int(checkpoint["best_epoch"]), planned_epochs=checkpoint.get("planned_epochs"))
 
 
 def run_epochs(
@@ -323,10 +347,19 @@ def run_epochs(
     over ``examples`` training rows (``batch_loss(indices)``: the loss of one batch; tqdm bar);
     ``validate()`` -> (loss, accuracy); ``snapshot()`` kept when the validation loss is the best
     yet; a checkpoint (``checkpoint()``'s entries, the optimiser, both RNG states, ``state``).
+    With ``config.lr_schedule == "cosine"`` the lr of every batch step follows
+    :func:`engines.training.schedule.cosine_lr` over ``state.planned_epochs``, which the first
+    epoch's cost and the budget decide (:func:`engines.training.schedule.planned_epochs`).
     Stops after ``config.epochs`` or at :func:`stop_reason`; returns why. ``state`` is updated."""
     from tqdm import tqdm
 
-    started = time.monotonic()
+    from engines.training.schedule import cosine_lr, planned_epochs
+
+    started, cpu_started = time.monotonic(), time.process_time()
+    steps_per_epoch = -(-examples // config.batch_size)
+    needs_plan = config.lr_schedule == "cosine" or config.budget_patience
+    if needs_plan and budget_seconds(config) is None:
+        state.planned_epochs = config.epochs     # no budget: --epochs is the plan (also when a resume changes it)
     for epoch in range(state.start_epoch, config.epochs):
         if halve_lr_at is not None and epoch == halve_lr_at:
             for group in optimizer.param_groups:
@@ -335,7 +368,11 @@ def run_epochs(
         running, seen = 0.0, 0
         bar = tqdm(batches(examples, config.batch_size, rng), desc=f"{label} epoch {epoch + 1}/{config.epochs}",
                    disable=not progress, leave=False)
-        for idx in bar:
+        for step, idx in enumerate(bar):
+            if config.lr_schedule == "cosine" and state.planned_epochs is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = cosine_lr(epoch * steps_per_epoch + step, state.planned_epochs * steps_per_epoch,
+                                            config.lr)
             loss = batch_loss(idx)
             if not torch.isfinite(loss):
                 raise TrainingDataError(f"loss became {float(loss)} at epoch {epoch + 1}: {nan_hint}")
@@ -346,8 +383,15 @@ def run_epochs(
             bar.set_postfix(loss=f"{running / seen:.4f}")
         val_loss, val_acc = validate()
         row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
-               "seconds": time.monotonic() - started}
+               "seconds": time.monotonic() - started, "cpu_seconds": time.process_time() - cpu_started,
+               "lr": float(optimizer.param_groups[0]["lr"])}
         state.history.append(row)
+        if needs_plan and state.planned_epochs is None:
+            spent = row["cpu_seconds"] if config.max_cpu_minutes is not None else row["seconds"]
+            state.planned_epochs = planned_epochs(budget_seconds(config), spent / (epoch + 1 - state.start_epoch),
+                                                  config.epochs, done=epoch + 1)
+            log.info("training_planned", model=config.model, epochs=state.planned_epochs,
+                     seconds_per_epoch=spent / (epoch + 1 - state.start_epoch))
         log.info("epoch_done", model=config.model, **(log_fields or {}), **row)
         if val_loss < state.best_val_loss:
             state.best_val_loss, state.best_epoch = val_loss, epoch + 1
@@ -355,8 +399,8 @@ def run_epochs(
         torch.save({"config": asdict(config), **checkpoint(), "optimizer": optimizer.state_dict(),
                     "numpy_rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(), "history": state.history,
                     "epoch": epoch, "best_val_loss": state.best_val_loss, "best_state": state.best_state,
-                    "best_epoch": state.best_epoch}, checkpoint_path)
-        reason = stop_reason(config, epoch, state.best_epoch, started)
+                    "best_epoch": state.best_epoch, "planned_epochs": state.planned_epochs}, checkpoint_path)
+        reason = stop_reason(config, epoch, state.best_epoch, started, cpu_started, state.planned_epochs)
         if reason:
             return reason
     return "epochs"
@@ -374,8 +418,14 @@ def train_network(
     """Train ``config.model`` on ``data``; see the module docstring for what is written.
 
     ``augment`` (optional) transforms each training batch's input (never validation's), e.g.
-    :func:`dihedral_augment`."""
+    :func:`dihedral_augment`; without it, ``config.augment`` picks
+    :class:`engines.training.augment.StampAugment`."""
     from engines.networks import build_network
+
+    if augment is None and config.augment:
+        from engines.training.augment import StampAugment
+
+        augment = StampAugment()
 
     device = prepare_run(data, config, out_dir)
     out_dir = Path(out_dir)

@@ -70,6 +70,10 @@ def register_trained(name: str, version: str | None, config: TrainConfig, traine
         "lr": config.lr, "batch_size": config.batch_size, "dropout": config.dropout, "seed": config.seed,
         "class_weights": [round(float(w), 4) for w in used["class_weights"]] if used.get("class_weights") else "none",
         "init_from": str(used.get("init_from") or "seeded initialisation"),
+        "lr_schedule": str(used.get("lr_schedule") or "constant"),
+        "augment": "dihedral flips, shifts <= 2 px, noise" if used.get("augment") else "none",
+        "budget": (f"{used['max_cpu_minutes']} CPU min" if used.get("max_cpu_minutes") is not None
+                   else f"{used['max_minutes']} min wall" if used.get("max_minutes") is not None else "none"),
         "record": str(trained.result.record_path),
     }
     evaluation = {**card_figures(metrics), "report": report,

@@ -48,8 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 weight decay of the optimiser")
     p.add_argument("--views-per-body", type=int, default=3,
                    help="hrcelestialnet --synthetic: exposures simulated of each body (the split is by body)")
-    p.add_argument("--patience", type=int, default=3, help="stop after this many epochs without a better validation loss")
-    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time")
+    p.add_argument("--patience", type=int, default=None,
+                   help="stop after this many epochs without a better validation loss (default 3; with --data and a "
+                        "budget, at least a third of the epochs the budget affords)")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much training time (wall clock)")
+    p.add_argument("--max-cpu-minutes", type=float, default=None,
+                   help="stop after this much process CPU time in training (all threads; what a shared machine gives)")
+    p.add_argument("--schedule", choices=("constant", "cosine"), default=None,
+                   help="learning rate: constant, or a cosine to 1%% over the epochs the budget affords "
+                        "(default: cosine with --data, constant for --synthetic)")
+    p.add_argument("--no-augment", action="store_true",
+                   help="--data stamps: no dihedral flips / small shifts / noise on training batches (on by default)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--binning", type=int, default=4, help="hrcelestialnet: input binning (1, 2 or 4)")
     p.add_argument("--head-blocks", type=int, default=None, metavar="K",
@@ -80,6 +89,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
+#: networks whose user inputs are stamps / cutouts (augmented by default); not raw frames
+STAMP_NETWORKS = ("realbogus", "iicnet")
+
+
+def user_recipe(args: argparse.Namespace, head_route: bool) -> dict:
+    """The recipe for a user's labelled data (engines/training/README.md): cosine schedule,
+    patience in epochs of the budget (unless --patience is given), augmentation of stamps."""
+    return {"lr_schedule": args.schedule or "cosine", "budget_patience": args.patience is None,
+            "augment": args.model in STAMP_NETWORKS and not args.no_augment and not head_route}
+
+
 def _run(args: argparse.Namespace) -> int:
     from engines.seed_weights import INIT_SEED
     from engines.training.head import HeadPlan
@@ -103,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
         model=args.model, epochs=args.epochs,
         batch_size=args.batch_size or defaults["batch_size"], lr=args.lr or defaults["lr"],
         dropout=defaults["dropout"] if args.dropout is None else args.dropout, seed=args.seed, device=args.device,
-        weight_decay=args.weight_decay, patience=args.patience, max_minutes=args.max_minutes,
+        weight_decay=args.weight_decay, patience=3 if args.patience is None else args.patience,
+        max_minutes=args.max_minutes, max_cpu_minutes=args.max_cpu_minutes, lr_schedule=args.schedule or "constant",
         # the head route trains low-rank factors that start at zero: Adam, whatever the paper used
         optimizer="adam" if args.head_blocks is not None else defaults["optimizer"], threads=args.threads,
         network_kwargs=kwargs,
@@ -118,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
         user_data = args.synthetic is None
         if user_data:
             config = user_label_config(config, run.data.class_names, args.name)
+            config = replace(config, **user_recipe(args, head is not None))
             if args.init_from:
                 config = replace(config, init_from=str(resolve_init_weights(args.init_from, args.model, args.cards_dir,
                                                                             args.weights_dir)))

@@ -149,3 +149,61 @@ def test_a_freshly_registered_model_of_the_users_own_classes_evaluates(tiny_fold
     assert code == 0, capsys.readouterr().err
     evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert set(evaluation["per_class"]) == {"artefact", "transient"} and evaluation["examples"] == 36
+
+
+def _ztf_star_galaxy_npz(root: Path) -> Path:
+    """Grayscale template stamps of the bundled real ZTF alerts, labelled star / galaxy from their
+    PS1 cross-match (``sgscore1``, ``distpsnr1``: the star_galaxy study's rule), as .npz + CSV."""
+    alerts = [item for path in sorted(BUNDLED_ZTF.rglob("*.avro")) for _, item in iter_file(path)
+              if isinstance(item, Alert)]
+    images, rows = [], []
+    for alert in alerts:
+        dist, sg = alert.candidate.get("distpsnr1"), alert.candidate.get("sgscore1")
+        if dist is None or sg is None or dist < 0 or sg < 0:
+            continue
+        label = "star" if dist <= 1.5 and sg >= 0.5 else "galaxy" if dist <= 5 and sg < 0.5 else None
+        if label is None or alert.template.data.shape != (63, 63):
+            continue
+        images.append(np.asarray(alert.template.data, dtype=np.float32)[None])
+        rows.append([label, alert.object_id])
+    root.mkdir(parents=True, exist_ok=True)
+    np.savez(root / "sg.npz", images=np.stack(images))
+    with open(root / "sg.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["label", "objectId"])
+        writer.writerows(rows)
+    return root / "sg.npz"
+
+
+def test_a_freshly_registered_two_class_iicnet_on_grayscale_stamps_evaluates_through_the_cli(tmp_path, capsys):
+    """Issue #25 item 5: ``train iicnet --name`` on a two-class set of one-channel cutouts, then
+    ``evaluate NAME --data``, with the user recipe's defaults (augmentation, cosine, CPU budget)."""
+    import shutil
+
+    from engines.cards import load_card
+    from engines.registry import CARDS_DIR, WEIGHTS_DIR
+
+    data = _ztf_star_galaxy_npz(tmp_path / "data")
+    labels = [row.split(",")[0] for row in (tmp_path / "data" / "sg.csv").read_text().splitlines()[1:]]
+    assert set(labels) == {"galaxy", "star"}
+    cards = tmp_path / "cards"
+    shutil.copytree(CARDS_DIR, cards)
+    weights = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_DIR, weights, ignore=shutil.ignore_patterns("*.pt", "*.h5"))
+    code = main(["train", "iicnet", "--data", str(data), "--group-column", "objectId", "--epochs", "2",
+                 "--max-cpu-minutes", "5", "--batch-size", "8", "--out", str(tmp_path / "run"), "--no-progress",
+                 "--threads", "1", "--name", "star_galaxy", "--cards-dir", str(cards), "--weights-dir", str(weights)])
+    assert code == 0, capsys.readouterr().err
+    card = load_card(cards / "star_galaxy.toml")
+    assert card.network == "iicnet" and card.labels == ("galaxy", "star")
+    record = json.loads((tmp_path / "run" / "iicnet.train.json").read_text())
+    assert record["config"]["augment"] is True and record["config"]["lr_schedule"] == "cosine"
+    assert record["config"]["budget_patience"] is True and record["config"]["max_cpu_minutes"] == 5
+    assert all("cpu_seconds" in row and "lr" in row for row in record["history"])
+    capsys.readouterr()
+    code = main(["evaluate", "star_galaxy", "--data", str(data), "--cards-dir", str(cards), "--weights-dir",
+                 str(weights), "--report", str(tmp_path / "eval"), "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
+    assert set(evaluation["per_class"]) == {"galaxy", "star"} and evaluation["examples"] == len(labels)
+    assert evaluation["balanced_accuracy"] is not None
