@@ -56,6 +56,14 @@ own pixel scale (0.2"; no resampling), flux in nJy, per alert:
    (scale falls back to the cutout's largest |pixel|, then 1; see :func:`fill_and_stretch_shared`);
 4. channels (science, template, difference) in a 69 x 69 frame, the seed network's input.
 
+**Masked-pixel sentinels.** ZTF writes -3.4e38 (float32's lowest) where a pixel is masked (6 of
+the 236 ZTF packets in ../shared/data and the bundled samples). Our own stretches (min-max,
+shared asinh) count any pixel at or beyond :data:`SENTINEL_ABS` as missing, like NaN: left in,
+one such pixel made alertclass's input NaN and squashed a min-max stamp to a constant. The
+imported ZTF models below keep ZTF's own handling (the sentinel stays), since their purpose is
+to reproduce ZTF's scores (braai is `drb` bit for bit, sentinel stamps included); so does the
+realbogus model that reads braai's input.
+
 ZTF production models imported from Keras (braai, ACAI), exactly as their authors prepared
 inputs, so the scores match theirs bit for bit (see :mod:`engines.networks.acai`):
 1. per cutout: NaN -> 0 (``np.nan_to_num``), then the model's normalisation: braai ``d6_m7``
@@ -120,6 +128,8 @@ __all__ = [
 STAMP_FRAME = 63
 #: 1.4826 x MAD estimates a Gaussian sigma
 MAD_TO_SIGMA = 1.4826
+#: a pixel at or beyond this magnitude is a masked-pixel sentinel (ZTF: -3.4e38), missing like NaN
+SENTINEL_ABS = 1e30
 WISE_BANDS: tuple[str, ...] = ("W1", "W2", "W3")
 RAW_CHIP_SHAPE: tuple[int, int] = (2048, 4096)
 _DN_SCALE = 65535.0
@@ -164,14 +174,14 @@ def to_device(host: torch.Tensor, device: str | torch.device) -> torch.Tensor:
 
 
 def fill_and_normalise(x: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) with NaN/inf for missing pixels -> median-filled, min-max scaled to [0, 1].
+    """(N, C, H, W) with NaN/inf/sentinels (:data:`SENTINEL_ABS`) for missing pixels -> median-filled, min-max scaled to [0, 1].
 
     The median (the costly part) is computed only for the planes that miss pixels; complete
     planes, most of a night's stamps, go straight to the min-max scaling.
     """
     n, c, h, w = x.shape
     flat = x.reshape(n * c, h * w).float()
-    finite = torch.isfinite(flat)
+    finite = flat.abs() < SENTINEL_ABS  # False for NaN, inf and sentinels alike
     incomplete = ~finite.all(dim=1)
     if bool(incomplete.any()):
         rows, rows_finite = flat[incomplete], finite[incomplete]
@@ -197,7 +207,7 @@ def _shared_scale(centred: torch.Tensor, finite: torch.Tensor, reference_band: i
 
 
 def fill_and_stretch_shared(x: torch.Tensor, size: int | None = None, reference_band: int = 0) -> torch.Tensor:
-    """(N, C, H, W) band images with NaN/inf for missing pixels -> colour-preserving network input.
+    """(N, C, H, W) band images with NaN/inf/sentinels for missing pixels -> colour-preserving network input.
 
     Per band: missing pixels take the lower median of finite ones, and that median is
     subtracted; then every band of one cutout is divided by the same scale (the robust noise of
@@ -208,7 +218,7 @@ def fill_and_stretch_shared(x: torch.Tensor, size: int | None = None, reference_
     if not 0 <= reference_band < c:
         raise PreprocessError(f"reference band {reference_band} not in 0..{c - 1}")
     flat = x.reshape(n, c, h * w).float()
-    finite = torch.isfinite(flat)
+    finite = flat.abs() < SENTINEL_ABS  # False for NaN, inf and sentinels alike
     flat = torch.where(finite, flat, torch.full_like(flat, float("nan")))
     median = torch.nan_to_num(torch.nanmedian(flat, dim=2).values, nan=0.0).unsqueeze(-1)
     centred = torch.where(finite, flat - median, torch.zeros_like(flat))
@@ -568,7 +578,8 @@ def difference_alert_batch_by_scale(alerts: Sequence[Alert], size: int = STAMP_F
                 planes.append(data if data.shape == (size, size) else
                               frame_stamp(data, size, position_px=alert.position_px, detector_shape=alert.detector_shape))
                 continue
-            finite = np.isfinite(data)
+            with np.errstate(invalid="ignore"):
+                finite = np.abs(data) < SENTINEL_ABS
             filled = np.where(finite, data, np.median(data[finite]) if finite.any() else 0.0).astype(np.float32)
             out_hw = (max(1, round(data.shape[0] * ratio)), max(1, round(data.shape[1] * ratio)))
             resized = F.interpolate(torch.from_numpy(filled)[None, None], size=out_hw, mode="bilinear",
