@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import platform
 import random
 import time
@@ -39,7 +40,7 @@ from torch import nn
 from engines.training.ztf_files import TrainingDataError
 
 __all__ = ["TrainConfig", "TrainingData", "TrainResult", "EpochProgress", "resume_progress", "run_epochs", "train_network",
-           "recalibrate_batch_norm",
+           "recalibrate_batch_norm", "LR_SCHEDULES", "scheduled_lr",
            "serving_state_dict", "set_seed", "init_network", "dihedral_augment", "balanced_class_weights",
            "class_weight_tensor", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason",
            "write_training_record"]
@@ -62,6 +63,7 @@ class TrainConfig:
     patience: int = 3
     max_minutes: float | None = None
     lr_halve_epoch: int | None = None      # IICnet's schedule: halve the lr after this epoch
+    lr_schedule: str = "constant"          # or "cosine": lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch
     optimizer: str = "adam"                # "adam" or "sgd"
     threads: int = 2
     network_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -149,8 +151,21 @@ def prepare_run(data: TrainingData, config: TrainConfig, out_dir: Path) -> torch
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingDataError("--device cuda asked for, but torch sees no CUDA device")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise TrainingDataError(f"unknown lr schedule {config.lr_schedule!r} ({' or '.join(LR_SCHEDULES)})")
     set_seed(config.seed)
     return device
+
+
+#: per-epoch learning-rate schedules (TrainConfig.lr_schedule)
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+
+
+def scheduled_lr(config: TrainConfig, epoch: int) -> float | None:
+    """The lr of 0-based ``epoch`` under ``config.lr_schedule`` (None: leave the optimiser's as is)."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1.0 + math.cos(math.pi * epoch / max(config.epochs, 1)))
+    return None
 
 
 def stop_reason(config: TrainConfig, epoch: int, best_epoch: int, started: float) -> str | None:
@@ -331,6 +346,10 @@ def run_epochs(
         if halve_lr_at is not None and epoch == halve_lr_at:
             for group in optimizer.param_groups:
                 group["lr"] = group["lr"] / 2
+        lr = scheduled_lr(config, epoch)
+        if lr is not None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         module.train()
         running, seen = 0.0, 0
         bar = tqdm(batches(examples, config.batch_size, rng), desc=f"{label} epoch {epoch + 1}/{config.epochs}",
@@ -346,7 +365,7 @@ def run_epochs(
             bar.set_postfix(loss=f"{running / seen:.4f}")
         val_loss, val_acc = validate()
         row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "val_loss": val_loss, "val_accuracy": val_acc,
-               "seconds": time.monotonic() - started}
+               "lr": float(optimizer.param_groups[0]["lr"]), "seconds": time.monotonic() - started}
         state.history.append(row)
         log.info("epoch_done", model=config.model, **(log_fields or {}), **row)
         if val_loss < state.best_val_loss:

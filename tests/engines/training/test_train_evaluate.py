@@ -149,3 +149,17 @@ def test_a_freshly_registered_model_of_the_users_own_classes_evaluates(tiny_fold
     assert code == 0, capsys.readouterr().err
     evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert set(evaluation["per_class"]) == {"artefact", "transient"} and evaluation["examples"] == 36
+
+
+def test_cosine_schedule_runs_from_lr_to_near_zero_and_unknown_schedules_are_refused(tmp_path) -> None:
+    from engines.training.train import TrainConfig, TrainingData, prepare_run, scheduled_lr
+    from engines.training.ztf_files import TrainingDataError
+
+    cosine = TrainConfig(model="realbogus", epochs=20, lr=1e-3, lr_schedule="cosine")
+    lrs = [scheduled_lr(cosine, epoch) for epoch in range(20)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[10] == pytest.approx(5e-4)
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and 0 < lrs[-1] < 1e-5
+    assert scheduled_lr(TrainConfig(model="realbogus"), 3) is None      # constant: the optimiser's own lr
+    data = TrainingData(np.zeros((2, 1)), np.zeros(2, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64), ("a", "b"))
+    with pytest.raises(TrainingDataError, match="lr schedule"):
+        prepare_run(data, TrainConfig(model="realbogus", lr_schedule="linear"), tmp_path)
