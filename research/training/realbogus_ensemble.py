@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         fit[f"{role}_roc_auc"] = fast_auc(score_inputs(ensemble, pool.realbogus_inputs[index]), pool.teacher[index] >= 0.5)
     sample = pool.realbogus_inputs[split.test[:512]]
     one, all_k = seconds_per_alert(ensemble.members[0], sample), seconds_per_alert(ensemble, sample)
-    command = " ".join(["python -m research.training.realbogus_ensemble", *(argv or [])])
+    command = " ".join(["python -m research.training.realbogus_ensemble", *(argv if argv is not None else sys.argv[1:])])
     out = {"variant": args.tag, "command": command, "members": names, "preprocessing": key, "fit": fit,
            "description": {"variant": "ensemble", "members": names,
                            "heldout_sources": figures[names[0]]["description"]["heldout_sources"],

@@ -128,7 +128,8 @@ def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
 
 def _figures(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     """Figures of a run folder whose training ended but whose scoring did not (a run stopped by
-    a wall-clock limit after its weights were written): as ``train`` would have written them."""
+    a wall-clock limit after its weights were written): as ``train`` would have written them.
+    ``command`` is this step's; the report prefers a ``train_command`` key when one is added."""
     out = args.out / args.tag
     record = json.loads((out / "realbogus.train.json").read_text())
     pool = load_pool(args.pool, realbogus_preprocessing=args.preprocessing)
