@@ -98,8 +98,10 @@ def evaluate_model(fit_on: Sequence[ScoreSet], choose_on: ScoreSet, tests: Mappi
     }
 
 
-def reliability_png(figures: Mapping[str, Any], title: str, path: Path) -> Path:
-    """Reliability diagram (before and after the fitted temperature) with bin counts."""
+def reliability_png(figures: Mapping[str, Any], title: str, path: Path, score: str = "score (P(real))",
+                    share: str = "share reference-real") -> Path:
+    """Reliability diagram (before and after the fitted temperature) with bin counts; ``score``
+    and ``share`` name the axes (another model's score, e.g. a top-label confidence)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -117,12 +119,12 @@ def reliability_png(figures: Mapping[str, Any], title: str, path: Path) -> Path:
         centres = np.array([b["low"] + width / 2 for b in figures[f"bins_{key}"]])
         offset = -width / 4 if key == "before" else width / 4
         bottom.bar(centres + offset, [b["n"] for b in figures[f"bins_{key}"]], width=width / 2, color=colour)
-    top.set_ylabel("share reference-real")
+    top.set_ylabel(share)
     top.set_xlim(0, 1)
     top.set_ylim(-0.02, 1.02)
     top.legend(loc="upper left", fontsize=8)
     top.set_title(title, fontsize=9)
-    bottom.set_xlabel(f"score (P(real)); {figures['n_bins']} equal-width bins")
+    bottom.set_xlabel(f"{score}; {figures['n_bins']} equal-width bins")
     bottom.set_ylabel("alerts")
     bottom.set_yscale("symlog")
     fig.tight_layout()

@@ -7,8 +7,9 @@ One row per card in ``engines/cards/`` (every model the registry serves, whoever
 survey its input kind comes from (ZTF and Rubin for difference alerts, ``exposure`` for raw
 frames and cutouts): its version, what it was trained on (``[training] data``), whether it was
 checked on that survey (the card's ``surveys``: the only surveys it scores) and its figures
-there (``[survey_figures]``), or "not validated". A checked survey without a figures line gets
-the card's ``[evaluation] summary`` (else its first numeric figures). The table sits between
+there (``[survey_figures]``), or "not validated", and what is known of its score's calibration
+there (``[calibration]``). A checked survey without a figures line gets the card's
+``[evaluation] summary`` (else its first numeric figures). The table sits between
 two markers in engines/README.md; its report links are relative to that folder.
 """
 from __future__ import annotations
@@ -50,11 +51,11 @@ def _figures(evaluation: dict) -> str:
 #: The surveys whose inputs each input kind comes from.
 SURVEYS_OF_KIND = {"difference_alert": ("ztf", "rubin"), "raw_exposure": ("exposure",), "multiband_cutout": ("exposure",)}
 
-Row = tuple[str, str, str, str, str, str, str]
+Row = tuple[str, str, str, str, str, str, str, str]
 
 
 def table_rows(cards_dir: Path) -> list[Row]:
-    """(model, version, survey, trained on, checked, figures, report) per card and survey, in name order."""
+    """(model, version, survey, trained on, checked, figures, calibration, report) per card and survey, in name order."""
     from engines.cards import load_card
 
     rows = []
@@ -71,17 +72,19 @@ def table_rows(cards_dir: Path) -> list[Row]:
             checked = survey in card.surveys
             figures = card.survey_figures.get(survey) or (_figures(dict(card.evaluation)) if checked else "")
             rows.append((card.name, card.version, survey, _cell(trained_on), "yes" if checked else "**not validated**",
-                         _cell(figures) or "never checked on this survey; it does not score it", _cell(report)))
+                         _cell(figures) or "never checked on this survey; it does not score it",
+                         _cell(card.calibration.get(survey, "not stated")), _cell(report)))
     return rows
 
 
 def render_table(rows: Sequence[Row], link_base: Path = ROOT) -> str:
     """The table; report links relative to ``link_base`` (the folder of the README it goes in)."""
-    lines = ["| model | version | survey | trained on | checked on this survey (scores it) | figures on this survey | report |",
-             "|---|---|---|---|---|---|---|"]
-    for name, version, survey, trained_on, checked, figures, report in rows:
+    lines = ["| model | version | survey | trained on | checked on this survey (scores it) | figures on this survey "
+             "| calibration on this survey | report |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, version, survey, trained_on, checked, figures, calibration, report in rows:
         link = f"[{Path(report).name}]({Path(os.path.relpath(ROOT / report, link_base)).as_posix()})" if report else "-"
-        lines.append(f"| {name} | {version} | {survey} | {trained_on} | {checked} | {figures} | {link} |")
+        lines.append(f"| {name} | {version} | {survey} | {trained_on} | {checked} | {figures} | {calibration} | {link} |")
     return "\n".join(lines)
 
 
