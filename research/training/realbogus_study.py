@@ -52,8 +52,8 @@ PREPROCESSING_CHOICES: tuple[str, ...] = ("difference_stamps_69", "difference_st
                                           "difference_stamps_rownorm_pad69")
 #: the ablation's rows, in report order (folders under --out)
 VARIANT_TAGS: tuple[str, ...] = ("teacher", "injection", "both", "both-from-shipped", "teacher-rownorm", "both-rownorm",
-                                  "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "ensemble-rownorm-x2",
-                                  "ensemble-pad69-x2")
+                                  "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "pad69-cos40-shift2",
+                                  "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2")
 #: the recipe of every variant (the seed CNN's training variant: dropout 0.2)
 STUDY_CONFIG = dict(epochs=30, batch_size=64, lr=1e-3, dropout=0.2, patience=5, seed=1, max_minutes=9.0, threads=2)
 INJECTION_EXAMPLES = 1500
