@@ -51,6 +51,9 @@ Format (``engines/cards/<name>.toml``; every key below is required unless marked
     [training]                         # free-form strings: data set, its provenance, recipe
     [evaluation]                       # free-form: metric name -> number or string
 
+    [calibration]                      # optional, last: one line per survey it scores: what is known of
+    ztf = "ECE 0.08 on held-out ..."   # its score's calibration there, or why it cannot be measured
+
 The training helper replaces ``[weights]``, sets ``trained = true`` and fills ``[training]``
 and ``[evaluation]``; :func:`write_card` writes this format back.
 """
@@ -98,6 +101,7 @@ class ModelCard:
     survey_figures: Mapping[str, str] = field(default_factory=dict)
     passes_bar: bool = False
     bar: str = ""
+    calibration: Mapping[str, str] = field(default_factory=dict)
 
     def applies_to_survey(self, survey: str) -> bool:
         """Whether this model was trained and checked on inputs of ``survey`` (so scores them)."""
@@ -162,6 +166,7 @@ def load_card(path: str | Path) -> ModelCard:
             survey_figures={str(k): str(v) for k, v in doc.get("survey_figures", {}).items()},
             passes_bar=_as_bool(doc.get("passes_bar", False), "passes_bar"),
             bar=str(doc.get("bar", "")),
+            calibration={str(k): str(v) for k, v in doc.get("calibration", {}).items()},
         )
     except KeyError as exc:
         why = (" (every card names the surveys it was trained and checked on, e.g. surveys = [\"ztf\"])"
@@ -255,8 +260,11 @@ def card_to_toml(card: ModelCard) -> str:
         lines.append(f"init_seed = {card.init_seed}")
     if card.base_sha256:
         lines.append(f"base_sha256 = {_toml_value(card.base_sha256)}")
-    tables = (("network_args", card.network_args), ("survey_figures", card.survey_figures), ("training", card.training),
-              ("evaluation", card.evaluation))
+    tables: list[tuple[str, Mapping[str, Any]]] = [
+        ("network_args", card.network_args), ("survey_figures", card.survey_figures), ("training", card.training),
+        ("evaluation", card.evaluation)]
+    if card.calibration:
+        tables.append(("calibration", card.calibration))
     for table, values in tables:
         lines += ["", f"[{table}]"] + [f"{key} = {_toml_value(val)}" for key, val in values.items()]
     return "\n".join(lines) + "\n"

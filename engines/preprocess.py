@@ -117,6 +117,7 @@ __all__ = [
     "SURVEY_PIXEL_SCALES",
     "difference_alert_batch_by_scale",
     "difference_alert_batch_rownorm",
+    "difference_alert_batch_rownorm_padded",
     "RUBIN_FRAME",
     "rubin_cutout_centre",
     "rubin_orientation",
@@ -619,6 +620,18 @@ def difference_alert_batch_rownorm(alerts: Sequence[Alert], size: int = 69, devi
     return resample(ztf_triplet_batch(alerts, True, device), size)
 
 
+def difference_alert_batch_rownorm_padded(alerts: Sequence[Alert], size: int = 69,
+                                          device: str | torch.device = "cpu") -> torch.Tensor:
+    """(N, 3, size, size): braai ``d6_m7``'s own 63 x 63 input, pixel for pixel, centred in a
+    ``size`` frame of zeros (3 px each side for 69): no resampling, so the network sees braai's
+    exact pixels at ZTF's own 1.01"/px, and the seed CNN's 69 -> 35 -> 18 -> 9 geometry stays."""
+    triplet = ztf_triplet_batch(alerts, True, device)
+    pad = size - triplet.shape[-1]
+    if pad < 0:
+        raise PreprocessError(f"frame {size} is smaller than braai's {triplet.shape[-1]} px triplet")
+    return F.pad(triplet, (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+
+
 # --- Rubin difference-alert triplets (at Rubin's own 0.2" pixels) ---------------------------
 
 RUBIN_FRAME = 69
@@ -737,6 +750,8 @@ PREPROCESSORS: dict[str, Callable[[Sequence[Any], str], Any]] = {
     "difference_stamps_69": lambda items, device: difference_alert_batch(items, 69, device),
     # realbogus >= 2.1: braai d6_m7's row-wise L2 triplet, resampled 63 -> 69
     "difference_stamps_rownorm_69": lambda items, device: difference_alert_batch_rownorm(items, 69, device),
+    # the same triplet unresampled, 63 centred in 69 with zeros (realbogus studies, issue #25)
+    "difference_stamps_rownorm_pad69": lambda items, device: difference_alert_batch_rownorm_padded(items, 69, device),
     "wise_w123_80": lambda items, device: multiband_batch(items, 80, WISE_BANDS, device),
     "hst_raw_2048x4096": lambda items, device: raw_exposure_items(items, 1, device),
     # the reduced-resolution HR-CelestialNet: the same trimmed chips, binned 4 x 4 to 512 x 1024

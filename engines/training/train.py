@@ -39,7 +39,7 @@ from torch import nn
 from engines.training.ztf_files import TrainingDataError
 
 __all__ = ["TrainConfig", "TrainingData", "TrainResult", "EpochProgress", "resume_progress", "run_epochs", "train_network",
-           "recalibrate_batch_norm",
+           "recalibrate_batch_norm", "LR_SCHEDULES",
            "serving_state_dict", "set_seed", "init_network", "dihedral_augment", "balanced_class_weights",
            "class_weight_tensor", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason", "budget_seconds",
            "write_training_record"]
@@ -153,8 +153,14 @@ def prepare_run(data: TrainingData, config: TrainConfig, out_dir: Path) -> torch
     device = torch.device(config.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise TrainingDataError("--device cuda asked for, but torch sees no CUDA device")
+    if config.lr_schedule not in LR_SCHEDULES:
+        raise TrainingDataError(f"unknown lr schedule {config.lr_schedule!r} ({' or '.join(LR_SCHEDULES)})")
     set_seed(config.seed)
     return device
+
+
+#: learning-rate schedules (TrainConfig.lr_schedule); "cosine" is engines/training/schedule.py's
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 
 
 def stop_reason(config: TrainConfig, epoch: int, best_epoch: int, started: float, cpu_started: float | None = None,

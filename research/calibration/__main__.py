@@ -45,12 +45,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_alerts is not None:
             parser.error("--write-cards needs the whole held-out sets (no --max-alerts)")
         from engines.registry import CARDS_DIR
-        from research.calibration.cards import card_keys, survey_figure_suffix, update_card, update_survey_figure
+        from research.calibration.cards import (
+            calibration_line,
+            card_keys,
+            survey_figure_suffix,
+            update_card,
+            update_survey_figure,
+        )
+        from research.calibration.other import set_calibration
 
         for name, row in results["models"].items():
             path = CARDS_DIR / f"{name}.toml"
             update_card(path, card_keys(name, row, results["n_bins"], results["draws"]))
             update_survey_figure(path, row["survey"], survey_figure_suffix(name, row))
+            set_calibration(path, {row["survey"]: calibration_line(name, row)})
     print(json.dumps({name: {"temperature": row["temperature_fit"]["temperature"], "adopted": row["adopted"],
                              "ece": {k: [round(f["ece_before"], 4), round(f["ece_after"], 4)] for k, f in row["test"].items()}}
                       for name, row in results["models"].items()}, indent=1))

@@ -9,12 +9,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["REPORT", "card_keys", "survey_figure_suffix", "update_card", "update_survey_figure"]
+__all__ = ["REPORT", "calibration_line", "card_keys", "survey_figure_suffix", "update_card", "update_survey_figure"]
 
 REPORT = "research/reports/calibration/README.md"
 #: the held-out set whose figures take the plain ``heldout_`` keys, and the others' key prefixes
 _PRIMARY = {"realbogus": "heldout_sources", "rubin_realbogus": "lsstcam_2025_alerts"}
 _OTHER_PREFIX = {"heldout_injections": "injection_test"}
+_SET_WORDS = {"heldout_sources": "alerts of the 4 held-out sources", "lsstcam_2025_alerts": "held-out LSSTCam 2025 alerts",
+              "heldout_injections": "held-out injections"}
 
 
 def _r(value: Any) -> Any:
@@ -67,6 +69,23 @@ def survey_figure_suffix(name: str, row: Mapping[str, Any]) -> str:
             f"0.95 / 0.99 on validation: {t95['threshold']:.2f} / {t99['threshold']:.2f} "
             f"(held-out recall {t95[_PRIMARY[name]]['recall_of_real']:.2f} / "
             f"{t99[_PRIMARY[name]]['recall_of_real']:.2f})")
+
+
+def calibration_line(name: str, row: Mapping[str, Any]) -> str:
+    """The card's ``[calibration]`` line for the survey the model is validated on."""
+    primary = _PRIMARY[name]
+    parts = []
+    for test, f in row["test"].items():
+        lo, hi = f["ece_before_95ci"]
+        parts.append(f"ECE {f['ece_before']:.3f} ({lo:.2f}-{hi:.2f}) on {f['alerts']} "
+                     f"{_SET_WORDS.get(test, test)} against {row['references'][test]}")
+    t95, t99 = row["thresholds"]["recall_0.95"], row["thresholds"]["recall_0.99"]
+    fit = row["temperature_fit"]
+    return ("; ".join(parts) + f"; temperature {fit['temperature']:.2f} fitted on {fit['fitted_on']}, "
+            + ("adopted" if row["adopted"] else "NOT adopted (served: the softmax)")
+            + f"; thresholds for recall 0.95 / 0.99 of reference-real (chosen on validation): "
+              f"{t95['threshold']:.4f} / {t99['threshold']:.4f}, held-out recall {t95[primary]['recall_of_real']:.2f} / "
+              f"{t99[primary]['recall_of_real']:.2f}; {REPORT}")
 
 
 def _value(value: Any) -> str:

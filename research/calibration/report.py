@@ -78,6 +78,10 @@ def write_report(results: Mapping[str, Any], out: Path) -> Path:
         "s, a share s is called real by the survey's model. It is agreement, not the probability of being real "
         "by human vetting.",
         "",
+        "The other shipped models (ZTF's imported braai and ACAI, which have no independent real/bogus truth here, "
+        "and the exposure models trained on simulated data) are in [`other_models.md`](other_models.md): what can "
+        "and cannot be measured for each. Every card ends with a `[calibration]` line per survey it scores.",
+        "",
         "## Method",
         "",
         f"- **ECE**: P(real) against the 0/1 reference, {results['n_bins']} equal-width bins on [0, 1] (last bin "

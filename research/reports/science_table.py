@@ -7,8 +7,9 @@ One row per card in ``engines/cards/`` (every model the registry serves, whoever
 survey its input kind comes from (ZTF and Rubin for difference alerts, ``exposure`` for raw
 frames and cutouts): its version, what it was trained on (``[training] data``), whether it was
 checked on that survey (the card's ``surveys``: the only surveys it scores) and its figures
-there (``[survey_figures]``), or "not validated"; and whether its card passes the default bar
-(``passes_bar``: it runs when ``engine.models`` is empty) or runs only when named. A checked survey without a figures line gets
+there (``[survey_figures]``), or "not validated"; what is known of its score's calibration there
+(``[calibration]``); and whether its card passes the default bar (``passes_bar``: it runs when
+``engine.models`` is empty) or runs only when named. A checked survey without a figures line gets
 the card's ``[evaluation] summary`` (else its first numeric figures). The table sits between
 two markers in engines/README.md; its report links are relative to that folder.
 """
@@ -51,11 +52,11 @@ def _figures(evaluation: dict) -> str:
 #: The surveys whose inputs each input kind comes from.
 SURVEYS_OF_KIND = {"difference_alert": ("ztf", "rubin"), "raw_exposure": ("exposure",), "multiband_cutout": ("exposure",)}
 
-Row = tuple[str, str, str, str, str, str, str]
+Row = tuple[str, str, str, str, str, str, str, str]
 
 
 def table_rows(cards_dir: Path) -> list[Row]:
-    """(model, version, survey, trained on, checked, figures, report) per card and survey, in name order."""
+    """(model, version, survey, trained on, checked, figures, calibration, report) per card and survey, in name order."""
     from engines.cards import load_card
 
     rows = []
@@ -75,18 +76,20 @@ def table_rows(cards_dir: Path) -> list[Row]:
                 else "by name only"
             verdict = f"yes, {runs}" if checked else "**not validated**"
             rows.append((card.name, card.version, survey, _cell(trained_on), verdict,
-                         _cell(figures) or "never checked on this survey; it does not score it", _cell(report)))
+                         _cell(figures) or "never checked on this survey; it does not score it",
+                         _cell(card.calibration.get(survey)
+                               or ("not stated" if checked else "not measured: it does not score this survey")), _cell(report)))
     return rows
 
 
 def render_table(rows: Sequence[Row], link_base: Path = ROOT) -> str:
     """The table; report links relative to ``link_base`` (the folder of the README it goes in)."""
     lines = ["| model | version | survey | trained on | checked on this survey (scores it); default bar (engines/cards/README.md) "
-             "| figures on this survey | report |",
-             "|---|---|---|---|---|---|---|"]
-    for name, version, survey, trained_on, checked, figures, report in rows:
+             "| figures on this survey | calibration on this survey | report |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, version, survey, trained_on, checked, figures, calibration, report in rows:
         link = f"[{Path(report).name}]({Path(os.path.relpath(ROOT / report, link_base)).as_posix()})" if report else "-"
-        lines.append(f"| {name} | {version} | {survey} | {trained_on} | {checked} | {figures} | {link} |")
+        lines.append(f"| {name} | {version} | {survey} | {trained_on} | {checked} | {figures} | {calibration} | {link} |")
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ __all__ = [
     "TeacherRun",
     "heldout_report",
     "score_inputs",
+    "shift_augment",
     "soft_targets",
     "split_by_source",
     "train_on_pool",
@@ -86,10 +87,34 @@ def split_by_source(pool: PoolAlerts, heldout_sources: Sequence[str], validation
                        heldout_sources=tuple(sorted(held)), dropped_shared_objects=dropped)
 
 
-def soft_targets(scores: np.ndarray) -> np.ndarray:
-    """(N, 2) float32 (bogus, real) = (1 - s, s) from a teacher's real score ``s``."""
-    s = np.clip(np.asarray(scores, dtype=np.float32), 0.0, 1.0)
+def soft_targets(scores: np.ndarray, smoothing: float = 0.0) -> np.ndarray:
+    """(N, 2) float32 (bogus, real) = (1 - s, s) from a teacher's real score ``s``;
+    ``smoothing`` e pulls both towards 1/2: s -> s (1 - e) + e / 2 (label smoothing)."""
+    if not 0.0 <= smoothing < 1.0:
+        raise TrainingDataError(f"smoothing must lie in [0, 1), got {smoothing}")
+    s = np.clip(np.asarray(scores, dtype=np.float32), 0.0, 1.0) * (1.0 - smoothing) + smoothing / 2
     return np.stack([1.0 - s, s], axis=1).astype(np.float32)
+
+
+def shift_augment(max_shift: int) -> Callable[[torch.Tensor, np.random.Generator], torch.Tensor]:
+    """Dihedral turn (:func:`dihedral_augment`), then a shift of each example by up to
+    ``max_shift`` px in x and y, the uncovered edge zero-filled (braai's pad value); 0: dihedral only."""
+    if max_shift < 0:
+        raise TrainingDataError(f"max_shift must be >= 0, got {max_shift}")
+
+    def augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+        x = dihedral_augment(x, rng)
+        if max_shift == 0:
+            return x
+        out = torch.zeros_like(x)
+        h, w = x.shape[-2:]
+        for i, (dy, dx) in enumerate(rng.integers(-max_shift, max_shift + 1, size=(len(x), 2))):
+            dy, dx = int(dy), int(dx)
+            out[i, :, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+                x[i, :, max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+        return out
+
+    return augment
 
 
 @dataclass(frozen=True)
@@ -105,12 +130,14 @@ class TeacherRun:
 
 def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: TrainConfig, out_dir: Path,
                   injection: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False,
-                  resume: Path | None = None) -> TeacherRun:
+                  resume: Path | None = None, max_shift: int = 0, smoothing: float = 0.0) -> TeacherRun:
     """Train ``variant`` ("teacher", "injection" or "both") on the split's training alerts.
 
     Validation is always the teacher-labelled validation alerts of the training sources, so
     the kept epoch is chosen by agreement on real alerts for every variant. ``resume``: a
-    checkpoint of the same variant to continue (more epochs, another time budget)."""
+    checkpoint of the same variant to continue (more epochs, another time budget). Training
+    batches are turned (8 dihedral transforms) and shifted by up to ``max_shift`` px; the
+    teacher's training targets are label-smoothed by ``smoothing`` (validation's never are)."""
     if variant not in ("teacher", "injection", "both"):
         raise TrainingDataError(f"unknown variant {variant!r}")
     if variant != "teacher" and injection is None:
@@ -121,11 +148,12 @@ def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: Tr
         raise TrainingDataError("no validation alert has a teacher score")
     xs, ys = [], []
     description: dict[str, Any] = {"variant": variant, "heldout_sources": list(split.heldout_sources),
+                                   "max_shift_px": max_shift, "target_smoothing": smoothing,
                                    "pool_train_alerts": 0, "injection_examples": 0,
                                    "validation_alerts": len(split.validation)}
     if variant in ("teacher", "both"):
         xs.append(pool.realbogus_inputs[split.train])
-        ys.append(soft_targets(pool.teacher[split.train]))
+        ys.append(soft_targets(pool.teacher[split.train], smoothing))
         description["pool_train_alerts"] = len(split.train)
         train_pool = pool.subset(split.train)
         description["pool_train"] = train_pool.counts()
@@ -139,7 +167,7 @@ def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: Tr
                         class_names=("bogus", "real"), description=description)
     started = time.monotonic()
     to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))
-    result = train_network(data, to_input, config, Path(out_dir), progress=progress, augment=dihedral_augment,
+    result = train_network(data, to_input, config, Path(out_dir), progress=progress, augment=shift_augment(max_shift),
                            resume=resume)
     return TeacherRun(variant, result.weights_path, result.record_path, description, time.monotonic() - started)
 

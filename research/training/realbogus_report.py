@@ -11,7 +11,7 @@ from typing import Any
 from research.training.pool_realbogus import SourceSplit
 from research.training.ztf_pool import PoolAlerts
 
-__all__ = ["ROW_ORDER", "SHIPPED_AS", "VARIANT_TEXT", "ship_variant", "write_study_report"]
+__all__ = ["LEVER_ROWS", "ROW_ORDER", "SHIPPED_AS", "VARIANT_TEXT", "ship_variant", "write_study_report"]
 
 VARIANT_TEXT = {
     "shipped-1.0.0": "injection only: the shipped 1.0.0-synthetic weights (12,000 synthetic injections, 2 epochs)",
@@ -21,11 +21,23 @@ VARIANT_TEXT = {
     "both-from-shipped": "teacher + injection, starting from the shipped 1.0.0 (injection-trained) weights, lr 3e-4",
     "teacher-rownorm": "teacher only, on braai's own input (row-wise L2 triplet, 63 -> 69) instead of min-max stamps",
     "both-rownorm": "teacher + injection (as `both`), on braai's own input (row-wise L2 triplet, 63 -> 69)",
+    "pad69": "teacher only, braai's row-wise L2 triplet unresampled: 63 x 63 centred in 69 x 69 zeros",
+    "pad69-cos20": "as `pad69`, cosine lr over 20 epochs (no early stop)",
+    "rownorm-ft-cos-shift2": "a longer schedule: 2.1.0's weights (`teacher-rownorm`) trained on, cosine lr 3e-4 -> 0 "
+                             "over 12 more epochs, + shifts of up to 2 px (zero-filled) after the dihedral turn",
+    "pad69-cos40-shift2": "as `pad69`, cosine lr over 40 epochs (no early stop), + shifts of up to 2 px (zero-filled) "
+                          "after the dihedral turn",
+    "rownorm-cos40-shift2": "as `pad69-cos40-shift2` on 2.1.0's input (braai's triplet resampled 63 -> 69)",
+    "ensemble-rownorm-x2": "mean P(real) of `teacher-rownorm` (2.1.0) and `rownorm-ft-cos-shift2` (2 seed-architecture "
+                           "networks)",
+    "ensemble-pad69-x2": "mean P(real) of `pad69` and `pad69-cos20` (2 seed-architecture networks)",
 }
 #: the variants that were shipped, and as which version (the current one is added by ``shipped``)
 SHIPPED_AS = {"both": "2.0.0-pool-distilled"}
 #: report order of the ablation's rows
-ROW_ORDER = ("shipped-1.0.0", "injection", "teacher", "both", "both-from-shipped", "teacher-rownorm", "both-rownorm")
+ROW_ORDER = ("shipped-1.0.0", "injection", "teacher", "both", "both-from-shipped", "teacher-rownorm", "both-rownorm",
+             "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "pad69-cos40-shift2", "rownorm-cos40-shift2",
+             "ensemble-rownorm-x2", "ensemble-pad69-x2")
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -93,6 +105,106 @@ def _checked(results: Mapping[str, Mapping[str, Any]], shipped: str | None) -> l
                "alerts, the other passes more teacher-bogus ones (see the table)."]
           if shipped in ("teacher-rownorm", "both-rownorm") else []),
     ]
+
+
+#: the rows of the levers table (issue #25 item 2), the 2.1.0 recipe first
+LEVER_ROWS = ("teacher-rownorm", "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "pad69-cos40-shift2",
+              "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2")
+
+
+def _levers(results: Mapping[str, Mapping[str, Any]], shipped: str | None) -> list[str]:
+    """Issue #25 item 2: geometry, schedule, augmentation, ensembling; validation first."""
+    rows = [k for k in LEVER_ROWS if k in results]
+    if len(rows) < 2:
+        return []
+    lines = [
+        "## Levers toward braai's level (issue #25 item 2)",
+        "",
+        "Target: ROC AUC >= 0.97 against braai d6_m7 on the held-out sources, recall >= 0.95 of teacher-real at "
+        "the validation threshold. Every variant keeps the seed architecture (`engines/networks/realbogus.py`, "
+        "1,420,738 parameters) and the 2.1.0 split; the kept epoch is the lowest validation loss. **Selection rule, "
+        "fixed before the runs: the lowest validation loss (cross-entropy against braai's soft targets on the 253 "
+        "validation alerts), validation ROC AUC beside it.** Honesty note: each `train` run prints its held-out "
+        "figures when it ends, so they were seen before the choice; the choice follows the rule, not them.",
+        "",
+        "- **Geometry.** The seed network's dense layer takes 128 x 9 x 9 (69 -> 35 -> 18 -> 9 with 'same' pools); "
+        "63 x 63 gives 8 x 8, so braai's 63 px cannot enter the unchanged architecture. 2.1.0 resampled braai's "
+        "triplet bilinearly 63 -> 69 (a 1.095 scale: every pixel interpolated). `pad69` "
+        "(`difference_stamps_rownorm_pad69`) puts braai's 63 x 63 pixels unchanged in the centre of a 69 x 69 frame "
+        "of zeros (the value braai's own code gives missing pixels): no resampling, ZTF's 1.01\"/px kept.",
+        "- **Schedule.** Constant lr 1e-3 with early stopping (2.1.0) against cosine decay over 20 or 40 epochs, no "
+        "early stop, and 2.1.0's weights trained on with a cosine decay from 3e-4. Every run is bounded to 9.5 min of "
+        "one CPU thread on a machine shared with other jobs; the machine was saturated during the first runs (up to "
+        "130 s an epoch) and nearly idle for the two 40-epoch runs (about 14 s), so the epochs run differ (column 3).",
+        "- **Augmentation.** The 8 dihedral transforms (2.1.0), plus shifts of up to 2 px with zero fill.",
+        "- **Ensembling.** K networks of the seed architecture, their P(real) averaged (not their weights). Cost "
+        "measured: CPU milliseconds per alert (one thread, batches of 256) for one member and for the ensemble.",
+        "",
+        "| variant | input | epochs run (kept) | validation loss (kept) | validation ROC AUC | held-out ROC AUC (95 % CI) "
+        "| validation threshold | held-out recall of teacher-real (95 % CI) | held-out teacher-bogus passed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key in rows:
+        fig = results[key]
+        a = fig["vs_braai_d6_m7"]["all"]
+        rec = fig.get("record") or {}
+        fit = fig.get("fit") or {}
+        epochs = f"{rec['epochs_run']} ({rec['best_epoch']})" if rec else "-"
+        mark = " **(shipped)**" if key == shipped else (" (2.1.0)" if key == "teacher-rownorm" else "")
+        if rec and "wall-clock" in str(rec.get("stopped_because", "")):
+            epochs += ", cut by the wall-clock limit"
+        lines.append(f"| `{key}`{mark} | {fig.get('preprocessing', '-')} | {epochs} | {_f(rec.get('best_val_loss'), 4)} | "
+                     f"{_f(fit.get('validation_roc_auc'))} | {_ci(a, 'roc_auc')} | {_f(fig['threshold'])} | "
+                     f"{_ci(a, 'recall_of_real')} | {_ci(a, 'bogus_passed')} |")
+    for key in rows:
+        if "cost" in results[key]:
+            c = results[key]["cost"]
+            lines += ["", f"Cost of `{key}`: {c['member_ms_per_alert']:.2f} ms per alert for one member, "
+                          f"{c['ensemble_ms_per_alert']:.2f} ms for the {len(results[key]['members'])}-member ensemble "
+                          f"({c['alerts_timed']} held-out alerts, {c['threads']} CPU thread, batches of {c['batch']}; on a "
+                          "2-core machine shared with other jobs, so the times are noisy: K members cost about K "
+                          "times one, as they are K full forward passes)."]
+    by_loss = [k for k in rows if (results[k].get("record") or {}).get("best_val_loss") is not None]
+    chosen = min(by_loss, key=lambda k: results[k]["record"]["best_val_loss"]) if by_loss else None
+    if chosen:
+        lines += ["", f"**Decision by the rule: `{chosen}` has the lowest validation loss "
+                      f"({results[chosen]['record']['best_val_loss']:.4f}).** "
+                      + ("No new version is shipped: 2.1.0 stays. " if chosen == "teacher-rownorm" else "")
+                      + "The ensembles have no training loss of their own; their validation AUC equals or trails "
+                        "their best member's, so by validation they gain nothing for K times the cost, and none is "
+                        "shipped."]
+        auc0 = results[chosen]["vs_braai_d6_m7"]["all"]["roc_auc"]
+        higher = [k for k in by_loss if k != chosen and round(results[k]["vs_braai_d6_m7"]["all"]["roc_auc"], 3) > round(auc0, 3)]
+        if higher:
+            lines += ["", ", ".join(f"`{k}` ({results[k]['vs_braai_d6_m7']['all']['roc_auc']:.3f})" for k in higher)
+                      + f" score higher than `{chosen}` ({auc0:.3f}) on the held-out sources but worse on validation "
+                        "(loss and AUC above): by the rule they are not chosen. Shipping one would be choosing on the "
+                        "test set; the gains lie inside the held-out intervals, and runs cut by the time budget (the "
+                        "40-epoch cosine runs stopped at 31 and 33 epochs) may simply have been stopped at a luckier "
+                        "point for these sources. A full-length run of that recipe, judged on validation, is the "
+                        "next step."]
+    best = max(rows, key=lambda k: results[k]["vs_braai_d6_m7"]["all"]["roc_auc"] or 0.0)
+    b = results[best]["vs_braai_d6_m7"]["all"]
+    reached = (b["roc_auc"] or 0) >= 0.97 and (b["recall_of_real"] or 0) >= 0.95
+    val = [float(v) for k in rows if (v := (results[k].get("fit") or {}).get("validation_roc_auc")) is not None]
+    base = results[rows[0]]["vs_braai_d6_m7"]["all"]
+    beyond = (b["roc_auc"] or 0.0) > base["roc_auc_95ci"][1]
+    lines += ["", f"**Target AUC >= 0.97 and recall >= 0.95: {'reached' if reached else 'NOT reached'}.** The highest "
+                  f"held-out AUC among these rows is {_f(b['roc_auc'])} (`{best}`); validation AUC is "
+                  f"{_f(min(val))}-{_f(max(val))} for every row, so the gap to braai is on sources the "
+                  "network never saw (fink-science above all, see the per-source tables), not a failure to fit. "
+                  + ("The best row lies above the upper end of 2.1.0's interval. " if beyond else
+                     f"No row lies above the upper end of `{rows[0]}`'s interval ({_f(base['roc_auc_95ci'][1])}): no "
+                     "lever tried here moved the held-out AUC beyond the noise of 383 alerts. ")
+                  + "Limits: one seed per recipe; "
+                  "each run bounded to 9.5 min of one shared CPU thread, so the runs made while the machine was "
+                  "saturated ended early (column 3; the fine-tuned one in epoch 6 of 12).", "",
+              "Reproduce (teacher-rownorm: 2.1.0's own command, above): "
+              + "; ".join(f"`{results[k].get('train_command') or results[k]['command']}`" for k in rows
+                          if results[k].get("command") and k != "teacher-rownorm")
+              + ". The fine-tuned run's record was rebuilt from its checkpoint (weights = its kept epoch) after the "
+                "wall-clock limit stopped it, then scored with `... figures`.", ""]
+    return lines
 
 
 def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlerts, split: SourceSplit,
@@ -167,6 +279,7 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
                   "stay near chance even when every other source, recent ones included, is trained on: its "
                   "braai-bogus alerts (mostly faint point sources on catalogued stars) are what the network does not "
                   "learn to call bogus. Which alerts are held out matters as much as the recipe."]
+    lines += ["", *_levers(results, shipped)]
     lines += ["", "## Per held-out source (at each variant's validation threshold)", ""]
     for key in [k for k in ROW_ORDER if k in results]:
         lines += [f"Variant `{key}`:", "", "| source | alerts | teacher-real / bogus | ROC AUC (95 % CI) | recall | bogus passed |",
@@ -228,6 +341,7 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
     from research.training.realbogus_study import SHIPPED_VERSION, STUDY_CONFIG
 
     record = json.loads((run_dir / "realbogus.train.json").read_text())
+    config = record.get("config", {})
     preprocessing = str(figures.get("preprocessing", "difference_stamps_69"))
     train = pool.subset(split.train)
     a = figures["vs_braai_d6_m7"]["all"]
@@ -242,12 +356,15 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
         "label_rule": "soft targets (1 - s, s) from braai d6_m7 score s (= ZTF drb)"
                       + ("; injections one-hot" if record["data"].get("injection_examples") else ""),
         "split": "held-out sources for the test (their objects out of training); the rest by object, 85/15",
-        "augmentation": "random rotation / reflection of the stamps (8 dihedral transforms)",
+        "augmentation": "random rotation / reflection of the stamps (8 dihedral transforms)"
+                        + (f", then shifts of up to {shift} px (zero fill)" if (shift := record["data"].get("max_shift_px")) else ""),
         "preprocessing": preprocessing,
         "epochs_run": len(record["history"]), "best_epoch": record["best_epoch"],
         "stopped_because": record["stopped_because"],
-        "optimizer": "adam", "lr": STUDY_CONFIG["lr"], "batch_size": STUDY_CONFIG["batch_size"],
-        "dropout": STUDY_CONFIG["dropout"], "seed": STUDY_CONFIG["seed"],
+        "optimizer": config.get("optimizer", "adam"), "lr": config.get("lr", STUDY_CONFIG["lr"]),
+        "lr_schedule": config.get("lr_schedule", "constant"),
+        "batch_size": config.get("batch_size", STUDY_CONFIG["batch_size"]),
+        "dropout": config.get("dropout", STUDY_CONFIG["dropout"]), "seed": config.get("seed", STUDY_CONFIG["seed"]),
         "record": f"engines/weights/realbogus-{SHIPPED_VERSION}.train.json",
         "command": figures.get("command") or (f"python -m research.training.realbogus_study train {variant} "
                                               "--pool ../shared/ztf_pool --data-ztf ../shared/data/ztf"),
@@ -279,13 +396,36 @@ def ship_variant(variant: str, run_dir: Path, figures: Mapping[str, Any], pool: 
         "report": "research/reports/realbogus/README.md",
         "not_shown": "accuracy against human vetting; Rubin alerts; other seeds or held-out sets",
     }
+    from engines.cards import load_card
+    from engines.registry import CARDS_DIR
+
+    previous = load_card(CARDS_DIR / "realbogus.toml")
     card = register_model("realbogus", "realbogus", ("bogus", "real"), run_dir / "realbogus.pt", SHIPPED_VERSION,
                           training, evaluation,
                           description="Real/bogus CNN (unchanged seed architecture) on (science, template, difference) "
                                       "stamps, distilled from ZTF's braai on real ZTF alerts; figures on held-out sources."
-                                      + (" Input: braai's row-wise L2 triplet resampled to 69 x 69."
-                                         if preprocessing == "difference_stamps_rownorm_69" else ""),
-                          half=True, preprocessing=preprocessing)
+                                      + {"difference_stamps_rownorm_69": " Input: braai's row-wise L2 triplet resampled "
+                                                                         "to 69 x 69.",
+                                         "difference_stamps_rownorm_pad69": " Input: braai's row-wise L2 triplet, "
+                                                                            "63 x 63 unresampled, centred in a 69 x 69 "
+                                                                            "frame of zeros."}.get(preprocessing, ""),
+                          half=True, preprocessing=preprocessing, surveys=("ztf",),
+                          survey_figures={"ztf": f"checked: ROC AUC {a['roc_auc']:.3f} (95% CI {a['roc_auc_95ci'][0]:.2f}-"
+                                                 f"{a['roc_auc_95ci'][1]:.2f}) against ZTF's drb (braai d6_m7 >= 0.5) on "
+                                                 f"{a['alerts']} alerts of {len(split.heldout_sources)} sources held out of "
+                                                 f"training; recall of drb-real {a['recall_of_real']:.2f} at the validation "
+                                                 f"threshold {figures['threshold']:.2f} (agreement with ZTF's model, not "
+                                                 "accuracy)",
+                                          **({"rubin": previous.survey_figures["rubin"]}
+                                             if "rubin" in previous.survey_figures else {})})
+    # the superseded version filled ZTF records' real_bogus; its successor, checked on the same
+    # held-out sources, takes over that role (register_model never sets it by itself)
+    if previous.real_bogus:
+        from dataclasses import replace
+
+        from engines.cards import write_card
+
+        write_card(replace(load_card(card), real_bogus=True), card)
     from engines.registry import WEIGHTS_DIR
 
     (WEIGHTS_DIR / f"realbogus-{SHIPPED_VERSION}.train.json").write_text(json.dumps(record, indent=2))

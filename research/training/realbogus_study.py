@@ -48,9 +48,12 @@ __all__ = ["PREPROCESSING_CHOICES", "SHIPPED_VERSION", "STUDY_CONFIG", "VARIANT_
 
 SHIPPED_VERSION = "2.1.0-pool-distilled"
 #: the real/bogus inputs a variant may be trained on (engines.preprocess keys)
-PREPROCESSING_CHOICES: tuple[str, ...] = ("difference_stamps_69", "difference_stamps_rownorm_69")
+PREPROCESSING_CHOICES: tuple[str, ...] = ("difference_stamps_69", "difference_stamps_rownorm_69",
+                                          "difference_stamps_rownorm_pad69")
 #: the ablation's rows, in report order (folders under --out)
-VARIANT_TAGS: tuple[str, ...] = ("teacher", "injection", "both", "both-from-shipped", "teacher-rownorm", "both-rownorm")
+VARIANT_TAGS: tuple[str, ...] = ("teacher", "injection", "both", "both-from-shipped", "teacher-rownorm", "both-rownorm",
+                                  "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "pad69-cos40-shift2",
+                                  "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2")
 #: the recipe of every variant (the seed CNN's training variant: dropout 0.2)
 STUDY_CONFIG = dict(epochs=30, batch_size=64, lr=1e-3, dropout=0.2, patience=5, seed=1, max_minutes=9.0, threads=2)
 INJECTION_EXAMPLES = 1500
@@ -108,8 +111,11 @@ def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     injection = (_injection(INJECTION_EXAMPLES, INJECTION_SEED, args.data_ztf, args.preprocessing)
                  if args.variant != "teacher" else None)
     config = TrainConfig(model="realbogus", **{**STUDY_CONFIG, "max_minutes": args.max_minutes, "epochs": args.epochs,
-                                               "lr": args.lr}, init_from=args.init_from)
-    run = train_on_pool(pool, split, args.variant, config, out, injection=injection, resume=args.resume)
+                                               "lr": args.lr, "seed": args.seed, "patience": args.patience,
+                                               "threads": args.threads},
+                         init_from=args.init_from, lr_schedule=args.lr_schedule)
+    run = train_on_pool(pool, split, args.variant, config, out, injection=injection, resume=args.resume,
+                        max_shift=args.max_shift, smoothing=args.smoothing)
     figures = evaluate_weights(run.weights, pool, split, args.data_ztf)
     figures["fit"] = _fit_figures(run.weights, pool, split)
     command = " ".join(["python -m research.training.realbogus_study", *(argv or [])])
@@ -117,6 +123,24 @@ def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                                                   "description": run.description,
                                                   "train_seconds": run.seconds, **figures}, indent=2, default=str))
     print(json.dumps({"variant": args.variant, **figures["vs_braai_d6_m7"]["all"]}, default=str))
+    return 0
+
+
+def _figures(args: argparse.Namespace, argv: list[str] | None = None) -> int:
+    """Figures of a run folder whose training ended but whose scoring did not (a run stopped by
+    a wall-clock limit after its weights were written): as ``train`` would have written them.
+    ``command`` is this step's; the report prefers a ``train_command`` key when one is added."""
+    out = args.out / args.tag
+    record = json.loads((out / "realbogus.train.json").read_text())
+    pool = load_pool(args.pool, realbogus_preprocessing=args.preprocessing)
+    split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
+    figures = evaluate_weights(out / "realbogus.pt", pool, split, args.data_ztf)
+    figures["fit"] = _fit_figures(out / "realbogus.pt", pool, split)
+    command = " ".join(["python -m research.training.realbogus_study", *(argv or [])])
+    (out / "figures.json").write_text(json.dumps({"variant": args.tag, "command": command, "description": record["data"],
+                                                  "train_seconds": record["history"][-1]["seconds"], **figures},
+                                                 indent=2, default=str))
+    print(json.dumps({"variant": args.tag, **figures["vs_braai_d6_m7"]["all"]}, default=str))
     return 0
 
 
@@ -156,6 +180,12 @@ def _report(args: argparse.Namespace) -> int:
         path = args.out / variant / "figures.json"
         if path.is_file():
             results[variant] = json.loads(path.read_text())
+            record = path.parent / "realbogus.train.json"
+            if record.is_file():
+                r = json.loads(record.read_text())
+                results[variant]["record"] = {"epochs_run": len(r["history"]), "best_epoch": r["best_epoch"],
+                                              "best_val_loss": r["best_val_loss"], "stopped_because": r["stopped_because"],
+                                              "seconds": r["history"][-1]["seconds"]}
             if "fit" not in results[variant] and (path.parent / "realbogus.pt").is_file():
                 variant_pool = pools[results[variant].get("preprocessing", PREPROCESSING_CHOICES[0])]
                 results[variant]["fit"] = _fit_figures(path.parent / "realbogus.pt", variant_pool, split)
@@ -192,14 +222,24 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--tag", default=None, help="output folder name under --out (default: the variant)")
     t.add_argument("--init-from", default=None, help="start from these weights (.pt), e.g. the shipped injection model")
     t.add_argument("--lr", type=float, default=STUDY_CONFIG["lr"])
+    t.add_argument("--threads", type=int, default=STUDY_CONFIG["threads"], help="CPU threads for torch")
+    t.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant")
+    t.add_argument("--seed", type=int, default=STUDY_CONFIG["seed"])
+    t.add_argument("--patience", type=int, default=STUDY_CONFIG["patience"],
+                   help="stop after this many epochs without a better validation loss")
+    t.add_argument("--max-shift", type=int, default=0, help="shift augmentation: up to this many px (0: dihedral only)")
+    t.add_argument("--smoothing", type=float, default=0.0, help="label smoothing of the teacher's soft targets")
     t.add_argument("--preprocessing", choices=PREPROCESSING_CHOICES, default=PREPROCESSING_CHOICES[0],
                    help="the network's input (default: the min-max stamps of 1.0.0 and 2.0.0)")
     t.add_argument("--heldout", default=None,
                    help="comma-separated sources to hold out instead of the standard set (another fold; tag it fold-*)")
+    f = sub.add_parser("figures", help="score a finished run folder OUT/TAG (weights and record) as train would")
+    f.add_argument("tag")
+    f.add_argument("--preprocessing", choices=PREPROCESSING_CHOICES, required=True)
     r = sub.add_parser("report")
     r.add_argument("--ship", choices=VARIANT_TAGS, default=None)
     r.add_argument("--reports", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "realbogus")
-    for p in (t, r):
+    for p in (t, f, r):
         p.add_argument("--out", type=Path, default=Path("var/study"))
         p.add_argument("--pool", type=Path, required=True, help="the real-alert pool folder (alerts.parquet, labels.csv), "
                                                                "e.g. ../shared/ztf_pool")
@@ -207,7 +247,10 @@ def main(argv: list[str] | None = None) -> int:
                        help="folder of FITS-stamp ZTF alerts: injection bases and the drb check, e.g. ../shared/data/ztf")
     args = parser.parse_args(argv)
     try:
-        return _train(args, argv if argv is not None else sys.argv[1:]) if args.step == "train" else _report(args)
+        given = argv if argv is not None else sys.argv[1:]
+        if args.step == "train":
+            return _train(args, given)
+        return _figures(args, given) if args.step == "figures" else _report(args)
     except TrainingDataError as exc:
         print(f"realbogus study failed: {exc}", file=sys.stderr)
         return 1

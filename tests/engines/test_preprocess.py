@@ -174,6 +174,19 @@ def test_rownorm_stamps_are_braai_input_resampled(alerts) -> None:
             np.testing.assert_allclose(row[channel], np_rownorm_stamp(stamp.data, 69), atol=1e-5, rtol=0)
 
 
+def test_padded_rownorm_stamps_are_braai_input_pixel_for_pixel(alerts) -> None:
+    """``difference_stamps_rownorm_pad69`` (realbogus >= 2.2): braai d6_m7's 63 x 63 triplet,
+    unresampled, centred in 69 x 69 zeros (3 px each side)."""
+    batch = PREPROCESSORS["difference_stamps_rownorm_pad69"](alerts, "cpu").numpy()
+    assert batch.shape == (len(alerts), 3, 69, 69)
+    for row, alert in zip(batch, alerts):
+        for channel, stamp in enumerate((alert.science, alert.template, alert.difference)):
+            np.testing.assert_allclose(row[channel, 3:66, 3:66], np_rownorm_stamp(stamp.data, 63), atol=1e-6, rtol=0)
+        border = np.ones((69, 69), bool)
+        border[3:66, 3:66] = False
+        assert not row[:, border].any()           # the frame is zeros: nothing resampled, nothing invented
+
+
 def _stand_in_exposures(alerts, count: int = 12, gain: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> list[Exposure]:
     """Real ZTF stamp planes standing in for W1 / W2 / W3 (no real WISE cutout is available).
 

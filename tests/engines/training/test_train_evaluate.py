@@ -207,3 +207,12 @@ def test_a_freshly_registered_two_class_iicnet_on_grayscale_stamps_evaluates_thr
     evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert set(evaluation["per_class"]) == {"galaxy", "star"} and evaluation["examples"] == len(labels)
     assert evaluation["balanced_accuracy"] is not None
+
+
+def test_unknown_lr_schedules_are_refused(tmp_path) -> None:
+    from engines.training.train import TrainConfig, TrainingData, prepare_run
+    from engines.training.ztf_files import TrainingDataError
+
+    data = TrainingData(np.zeros((2, 1)), np.zeros(2, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64), ("a", "b"))
+    with pytest.raises(TrainingDataError, match="lr schedule"):
+        prepare_run(data, TrainConfig(model="realbogus", lr_schedule="linear"), tmp_path)

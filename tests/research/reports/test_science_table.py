@@ -14,8 +14,8 @@ def test_every_card_has_a_row_per_survey_and_synthetic_training_is_marked() -> N
     rows = table_rows(REPO / "engines" / "cards")
     names = sorted({r[0] for r in rows})
     assert names == sorted({load_card(p).name for p in (REPO / "engines" / "cards").glob("*.toml")})
-    for name, _version, _survey, trained_on, _checked, figures, _report in rows:
-        assert trained_on and figures, name
+    for name, _version, _survey, trained_on, _checked, figures, calibration, _report in rows:
+        assert trained_on and figures and calibration, name
     iicnet = next(r for r in rows if r[0] == "iicnet")
     assert iicnet[3].upper().startswith("SYNTHETIC") and iicnet[2] == "exposure"
     by_pair = {(r[0], r[2]): r for r in rows}
@@ -23,6 +23,8 @@ def test_every_card_has_a_row_per_survey_and_synthetic_training_is_marked() -> N
     assert by_pair[("alertclass", "ztf")][4] == "yes, by name only" and "held-out" in by_pair[("alertclass", "ztf")][5]
     assert by_pair[("realbogus", "rubin")][4] == "**not validated**" and "0.18" in by_pair[("realbogus", "rubin")][5]
     assert by_pair[("alertclass", "rubin")][4] == "**not validated**"
+    assert "ECE" in by_pair[("realbogus", "ztf")][6] and "NOT measurable" in by_pair[("braai", "ztf")][6]
+    assert "SIMULATED" in by_pair[("iicnet", "exposure")][6]
 
 
 def test_a_new_card_appears_and_the_readme_check_sees_staleness(tmp_path) -> None:

@@ -107,6 +107,55 @@ def test_realbogus_teacher_route_trains_scores_and_registers(small, tmp_path) ->
     assert probabilities.shape == (4, 2) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
 
 
+def test_distillation_from_braai_on_a_pool_slice_learns_the_teacher(pool, tmp_path) -> None:
+    """The 2.2 recipe end to end in seconds: braai's unresampled triplet (63 centred in 69), braai
+    d6_m7's scores as soft targets, cosine lr, dihedral turns + shifts, label smoothing; 48
+    training alerts (half braai-real), every held-out source's objects kept out."""
+    from engines.training.recipes import load_trained
+    from research.training.heldout import fast_auc
+    from research.training.pool_realbogus import HELDOUT_SOURCES, score_inputs, split_by_source, train_on_pool
+    from research.training.ztf_pool import load_pool
+
+    padded = load_pool(POOL, cache_dir=Path("var/cache") if Path("var/cache").is_dir() else tmp_path,
+                       realbogus_preprocessing="difference_stamps_rownorm_pad69")
+    assert np.array_equal(padded.candid, pool.candid) and not padded.realbogus_inputs[:, :, :3].any()
+    rng = np.random.default_rng(0)
+    held = np.flatnonzero(np.isin(padded.source, HELDOUT_SOURCES))
+    other = np.flatnonzero(~np.isin(padded.source, HELDOUT_SOURCES))
+    picks = [rng.choice(other[side], 32, replace=False) for side in (padded.teacher[other] >= 0.5, padded.teacher[other] < 0.5)]
+    small = padded.subset(np.sort(np.concatenate([held[::6], *picks])))
+    split = split_by_source(small, HELDOUT_SOURCES, validation_fraction=0.25)
+    config = TrainConfig(model="realbogus", epochs=12, batch_size=8, lr=1e-3, threads=1, patience=100,
+                         lr_schedule="cosine", bn_recalibration_examples=0)
+    run = train_on_pool(small, split, "teacher", config, tmp_path / "run", max_shift=1, smoothing=0.05)
+    record = json.loads(run.record.read_text())
+    assert record["data"]["max_shift_px"] == 1 and record["data"]["target_smoothing"] == 0.05
+    history = record["history"]
+    assert [round(h["lr"], 9) for h in history] == [round(1e-3 * 0.5 * (1 + np.cos(np.pi * e / 12)), 9) for e in range(12)]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    student = load_trained("realbogus", run.weights)
+    trained = score_inputs(student, small.realbogus_inputs[split.train])
+    assert fast_auc(trained, small.teacher[split.train] >= 0.5) >= 0.75       # it imitates braai on what it saw
+
+
+def test_soft_targets_smooth_towards_one_half_and_shifts_move_stamps_with_zero_fill() -> None:
+    import torch
+
+    from engines.training.ztf_files import TrainingDataError
+    from research.training.pool_realbogus import shift_augment, soft_targets
+
+    np.testing.assert_allclose(soft_targets(np.array([0.0, 1.0, 0.3]), 0.1), [[0.95, 0.05], [0.05, 0.95], [0.68, 0.32]], atol=1e-6)
+    with pytest.raises(TrainingDataError):
+        soft_targets(np.array([0.5]), 1.0)
+    x = torch.zeros((64, 1, 9, 9))
+    x[:, 0, 4, 4] = 1.0                                       # one bright pixel in the centre
+    out = shift_augment(2)(x, np.random.default_rng(0))
+    where = [tuple(int(v) - 4 for v in torch.nonzero(o[0])[0]) for o in out]
+    assert all(o.sum() == 1 for o in out) and max(max(abs(dy), abs(dx)) for dy, dx in where) == 2
+    assert len(set(where)) > 10                               # shifts vary across the batch
+    assert torch.equal(shift_augment(0)(x, np.random.default_rng(0)), x)   # a centred dot: turns change nothing
+
+
 def _alerts_of(path: Path):
     from schemas.alert import Alert
     from schemas.decode import iter_file
