@@ -7,6 +7,7 @@ MACs count Conv2d (output elements x in-channels/groups x kernel area) and Linea
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -19,8 +20,15 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def count_macs(model: nn.Module, input_shape: tuple[int, ...], device: str | torch.device = "cpu") -> int:
-    """Multiply-accumulates of one forward pass on an input of ``input_shape`` (batch included)."""
+def _zeros(input_shape: tuple[int, ...], extra_shapes: Sequence[tuple[int, ...]], device: str | torch.device) -> list[torch.Tensor]:
+    """Zero inputs: the image of ``input_shape`` (batch included), then each extra input with that batch."""
+    return [torch.zeros(input_shape, device=device), *(torch.zeros((input_shape[0], *s), device=device) for s in extra_shapes)]
+
+
+def count_macs(model: nn.Module, input_shape: tuple[int, ...], device: str | torch.device = "cpu",
+               extra_shapes: Sequence[tuple[int, ...]] = ()) -> int:
+    """Multiply-accumulates of one forward pass on an input of ``input_shape`` (batch included)
+    and, for networks with more inputs, zeros of ``extra_shapes`` (batch left out)."""
     total = 0
 
     def conv_hook(module: nn.Conv2d, _inputs, output: torch.Tensor) -> None:
@@ -42,7 +50,7 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], device: str | tor
         was_training = model.training
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(input_shape, device=device))
+            model(*_zeros(input_shape, extra_shapes, device))
         model.train(was_training)
     finally:
         for h in handles:
@@ -50,7 +58,8 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...], device: str | tor
     return total
 
 
-def output_shape(model: nn.Module, input_shape: tuple[int, ...], device: str | torch.device = "cpu") -> tuple[int, ...]:
+def output_shape(model: nn.Module, input_shape: tuple[int, ...], device: str | torch.device = "cpu",
+                 extra_shapes: Sequence[tuple[int, ...]] = ()) -> tuple[int, ...]:
     """Shape of the model's output for an input of ``input_shape`` (use device='meta' for big ones)."""
     with torch.no_grad():
-        return tuple(model(torch.zeros(input_shape, device=device)).shape)
+        return tuple(model(*_zeros(input_shape, extra_shapes, device)).shape)

@@ -34,6 +34,8 @@ class NetworkSpec:
     factory: Callable[..., nn.Module]
     input_shape: tuple[int, int, int]
     labels: tuple[str, ...]
+    #: shapes (batch left out) of further inputs after the image, e.g. alertclass_packet's (1,) flag
+    extra_inputs: tuple[tuple[int, ...], ...] = ()
 
 
 NETWORKS: dict[str, NetworkSpec] = {
@@ -41,7 +43,8 @@ NETWORKS: dict[str, NetworkSpec] = {
     "iicnet": NetworkSpec("iicnet", IICNet, IICNET_INPUT, IICNET_LABELS),
     "hrcelestialnet": NetworkSpec("hrcelestialnet", HRCelestialNet, HRCELESTIAL_INPUT, HRCELESTIAL_LABELS),
     "alertclass": NetworkSpec("alertclass", AlertClassNet, ALERTCLASS_INPUT, ALERTCLASS_LABELS),
-    "alertclass_packet": NetworkSpec("alertclass_packet", PacketAlertClassNet, ALERTCLASS_INPUT, PACKET_CLASS_LABELS),
+    "alertclass_packet": NetworkSpec("alertclass_packet", PacketAlertClassNet, ALERTCLASS_INPUT, PACKET_CLASS_LABELS,
+                                       extra_inputs=((1,),)),
 }
 
 

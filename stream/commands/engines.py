@@ -139,9 +139,9 @@ def _describe(_args: argparse.Namespace) -> int:
         shape = (1, *spec.input_shape)
         out[name] = {
             "parameters": count_params(network),
-            "macs": count_macs(network, shape, device),
+            "macs": count_macs(network, shape, device, spec.extra_inputs),
             "input_shape": list(spec.input_shape),
-            "output_shape": list(output_shape(network, shape, device)[1:]),
+            "output_shape": list(output_shape(network, shape, device, spec.extra_inputs)[1:]),
             "labels": list(spec.labels),
             # which inputs the model scores (difference_alert: ZTF and Rubin alert topics; the others: exposure topics)
             "input_kinds": [kind.value for kind in cards[name].input_kinds] if name in cards else [],

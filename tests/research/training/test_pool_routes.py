@@ -131,7 +131,8 @@ def test_distillation_from_braai_on_a_pool_slice_learns_the_teacher(pool, tmp_pa
     record = json.loads(run.record.read_text())
     assert record["data"]["max_shift_px"] == 1 and record["data"]["target_smoothing"] == 0.05
     history = record["history"]
-    assert [round(h["lr"], 9) for h in history] == [round(1e-3 * 0.5 * (1 + np.cos(np.pi * e / 12)), 9) for e in range(12)]
+    lrs = [h["lr"] for h in history]     # engines/training/schedule.py: per step, from lr down to 1 % over the 12 epochs
+    assert all(a > b for a, b in zip(lrs, lrs[1:])) and 5e-4 < lrs[0] <= 1e-3 and 1e-5 <= lrs[-1] < 5e-5
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     student = load_trained("realbogus", run.weights)
     trained = score_inputs(student, small.realbogus_inputs[split.train])
