@@ -129,8 +129,9 @@ __all__ = [
 STAMP_FRAME = 63
 #: 1.4826 x MAD estimates a Gaussian sigma
 MAD_TO_SIGMA = 1.4826
-#: a pixel at or beyond this magnitude is a masked-pixel sentinel (ZTF: -3.4e38), missing like NaN
-SENTINEL_ABS = 1e30
+#: a pixel at or beyond this magnitude is a masked-pixel sentinel (ZTF: -3.4e38, near float32's lowest), missing like NaN;
+#: huge but representable values (the Rubin edge cases' 1e31) stay pixels
+SENTINEL_ABS = 3e38
 WISE_BANDS: tuple[str, ...] = ("W1", "W2", "W3")
 RAW_CHIP_SHAPE: tuple[int, int] = (2048, 4096)
 _DN_SCALE = 65535.0

@@ -53,7 +53,7 @@ def np_frame(data: np.ndarray, frame: int = 63, position=None, detector=None) ->
 
 def np_fill_normalise(plane: np.ndarray) -> np.ndarray:
     plane = plane.astype(np.float64)
-    finite = np.abs(plane) < 1e30  # NaN, inf and ZTF's -3.4e38 sentinel are missing
+    finite = np.abs(plane) < 3e38  # NaN, inf and ZTF's -3.4e38 sentinel are missing
     values = np.sort(plane[finite])
     median = values[(len(values) - 1) // 2] if len(values) else 0.0   # lower median
     filled = np.where(finite, plane, median)
@@ -81,10 +81,10 @@ def _np_multiband(planes: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     planes = planes.astype(np.float64)
     centred = np.zeros_like(planes)
     for band, plane in enumerate(planes):
-        finite = np.abs(plane) < 1e30
+        finite = np.abs(plane) < 3e38
         median = _np_lower_median(plane[finite]) if finite.any() else 0.0
         centred[band] = np.where(finite, plane - median, 0.0)
-    finite0 = np.abs(planes[0]) < 1e30
+    finite0 = np.abs(planes[0]) < 3e38
     noise = 1.4826 * _np_lower_median(np.abs(centred[0][finite0])) if finite0.any() else 0.0
     peak = np.abs(centred).max()
     scale = noise if noise > 0 else (peak if peak > 0 else 1.0)
