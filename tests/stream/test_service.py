@@ -199,8 +199,9 @@ def test_rebalance_late_joiner_and_leaver_lose_nothing(services, unique_name, en
     time.sleep(3)
     # The leaver leaves once the joiner holds partitions. When the leaver left while Tansu was still
     # rebalancing for the joiner, the joiner was never assigned at all, even minutes after (2 of 8
-    # runs here, embedded Tansu only): a stalled group on the broker's side, which this test is not
-    # about; a real Kafka coordinator completes the rebalance without the member that left.
+    # runs here, embedded Tansu only; the joiner kept polling and no assignment came): a stalled
+    # group, most likely the broker's (not proven), which this test is not about; a real Kafka
+    # coordinator completes the rebalance without the member that left.
     deadline = time.monotonic() + 90
     while not b.metrics.assigned and time.monotonic() < deadline:
         time.sleep(0.2)
