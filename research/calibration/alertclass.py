@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from research.calibration.metrics import N_BINS, _ci, clustered_bootstrap, ece, reliability_bins
+from research.calibration.metrics import N_BINS, _ci, clustered_bootstrap, ece, golden_section_min, reliability_bins
 from research.training.heldout import threshold_at_recall
 
 __all__ = ["OPERATING_RECALL", "fit_softmax_temperature", "operating_points", "softmax", "top_label_figures"]
@@ -47,24 +47,10 @@ def fit_softmax_temperature(logits: np.ndarray, labels: np.ndarray, bounds: tupl
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         raise ValueError("temperature needs labelled alerts")
-    lo, hi = 1.0 / bounds[1], 1.0 / bounds[0]
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
-
     def loss(a: float) -> float:
         return _nll(logits, labels, 1.0 / a)
 
-    c, d = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fc, fd = loss(c), loss(d)
-    while hi - lo > tol:
-        if fc < fd:
-            hi, d, fd = d, c, fc
-            c = hi - ratio * (hi - lo)
-            fc = loss(c)
-        else:
-            lo, c, fc = c, d, fd
-            d = lo + ratio * (hi - lo)
-            fd = loss(d)
-    return float(1.0 / ((lo + hi) / 2.0))
+    return float(1.0 / golden_section_min(loss, 1.0 / bounds[1], 1.0 / bounds[0], tol))
 
 
 def top_label_figures(logits: np.ndarray, labels: np.ndarray, groups: np.ndarray, temperature: float,

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["N_BINS", "OTHER_BINNINGS", "EPS", "apply_temperature", "clustered_bootstrap", "ece", "ece_figures", "fit_temperature",
-           "logit", "nll", "reliability_bins"]
+           "golden_section_min", "logit", "nll", "reliability_bins"]
 
 N_BINS = 10
 #: the binnings the adoption rule also checks (ECE before / after, points only)
@@ -95,7 +95,11 @@ def fit_temperature(p: np.ndarray, positives: np.ndarray, bounds: tuple[float, f
         s = a * z          # mean softplus(s) - y * s, stable
         return float((np.logaddexp(0.0, s) - y * s).mean())
 
-    lo, hi = 1.0 / bounds[1], 1.0 / bounds[0]
+    return float(1.0 / golden_section_min(loss, 1.0 / bounds[1], 1.0 / bounds[0], tol))
+
+
+def golden_section_min(loss: Callable[[float], float], lo: float, hi: float, tol: float) -> float:
+    """The x in [lo, hi] minimising a unimodal ``loss``, to ``tol`` (golden-section search)."""
     ratio = (np.sqrt(5.0) - 1.0) / 2.0
     c, d = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
     fc, fd = loss(c), loss(d)
@@ -108,7 +112,7 @@ def fit_temperature(p: np.ndarray, positives: np.ndarray, bounds: tuple[float, f
             lo, c, fc = c, d, fd
             d = lo + ratio * (hi - lo)
             fd = loss(d)
-    return float(1.0 / ((lo + hi) / 2.0))
+    return (lo + hi) / 2.0
 
 
 def clustered_bootstrap(groups: np.ndarray, statistic: Callable[[np.ndarray], float | None], draws: int = 1000,

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from research.calibration.metrics import EPS, N_BINS, _ci, clustered_bootstrap, ece, ece_figures, reliability_bins
+from research.calibration.metrics import EPS, N_BINS, _ci, clustered_bootstrap, ece, ece_figures, golden_section_min, reliability_bins
 
 __all__ = ["FIT_SEED", "SETS", "TEST_SEED", "fit_temperature_multiclass", "multiclass_figures", "scaled",
            "synthetic_calibration", "top_label"]
@@ -50,21 +50,8 @@ def _nll(p: np.ndarray, labels: np.ndarray) -> float:
 
 def fit_temperature_multiclass(p: np.ndarray, labels: np.ndarray, bounds: tuple[float, float] = (0.05, 20.0)) -> float:
     """T minimising the cross-entropy of softmax(log p / T) (golden-section search over log T)."""
-    lo, hi = np.log(bounds[0]), np.log(bounds[1])
-    ratio = (np.sqrt(5.0) - 1.0) / 2.0
     loss = lambda t: _nll(scaled(p, float(np.exp(t))), labels)
-    c, d = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
-    fc, fd = loss(c), loss(d)
-    while hi - lo > 1e-5:
-        if fc < fd:
-            hi, d, fd = d, c, fc
-            c = hi - ratio * (hi - lo)
-            fc = loss(c)
-        else:
-            lo, c, fc = c, d, fd
-            d = lo + ratio * (hi - lo)
-            fd = loss(d)
-    return float(np.exp((lo + hi) / 2.0))
+    return float(np.exp(golden_section_min(loss, float(np.log(bounds[0])), float(np.log(bounds[1])), 1e-5)))
 
 
 def top_label(p: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
