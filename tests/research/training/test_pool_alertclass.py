@@ -3,7 +3,6 @@ ACAI's scores), the distillation loss, distillation actually learning ACAI, and 
 training run and report. Every test runs in seconds (the pool's arrays come from the cache)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +11,9 @@ import torch
 import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[3]
-POOL = Path(os.environ.get("SURVEY_POOL_DIR") or REPO.parent / "shared" / "ztf_pool")
+from tests.research.training.pool_path import POOL  # noqa: E402  (the pool fixture: conftest.py)
 
 pytestmark = pytest.mark.skipif(not (POOL / "alerts.parquet").is_file(), reason=f"the real-alert pool is absent ({POOL})")
-
-
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    from research.training.ztf_pool import load_pool
-
-    cache = Path("var/cache") if Path("var/cache").is_dir() else tmp_path_factory.mktemp("cache")
-    return load_pool(POOL, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")

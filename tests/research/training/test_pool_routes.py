@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,18 +16,11 @@ from engines.training.train import TrainConfig
 
 REPO = Path(__file__).resolve().parents[3]
 #: the pool is data, not code: ``$SURVEY_POOL_DIR``, else ``../shared/ztf_pool`` beside the checkout (skipped when absent)
-POOL = Path(os.environ.get("SURVEY_POOL_DIR") or REPO.parent / "shared" / "ztf_pool")
+from tests.research.training.pool_path import POOL  # noqa: E402  (the pool fixture: conftest.py)
+
 SAMPLES = REPO / "schemas" / "samples"
 
 pytestmark = pytest.mark.skipif(not (POOL / "alerts.parquet").is_file(), reason=f"the real-alert pool is absent ({POOL})")
-
-
-@pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    from research.training.ztf_pool import load_pool
-
-    cache = Path("var/cache") if Path("var/cache").is_dir() else tmp_path_factory.mktemp("cache")
-    return load_pool(POOL, cache_dir=cache)
 
 
 @pytest.fixture(scope="module")
