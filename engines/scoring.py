@@ -7,7 +7,6 @@ numbers and the same provenance as one scored in the stream. Each runner preproc
 """
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, wait
@@ -147,27 +146,20 @@ def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageCl
 
     With a ``pool`` (threads), the chunks (every runner's) are preprocessed and inferred on its
     threads at once: engines release the GIL, so on the CPU each thread keeps a core busy with
-    one-thread engines instead of one thread driving multi-threaded ones. Chunks of a runner
-    whose engine takes one call at a time (``concurrent_calls`` false: OpenVINO, TensorRT) run
-    one after another. The results are the same, in the same order; every chunk is finished
-    before the first failure (in runner and chunk order) is raised. ``clock`` is then called
-    from the pool's threads.
+    one-thread engines instead of one thread driving multi-threaded ones. The chunks of a runner
+    whose engine takes one call at a time (``concurrent_calls`` false: OpenVINO, TensorRT) are
+    one task that runs them one after another, submitted first; every other chunk is a task of
+    its own. (One task per chunk behind a lock left a pool thread waiting on the lock while
+    another ran the same engine: with ACAI on OpenVINO first, the two threads of a 2-core
+    machine took its chunks in turn and one core idled for half the batch.) The results are the
+    same, in the same order; every chunk is finished before the first failure (in runner and
+    chunk order) is raised. ``clock`` is then called from the pool's threads.
     """
     chunks: list[tuple[Runner, list[int]]] = []
     for runner in runners:
         step = max(1, int(runner.max_batch))
         chosen = list(runner.select(items))
         chunks += [(runner, chosen[start:start + step]) for start in range(0, len(chosen), step)]
-
-    # an engine that takes one call at a time (OpenVINO's infer request, TensorRT's context) is locked per runner
-    locks = {id(runner): threading.Lock() for runner in runners if not getattr(getattr(runner, "engine", None), "concurrent_calls", False)}
-
-    def run(runner: Runner, indices: list[int]) -> np.ndarray:
-        lock = locks.get(id(runner)) if pool is not None else None
-        if lock is None:
-            return run_chunk(runner, indices)
-        with lock:
-            return run_chunk(runner, indices)
 
     def run_chunk(runner: Runner, indices: list[int]) -> np.ndarray:
         chunk = [items[i] for i in indices]
@@ -183,13 +175,45 @@ def score_items(items: Sequence[Item], runners: Sequence[Runner], clock: StageCl
         return probs
 
     if pool is None or len(chunks) < 2:
-        outputs = [run(runner, indices) for runner, indices in chunks]
+        outputs = [run_chunk(runner, indices) for runner, indices in chunks]
     else:
-        futures = [pool.submit(run, runner, indices) for runner, indices in chunks]
-        wait(futures)
-        outputs = [f.result() for f in futures]  # the first failure, in order, raises
+        outputs = _run_pooled(chunks, run_chunk, pool)
     results: list[ModelResults] = [[] for _ in items]
     for (runner, indices), probs in zip(chunks, outputs):
         for i, row in zip(indices, probs):
             results[i].append((runner.provenance, {label: float(p) for label, p in zip(runner.labels, row)}))
     return results
+
+
+def _run_pooled(chunks: Sequence[tuple[Runner, list[int]]], run_chunk: Callable[[Runner, list[int]], np.ndarray],
+                pool: Executor) -> list[np.ndarray]:
+    """``run_chunk`` on every chunk on ``pool``'s threads, the outputs in chunk order: a runner whose
+    engine takes one call at a time gets one task for all its chunks (submitted first, the longest
+    chains before the short ones), every other chunk a task of its own. Every task is finished
+    before the first failure, in chunk order, is raised."""
+    serial: dict[int, list[int]] = {}
+    tasks: list[list[int]] = []
+    for position, (runner, _) in enumerate(chunks):
+        if getattr(getattr(runner, "engine", None), "concurrent_calls", False):
+            tasks.append([position])
+        else:
+            serial.setdefault(id(runner), []).append(position)
+    tasks = sorted(serial.values(), key=len, reverse=True) + tasks
+    outcomes: list[Any] = [None] * len(chunks)
+
+    def run_task(positions: list[int]) -> None:
+        for position in positions:
+            runner, indices = chunks[position]
+            try:
+                outcomes[position] = run_chunk(runner, indices)
+            except Exception as exc:  # noqa: BLE001 - held, then re-raised below in chunk order
+                outcomes[position] = exc
+
+    futures = [pool.submit(run_task, positions) for positions in tasks]
+    wait(futures)
+    for future in futures:
+        future.result()  # what run_task could not hold (not an Exception) raises here
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes

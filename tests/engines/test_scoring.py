@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from engines.cards import load_card, write_card
 from engines.registry import CARDS_DIR, WEIGHTS_DIR, load_registry
@@ -135,3 +136,52 @@ def test_score_items_on_a_thread_pool_equals_it_on_one_thread(real_data_roots) -
     finally:
         for r in runners:
             r.close()
+
+
+def test_a_one_call_at_a_time_engine_never_holds_a_second_pool_thread() -> None:
+    """The chunks of an engine that takes one call at a time (OpenVINO, TensorRT) run as one task,
+    so the pool's other thread scores the other models meanwhile. Before, each chunk was a task
+    behind the engine's lock: with two threads both took that engine's chunks, one waited on the
+    lock, and a core idled (here the serial engine's first chunk waits for a concurrent chunk to
+    run, which then never happened: the second thread sat on the lock)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from types import SimpleNamespace
+
+    other_ran = threading.Event()
+    calls = {"serial_inside": 0, "serial_most": 0, "waited_for_other": []}
+    guard = threading.Lock()
+
+    class Fake:
+        labels, max_batch = ("real",), 2
+
+        def __init__(self, name: str, concurrent: bool) -> None:
+            self.provenance = SimpleNamespace(name=name)
+            self.engine = SimpleNamespace(concurrent_calls=concurrent)
+
+        def select(self, items):
+            return list(range(len(items)))
+
+        def preprocess(self, items):
+            return np.asarray(items, dtype=np.float32)
+
+        def infer(self, batch):
+            if self.engine.concurrent_calls:
+                other_ran.set()
+            else:
+                with guard:
+                    calls["serial_inside"] += 1
+                    calls["serial_most"] = max(calls["serial_most"], calls["serial_inside"])
+                calls["waited_for_other"].append(other_ran.wait(5))
+                with guard:
+                    calls["serial_inside"] -= 1
+            return batch[:, None] / 10 + (0.5 if self.engine.concurrent_calls else 0.0)
+
+    items = [float(i) for i in range(8)]
+    serial, concurrent = Fake("serial", False), Fake("concurrent", True)
+    with ThreadPoolExecutor(2) as pool:
+        results = score_items(items, [serial, concurrent], None, pool)
+    assert calls["waited_for_other"] == [True] * 4, "the other thread scored the concurrent model meanwhile"
+    assert calls["serial_most"] == 1, "the one-call engine was never called twice at once"
+    assert [[(p.name, s["real"]) for p, s in r] for r in results] == [
+        [("serial", pytest.approx(i / 10)), ("concurrent", pytest.approx(i / 10 + 0.5))] for i in range(8)]
