@@ -55,6 +55,9 @@ __all__ = [
     "read_schemaless",
     "parse_schema_cached",
     "projection_schema",
+    "Projection",
+    "projection",
+    "read_projected",
     "check_schema_is_safe",
     "check_alert_schema",
     "min_encoded_size",
@@ -256,6 +259,93 @@ def projection_schema(definition: Any) -> Any | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class Projection:
+    """How records of one writer schema are read: through ``reader`` (the parsed reader schema of
+    :func:`projection_schema`; None: whole) and, where some of the fields it drops are history
+    arrays that :mod:`schemas.decode.skip` can skip, in ``runs``: for each run of other fields
+    the parsed (writer, reader) pair fastavro reads it with, and between runs the skippers."""
+
+    reader: Any
+    runs: tuple[Any, ...] | None = None
+
+
+def projection(definition: Any) -> Projection:
+    """:func:`projection_schema` of ``definition``, with the runs that skip its history arrays fast."""
+    reader = projection_schema(definition)
+    return Projection(reader, _history_runs(definition) if reader is not None else None)
+
+
+def _history_runs(definition: dict) -> tuple[Any, ...] | None:
+    """The runs of :class:`Projection`, or None where no dropped field is a skippable history array."""
+    from schemas.decode.skip import Skipper, compile_skipper
+
+    fields = [f for f in definition.get("fields") or [] if isinstance(f, dict)]
+    declared: dict[str, Any] = {}
+    _collect_named(definition, declared)
+    top = str(definition.get("name", "record"))
+    namespace = (top if "." in top else f"{definition.get('namespace') or ''}.{top}").rpartition(".")[0]
+    parts: list[Any] = []
+    run: list[dict] = []
+    for field in fields:
+        skipper = None if field.get("name") in ALERT_FIELDS else compile_skipper(field.get("type"), declared, namespace)
+        if skipper is None:
+            run.append(field)
+            continue
+        if run:
+            parts.append(run)
+            run = []
+        parts.append(skipper)
+    if run:
+        parts.append(run)
+    if not any(isinstance(part, Skipper) for part in parts):
+        return None
+    try:
+        named: dict[str, Any] = {}
+        fastavro.parse_schema(json.loads(json.dumps(definition)), named_schemas=named)
+        out: list[Any] = []
+        for index, part in enumerate(parts):
+            if isinstance(part, Skipper):
+                out.append(part)
+                continue
+            name = f"{top}__run{index}"
+            kept = [_scalars_only(f)[0] if f.get("name") in DETECTION_RECORDS else f for f in part if f.get("name") in ALERT_FIELDS]
+            writer = fastavro.parse_schema(json.loads(json.dumps({"type": "record", "name": name, "fields": part})),
+                                           named_schemas=dict(named))
+            reader = fastavro.parse_schema(json.loads(json.dumps({"type": "record", "name": name, "fields": kept})),
+                                           named_schemas=dict(named))
+            out.append((writer, reader))
+    except Exception:  # noqa: BLE001 - the runs are only a faster way: without them the record is read whole
+        return None
+    return tuple(out)
+
+
+def _read_runs(runs: tuple[Any, ...], data: bytes | memoryview, stream: io.BytesIO) -> dict | None:
+    """One record read run by run (see :class:`Projection`) from ``stream`` (over ``data``), or
+    None (``stream`` back where it was) where a skipper cannot tell or a run does not read: the
+    caller then reads the record the usual way, which gives the usual error for a broken one."""
+    start = stream.tell()
+    record: dict = {}
+    try:
+        for part in runs:
+            if isinstance(part, tuple):
+                values = fastavro.schemaless_reader(stream, part[0], part[1])
+                if not isinstance(values, dict):
+                    break
+                record.update(values)
+                continue
+            end = part.skip(data, stream.tell())
+            if end is None:
+                break
+            stream.seek(end)
+        else:
+            return record
+    except Exception:  # noqa: BLE001 - any failure here is the usual path's to report
+        pass
+    stream.seek(start)
+    return None
+
+
 def _is_collection(schema: Any) -> bool:
     if isinstance(schema, list):
         return any(_is_collection(branch) for branch in schema)
@@ -281,10 +371,10 @@ def _scalars_only(field: dict) -> tuple[dict, bool]:
 
 @dataclass(frozen=True, slots=True)
 class ParsedSchema:
-    """A checked writer schema: parsed, its projection reader (or None), its JSON, min record bytes."""
+    """A checked writer schema: parsed, its :class:`Projection`, its JSON, min record bytes."""
 
     parsed: Any
-    reader: Any
+    projection: Projection
     definition: Any
     min_record_bytes: int
 
@@ -319,7 +409,7 @@ def parse_schema_cached(key: bytes, schema_json: bytes | None = None, schema: An
         raise DecodeError(Reason.BAD_SCHEMA, "writer schema nests too deeply") from exc
     except Exception as exc:
         raise DecodeError(Reason.BAD_SCHEMA, f"unreadable writer schema: {type(exc).__name__}: {exc}"[:300]) from exc
-    entry = ParsedSchema(parsed, projection_schema(definition), definition, size)
+    entry = ParsedSchema(parsed, projection(definition), definition, size)
     _SCHEMA_CACHE[key] = entry
     if len(_SCHEMA_CACHE) > _SCHEMA_CACHE_SIZE:
         _SCHEMA_CACHE.popitem(last=False)
@@ -508,7 +598,7 @@ class ContainerReader:
             raise DecodeError(Reason.TRUNCATED_AVRO, "container header has no avro.schema")
         self.schema_json = schema_json
         self.schema = parse_schema_cached(schema_json, schema_json, check=check_alert)
-        self._reader = self.schema.reader if project else None
+        self._projection = self.schema.projection if project else None
 
     @property
     def definition(self) -> Any:
@@ -564,7 +654,7 @@ class ContainerReader:
             stream = io.BytesIO(data)
             for _ in range(count):
                 start = stream.tell()
-                record = _read_one(stream, self.schema.parsed, self._reader)
+                record = read_projected(stream, data, self.schema.parsed, self._projection)
                 yield data[start:stream.tell()] if raw else record
             if stream.tell() != len(data):
                 raise DecodeError(Reason.TRUNCATED_AVRO, "block holds bytes past its records")
@@ -619,10 +709,20 @@ def one_record_container(schema_json: bytes, datum: bytes, sync: bytes) -> bytes
     return CONTAINER_MAGIC + meta + sync + encode_long(1) + encode_long(len(datum)) + datum + sync
 
 
-def read_schemaless(payload: bytes | memoryview, parsed_schema: Any, reader_schema: Any = None) -> Any:
+def read_projected(stream: io.BytesIO, data: bytes | memoryview, parsed: Any, how: Projection | None) -> Any:
+    """One record from ``stream`` (over ``data``) as ``how`` says (None: whole), its history
+    arrays skipped fast where it can."""
+    if how is not None and how.runs is not None:
+        record = _read_runs(how.runs, data, stream)
+        if record is not None:
+            return record
+    return _read_one(stream, parsed, how.reader if how is not None else None)
+
+
+def read_schemaless(payload: bytes | memoryview, parsed_schema: Any, how: Projection | None = None) -> Any:
     """One record of schemaless Avro; the payload must be used exactly (no trailing bytes)."""
     stream = io.BytesIO(payload)
-    record = _read_one(stream, parsed_schema, reader_schema)
+    record = read_projected(stream, payload, parsed_schema, how)
     if stream.tell() != len(payload):
         raise DecodeError(Reason.TRUNCATED_AVRO, f"{len(payload) - stream.tell()} bytes left after the record")
     return record

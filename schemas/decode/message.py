@@ -94,8 +94,8 @@ def _decode_bounded(value: bytes, settings: DecodeSettings, resolver: SchemaReso
         return out
     if value[0] == 0:
         schema_id, payload = split_wire(value)
-        parsed, reader, version = resolver.resolve(schema_id)
-        record = read_schemaless(payload, parsed, reader)
+        parsed, how, version = resolver.resolve(schema_id)
+        record = read_schemaless(payload, parsed, how)
         return [decode_record(record, schema_version=version, settings=settings)]
     if value[0] < 0x80 and value[:3] != b"Obj":
         raise DecodeError(Reason.BAD_MAGIC, f"first byte {value[0]:#04x}: neither 0x00 (wire) nor an Avro container")

@@ -17,7 +17,7 @@ from typing import Any, cast
 import fastavro
 
 from schemas.alert import Alert, ReadOnlyFields
-from schemas.decode.avro import check_schema_is_safe, projection_schema
+from schemas.decode.avro import check_schema_is_safe, projection
 from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.stamps import STAMP_MAX_SIDE, stamp_from_cutout
 
@@ -66,7 +66,7 @@ SchemaFetcher = Callable[[int], Any]
 
 
 class SchemaResolver:
-    """Schema id -> (parsed writer schema, projection reader or None, version label).
+    """Schema id -> (parsed writer schema, its :class:`~schemas.decode.avro.Projection` or None, version label).
 
     ``fetch`` None: Rubin schemas shipped in lsst-alert-packet. Otherwise ``fetch(id)`` returns
     the definition (a registry lookup). Ids at or above
@@ -98,7 +98,7 @@ class SchemaResolver:
         if self.fetch is None:
             major, minor = divmod(schema_id, 100)
             definition = rubin_schema_definition(schema_id)
-            return fastavro.parse_schema(definition), projection_schema(definition), f"lsst.v{major}_{minor}"
+            return fastavro.parse_schema(definition), projection(definition), f"lsst.v{major}_{minor}"
         definition = self.fetch(schema_id)
         try:
             check_schema_is_safe(definition)
@@ -110,7 +110,7 @@ class SchemaResolver:
                                                  f"Avro schema: {type(exc).__name__}: {exc}"[:500]) from None
         name = definition.get("name", "") if isinstance(definition, dict) else ""
         label = name.rsplit(".", 1)[0] if name.startswith("lsst.") else f"registry:{schema_id}"
-        return parsed, projection_schema(definition), label
+        return parsed, projection(definition), label
 
 
 def is_rubin_record(record: Mapping[str, Any]) -> bool:
