@@ -430,11 +430,12 @@ def stage_costs(lim: Mapping[str, Any], svc: Mapping[str, Any], mode: str = "asa
                                    "per classified alert"}
     # CPU, which waiting does not inflate: the decode workers (reaped children) against decode, the
     # scoring process (preprocess, infer, Kafka, records, Redis, the hand-off) against the models
+    # (the scoring process from the moment it was built: loading the models is not the stream's cost)
     usage = run.get("service_usage") or {}
-    children, own = usage.get("children") or {}, usage.get("self") or {}
+    children, own, built = usage.get("children") or {}, usage.get("self") or {}, usage.get("self_at_ready") or {}
     if children and own:
         workers = 1000 * (children.get("user_s", 0.0) + children.get("system_s", 0.0)) / outputs
-        scoring = 1000 * (own.get("user_s", 0.0) + own.get("system_s", 0.0)) / outputs
+        scoring = 1000 * sum(own.get(k, 0.0) - built.get(k, 0.0) for k in ("user_s", "system_s")) / outputs
         models_ms = limit_ms["preprocess"] + limit_ms["infer"]
         split = {
             "decode_workers": {"service_cpu_ms_per_alert": round(workers, 4), "limit_ms_per_alert": round(limit_ms["decode"], 4),

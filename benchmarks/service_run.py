@@ -114,7 +114,8 @@ class ServiceRunResult:
             },
             "stage_seconds": self.worker.get("stage_seconds", {}),
             "service_totals": self.worker.get("totals", {}),
-            "service_usage": {"self": self.worker.get("usage_self"), "children": self.worker.get("usage_children")},
+            "service_usage": {"self": self.worker.get("usage_self"), "children": self.worker.get("usage_children"),
+                              "self_at_ready": self.worker.get("usage_after_build")},
             "settings": self.settings,
         }
 
