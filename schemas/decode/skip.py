@@ -11,7 +11,7 @@ matching that expression once per item, in C. Avro's encoding of such a record i
 fixed-width values, variable-length integers (a run of bytes with the high bit set, then one
 without) and union branches chosen by their first byte, so the expression matches at most one
 way at every position: it takes time linear in the bytes, whatever they are. Strings and bytes
-match only up to :data:`MAX_SHORT_BYTES` (one length byte); an item with a longer one, a nested
+match only up to :data:`MAX_SHORT_BYTES` (one or two length bytes); an item with a longer one, a nested
 array or map, or anything else the expression does not describe makes :func:`Skipper.skip`
 return None, and the caller reads the record the usual way, which also gives the usual error for
 a broken one. So the fast path never accepts what fastavro would refuse, and never decides a
@@ -24,12 +24,21 @@ from typing import Any
 
 __all__ = ["MAX_SHORT_BYTES", "Skipper", "compile_skipper", "item_pattern"]
 
-#: Longest string or bytes value a history item may hold for the fast path (its length is one byte).
-MAX_SHORT_BYTES = 63
+#: Longest string or bytes value a history item may hold for the fast path: lengths to 63 take one
+#: byte, to 191 two (ZTF's file names in ``prv_candidates`` run to ~100 characters).
+MAX_SHORT_BYTES = 191
 #: An Avro int or long: zig-zag varint of at most 10 bytes.
 _VARINT = rb"[\x80-\xff]{0,9}[\x00-\x7f]"
 _FIXED = {"null": b"", "boolean": rb"[\x00\x01]", "int": _VARINT, "long": _VARINT, "float": rb".{4}", "double": rb".{8}"}
-_SHORT = rb"(?:" + rb"|".join(re.escape(bytes([2 * n])) + (rb".{%d}" % n if n else b"") for n in range(MAX_SHORT_BYTES + 1)) + rb")"
+
+
+def _length_prefix(n: int) -> bytes:
+    """The zig-zag varint of a length ``n`` <= 8191 (what precedes a string or bytes value)."""
+    return bytes([2 * n]) if n < 64 else bytes([0x80 | (2 * n & 0x7F), 2 * n >> 7])
+
+
+_SHORT = rb"(?:" + rb"|".join(re.escape(_length_prefix(n)) + (rb".{%d}" % n if n else b"")
+                              for n in range(MAX_SHORT_BYTES + 1)) + rb")"
 _MAX_DEPTH = 16
 
 

@@ -38,8 +38,10 @@ def _records(value: bytes, *, fast: bool) -> list:
     return [read_schemaless(payload, parsed, how if fast else Projection(how.reader))]
 
 
-def _real_rubin_messages() -> list[bytes]:
-    values = [p.read_bytes() for root in (SAMPLES, SHARED / "data") for p in sorted((root / "rubin").rglob("*.avro"))]
+def _real_messages() -> list[bytes]:
+    """Every real ZTF and Rubin packet here, and a dozen LSSTCam alerts with a year of history."""
+    values = [p.read_bytes() for root in (SAMPLES, SHARED / "data") for survey in ("ztf", "rubin")
+              for p in sorted((root / survey).rglob("*.avro"))]
     if WITH_HISTORY.is_dir():
         from stream.replay.sources import SourceMessage, iter_source
 
@@ -47,8 +49,9 @@ def _real_rubin_messages() -> list[bytes]:
     return values
 
 
-def test_real_rubin_packets_read_the_same_with_their_history_skipped_fast(monkeypatch) -> None:
-    values = _real_rubin_messages()
+def test_real_packets_read_the_same_with_their_history_skipped_fast(monkeypatch) -> None:
+    """ZTF's ``prv_candidates`` (file names of ~100 characters among them) and Rubin's histories."""
+    values = _real_messages()
     took: list[bool] = []
     real_read_runs = avro._read_runs
 
@@ -65,10 +68,10 @@ def test_real_rubin_packets_read_the_same_with_their_history_skipped_fast(monkey
         assert [list(r) for r in fast] == [list(r) for r in usual]
         full = fastavro.reader(io.BytesIO(value)) if value[:4] == b"Obj\x01" else None
         if full is not None:
-            histories += sum(bool(r.get("prvDiaSources")) for r in full)
-    assert took and all(took), "every Rubin schema here has history arrays the skipper describes"
+            histories += sum(bool(r.get("prvDiaSources") or r.get("prv_candidates")) for r in full)
+    assert took and all(took), "every schema here has history arrays the skipper describes, and every item fits"
     if WITH_HISTORY.is_dir():
-        assert len(values) >= 12 + 36
+        assert len(values) >= 12 + 36 + 200
     assert histories > 0, "some containers here carry a history"
 
 
@@ -140,7 +143,7 @@ def test_the_item_pattern_matches_exactly_one_encoded_value_of_every_supported_t
 
 
 def test_what_the_pattern_cannot_describe_goes_the_usual_way() -> None:
-    """A string longer than one length byte, a nested array: the skipper says it cannot tell
+    """A string longer than MAX_SHORT_BYTES, a nested array: the skipper says it cannot tell
     (None), and the record is read the usual way, with the same result."""
     rng = random.Random(3)
     parsed, how = fastavro.parse_schema(RECORD), avro.projection(RECORD)
