@@ -36,6 +36,7 @@ from typing import Any, BinaryIO
 import fastavro
 
 from schemas.decode.errors import DecodeError, Reason
+from schemas.decode.skip import Skipper, compile_skipper
 
 __all__ = [
     "encode_long",
@@ -278,8 +279,6 @@ def projection(definition: Any) -> Projection:
 
 def _history_runs(definition: dict) -> tuple[Any, ...] | None:
     """The runs of :class:`Projection`, or None where no dropped field is a skippable history array."""
-    from schemas.decode.skip import Skipper, compile_skipper
-
     fields = [f for f in definition.get("fields") or [] if isinstance(f, dict)]
     declared: dict[str, Any] = {}
     _collect_named(definition, declared)
