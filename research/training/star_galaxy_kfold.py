@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from research.training.star_galaxy_report import CLASSES, field_figures, table_row, training_summary
+from research.training.star_galaxy_report import CLASSES, field_figures, table_head, table_row, training_summary
 
 __all__ = ["RECIPE_ARGS", "field_folds", "fold_split", "pooled_figures", "train_fold", "kfold_table", "main"]
 
@@ -187,12 +187,8 @@ def report(runs: Path, k: int, draws: int) -> dict[str, Any]:
 
 def kfold_table(result: dict[str, Any]) -> str:
     """The markdown table: one row per fold done, then the pooled out-of-fold row."""
-    head = ["fold", "balanced accuracy [95 % CI]"]
-    for c in CLASSES:
-        head += [f"{c} recall", f"{c} precision"]
-    head += ["test examples (per class; fields)", "epochs (best); CPU min training / command; why it stopped",
-             "confusion (rows truth galaxy, star)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = table_head("fold", ["epochs (best); CPU min training / command; why it stopped",
+                                "confusion (rows truth galaxy, star)"])
     for f in result["folds"]:
         run = (f"{f['epochs_run']} ({f['best_epoch']}); {f['training_cpu_minutes']} / {f['command_cpu_minutes']}; "
                f"{f['stopped_because']}")

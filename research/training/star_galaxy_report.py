@@ -29,7 +29,7 @@ import numpy as np
 
 from research.calibration.metrics import clustered_bootstrap
 
-__all__ = ["extra_alerts", "field_figures", "run_figures", "score_run", "table", "table_row", "training_summary", "main"]
+__all__ = ["extra_alerts", "field_figures", "run_figures", "score_run", "table", "table_head", "table_row", "training_summary", "main"]
 
 CLASSES = ["galaxy", "star"]
 
@@ -176,12 +176,17 @@ def table_row(label: str, r: dict[str, Any], extra: str = "") -> list[str]:
     return row + [f"{r['test_examples']} ({support}; {r['test_fields']} fields)", extra]
 
 
-def table(results: dict[str, dict[str, Any]]) -> str:
-    head = ["run, test set", "balanced accuracy [95 % CI]"]
+def table_head(first: str, last: list[str]) -> list[str]:
+    """The two header lines of a markdown table of :func:`table_row` rows (+ ``last`` columns)."""
+    head = [first, "balanced accuracy [95 % CI]"]
     for c in CLASSES:
         head += [f"{c} recall", f"{c} precision"]
-    head += ["examples (per class; fields)", "epochs (best); training CPU min; why it stopped"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head += ["examples (per class; fields)", *last]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    lines = table_head("run, test set", ["epochs (best); training CPU min; why it stopped"])
     for label, r in results.items():
         run = f"{r['epochs_run']} ({r['best_epoch']}); {r['training_cpu_minutes']}; {r['stopped_because']}"
         lines.append("| " + " | ".join(table_row(f"{label}, pool test fields", r, run)) + " |")
