@@ -29,7 +29,7 @@ import numpy as np
 
 from research.calibration.metrics import clustered_bootstrap
 
-__all__ = ["extra_alerts", "run_figures", "table", "main"]
+__all__ = ["extra_alerts", "field_figures", "run_figures", "score_run", "table", "table_head", "table_row", "training_summary", "main"]
 
 CLASSES = ["galaxy", "star"]
 
@@ -38,7 +38,7 @@ def _ci(values: list[float]) -> list[float] | None:
     return [round(float(np.percentile(values, 2.5)), 4), round(float(np.percentile(values, 97.5)), 4)] if values else None
 
 
-def _figures(probabilities: np.ndarray, labels: np.ndarray, names: list[str], groups: np.ndarray,
+def field_figures(probabilities: np.ndarray, labels: np.ndarray, names: list[str], groups: np.ndarray,
              draws: int) -> dict[str, Any]:
     """Balanced accuracy, per-class recall / precision / AUC, with whole-field bootstrap intervals."""
     from engines.training.evaluate import classification_metrics
@@ -96,10 +96,37 @@ def extra_alerts(folder: Path) -> tuple[np.ndarray, np.ndarray, list[int], list[
     return np.stack(images), np.asarray(labels, dtype=np.int64), fields, objects
 
 
-def run_figures(set_dir: Path, run_dir: Path, draws: int = 2000, extra_ztf: Path | None = None) -> dict[str, Any]:
-    from engines.training.datasets import LabelledImages, load_labelled
+def score_run(run_dir: Path, data, test: np.ndarray):
+    """The run's network (``iicnet.pt``) and its class probabilities on ``data``'s rows ``test``,
+    which must be the run's own held-out rows: the figures are checked against its ``report/test.json``."""
     from engines.training.evaluate import classification_metrics
     from engines.training.recipes import load_trained, predict, prepare_inputs
+
+    record = json.loads((run_dir / "iicnet.train.json").read_text())
+    network = load_trained("iicnet", run_dir / "iicnet.pt", record["config"]["network_kwargs"])
+    probabilities = predict(network, prepare_inputs("iicnet", data.subset(test), (3, 80, 80), preprocessed=False))
+    own = json.loads((run_dir / "report" / "test.json").read_text())
+    if own["confusion_matrix"] != classification_metrics(probabilities, data.labels[test], list(data.class_names))["confusion_matrix"]:
+        raise SystemExit(f"{run_dir}: the remade split's test figures are not the run's own ({own['confusion_matrix']})")
+    return network, probabilities
+
+
+def training_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """Epochs, best epoch, why it stopped, training CPU / wall minutes and the recipe of a ``.train.json`` record."""
+    history, config = record["history"], record["config"]
+    return {
+        "epochs_run": len(history), "best_epoch": record["best_epoch"], "stopped_because": record["stopped_because"],
+        "training_cpu_minutes": round(history[-1].get("cpu_seconds", float("nan")) / 60, 2),
+        "training_wall_minutes": round(history[-1]["seconds"] / 60, 2),
+        "recipe": {k: config.get(k) for k in ("lr", "lr_schedule", "augment", "budget_patience", "patience", "epochs",
+                                              "max_cpu_minutes", "batch_size", "dropout", "class_weights", "init_from",
+                                              "threads", "seed")},
+    }
+
+
+def run_figures(set_dir: Path, run_dir: Path, draws: int = 2000, extra_ztf: Path | None = None) -> dict[str, Any]:
+    from engines.training.datasets import LabelledImages, load_labelled
+    from engines.training.recipes import predict, prepare_inputs
     from engines.training.splits import grouped_split
 
     record = json.loads((run_dir / "iicnet.train.json").read_text())
@@ -110,22 +137,12 @@ def run_figures(set_dir: Path, run_dir: Path, draws: int = 2000, extra_ztf: Path
         raise SystemExit(f"{run_dir}: classes {record['class_names']} / the set's {names}, expected {CLASSES}")
     split = grouped_split(data.groups, tuple(record["data"]["split"]["fractions"]), seed=config["seed"])
     test = np.asarray(split.test)
-    network = load_trained("iicnet", run_dir / "iicnet.pt", config["network_kwargs"])
-    probabilities = predict(network, prepare_inputs("iicnet", data.subset(test), (3, 80, 80), preprocessed=False))
+    network, probabilities = score_run(run_dir, data, test)
     labels = data.labels[test]
-    own = json.loads((run_dir / "report" / "test.json").read_text())
-    if own["confusion_matrix"] != classification_metrics(probabilities, labels, names)["confusion_matrix"]:
-        raise SystemExit(f"{run_dir}: the remade split's test figures are not the run's own ({own['confusion_matrix']})")
-    history = record["history"]
     out: dict[str, Any] = {
         "run": str(run_dir),
-        **_figures(probabilities, labels, names, np.asarray([data.groups[i] for i in test]), draws),
-        "epochs_run": len(history), "best_epoch": record["best_epoch"], "stopped_because": record["stopped_because"],
-        "training_cpu_minutes": round(history[-1].get("cpu_seconds", float("nan")) / 60, 2),
-        "training_wall_minutes": round(history[-1]["seconds"] / 60, 2),
-        "recipe": {k: config.get(k) for k in ("lr", "lr_schedule", "augment", "budget_patience", "patience", "epochs",
-                                              "max_cpu_minutes", "batch_size", "dropout", "class_weights", "init_from",
-                                              "threads", "seed")},
+        **field_figures(probabilities, labels, names, np.asarray([data.groups[i] for i in test]), draws),
+        **training_summary(record),
     }
     if extra_ztf is not None:
         with open(set_dir / "star_galaxy.csv", newline="") as fh:
@@ -140,7 +157,7 @@ def run_figures(set_dir: Path, run_dir: Path, draws: int = 2000, extra_ztf: Path
         p_extra = predict(network, prepare_inputs("iicnet", extra, (3, 80, 80), preprocessed=False))
         out["extra_ztf"] = {"source": str(extra_ztf), "alerts_labelled": int(len(keep)),
                             "left_out_field_or_object_seen_in_training": int((~keep).sum()),
-                            **_figures(p_extra, extra.labels, names, np.asarray(extra.groups), draws)}
+                            **field_figures(p_extra, extra.labels, names, np.asarray(extra.groups), draws)}
     return out
 
 
@@ -150,7 +167,7 @@ def _fmt_ci(value: float | None, ci: list[float] | None) -> str:
     return f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
 
 
-def _row(label: str, r: dict[str, Any], extra: str = "") -> list[str]:
+def table_row(label: str, r: dict[str, Any], extra: str = "") -> list[str]:
     row = [label, _fmt_ci(r["balanced_accuracy"], r["balanced_accuracy_95ci"])]
     for c in CLASSES:
         pc = r["per_class"][c]
@@ -159,17 +176,22 @@ def _row(label: str, r: dict[str, Any], extra: str = "") -> list[str]:
     return row + [f"{r['test_examples']} ({support}; {r['test_fields']} fields)", extra]
 
 
-def table(results: dict[str, dict[str, Any]]) -> str:
-    head = ["run, test set", "balanced accuracy [95 % CI]"]
+def table_head(first: str, last: list[str]) -> list[str]:
+    """The two header lines of a markdown table of :func:`table_row` rows (+ ``last`` columns)."""
+    head = [first, "balanced accuracy [95 % CI]"]
     for c in CLASSES:
         head += [f"{c} recall", f"{c} precision"]
-    head += ["examples (per class; fields)", "epochs (best); training CPU min; why it stopped"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head += ["examples (per class; fields)", *last]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    lines = table_head("run, test set", ["epochs (best); training CPU min; why it stopped"])
     for label, r in results.items():
         run = f"{r['epochs_run']} ({r['best_epoch']}); {r['training_cpu_minutes']}; {r['stopped_because']}"
-        lines.append("| " + " | ".join(_row(f"{label}, pool test fields", r, run)) + " |")
+        lines.append("| " + " | ".join(table_row(f"{label}, pool test fields", r, run)) + " |")
         if "extra_ztf" in r:
-            lines.append("| " + " | ".join(_row(f"{label}, ../shared/data/ztf unseen fields", r["extra_ztf"])) + " |")
+            lines.append("| " + " | ".join(table_row(f"{label}, ../shared/data/ztf unseen fields", r["extra_ztf"])) + " |")
     return "\n".join(lines) + "\n"
 
 
