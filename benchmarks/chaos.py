@@ -171,7 +171,7 @@ def run_scenario(fault: Fault, messages: Sequence[NightMessage], *, stack: Any, 
                  work_dir: Path | None = None) -> dict[str, Any]:
     """One replayed night through ``plan.members`` members with ``fault`` injected; the figures in the module doc."""
     from benchmarks.tcp_proxy import TcpProxy
-    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, create_topics, free_port
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, create_topics, free_ports
 
     name = f"chaos-{fault.name.replace('_', '-')}-{uuid.uuid4().hex[:6]}"
     topics = bench_topics(name)
@@ -180,7 +180,7 @@ def run_scenario(fault: Fault, messages: Sequence[NightMessage], *, stack: Any, 
     tmp = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=work_dir))
     base = {**member_env(stack, name, topics, EMBEDDED_ASSIGNMENT_STRATEGY), **service_env}
     proxy = TcpProxy("127.0.0.1", stack.redis_port).start() if fault.needs_proxy else None
-    ports = [free_port() for _ in range(plan.members)]
+    ports = free_ports(plan.members)
     envs = [{**base, "SC__OBSERVABILITY__METRICS_PORT": str(port)} for port in ports]
     if proxy is not None:
         envs[VICTIM]["REDIS_URL"] = f"redis://127.0.0.1:{proxy.port}/0"

@@ -89,7 +89,7 @@ def run_members(
     ``schedule``: (size, start s after the first visit) per visit, in order (a Rubin-shaped night,
     :mod:`benchmarks.rubin_night`); by default ``visits`` visits of equal size every ``visit_period_s``.
     """
-    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, create_topics, free_port
+    from stream.stack import EMBEDDED_ASSIGNMENT_STRATEGY, create_topics, free_ports
 
     if schedule is None:
         if visits < 1:
@@ -117,8 +117,7 @@ def run_members(
                            "visit_starts_s": [t for _, t in schedule], "visit_window_s": visit_window_s,
                            "assignment_strategy": base["SC__KAFKA__ASSIGNMENT_STRATEGY"], "embedded": embedded}
     try:
-        for i in range(members):
-            port = free_port()
+        for i, port in enumerate(free_ports(members)):
             proc = spawn_member({**base, "SC__OBSERVABILITY__METRICS_PORT": str(port)}, tmp, i)
             sampler = _Sampler(proc.pid)
             sampler.start()

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from stream.config import Settings
 
 __all__ = ["EMBEDDED_PARTITIONS", "EMBEDDED_TOPICS", "EMBEDDED_ASSIGNMENT_STRATEGY", "EMBEDDED_SESSION_TIMEOUT_MS", "StackError",
-           "EmbeddedStack", "die_with_parent", "tansu_binary", "verify_tansu", "TANSU_SHA256", "free_port", "create_topics",
+           "EmbeddedStack", "die_with_parent", "tansu_binary", "verify_tansu", "TANSU_SHA256", "free_port", "free_ports", "create_topics",
            "wait_for_kafka", "wait_for_redis", "STACK_FILE", "write_stack_file", "read_stack_file", "remove_stack_file",
            "with_stack_file"]
 
@@ -132,10 +132,27 @@ def with_stack_file(settings: Settings, path: Path = STACK_FILE) -> Settings:
     return settings.with_services(kafka or None, redis or None)
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that are free now.
+
+    The sockets are held open together, so no two ports are the same: two calls of
+    :func:`free_port` in a row may return one port twice, and a broker and a Redis on one port
+    wait on each other's protocol until a deadline.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def _sha256(path: Path) -> str:
@@ -203,13 +220,15 @@ def die_with_parent() -> None:
         pass
 
 
-def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
+def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0, alive: Callable[[], None] = lambda: None) -> None:
+    """Wait until a broker answers; ``alive`` raises if the process serving it has exited meanwhile."""
     from confluent_kafka.admin import AdminClient
 
     deadline = time.monotonic() + timeout_s
     admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
     last: Exception | None = None
     while time.monotonic() < deadline:
+        alive()
         try:
             admin.list_topics(timeout=2)
             return
@@ -219,13 +238,15 @@ def wait_for_kafka(bootstrap: str, timeout_s: float = 30.0) -> None:
     raise StackError(f"Kafka at {bootstrap} did not answer within {timeout_s:.0f} s: {last}")
 
 
-def wait_for_redis(url: str, timeout_s: float = 15.0) -> None:
+def wait_for_redis(url: str, timeout_s: float = 15.0, alive: Callable[[], None] = lambda: None) -> None:
+    """Wait until Redis answers PING; ``alive`` raises if the process serving it has exited meanwhile."""
     import redis
 
     deadline = time.monotonic() + timeout_s
     client = redis.Redis.from_url(url, socket_timeout=1)
     last: Exception | None = None
     while time.monotonic() < deadline:
+        alive()
         try:
             if client.ping():
                 client.close()
@@ -266,6 +287,10 @@ def create_topics(
     raise StackError(f"topics {wanted} not visible after creation")
 
 
+class _ExitedAtStart(StackError):
+    """A service of the stack exited while it was starting (most often: its port was taken)."""
+
+
 @dataclass
 class EmbeddedStack:
     """Tansu + Redis on free loopback ports. Use as a context manager or call start()/stop()."""
@@ -299,10 +324,29 @@ class EmbeddedStack:
         )
         logfile.close()
 
-    def start(self) -> EmbeddedStack:
+    def start(self, attempts: int = 3) -> EmbeddedStack:
+        """Start both services; ports this stack picked itself are picked anew when one was taken meanwhile.
+
+        A port free when picked can still be taken before the server binds it (by any process's
+        outgoing connection), and the server then exits at start: that is retried, up to ``attempts``.
+        """
+        chosen = (self.kafka_port, self.redis_port)
+        for attempt in range(1, attempts + 1):
+            kafka_port, redis_port = free_ports(2)
+            self.kafka_port, self.redis_port = chosen[0] or kafka_port, chosen[1] or redis_port
+            try:
+                self._start_once()
+            except _ExitedAtStart as exc:
+                if attempt == attempts or all(chosen):
+                    raise StackError(str(exc)) from None
+                log.warning("embedded_stack_port_taken_retrying", attempt=attempt, reason=str(exc))
+                continue
+            log.info("embedded_stack_up", kafka=self.bootstrap_servers, redis=self.redis_url)
+            return self
+        raise AssertionError("unreachable")
+
+    def _start_once(self) -> None:
         self._workdir = tempfile.mkdtemp(prefix="survey-classifier-stack-")
-        self.kafka_port = self.kafka_port or free_port()
-        self.redis_port = self.redis_port or free_port()
         url = f"tcp://127.0.0.1:{self.kafka_port}"
         try:
             self._spawn("tansu", [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
@@ -313,15 +357,16 @@ class EmbeddedStack:
         except BaseException:
             self.stop()
             raise
-        log.info("embedded_stack_up", kafka=self.bootstrap_servers, redis=self.redis_url)
-        return self
 
-    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+    def _check_alive(self) -> None:
         for name, proc in self._procs.items():
             if proc.poll() is not None:
-                raise StackError(f"{name} exited at start with code {proc.returncode}; log: {self.log_tail(name)}")
-        wait_for_kafka(self.bootstrap_servers, timeout_s)
-        wait_for_redis(self.redis_url, timeout_s)
+                raise _ExitedAtStart(f"{name} exited at start with code {proc.returncode}; log: {self.log_tail(name)}")
+
+    def wait_healthy(self, timeout_s: float = 30.0) -> None:
+        self._check_alive()
+        wait_for_kafka(self.bootstrap_servers, timeout_s, alive=self._check_alive)
+        wait_for_redis(self.redis_url, timeout_s, alive=self._check_alive)
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         path = Path(self._workdir) / f"{name}.log"

@@ -69,9 +69,10 @@ def test_probes_on_the_health_port_are_answered_while_the_metrics_port_is_floode
     nothing here needs either)."""
     from stream.config import load_settings
     from stream.service import build_service
-    from stream.stack import free_port
+    from stream.stack import free_ports
 
-    service = build_service(load_settings(env=_service_env(metrics_port=str(free_port()), health_port=str(free_port()))),
+    metrics_port, health_port = free_ports(2)
+    service = build_service(load_settings(env=_service_env(metrics_port=str(metrics_port), health_port=str(health_port))),
                             runners={})
     assert service.metrics_server is not None and service.health_server is not None
     metrics_server, health_server = service.metrics_server, service.health_server
@@ -143,9 +144,9 @@ def _service_env(**ports: str) -> dict[str, str]:
 def test_the_service_serves_health_on_the_configured_health_port():
     from stream.config import load_settings
     from stream.service import build_service
-    from stream.stack import free_port
+    from stream.stack import free_ports
 
-    metrics_port, health_port = free_port(), free_port()
+    metrics_port, health_port = free_ports(2)
     service = build_service(load_settings(env=_service_env(metrics_port=str(metrics_port), health_port=str(health_port))),
                             runners={})
     try:

@@ -57,3 +57,64 @@ def test_stack_stops_its_processes():
     assert all(p.poll() is None for p in procs)
     stack.stop()
     assert all(p.poll() is not None for p in procs)
+
+
+def test_free_ports_are_distinct():
+    from stream.stack import free_ports
+
+    for _ in range(20):
+        ports = free_ports(8)
+        assert len(set(ports)) == 8
+
+
+def _occupied_port():
+    """A port held by a listener that accepts connections and never answers (as a broker answers a Redis PING)."""
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return sock
+
+
+def test_a_redis_port_taken_by_someone_else_fails_at_once_not_after_the_deadline():
+    import time
+
+    from stream.stack import EmbeddedStack, StackError
+
+    holder = _occupied_port()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StackError, match="redis exited at start"):
+            EmbeddedStack(redis_port=holder.getsockname()[1]).start()
+        assert time.monotonic() - started < 20  # the old wait read a silent socket for the full 30 s
+    finally:
+        holder.close()
+
+
+def test_picked_ports_taken_before_the_servers_bind_them_are_picked_again(monkeypatch):
+    import stream.stack as stack_module
+
+    holder = _occupied_port()
+    real = stack_module.free_ports
+    picks = []
+
+    def first_pick_taken(count):
+        ports = real(count)
+        if not picks:
+            ports[1] = holder.getsockname()[1]  # Redis's port is taken between the pick and its bind
+        picks.append(ports)
+        return ports
+
+    monkeypatch.setattr(stack_module, "free_ports", first_pick_taken)
+    try:
+        stack = stack_module.EmbeddedStack().start()
+        try:
+            assert len(picks) == 2 and stack.redis_port == picks[1][1] != holder.getsockname()[1]
+            import redis
+
+            assert redis.Redis.from_url(stack.redis_url).ping()
+        finally:
+            stack.stop()
+    finally:
+        holder.close()
