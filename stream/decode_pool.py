@@ -137,7 +137,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
     message order, ``("outcomes", [(kind, payload), ...])`` or the same list packed in the out
     area, ``("outcomes_shm", (pickle, spans))``, each entry ``("outcome", outcome)`` or
     ``("memory", detail)`` for a MemoryError; ``("registry", detail)`` ends the job early; then
-    ``("done", seconds)``. Before decoding message ``i`` of a job, ``progress.value = i``.
+    ``("done", slow_reads)``, the worker's running total of records whose history it read in
+    full (:func:`schemas.decode.avro.slow_history_reads`). Before decoding message ``i`` of a job, ``progress.value = i``.
     """
     # Our own threads only: a BLAS thread pool would reserve address space under the cap.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -150,7 +151,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
     if nice > 0:
         os.nice(nice)
     fn = decode_fn or _default_decode_fn()
-    from schemas.decode import SchemaRegistryError
+    from schemas.decode import SchemaRegistryError, slow_history_reads
 
     if memory_mb > 0:
         import resource
@@ -171,7 +172,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
         out_area = areas[1] if areas is not None else None
         if out_area is not None:
             out_area.rewind()
-        t0 = last_flush = time.perf_counter()
+        last_flush = time.perf_counter()
         block: list[tuple[str, Any]] = []
         for i, value in enumerate(values):
             progress.value = i
@@ -192,7 +193,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
                 block, last_flush = [], now
         if block:
             _send_outcomes(conn, block, out_area)
-        conn.send(("done", time.perf_counter() - t0))
+        conn.send(("done", slow_history_reads()))
 
 
 def _send_outcomes(conn: multiprocessing.connection.Connection, block: list[tuple[str, Any]], out_area: SharedArea | None) -> None:
@@ -241,6 +242,8 @@ class _Worker:
             self.kill()
             raise DecodeWorkerError(f"decode worker said {kind!r} instead of ready")
         self.started_vm_bytes = int(vm_bytes)
+        #: the worker's own running total of slow history reads, as last reported
+        self.slow_history_reads = 0
 
     def kill(self) -> None:
         """Kill the process and close the pipe; safe to call twice and from two threads (close()
@@ -326,7 +329,10 @@ class DecodePool:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = threading.Event()
         #: How many workers were replaced after breaking a limit (for tests and metrics).
+        #: workers retired and started anew: a message broke a limit, or a worker died
         self.replaced = 0
+        #: records the workers read with their history in full (:func:`schemas.decode.avro.slow_history_reads`)
+        self.slow_history_reads = 0
         self._lock = threading.Lock()
         self._live: set[_Worker] = set()
         self._threads = [threading.Thread(target=self._serve, name=f"decode-supervisor-{i}", daemon=True) for i in range(workers)]
@@ -537,6 +543,7 @@ class DecodePool:
                 self._expect_done(worker)
                 raise SchemaRegistryError(payload)
             elif kind == "done":
+                self._tally_slow_reads(worker, int(payload))
                 if received != len(values):
                     raise DecodeWorkerError(f"decode worker finished with {received} outcomes for {len(values)} values")
                 if memory_culprit is not None:
@@ -545,6 +552,12 @@ class DecodePool:
                 return memory_culprit is not None
             else:
                 raise DecodeWorkerError(f"decode worker sent {kind!r}")
+
+    def _tally_slow_reads(self, worker: _Worker, reported: int) -> None:
+        """Add what ``worker`` read slowly since its last job (it reports its running total)."""
+        with self._lock:
+            self.slow_history_reads += max(0, reported - worker.slow_history_reads)
+        worker.slow_history_reads = reported
 
     @staticmethod
     def _expect_done(worker: _Worker) -> None:

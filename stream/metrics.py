@@ -92,6 +92,14 @@ class Metrics:
         self.schema_registry_up_gauge = Gauge("sc_schema_registry_up", "0 while the schema registry cannot answer (consuming paused)", registry=r)
         self.schema_registry_up_gauge.set(1)
         self.in_flight = Gauge("sc_in_flight_batches", "Batches consumed but not yet committed", registry=r)
+        self.decode_worker_restarts = Counter(
+            "sc_decode_worker_restarts", "Decode workers retired and started anew (a message broke a decode limit, or a worker died)",
+            registry=r)
+        self.history_slow_reads = Counter(
+            "sc_decode_history_slow_reads", "Records whose history arrays were decoded in full because no skipper could "
+            "skip them (a climbing count: the survey's schema changed under the skippers, and decoding costs several times more)",
+            registry=r)
+        self._decode_seen = (0, 0)
         self.model_info = Gauge("sc_model_info", "1 per model this member runs: name, version, weights sha256, backend, "
                                 "and the surveys it scores (validated; unvalidated ones marked '!')",
                                 ["name", "version", "sha256", "backend", "surveys"], registry=r)
@@ -103,6 +111,13 @@ class Metrics:
             surveys = ",".join([*(p.surveys or ()), *(f"{s}!" for s in getattr(runner, "unvalidated_surveys", ()))])
             self.model_info.labels(name=p.name, version=p.version, sha256=p.weights_sha256, backend=p.backend,
                                    surveys=surveys).set(1)
+
+    def sync_decode(self, restarts: int, slow_reads: int) -> None:
+        """Advance the decode counters to the decoders' running totals (restarts, slow history reads)."""
+        seen_restarts, seen_slow = self._decode_seen
+        self.decode_worker_restarts.inc(max(0, restarts - seen_restarts))
+        self.history_slow_reads.inc(max(0, slow_reads - seen_slow))
+        self._decode_seen = (max(restarts, seen_restarts), max(slow_reads, seen_slow))
 
     # -- reconciliation -------------------------------------------------------------------------
     def count(self, topic: str, partition: int, what: str, n: int = 1) -> None:

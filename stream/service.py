@@ -40,7 +40,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from engines.scoring import ModelRegistry, Runner, survey_scope
 from schemas.alert import InputKind
-from schemas.decode import SchemaRegistryError
+from schemas.decode import SchemaRegistryError, slow_history_reads
 from stream import __version__, stages
 from stream.config import Settings
 from stream.decode_pool import DecodeAbandoned, DecodeLimits, DecodePool, decode_in_process, wait_for_decode
@@ -156,6 +156,8 @@ class Service:
     decoded_bytes_budget: int = DECODED_BYTES_BUDGET
     #: Threads that score a batch's chunks at once (``engine.score_threads``); None: this thread alone.
     score_pool: cf.ThreadPoolExecutor | None = None
+    #: this process's slow history reads when the service was built (in-process decode counts from here)
+    _slow_reads_at_start: int = field(default_factory=slow_history_reads, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     #: When stop was requested (monotonic): decode waits after it share one grace of decode.timeout_s.
     _stop_requested_at: float | None = None
@@ -391,6 +393,9 @@ class Service:
         timer = StageTimer()
         outcomes, decode_s = self._decoded(batch)
         timer.add("decode", decode_s)
+        pool = self.decode_pool
+        self.metrics.sync_decode(pool.replaced if pool is not None else 0,
+                                 pool.slow_history_reads if pool is not None else slow_history_reads() - self._slow_reads_at_start)
         envelopes = batch.envelopes
         self.metrics.batch_size.observe(len(envelopes))
         k = self.settings.kafka

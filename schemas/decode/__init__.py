@@ -5,6 +5,7 @@ Pure: no Kafka or Redis here. Every bad input raises :class:`DecodeError` with a
 """
 from __future__ import annotations
 
+from schemas.decode.avro import slow_history_reads
 from schemas.decode.errors import DecodeError, Reason
 from schemas.decode.exposure import EXPOSURE_SCHEMA_ID, pack_exposure
 from schemas.decode.message import decode_message, decode_record, default_resolver, iter_file
@@ -24,4 +25,5 @@ __all__ = [
     "pack_exposure",
     "EXPOSURE_SCHEMA_ID",
     "place_in_frame",
+    "slow_history_reads",
 ]

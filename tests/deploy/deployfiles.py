@@ -55,6 +55,8 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "sc_kafka_up": ("gauge", frozenset()),
     "sc_schema_registry_up": ("gauge", frozenset()),
     "sc_in_flight_batches": ("gauge", frozenset()),
+    "sc_decode_worker_restarts_total": ("counter", frozenset()),
+    "sc_decode_history_slow_reads_total": ("counter", frozenset()),
     "sc_model_info": ("gauge", frozenset({"name", "version", "sha256", "backend", "surveys"})),
 }
 #: Series Prometheus writes itself for every target (used only by the target-down rule).

@@ -103,6 +103,15 @@ def _container(schema: dict, record: dict) -> bytes:
     return out.getvalue()
 
 
+def ztf_alert_with_a_long_history_name(*, candid_offset: int = 1) -> bytes:
+    """A good real ZTF alert whose first history item's file name is 300+ bytes: longer than the
+    history skipper describes (schemas/decode/skip.py), so it decodes the slow, usual way."""
+    schema, record = _first_record(real_ztf_packets(1)[0])
+    record["prv_candidates"][0]["pdiffimfilename"] = "/ztf/archive/" + "x" * 300 + ".fits.fz"
+    record["candid"] += candid_offset
+    return _container(schema, record)
+
+
 def ztf_alert_with_cutout(fits_bytes: bytes, *, base: Path | None = None, candid: int | None = None) -> bytes:
     """A real ZTF alert whose science cutout is replaced by ``fits_bytes`` (gzipped, as ZTF ships it)."""
     schema, record = _first_record(base or real_ztf_packets(1)[0])

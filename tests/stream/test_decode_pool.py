@@ -256,3 +256,20 @@ def test_real_packets_decode_the_same_through_shared_memory_or_the_pipe(area_byt
         assert pool.replaced == 0
     finally:
         pool.close()
+
+
+def test_the_pool_counts_records_whose_history_was_read_the_slow_way(pool_factory):
+    """A real ZTF packet with one history file name over the skipper's 191 bytes decodes right,
+    the slow way, and the pool counts it (the service exports sc_decode_history_slow_reads_total);
+    the untouched packet takes the fast path and adds nothing."""
+    from tests.stream.hostile_messages import ztf_alert_with_a_long_history_name
+
+    path = real_ztf_packets(1)[0]
+    long_name = ztf_alert_with_a_long_history_name(candid_offset=0)
+    pool = pool_factory(timeout_s=30, worker_memory_mb=1536)
+    outcomes, _ = pool.submit([path.read_bytes()], SETTINGS).result(timeout=120)
+    assert outcomes[0].ok and pool.slow_history_reads == 0
+    outcomes, _ = pool.submit([long_name, path.read_bytes(), long_name], SETTINGS).result(timeout=120)
+    assert all(o.ok for o in outcomes)
+    assert outcomes[0].items[0].alert_id == outcomes[1].items[0].alert_id
+    assert pool.slow_history_reads == 2

@@ -152,3 +152,16 @@ def test_records_name_the_host_and_the_process_so_two_members_on_one_host_differ
 
     host = Service.__dataclass_fields__["processing_host"].default_factory()   # type: ignore[misc]
     assert host == f"{socket.gethostname()}:{os.getpid()}"
+
+
+def test_decode_counters_follow_the_decoders_running_totals():
+    m = Metrics()
+
+    def value(name):
+        return m.registry.get_sample_value(name)
+
+    m.sync_decode(restarts=2, slow_reads=5)
+    m.sync_decode(restarts=2, slow_reads=7)
+    assert value("sc_decode_worker_restarts_total") == 2 and value("sc_decode_history_slow_reads_total") == 7
+    m.sync_decode(restarts=1, slow_reads=3)   # a total that went back (a new pool) never makes a counter go back
+    assert value("sc_decode_worker_restarts_total") == 2 and value("sc_decode_history_slow_reads_total") == 7

@@ -38,6 +38,7 @@ from tests.stream.hostile_messages import (
     endless_container,
     fits_tile_bomb,
     real_ztf_packets,
+    ztf_alert_with_a_long_history_name,
     ztf_alert_with_cutout,
     ztf_alert_with_string_candid,
 )
@@ -308,6 +309,10 @@ def test_every_case_of_the_hostile_corpus_is_dead_lettered_with_its_reason(servi
     good_keys = {item.key for v in good for item in decode_message(v)}
     values = [pair for i, case in enumerate(cases)
               for pair in ((case.name.encode(), case.value), (f"good-{i}".encode(), good[i % len(good)]))]
+    # a good packet whose history the skipper cannot skip (a file name over 191 bytes): published, and counted
+    slow = ztf_alert_with_a_long_history_name()
+    good_keys |= {item.key for item in decode_message(slow)}
+    values.append((b"slow-history", slow))
     produce_values(services.bootstrap_servers, f"{name}-alerts", values)
     settings = load_settings(env=settings_env(services, name, engine_cache, SC__BATCH__MAX_SIZE="16"))
     service, thread = start_service(settings, runners)
@@ -327,3 +332,5 @@ def test_every_case_of_the_hostile_corpus_is_dead_lettered_with_its_reason(servi
     totals = service.metrics.totals()
     assert totals.balanced and totals.consumed == len(values) and totals.dead_lettered == len(cases)
     assert "internal_error" not in reasons.values()
+    assert service.metrics.registry.get_sample_value("sc_decode_history_slow_reads_total") == 1
+    assert service.metrics.registry.get_sample_value("sc_decode_worker_restarts_total") == 0

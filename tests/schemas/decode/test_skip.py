@@ -151,7 +151,12 @@ def test_what_the_pattern_cannot_describe_goes_the_usual_way() -> None:
               "prvDiaForcedSources": [], "cutoutDifference": None}
     payload = _encode(record)
     assert avro._read_runs(how.runs, payload, io.BytesIO(payload)) is None
+    before = avro.slow_history_reads()
     assert read_schemaless(payload, parsed, how) == {"diaSourceId": 5, "diaSource": {"ra": 2.0}, "cutoutDifference": None}
+    assert avro.slow_history_reads() == before + 1   # counted: the service exports it (sc_decode_history_slow_reads_total)
+    short = _encode({**record, "prvDiaSources": [_item(rng, text=3)]})
+    read_schemaless(short, parsed, how)
+    assert avro.slow_history_reads() == before + 1   # the fast path counts nothing
     nested = {"type": "array", "items": {"type": "record", "name": "x", "fields": [{"name": "a", "type": {"type": "array", "items": "long"}}]}}
     assert compile_skipper(nested, {}) is None
     assert item_pattern({"type": "map", "values": "long"}, {}) is None
@@ -213,3 +218,19 @@ def test_a_real_packet_cut_short_in_its_history_is_dead_lettered_as_before() -> 
     with pytest.raises(DecodeError) as usual:
         read_schemaless(payload, parsed, Projection(how.reader))
     assert fast.value.reason == usual.value.reason
+
+
+def test_a_schema_whose_history_no_skipper_describes_counts_every_record() -> None:
+    """A history of maps: no skipper compiles, so each record reads it whole, and each is counted."""
+    schema = {"type": "record", "name": "alert", "fields": [
+        {"name": "diaSourceId", "type": "long"},
+        {"name": "prvDiaSources", "type": {"type": "array", "items": {"type": "map", "values": "long"}}}]}
+    parsed, how = fastavro.parse_schema(schema), avro.projection(schema)
+    assert how.history and how.runs is None
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, parsed, {"diaSourceId": 1, "prvDiaSources": [{"a": 1}]})
+    before = avro.slow_history_reads()
+    assert read_schemaless(out.getvalue(), parsed, how) == {"diaSourceId": 1}
+    assert avro.slow_history_reads() == before + 1
+    no_history = {"type": "record", "name": "alert", "fields": [{"name": "diaSourceId", "type": "long"}, {"name": "note", "type": "string"}]}
+    assert not avro.projection(no_history).history
