@@ -180,6 +180,19 @@ def test_fastest_backend_per_model_at_the_service_batch():
     assert fastest_backends(lim, batch=256) == {"acai": "openvino", "braai": "onnxruntime"}
 
 
+def test_a_backend_that_takes_one_call_at_a_time_must_be_clearly_faster_to_be_chosen():
+    from benchmarks.night import ONE_CALL_AT_A_TIME_MARGIN, fastest_backends, one_call_at_a_time
+
+    assert one_call_at_a_time("openvino") and not one_call_at_a_time("onnxruntime")
+
+    def limits(openvino_per_s):
+        return {"inference": {"onnxruntime": {"models": {"braai": {"batches": {"8": {"per_s": 3000.0}}}}},
+                              "openvino": {"models": {"braai": {"batches": {"8": {"per_s": openvino_per_s}}}}}}}
+
+    assert fastest_backends(limits(3200.0), batch=8) == {"braai": "onnxruntime"}   # 7% faster alone: not enough
+    assert fastest_backends(limits(3000.0 * ONE_CALL_AT_A_TIME_MARGIN * 1.01), batch=8) == {"braai": "openvino"}
+
+
 def test_limit_with_kafka_adds_the_reader_and_broker_cpu_per_message():
     lim = {"machine_limit": {"alerts_per_s": 800.0, "ms_per_alert_one_core": 2.5, "cores": 2}}
     svc = {"asap": {"throughput_per_s": 600.0}, "kafka_consume": {"messages": 1000, "consumer_cpu_ms_per_message": 0.3, "broker_cpu_s": 0.2}}
