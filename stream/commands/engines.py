@@ -96,10 +96,15 @@ def _list(args: argparse.Namespace) -> int:
     registry = load_registry()
     cache = Path(args.cache_dir)
     # trained_on: real (survey alerts), simulated, imported (another team's trained model) or
-    # untrained; surveys: those the card says it was trained and checked on (the only ones it scores)
-    print(f"{'model':<28}{'version':<27}{'trained_on':<11}{'surveys':<16}{'weights_sha256':<18}artefact")
+    # untrained; surveys: those the card says it was trained and checked on (the only ones it
+    # scores); default: whether the service runs it when engine.models is empty (yes: the current
+    # version, trained, and its card passes the bar on held-out data; by-name: loadable as
+    # NAME or NAME@VERSION only; older: a superseded version)
+    rows = [("model", "version", "default", "trained_on", "surveys", "weights_sha256", "artefact")]
     for _ref, card in sorted(registry.versions.items()):  # current and superseded versions
-        name = card.name if registry.cards.get(card.name) is card else f"{card.name}@{card.version}"
+        current = registry.cards.get(card.name) is card
+        name = card.name if current else f"{card.name}@{card.version}"
+        default = "older" if not current else "yes" if card.passes_bar and card.trained else "by-name"
         artefacts = []
         for precision in ("fp32", "fp16"):
             onnx = onnx_path_for(card, cache, precision)
@@ -107,8 +112,11 @@ def _list(args: argparse.Namespace) -> int:
                 artefacts.append(f"{onnx.name} ({onnx.stat().st_size / 1e6:.1f} MB)")
                 artefacts += [f"{e.name} ({e.stat().st_size / 1e6:.1f} MB)" for e in sorted(cache.glob(f"{onnx.stem}-*.engine"))]
         for artefact in artefacts or ["(not built)"]:
-            surveys = ",".join(card.surveys) or "-"
-            print(f"{name:<28}{card.version:<27}{_trained_on(card):<11}{surveys:<16}{card.weights_sha256[:16]:<18}{artefact}")
+            rows.append((name, card.version, default, _trained_on(card), ",".join(card.surveys) or "-",
+                         card.weights_sha256[:16], artefact))
+    widths = [max(len(row[i]) for row in rows) + 2 for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("".join(cell.ljust(width) for cell, width in zip(row, widths)) + row[-1])
     return 0
 
 

@@ -37,10 +37,21 @@ def test_build_then_list(tmp_path: Path, capsys) -> None:
     assert main(["engines", "list", "--cache-dir", str(cache)]) == 0
     listing = capsys.readouterr().out
     assert "realbogus" in listing and "-fp32.onnx" in listing and "(not built)" in listing  # iicnet not built
-    rows = {line.split()[0]: line.split() for line in listing.splitlines()[1:]}
-    assert rows["realbogus"][3] == "ztf" and rows["acai"][3] == "ztf" and rows["iicnet"][3] == "exposure"
-    assert rows["rubin_realbogus"][2:4] == ["real", "rubin"] and rows["iicnet"][2] == "simulated"
-    assert rows["braai"][2] == "imported" and rows["realbogus@1.0.0-synthetic"][2] == "simulated"
+    header, *lines = listing.splitlines()
+    assert header.split() == ["model", "version", "default", "trained_on", "surveys", "weights_sha256", "artefact"]
+    rows = {line.split()[0]: line.split() for line in lines}
+    assert all(len(row) >= 7 for row in rows.values()), "long names and versions keep their columns apart"
+    assert rows["realbogus"][4] == "ztf" and rows["acai"][4] == "ztf" and rows["iicnet"][4] == "exposure"
+    assert rows["rubin_realbogus"][3:5] == ["real", "rubin"] and rows["iicnet"][3] == "simulated"
+    assert rows["braai"][3] == "imported" and rows["realbogus@1.0.0-synthetic"][3] == "simulated"
+    from engines.registry import load_registry
+
+    registry = load_registry()
+    for name, row in rows.items():
+        card = registry.versions[tuple(name.split("@"))] if "@" in name else registry.cards[name]
+        assert row[1] == card.version
+        assert row[2] == ("older" if "@" in name else "yes" if card.passes_bar and card.trained else "by-name"), name
+    assert rows["rubin_realbogus"][2] == "yes" and rows["alertclass"][2] == "by-name"  # alertclass misses its bar
 
 
 def test_build_of_tensorrt_without_gpu_reports_failure(tmp_path: Path, capsys) -> None:
