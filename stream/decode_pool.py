@@ -138,7 +138,8 @@ def _worker_main(conn: multiprocessing.connection.Connection, progress: Any, mem
     area, ``("outcomes_shm", (pickle, spans))``, each entry ``("outcome", outcome)`` or
     ``("memory", detail)`` for a MemoryError; ``("registry", detail)`` ends the job early; then
     ``("done", slow_reads)``, the worker's running total of records whose history it read in
-    full (:func:`schemas.decode.avro.slow_history_reads`). Before decoding message ``i`` of a job, ``progress.value = i``.
+    full (:func:`schemas.decode.avro.slow_history_reads`). Before decoding message ``i`` of a
+    job, ``progress.value = i``.
     """
     # Our own threads only: a BLAS thread pool would reserve address space under the cap.
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -328,8 +329,7 @@ class DecodePool:
         self._ctx = multiprocessing.get_context("spawn")  # not fork: librdkafka threads
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._closed = threading.Event()
-        #: How many workers were replaced after breaking a limit (for tests and metrics).
-        #: workers retired and started anew: a message broke a limit, or a worker died
+        #: Workers retired and started anew: a message broke a limit, or a worker died (tests, metrics).
         self.replaced = 0
         #: records the workers read with their history in full (:func:`schemas.decode.avro.slow_history_reads`)
         self.slow_history_reads = 0
