@@ -14,6 +14,7 @@ from benchmarks.night import compute_ratios, parse_args
 from benchmarks.night_data import build_night, make_hst_raw_fits
 from benchmarks.report import timeline
 from schemas.decode import decode_message
+from stream.config import CPU_INFER_BATCH
 
 
 def test_night_multiplies_the_bundled_packets_with_fresh_unique_ids():
@@ -98,10 +99,10 @@ def test_tiny_night_end_to_end_writes_json_markdown_and_plot(tmp_path):
     for key in ("decode", "raw_gunzip_fits", "preprocess", "bare_loop"):
         assert lim[key]["per_s"] > 0, key
     for backend in ("onnxruntime", "torch"):
-        assert set(lim["inference"][backend]["batches"]) == {"1", "32", "64", "256"}, backend
+        assert set(lim["inference"][backend]["batches"]) == {"1", str(CPU_INFER_BATCH), "64", "256"}, backend
         assert set(lim["inference"][backend]["models"]) == {"realbogus", "braai"}, backend   # --models, in the limits...
     assert results["models"] == ["realbogus", "braai"] and set(lim["machine_limit"]["models"]) == {"realbogus", "braai"}
-    assert set(lim["preprocess_by_model"]["realbogus"]) == {"32", "256"} and lim["preprocess"]["batch"] in (32, 256)
+    assert set(lim["preprocess_by_model"]["realbogus"]) == {str(CPU_INFER_BATCH), "256"} and lim["preprocess"]["batch"] in (CPU_INFER_BATCH, 256)
     assert lim["machine_limit"]["models"]["realbogus"]["preprocess_ms"] == min(
         t["cost_ms_per_item"] for t in lim["preprocess_by_model"]["realbogus"].values())
     assert all(t["cost_ms_per_item"] <= t["ms_per_item"] for t in lim["preprocess_by_model"]["realbogus"].values())
