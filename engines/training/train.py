@@ -420,12 +420,17 @@ def train_network(
     resume: Path | None = None,
     progress: bool = True,
     augment: Callable[[torch.Tensor, np.random.Generator], torch.Tensor] | None = None,
+    training_batch: Callable[[np.ndarray, np.random.Generator], tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> TrainResult:
     """Train ``config.model`` on ``data``; see the module docstring for what is written.
 
     ``augment`` (optional) transforms each training batch's input (never validation's), e.g.
     :func:`dihedral_augment`; without it, ``config.augment`` picks
-    :class:`engines.training.augment.StampAugment`."""
+    :class:`engines.training.augment.StampAugment`. ``training_batch`` (optional) gives a
+    training batch's (inputs, targets) from its row indices and the run's RNG instead of
+    ``to_input``, ``augment`` and ``data.train_y``: targets that depend on the augmented input,
+    e.g. a teacher that labels the very view the network sees (distillation). Validation
+    always reads ``data.val_x`` / ``data.val_y`` through ``to_input``."""
     from engines.networks import build_network
 
     if augment is None and config.augment:
@@ -458,11 +463,15 @@ def train_network(
         log.info("training_resumed", checkpoint=str(resume), epoch=state.start_epoch)
 
     def batch_loss(idx: np.ndarray) -> torch.Tensor:
-        inputs = to_input(data.train_x[idx])
-        if augment is not None:
-            inputs = augment(inputs, rng)
+        if training_batch is not None:
+            inputs, targets = training_batch(idx, rng)
+        else:
+            inputs = to_input(data.train_x[idx])
+            if augment is not None:
+                inputs = augment(inputs, rng)
+            targets = torch.from_numpy(data.train_y[idx])
         optimizer.zero_grad(set_to_none=True)
-        return loss_fn(network(inputs.to(device)), torch.from_numpy(data.train_y[idx]).to(device))
+        return loss_fn(network(inputs.to(device)), targets.to(device))
 
     def validate() -> tuple[float, float]:
         if config.bn_recalibration_examples > 0:

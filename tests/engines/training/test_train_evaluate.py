@@ -216,3 +216,31 @@ def test_unknown_lr_schedules_are_refused(tmp_path) -> None:
     data = TrainingData(np.zeros((2, 1)), np.zeros(2, np.int64), np.zeros((1, 1)), np.zeros(1, np.int64), ("a", "b"))
     with pytest.raises(TrainingDataError, match="lr schedule"):
         prepare_run(data, TrainConfig(model="realbogus", lr_schedule="linear"), tmp_path)
+
+
+def test_a_training_batch_hook_gives_the_inputs_and_targets_that_training_fits(tmp_path) -> None:
+    """``training_batch`` replaces to_input, augment and train_y for training (a teacher labelling
+    each view): every stored label says bogus, the hook says real, and the network learns real."""
+    from engines.training.recipes import load_trained
+    from engines.training.train import TrainConfig, TrainingData, train_network
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(16, 3, 69, 69)).astype(np.float32)
+    bogus = np.tile(np.asarray([[1.0, 0.0]], np.float32), (16, 1))
+    data = TrainingData(x, bogus, x[:4], bogus[:4], ("bogus", "real"))
+    calls: list[int] = []
+
+    def real_views(idx: np.ndarray, run_rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        assert isinstance(run_rng, np.random.Generator)
+        calls.append(len(idx))
+        return torch.from_numpy(x[idx]).flip(-1), torch.tensor([[0.0, 1.0]]).repeat(len(idx), 1)
+
+    config = TrainConfig(model="realbogus", epochs=4, batch_size=8, lr=1e-3, threads=1, patience=100,
+                         bn_recalibration_examples=0)
+    run = train_network(data, torch.from_numpy, config, tmp_path, progress=False, training_batch=real_views)
+    assert sum(calls) == 4 * 16
+    assert [h["val_accuracy"] for h in run.history][-1] == 0.0     # validation still reads val_y (bogus)
+    network = load_trained("realbogus", run.weights_path).eval()
+    with torch.no_grad():
+        probs = torch.softmax(network(torch.from_numpy(x).flip(-1)), dim=1).numpy()   # (bogus, real) logits
+    assert (probs[:, 1] > 0.5).all()

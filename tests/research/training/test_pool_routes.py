@@ -66,6 +66,24 @@ def test_source_split_keeps_held_out_objects_out_of_training(pool) -> None:
     assert not (set(pool.source[split.train]) & set(HELDOUT_SOURCES))
 
 
+def test_a_validation_source_is_validated_on_whole_and_never_trained_on(pool) -> None:
+    from engines.training.ztf_files import TrainingDataError
+    from research.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
+
+    source = "github:astrolabsoftware/fink-alert-simulator"
+    split = split_by_source(pool, HELDOUT_SOURCES, validation_sources=[source])
+    assert set(pool.source[split.validation]) == {source}
+    assert source not in set(pool.source[split.train]) and len(split.train) > 0
+    assert not (set(pool.object_id[split.train]) & (set(pool.object_id[split.validation]) | set(pool.object_id[split.test])))
+    test_objects = set(pool.object_id[split.test])
+    whole = [i for i in range(len(pool)) if pool.source[i] == source and pool.object_id[i] not in test_objects]
+    assert sorted(split.validation.tolist()) == whole
+    with pytest.raises(TrainingDataError, match="both held out and validation"):
+        split_by_source(pool, HELDOUT_SOURCES, validation_sources=[HELDOUT_SOURCES[0]])
+    with pytest.raises(TrainingDataError, match="not in the pool"):
+        split_by_source(pool, HELDOUT_SOURCES, validation_sources=["nowhere"])
+
+
 def test_realbogus_teacher_route_trains_scores_and_registers(small, tmp_path) -> None:
     from engines.registry import load_registry
     from engines.training.recipes import load_trained
