@@ -46,7 +46,7 @@ from research.training.ztf_pool import PoolAlerts, load_pool
 __all__ = ["PREPROCESSING_CHOICES", "SHIPPED_VERSION", "STUDY_CONFIG", "VARIANT_TAGS", "data_ztf_figures",
            "evaluate_weights", "main"]
 
-SHIPPED_VERSION = "2.1.0-pool-distilled"
+SHIPPED_VERSION = "2.2.0-pool-distilled"
 #: the real/bogus inputs a variant may be trained on (engines.preprocess keys)
 PREPROCESSING_CHOICES: tuple[str, ...] = ("difference_stamps_69", "difference_stamps_rownorm_69",
                                           "difference_stamps_rownorm_pad69")
@@ -123,16 +123,22 @@ def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     figures = evaluate_weights(run.weights, pool, split, args.data_ztf)
     figures["fit"] = _fit_figures(run.weights, pool, split)
     if args.validation_source:
-        scored = split.validation[np.isfinite(pool.teacher[split.validation])]
-        figures["validation_source"] = {"sources": list(args.validation_source), "alerts": len(scored),
-                                        "real": int((pool.teacher[scored] >= 0.5).sum()),
-                                        "bogus": int((pool.teacher[scored] < 0.5).sum())}
+        figures["validation_source"] = _validation_source_counts(pool, args.validation_source, heldout)
     command = " ".join(["python -m research.training.realbogus_study", *(argv or [])])
     (out / "figures.json").write_text(json.dumps({"variant": args.tag or args.variant, "command": command,
                                                   "description": run.description,
                                                   "train_seconds": run.seconds, **figures}, indent=2, default=str))
     print(json.dumps({"variant": args.variant, **figures["vs_braai_d6_m7"]["all"]}, default=str))
     return 0
+
+
+def _validation_source_counts(pool: PoolAlerts, sources: list[str],
+                              heldout: tuple[str, ...] = HELDOUT_SOURCES) -> dict[str, Any]:
+    """The validation alerts (with a teacher score) of a whole-source validation split."""
+    split = split_by_source(pool, heldout, seed=0, validation_sources=sources)
+    scored = split.validation[np.isfinite(pool.teacher[split.validation])]
+    return {"sources": list(sources), "alerts": len(scored), "real": int((pool.teacher[scored] >= 0.5).sum()),
+            "bogus": int((pool.teacher[scored] < 0.5).sum())}
 
 
 def _consistent_teacher(args: argparse.Namespace):
@@ -205,7 +211,7 @@ def _fit_figures(weights: Path, pool: PoolAlerts, split: SourceSplit) -> dict[st
 
 
 def _report(args: argparse.Namespace) -> int:
-    from research.training.realbogus_report import ship_variant, write_study_report
+    from research.training.realbogus_report import SOURCE_VALIDATION, ship_variant, write_study_report
 
     pools = {key: load_pool(args.pool, realbogus_preprocessing=key) for key in PREPROCESSING_CHOICES}
     pool = pools[PREPROCESSING_CHOICES[0]]
@@ -221,6 +227,9 @@ def _report(args: argparse.Namespace) -> int:
                 results[variant]["record"] = {"epochs_run": len(r["history"]), "best_epoch": r["best_epoch"],
                                               "best_val_loss": r["best_val_loss"], "stopped_because": r["stopped_because"],
                                               "seconds": r["history"][-1]["seconds"]}
+            if variant.startswith("srcval-") and "validation_source" not in results[variant]:
+                results[variant]["validation_source"] = _validation_source_counts(pool, [SOURCE_VALIDATION])
+                path.write_text(json.dumps(results[variant], indent=2, default=str))
             if "fit" not in results[variant] and (path.parent / "realbogus.pt").is_file():
                 variant_pool = pools[results[variant].get("preprocessing", PREPROCESSING_CHOICES[0])]
                 results[variant]["fit"] = _fit_figures(path.parent / "realbogus.pt", variant_pool, split)

@@ -47,9 +47,9 @@ filters (all given must hold):
                                real_bogus is not calibrated; each survey's comes from its own model
                                (real_bogus_model), so cut per survey with that model's card thresholds
                                (chosen on validation; recall on held-out data in brackets):
-                                 ztf   realbogus        0.65 recall 0.95 (0.84), 0.16 recall 0.99 (0.95)
+                                 ztf   realbogus        0.50 recall 0.95 (0.87), 0.17 recall 0.99 (0.97)
                                  rubin rubin_realbogus  0.81 recall 0.95 (0.69), 0.27 recall 0.99 (1.00)
-                               e.g. --survey ztf --min-rb 0.65; against braai / Rubin's reliability,
+                               e.g. --survey ztf --min-rb 0.50; against braai / Rubin's reliability,
                                not human vetting; Rubin from 41 alerts (research/reports/calibration)
   --class galaxy --min-prob .7 class_scores['galaxy'] >= 0.7   (--class alone: top class is galaxy)
   --survey ztf|rubin|exposure, --model NAME, --trained / --untrained (unknown survey or class
@@ -103,7 +103,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     f.add_argument("--where", default=None, metavar="EXPR", help="filter expression (see below)")
     f.add_argument("--min-real-bogus", "--min-rb", dest="min_real_bogus", type=float, default=None, metavar="P",
                    help="keep our real_bogus >= P (default: no cut); thresholds per survey below "
-                        "(ztf 0.65 / rubin 0.81 for recall 0.95 on validation)")
+                        "(ztf 0.50 / rubin 0.81 for recall 0.95 on validation)")
     f.add_argument("--class", dest="class_label", default=None, metavar="LABEL", help="keep this class (see --min-prob)")
     f.add_argument("--min-prob", type=float, default=None, metavar="P", help="with --class: that class's probability >= P")
     f.add_argument("--survey", default=None, help="ztf, rubin or exposure (default: all)")

