@@ -55,7 +55,8 @@ VARIANT_TAGS: tuple[str, ...] = ("teacher", "injection", "both", "both-from-ship
                                   "pad69", "pad69-cos20", "rownorm-ft-cos-shift2", "pad69-cos40-shift2",
                                   "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2",
                                   "consistent-rownorm", "consistent-mixup-rownorm", "consistent-cos60-rownorm",
-                                  "consistent-mixup-cos60-rownorm", "srcval-rownorm", "srcval-consistent-cos60-rownorm",
+                                  "consistent-mixup-cos60-rownorm", "consistent-cos60-rownorm-seed2",
+                                  "consistent-mixup-cos60-rownorm-seed2", "srcval-rownorm", "srcval-consistent-cos60-rownorm",
                                   "srcval-consistent-mixup-cos60-rownorm")
 #: the recipe of every variant (the seed CNN's training variant: dropout 0.2)
 STUDY_CONFIG = dict(epochs=30, batch_size=64, lr=1e-3, dropout=0.2, patience=5, seed=1, max_minutes=9.0, threads=2)
