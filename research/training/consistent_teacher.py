@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.training.ztf_files import TrainingDataError
+from research.training.pool_realbogus import shift_augment
 
 __all__ = ["TEACHER_PREPROCESSING", "STUDENT_VIEWS", "TURN_NAMES", "ConsistentTeacher", "load_braai", "student_view",
            "turn", "turn_sensitivity"]
@@ -98,6 +99,7 @@ class ConsistentTeacher:
             raise TrainingDataError(f"teacher triplets must be (N, 3, 63, 63), got {self.triplets.shape}")
         if self.mixup_alpha < 0 or self.max_shift < 0:
             raise TrainingDataError("mixup_alpha and max_shift must be >= 0")
+        self._turn_and_shift = shift_augment(self.max_shift)
 
     @property
     def examples(self) -> int:
@@ -110,9 +112,7 @@ class ConsistentTeacher:
 
     def view(self, idx: np.ndarray, rng: np.random.Generator) -> torch.Tensor:
         """The batch's views on braai's 63 px grid."""
-        from research.training.pool_realbogus import shift_augment
-
-        x = shift_augment(self.max_shift)(torch.from_numpy(np.ascontiguousarray(self.triplets[idx])), rng)
+        x = self._turn_and_shift(torch.from_numpy(np.ascontiguousarray(self.triplets[idx])), rng)
         if self.mixup_alpha > 0 and len(x) > 1:
             lam = torch.from_numpy(rng.beta(self.mixup_alpha, self.mixup_alpha, len(x)).astype(np.float32))
             other = torch.from_numpy(rng.permutation(len(x)))
