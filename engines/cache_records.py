@@ -8,6 +8,7 @@ The ONNX exports (:meth:`engines.registry.Registry.export`) and the TensorRT pla
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from engines.export import file_sha256
@@ -36,6 +37,6 @@ def why_untrusted(path: Path) -> str | None:
 def record_sha256(path: Path) -> None:
     """Record the sha256 of ``path`` beside it (atomically), once the file is complete."""
     record = record_path(path)
-    tmp = record.with_name(record.name + ".tmp")
+    tmp = record.with_name(f"{record.name}.{os.getpid()}.tmp")    # this process's own: writers may share the folder
     tmp.write_text(file_sha256(path) + "\n")
     tmp.replace(record)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def export_onnx(
     batch = torch.export.Dim("batch", min=1, max=contract.max_batch)
     # ScoredNetwork.forward(x, *extra): the extra inputs arrive as one tuple argument
     dynamic = ({0: batch}, tuple({0: batch} for _ in examples[1:])) if len(examples) > 1 else {"x": {0: batch}}
-    tmp = path.with_name(path.name + ".tmp")
+    # this process's own temporary name: members sharing a cache folder may export the same model at once
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     log.info("onnx_export_start", path=str(path), precision=precision, exporter=EXPORTER)
     try:
         with warnings.catch_warnings():

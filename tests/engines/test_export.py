@@ -44,3 +44,20 @@ def test_export_has_dynamic_batch_and_float32_io(network, tmp_path: Path, precis
 def test_unknown_precision_is_refused(network, tmp_path: Path) -> None:
     with pytest.raises(EngineError, match="precision"):
         export_onnx(network, CONTRACT, tmp_path / "x.onnx", "int8")
+
+
+def test_another_writers_temporary_files_are_left_alone(network, tmp_path: Path) -> None:
+    """Members sharing a cache folder may export the same model at once: each writes through its
+    own temporary name, so neither takes or overwrites the other's half-written file."""
+    from engines.cache_records import record_path, record_sha256, why_untrusted
+
+    path = tmp_path / "rb.onnx"
+    others = [path.with_name(path.name + ".tmp"), path.with_name(path.name + ".999999.tmp"),
+              record_path(path).with_name(record_path(path).name + ".999999.tmp")]
+    for other in others:
+        other.write_bytes(b"half written by another process")
+    export_onnx(network, CONTRACT, path, "fp32")
+    record_sha256(path)
+    assert why_untrusted(path) is None and onnx.load(str(path)).graph.input[0].name == "input"
+    assert all(other.read_bytes() == b"half written by another process" for other in others)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([path.name, record_path(path).name, *(o.name for o in others)])
