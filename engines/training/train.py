@@ -40,7 +40,7 @@ from engines.training.ztf_files import TrainingDataError
 
 __all__ = ["TrainConfig", "TrainingData", "TrainResult", "EpochProgress", "resume_progress", "run_epochs", "train_network",
            "recalibrate_batch_norm", "LR_SCHEDULES",
-           "serving_state_dict", "set_seed", "init_network", "dihedral_augment", "balanced_class_weights",
+           "serving_state_dict", "set_seed", "init_network", "dihedral_augment", "dihedral_turn", "balanced_class_weights",
            "class_weight_tensor", "array_sha256", "batches", "evaluate_loss", "make_optimizer", "prepare_run", "stop_reason", "budget_seconds",
            "write_training_record"]
 
@@ -259,9 +259,15 @@ def dihedral_augment(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
         idx = torch.from_numpy(np.flatnonzero(choice == k))
         if len(idx) == 0:
             continue
-        part = torch.rot90(x[idx], k % 4, dims=(2, 3))
-        out[idx] = torch.flip(part, dims=(3,)) if k >= 4 else part
+        out[idx] = dihedral_turn(x[idx], k)
     return out
+
+
+def dihedral_turn(x: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, C, H, W) turned by the k-th of the square's 8 turns: k % 4 quarter turns, then a
+    left-right flip for k >= 4 (:func:`dihedral_augment` draws k per example)."""
+    out = torch.rot90(x, k % 4, dims=(2, 3))
+    return torch.flip(out, dims=(3,)) if k >= 4 else out
 
 
 def init_network(network: nn.Module, path: str | Path) -> list[str]:

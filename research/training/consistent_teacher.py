@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engines.training.train import dihedral_turn
 from engines.training.ztf_files import TrainingDataError
 from research.training.pool_realbogus import shift_augment
 
@@ -131,10 +132,8 @@ class ConsistentTeacher:
 TURN_NAMES = ("none", "rot90", "rot180", "rot270", "flip", "rot90+flip", "rot180+flip", "rot270+flip")
 
 
-def turn(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(N, C, H, W) turned by the k-th of the 8 turns (as :func:`engines.training.train.dihedral_augment`)."""
-    out = torch.rot90(x, k % 4, dims=(2, 3))
-    return torch.flip(out, dims=(3,)) if k >= 4 else out
+#: (N, C, H, W) turned by the k-th of the 8 turns (the one :func:`engines.training.train.dihedral_augment` draws)
+turn = dihedral_turn
 
 
 def turn_sensitivity(teacher: nn.Module, triplets: np.ndarray, batch: int = 256) -> dict[str, dict[str, float]]:
