@@ -80,6 +80,7 @@ the same triplet, as ACAI's training code did.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -501,7 +502,7 @@ def _feature_value(candidate: Mapping[str, Any], name: str) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    return number if np.isfinite(number) else None
+    return number if math.isfinite(number) else None
 
 
 def _drb_missing(alert: Alert) -> bool:

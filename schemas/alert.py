@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from schemas.pickling import fast_pickle
+
 __all__ = ["SURVEYS", "InputKind", "Stamp", "Alert", "Exposure", "Item", "ReadOnlyFields", "dedup_key"]
 
 #: Every value of an input's ``survey``: the alert surveys, and ``exposure`` for our exposures.
@@ -50,6 +52,7 @@ class InputKind(str, Enum):
     MULTIBAND_CUTOUT = "multiband_cutout"   # co-registered band cutouts (e.g. WISE W1/W2/W3)
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Stamp:
     """One image cutout as the survey sent it (not resized, not padded).
@@ -67,6 +70,7 @@ class Stamp:
         return tuple(self.data.shape)
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Alert:
     """A difference-image alert from any survey, in one shape."""
@@ -103,6 +107,7 @@ class Alert:
         return dedup_key(self.survey, self.alert_id)
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Exposure:
     """A raw exposure or multi-band cutout set (our ``exposure`` schema).

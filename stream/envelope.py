@@ -17,6 +17,7 @@ from typing import Any
 from schemas.alert import Item
 from schemas.decode.errors import DecodeError
 from schemas.decode.limits import DecodeSettings
+from schemas.pickling import fast_pickle
 
 __all__ = ["Envelope", "DecodeOutcome", "decode_values", "dedup_candidates", "StageTimer"]
 
@@ -32,6 +33,7 @@ class Envelope:
     value: bytes | None
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class DecodeOutcome:
     """What one message decoded to: items, or a reason code and detail for the dead-letter topic."""

@@ -1,5 +1,6 @@
 """``python -m research.rubin_realbogus train --rubin-pool DIR --rubin-data DIR --out DIR [--ship]``
-(``tables RESULTS.json``: the report's tables)
+(``tables RESULTS.json``: the report's tables; ``compare ... --models NAME@VERSION ... --out FILE``:
+registered models on the held-out test alone, no training)
 
 Runs the study (:mod:`research.rubin_realbogus.study`): every variant trained and scored on
 the same held-out test, the earlier models compared, ``OUT/results.json`` written; with
@@ -37,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--ship", action="store_true", help="register the variant chosen on validation")
     train.add_argument("--cards-dir", type=Path, default=REPO / "engines" / "cards")
     train.add_argument("--weights-dir", type=Path, default=REPO / "engines" / "weights")
+    compare = sub.add_parser("compare", help="score registered models on the study's held-out test, no training")
+    compare.add_argument("--rubin-pool", type=Path, required=True)
+    compare.add_argument("--rubin-data", type=Path, required=True)
+    compare.add_argument("--models", nargs="+", required=True, help="registered models, name@version")
+    compare.add_argument("--out", type=Path, required=True, help="the JSON file to write")
+    compare.add_argument("--threads", type=int, default=2)
+    compare.add_argument("--max-alerts", type=int, default=None, help="per split (quick runs)")
     tables = sub.add_parser("tables", help="markdown tables of a results.json (for the report)")
     tables.add_argument("results", type=Path)
     return parser
@@ -67,10 +75,24 @@ def _train(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from research.rubin_realbogus.study import compare_models
+
+    config = StudyConfig(rubin_pool=args.rubin_pool, rubin_data=args.rubin_data, out=args.out.parent, threads=args.threads,
+                         max_alerts=args.max_alerts)
+    results = compare_models(config, args.models)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float))
+    print(json.dumps({ref: f.get("test_alerts_lsstcam_2025", f) for ref, f in results["compared"].items()}, indent=2, default=float))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "tables":
         return _report(args)
+    if args.command == "compare":
+        return _compare(args)
     return _train(args, argv)
 
 

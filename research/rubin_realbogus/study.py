@@ -39,7 +39,7 @@ from research.rubin_realbogus.dataset import Examples, concatenate, injection_ex
 from research.rubin_realbogus.injections import BOGUS_KINDS, REAL_KINDS, as_alert
 from research.training.heldout import agreement_figures, fast_auc, threshold_at_recall
 
-__all__ = ["Variant", "VARIANTS", "REAL_REPEAT", "StudyConfig", "run_study", "score_inputs", "COMPARED_MODELS"]
+__all__ = ["Variant", "VARIANTS", "REAL_REPEAT", "StudyConfig", "run_study", "compare_models", "score_inputs", "COMPARED_MODELS"]
 
 log = structlog.get_logger(__name__)
 
@@ -161,15 +161,16 @@ def _evaluate(scores: dict[str, np.ndarray], data: dict[str, dict[str, Examples]
 
 
 def _compare(data: dict[str, dict[str, Examples]], test_alerts: list[RubinAlert], test_inj_alerts: list,
-             val_inj_alerts: list, draws: int, seed: int, subsets: np.ndarray) -> dict[str, Any]:
-    """The earlier models on the same test alerts and injections (their own preprocessing;
-    their threshold chosen the same way, on the validation injections)."""
+             val_inj_alerts: list, draws: int, seed: int, subsets: np.ndarray,
+             models: Sequence[str] = COMPARED_MODELS) -> dict[str, Any]:
+    """Other registered models (``name@version``) on the same test alerts and injections (their
+    own preprocessing; their threshold chosen the same way, on the validation injections)."""
     from engines.contract import EngineError
     from engines.registry import load_registry
 
     registry = load_registry()
     out = {}
-    for ref in COMPARED_MODELS:
+    for ref in models:
         try:
             runner = registry.load_runner(ref, "torch")
         except EngineError as exc:        # a model that cannot load here is reported, not fatal
@@ -183,6 +184,20 @@ def _compare(data: dict[str, dict[str, Examples]], test_alerts: list[RubinAlert]
         out[ref] = _evaluate(scores, data, threshold, draws, seed, subsets)
         runner.close()
     return out
+
+
+def compare_models(config: StudyConfig, models: Sequence[str], preprocessing: str = "rubin_triplet_w30_69") -> dict[str, Any]:
+    """Registered models scored on the study's held-out test alone, no training: the same split,
+    injections and figures as :func:`run_study`'s comparison (the injections depend on the seed
+    and counts, not on ``preprocessing``, which only shapes the unused training inputs)."""
+    torch.set_num_threads(config.threads)
+    alerts = load_rubin_alerts(config.rubin_pool, config.rubin_data)
+    test_alerts = _split(alerts, "test", config.max_alerts)
+    data, injected = build_data(config, preprocessing, alerts)
+    compared = _compare(data, test_alerts, injected["test"], injected["val"], config.draws, config.seed,
+                        np.array([a.subset for a in test_alerts]), models)
+    return {"config": {k: str(v) if isinstance(v, Path) else v for k, v in config.__dict__.items()},
+            "test_alert_ids": sorted(int(a.alert.alert_id) for a in test_alerts), "compared": compared}
 
 
 def _split_table(alerts: Sequence[RubinAlert]) -> dict[str, Any]:

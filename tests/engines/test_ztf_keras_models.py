@@ -78,6 +78,8 @@ def test_alert_missing_a_feature_gets_no_acai_score(acai, ztf):
     with pytest.raises(PreprocessError, match="sgscore1"):
         acai_features(lacking)
     assert acai.select([_without(ztf[0], neargaia=None)]) == []
+    for unusable in (float("inf"), float("-inf"), float("nan"), "0.5", b"1"):   # present but not a finite number
+        assert acai.select([_without(ztf[0], sgscore1=unusable)]) == []
 
 
 def test_missing_drb_is_filled_with_braai_d6_m9_and_flagged(registry, acai, ztf):

@@ -2,6 +2,7 @@
 card and model on real Rubin packets it never saw (the bundled ones are all test-split)."""
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -117,6 +118,22 @@ def test_training_pipeline_runs_end_to_end_on_a_tiny_slice(tmp_path) -> None:
     network = RealBogusCNN()
     network.load_state_dict(torch.load(figures["weights"], map_location="cpu", weights_only=True))
     assert (tmp_path / "results.json").is_file()
+
+
+def test_compare_scores_registered_models_on_the_held_out_test_without_training(tmp_path) -> None:
+    if not (SHARED / "rubin_pool").is_dir():
+        pytest.skip("../shared/rubin_pool not beside the checkout")
+    from research.rubin_realbogus.__main__ import main
+
+    out = tmp_path / "compare.json"
+    assert main(["compare", "--rubin-pool", str(SHARED / "rubin_pool"), "--rubin-data", str(SHARED / "data" / "rubin"),
+                 "--models", "realbogus@2.2.0-pool-distilled", "nosuch@1.0", "--out", str(out), "--threads", "1",
+                 "--max-alerts", "4"]) == 0
+    results = json.loads(out.read_text())
+    assert len(results["test_alert_ids"]) == 4 and not list(tmp_path.glob("*/weights*"))   # nothing trained
+    figures = results["compared"]["realbogus@2.2.0-pool-distilled"]
+    assert 0.0 <= figures["test_injections"]["roc_auc"] <= 1.0
+    assert "error" in results["compared"]["nosuch@1.0"]   # a model that cannot load is reported, not fatal
 
 
 # --- the shipped model ---------------------------------------------------------------------
