@@ -56,7 +56,8 @@ VARIANT_TAGS: tuple[str, ...] = ("teacher", "injection", "both", "both-from-ship
                                   "rownorm-cos40-shift2", "ensemble-rownorm-x2", "ensemble-pad69-x2",
                                   "consistent-rownorm", "consistent-mixup-rownorm", "consistent-cos60-rownorm",
                                   "consistent-mixup-cos60-rownorm", "consistent-cos60-rownorm-seed2",
-                                  "consistent-mixup-cos60-rownorm-seed2", "srcval-rownorm", "srcval-consistent-cos60-rownorm",
+                                  "consistent-mixup-cos60-rownorm-seed2", "ensemble-consistent-mixup-x2",
+                                  "ensemble-consistent-x6", "srcval-rownorm", "srcval-consistent-cos60-rownorm",
                                   "srcval-consistent-mixup-cos60-rownorm")
 #: the recipe of every variant (the seed CNN's training variant: dropout 0.2)
 STUDY_CONFIG = dict(epochs=30, batch_size=64, lr=1e-3, dropout=0.2, patience=5, seed=1, max_minutes=9.0, threads=2)
