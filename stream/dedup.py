@@ -27,7 +27,17 @@ _REDIS_DOWN = (redis.exceptions.RedisError,)
 
 class DedupUnavailable(RuntimeError):
     """Redis could not be reached or refused the command; the caller pauses and retries (never
-    skips the check silently)."""
+    skips the check silently). ``unreachable``: no answer at all (refused, reset, timed out,
+    still loading), as against an answer that refuses the command (OOM, MISCONF, READONLY)."""
+
+    def __init__(self, message: str, *, unreachable: bool = False) -> None:
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def _unavailable(what: str, exc: Exception) -> DedupUnavailable:
+    unreachable = isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+    return DedupUnavailable(f"redis failed {what}: {type(exc).__name__}: {exc}", unreachable=unreachable)
 
 
 class RedisDedup:
@@ -56,7 +66,7 @@ class RedisDedup:
         try:
             values = self._client.mget([self._k(k) for k in keys])
         except _REDIS_DOWN as exc:
-            raise DedupUnavailable(f"redis failed the dedup check: {type(exc).__name__}: {exc}") from exc
+            raise _unavailable("the dedup check", exc) from exc
         return {k for k, v in zip(keys, values) if v is not None}
 
     def mark(self, destinations: Mapping[str, str]) -> None:
@@ -69,7 +79,7 @@ class RedisDedup:
                     pipe.set(self._k(key), where, ex=self._ttl_s)
                 pipe.execute()
         except _REDIS_DOWN as exc:
-            raise DedupUnavailable(f"redis failed to mark published alerts: {type(exc).__name__}: {exc}") from exc
+            raise _unavailable("to mark published alerts", exc) from exc
 
     def forget(self, keys: Iterable[str]) -> int:
         """Remove marks (operators re-classifying after a model change use this)."""

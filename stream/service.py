@@ -58,6 +58,9 @@ log = structlog.get_logger(__name__)
 #: Python's thread switch interval while a decode pool runs (the default is 5 ms): see build_service.
 DECODE_SWITCH_INTERVAL_S = 0.0002
 
+#: While Redis does not answer, the service PINGs it this often (seconds) to resume at once.
+REDIS_PROBE_S = 1.0
+
 #: room left for a dead letter's headers under the producer's message.max.bytes
 DEAD_LETTER_HEADER_ROOM = 64 * 1024
 
@@ -470,9 +473,28 @@ class Service:
                                 during=what, error=redact_urls_in(str(exc)))
                     return fallback()
                 log.warning("redis_unreachable_paused", during=what, retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
-                if self._stop.wait(delay):
+                if self._wait_for_redis(delay, probe=exc.unreachable):
                     raise ServiceStopped(what) from exc
                 delay = min(delay * 2, rs.retry_max_s)
+
+    def _wait_for_redis(self, delay: float, *, probe: bool) -> bool:
+        """Wait ``delay`` seconds before the next try; True if stop was requested meanwhile.
+
+        With ``probe`` (Redis did not answer at all) the wait ends early once Redis answers a
+        PING, checked every :data:`REDIS_PROBE_S`: the line resumes within about a second of
+        Redis coming back, not after the rest of a backoff that grows to ``redis.retry_max_s``
+        (30 s by default: half of Rubin's 60 s to publish). A Redis that answers but refuses the
+        command (OOM, MISCONF, READONLY) answers PING too, so it waits the backoff out."""
+        if not probe:
+            return self._stop.wait(delay)
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(REDIS_PROBE_S, left)):
+                return True
+            if self.dedup.ping():
+                log.info("redis_answers_again", note="retrying now")
+                return False
+        return False
 
     @property
     def _redis(self) -> stages.Dedup:

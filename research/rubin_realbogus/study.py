@@ -196,7 +196,9 @@ def compare_models(config: StudyConfig, models: Sequence[str], preprocessing: st
     data, injected = build_data(config, preprocessing, alerts)
     compared = _compare(data, test_alerts, injected["test"], injected["val"], config.draws, config.seed,
                         np.array([a.subset for a in test_alerts]), models)
-    return {"config": {k: str(v) if isinstance(v, Path) else v for k, v in config.__dict__.items()},
+    # what fixes the split, the injections and the intervals (the training settings play no part)
+    kept = ("rubin_pool", "rubin_data", "per_base", "test_per_base", "seed", "draws", "max_alerts", "threads")
+    return {"config": {k: str(v) if isinstance(v, Path) else v for k, v in config.__dict__.items() if k in kept},
             "test_alert_ids": sorted(int(a.alert.alert_id) for a in test_alerts), "compared": compared}
 
 

@@ -131,6 +131,7 @@ def test_compare_scores_registered_models_on_the_held_out_test_without_training(
                  "--max-alerts", "4"]) == 0
     results = json.loads(out.read_text())
     assert len(results["test_alert_ids"]) == 4 and not list(tmp_path.glob("*/weights*"))   # nothing trained
+    assert results["config"]["seed"] == 20261206 and "epochs" not in results["config"]   # only what fixes the test
     figures = results["compared"]["realbogus@2.2.0-pool-distilled"]
     assert 0.0 <= figures["test_injections"]["roc_auc"] <= 1.0
     assert "error" in results["compared"]["nosuch@1.0"]   # a model that cannot load is reported, not fatal

@@ -135,11 +135,65 @@ def test_mark_refused_by_redis_raises_our_pause_error_not_the_clients(private_re
         assert fault == "misconf" and isinstance(exc.__cause__, error)
     with pytest.raises(DedupUnavailable) as caught:
         dedup.mark({"ztf:1": "classified/0/0"})
-    assert isinstance(caught.value.__cause__, error)
+    assert isinstance(caught.value.__cause__, error) and not caught.value.unreachable   # it answered, refusing
     repair()
     dedup.mark({"ztf:1": "classified/0/0"})
     assert dedup.published(["ztf:1"]) == {"ztf:1"}
     dedup.close()
+
+
+def _pausing_service(url: str, retry_initial_s: float):
+    """A Service around a real RedisDedup (Kafka unused here), Redis's backoff starting at ``retry_initial_s``."""
+    from stream.metrics import Metrics
+    from stream.service import Service
+
+    settings = load_settings(env={"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "REDIS_URL": url,
+                                  "SC__REDIS__RETRY_INITIAL_S": str(retry_initial_s), "SC__REDIS__RETRY_MAX_S": "30"})
+    dedup = RedisDedup(url, key_prefix="t:", ttl_s=60, timeout_s=1.0)
+    return Service(settings=settings, consumer=None, producer=None, dedup=dedup, runners={}, metrics=Metrics())  # type: ignore[arg-type]
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.monotonic()
+    fn()
+    return time.monotonic() - started
+
+
+def test_a_frozen_redis_is_retried_as_soon_as_it_answers_not_after_the_backoff(private_redis):
+    """SIGSTOP, then SIGCONT after 2 s: the dedup check goes through within a probe of Redis
+    answering, long before its 20 s backoff runs out (before the probe it waited all of it)."""
+    import signal
+    import threading
+
+    server, _ = private_redis
+    service = _pausing_service(server.url, retry_initial_s=20)
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        with pytest.raises(DedupUnavailable) as caught:
+            service.dedup.published(["ztf:1"])
+        assert caught.value.unreachable
+        threading.Timer(2.0, server.proc.send_signal, (signal.SIGCONT,)).start()
+        took = _timed(lambda: service._redis.published(["ztf:1"]))
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    assert took < 8.0, f"resumed {took:.1f} s after the freeze began (backoff 20 s)"
+    assert service.metrics.redis_up
+    service.dedup.close()
+
+
+def test_a_redis_refusing_writes_is_retried_after_the_backoff_not_at_every_probe(private_redis):
+    """Under OOM Redis still answers PING: the probe must not turn the backoff into a retry a second."""
+    server, extra = private_redis
+    inject, repair, _ = _oom(server, extra)
+    service = _pausing_service(server.url, retry_initial_s=3)
+    inject()
+    import threading
+
+    threading.Timer(0.5, repair).start()
+    took = _timed(lambda: service._redis.mark({"ztf:1": "classified/0/0"}))
+    assert took >= 3.0, f"retried after {took:.1f} s, inside the 3 s backoff"
+    assert service.dedup.published(["ztf:1"]) == {"ztf:1"}
+    service.dedup.close()
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
