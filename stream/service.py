@@ -58,8 +58,9 @@ log = structlog.get_logger(__name__)
 #: Python's thread switch interval while a decode pool runs (the default is 5 ms): see build_service.
 DECODE_SWITCH_INTERVAL_S = 0.0002
 
-#: While Redis does not answer, the service PINGs it this often (seconds) to resume at once.
-REDIS_PROBE_S = 1.0
+#: While Redis or the schema registry does not answer, the service asks it again this often
+#: (seconds) to resume at once, whatever the backoff between logged retries has grown to.
+PROBE_S = 1.0
 
 #: room left for a dead letter's headers under the producer's message.max.bytes
 DEAD_LETTER_HEADER_ROOM = 64 * 1024
@@ -355,7 +356,7 @@ class Service:
                 paused = True
                 self.metrics.set_schema_registry_up(False)
                 log.warning("schema_registry_unreachable", retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
-                if self._stop.wait(delay):
+                if self._wait_for_registry(delay, batch.envelopes):
                     raise ServiceStopped("schema registry") from None
                 delay = min(delay * 2, rs.retry_max_s)
                 batch.decoded = self._submit(batch.envelopes).decoded
@@ -364,6 +365,27 @@ class Service:
                 self.metrics.set_schema_registry_up(True)
                 log.info("schema_registry_reachable_again")
             return result
+
+    def _wait_for_registry(self, delay: float, envelopes: Sequence[Envelope]) -> bool:
+        """Wait ``delay`` seconds before decoding the batch again; True if stop was requested
+        meanwhile. The batch's schema lookups are tried every :data:`PROBE_S` (one GET per id
+        not yet cached), so decoding resumes within about a second of the registry answering,
+        not after the rest of a backoff that grows to ``redis.retry_max_s``."""
+        lookups = self.schema_lookups
+        if lookups is None:
+            return self._stop.wait(delay)
+        values = [e.value for e in envelopes]
+        deadline = time.monotonic() + delay
+        while (left := deadline - time.monotonic()) > 0:
+            if self._stop.wait(min(PROBE_S, left)):
+                return True
+            try:
+                lookups.prepare(values)
+            except SchemaRegistryError:
+                continue
+            log.info("schema_registry_answers_again", note="decoding the batch now")
+            return False
+        return False
 
     def _held_bytes(self) -> int:
         """Decoded bytes of the batches in hand (those still decoding count 0)."""
@@ -481,7 +503,7 @@ class Service:
         """Wait ``delay`` seconds before the next try; True if stop was requested meanwhile.
 
         With ``probe`` (Redis did not answer at all) the wait ends early once Redis answers a
-        PING, checked every :data:`REDIS_PROBE_S`: the line resumes within about a second of
+        PING, checked every :data:`PROBE_S`: the line resumes within about a second of
         Redis coming back, not after the rest of a backoff that grows to ``redis.retry_max_s``
         (30 s by default: half of Rubin's 60 s to publish). A Redis that answers but refuses the
         command (OOM, MISCONF, READONLY) answers PING too, so it waits the backoff out."""
@@ -489,7 +511,7 @@ class Service:
             return self._stop.wait(delay)
         deadline = time.monotonic() + delay
         while (left := deadline - time.monotonic()) > 0:
-            if self._stop.wait(min(REDIS_PROBE_S, left)):
+            if self._stop.wait(min(PROBE_S, left)):
                 return True
             if self.dedup.ping():
                 log.info("redis_answers_again", note="retrying now")

@@ -190,6 +190,38 @@ def _hostile_cases() -> dict[str, tuple[bytes, set[str]]]:
     }
 
 
+def test_a_registry_back_up_is_used_within_a_probe_not_after_the_backoff(services, unique_name, engine_cache, runners):
+    """The backoff starts at 20 s; the registry comes up about 1 s after the first failure: the
+    batch is decoded and published within seconds (before the probe, after the full 20 s)."""
+    name = unique_name
+    make_topics(services, name)
+    wire = _rubin_wire_messages()
+    produce_values(services.bootstrap_servers, f"{name}-alerts", [(f"w{i}".encode(), v) for i, v in enumerate(wire)])
+    port = _free_port()
+    env = settings_env(services, name, engine_cache, SCHEMA_REGISTRY_URL=f"http://reader:pw@127.0.0.1:{port}",
+                       SC__REDIS__RETRY_INITIAL_S="20", SC__REDIS__RETRY_MAX_S="30")
+    service, thread = start_service(load_settings(env=env), runners)
+    registry = None
+    try:
+        deadline = time.monotonic() + 60
+        while service.metrics.schema_registry_up and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not service.metrics.schema_registry_up
+        time.sleep(1.0)
+        registry = _Registry(port, _schema_definitions(wire), "reader", "pw")
+        up_at = time.monotonic()
+        records = classified(services, name, expect=len(wire), timeout_s=60)
+        took = time.monotonic() - up_at
+        assert len(records) == len(wire)
+        assert took < 12.0, f"published {took:.1f} s after the registry came up (backoff 20 s)"
+    finally:
+        service.request_stop()
+        thread.join(60)
+        if registry is not None:
+            registry.close()
+    assert not thread.is_alive() and service.metrics.totals().balanced
+
+
 def _tree_rss_bytes(pid: int) -> int:
     """Resident memory of ``pid`` and all its descendants (Linux /proc)."""
     total = 0
