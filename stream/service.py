@@ -356,7 +356,7 @@ class Service:
                 paused = True
                 self.metrics.set_schema_registry_up(False)
                 log.warning("schema_registry_unreachable", retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
-                if self._wait_for_registry(delay, batch.envelopes):
+                if self._wait(delay, until=lambda: self._registry_answers(batch.envelopes)):
                     raise ServiceStopped("schema registry") from None
                 delay = min(delay * 2, rs.retry_max_s)
                 batch.decoded = self._submit(batch.envelopes).decoded
@@ -366,26 +366,16 @@ class Service:
                 log.info("schema_registry_reachable_again")
             return result
 
-    def _wait_for_registry(self, delay: float, envelopes: Sequence[Envelope]) -> bool:
-        """Wait ``delay`` seconds before decoding the batch again; True if stop was requested
-        meanwhile. The batch's schema lookups are tried every :data:`PROBE_S` (one GET per id
-        not yet cached), so decoding resumes within about a second of the registry answering,
-        not after the rest of a backoff that grows to ``redis.retry_max_s``."""
+    def _registry_answers(self, envelopes: Sequence[Envelope]) -> bool:
+        """Whether the batch's schema lookups go through now (one GET per id not yet cached)."""
         lookups = self.schema_lookups
         if lookups is None:
-            return self._stop.wait(delay)
-        values = [e.value for e in envelopes]
-        deadline = time.monotonic() + delay
-        while (left := deadline - time.monotonic()) > 0:
-            if self._stop.wait(min(PROBE_S, left)):
-                return True
-            try:
-                lookups.prepare(values)
-            except SchemaRegistryError:
-                continue
-            log.info("schema_registry_answers_again", note="decoding the batch now")
             return False
-        return False
+        try:
+            lookups.prepare([e.value for e in envelopes])
+        except SchemaRegistryError:
+            return False
+        return True
 
     def _held_bytes(self) -> int:
         """Decoded bytes of the batches in hand (those still decoding count 0)."""
@@ -495,26 +485,26 @@ class Service:
                                 during=what, error=redact_urls_in(str(exc)))
                     return fallback()
                 log.warning("redis_unreachable_paused", during=what, retry_in_s=round(delay, 2), error=redact_urls_in(str(exc)))
-                if self._wait_for_redis(delay, probe=exc.unreachable):
+                # a Redis that answers but refuses the command (OOM, MISCONF, READONLY) answers
+                # PING too: only one that did not answer at all is PINGed to end the wait early
+                if self._wait(delay, until=self.dedup.ping if exc.unreachable else None):
                     raise ServiceStopped(what) from exc
                 delay = min(delay * 2, rs.retry_max_s)
 
-    def _wait_for_redis(self, delay: float, *, probe: bool) -> bool:
-        """Wait ``delay`` seconds before the next try; True if stop was requested meanwhile.
+    def _wait(self, delay: float, until: Callable[[], bool] | None = None) -> bool:
+        """Wait ``delay`` seconds before the next try, or until ``until()`` says the service we
+        wait for answers again (asked every :data:`PROBE_S`); True if stop was requested meanwhile.
 
-        With ``probe`` (Redis did not answer at all) the wait ends early once Redis answers a
-        PING, checked every :data:`PROBE_S`: the line resumes within about a second of
-        Redis coming back, not after the rest of a backoff that grows to ``redis.retry_max_s``
-        (30 s by default: half of Rubin's 60 s to publish). A Redis that answers but refuses the
-        command (OOM, MISCONF, READONLY) answers PING too, so it waits the backoff out."""
-        if not probe:
+        So the line resumes within about a second of Redis or the schema registry coming back,
+        not after the rest of a backoff that grows to ``redis.retry_max_s`` (30 s by default:
+        half of Rubin's 60 s to publish)."""
+        if until is None:
             return self._stop.wait(delay)
         deadline = time.monotonic() + delay
         while (left := deadline - time.monotonic()) > 0:
             if self._stop.wait(min(PROBE_S, left)):
                 return True
-            if self.dedup.ping():
-                log.info("redis_answers_again", note="retrying now")
+            if until():
                 return False
         return False
 
