@@ -492,7 +492,7 @@ class Service:
                 delay = min(delay * 2, rs.retry_max_s)
 
     def _wait(self, delay: float, until: Callable[[], bool] | None = None) -> bool:
-        """Wait ``delay`` seconds before the next try, or until ``until()`` says the service we
+        """Wait ``delay`` seconds before the next try, or until ``until()`` says what we
         wait for answers again (asked every :data:`PROBE_S`); True if stop was requested meanwhile.
 
         So the line resumes within about a second of Redis or the schema registry coming back,
