@@ -88,6 +88,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engines.networks.alertclass import REFERENCE_SOURCE_FIELDS
 from schemas.alert import Alert, Exposure
 
 __all__ = [
@@ -99,6 +100,9 @@ __all__ = [
     "to_device",
     "known_solar_system",
     "stamps_with_solar_system",
+    "reference_source_applies",
+    "reference_source_features",
+    "stamps_with_reference_source",
     "fill_and_normalise",
     "fill_and_stretch_shared",
     "resample",
@@ -611,6 +615,32 @@ def stamps_with_solar_system(alerts: Sequence[Alert], device: str | torch.device
     return difference_alert_batch_by_scale(alerts, 63, 1.01, device), to_device(torch.from_numpy(flags), device)
 
 
+def reference_source_applies(alert: Any) -> bool:
+    """Whether the packet gives the nearest reference-image source (every field of
+    :data:`REFERENCE_SOURCE_FIELDS`, finite): ZTF does for a source within 30" of the alert in
+    its reference's PSF catalogue, and leaves them null otherwise. Without them alertclass 3.x
+    gives no score: every pool alert it was checked on had them."""
+    return isinstance(alert, Alert) and all(_feature_value(alert.candidate, f) is not None for f in REFERENCE_SOURCE_FIELDS)
+
+
+def reference_source_features(alert: Alert) -> np.ndarray:
+    """(6,) float32: the known-Solar-System flag, then :data:`REFERENCE_SOURCE_FIELDS` as the
+    packet gives them (raw; the network takes logarithms and standardises). Raises
+    PreprocessError when one is missing."""
+    values = [_feature_value(alert.candidate, f) for f in REFERENCE_SOURCE_FIELDS]
+    missing = [f for f, v in zip(REFERENCE_SOURCE_FIELDS, values) if v is None]
+    if missing:
+        raise PreprocessError(f"alert {alert.alert_id}: reference-source fields missing: {missing}")
+    return np.asarray([known_solar_system(alert), *values], dtype=np.float32)
+
+
+def stamps_with_reference_source(alerts: Sequence[Alert], device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """(stamps (N, 3, 63, 63) on the 1.01"/px grid, (flag, reference-source fields) (N, 6)) for alertclass 3.x."""
+    width = 1 + len(REFERENCE_SOURCE_FIELDS)
+    features = np.stack([reference_source_features(a) for a in alerts]) if alerts else np.empty((0, width), np.float32)
+    return difference_alert_batch_by_scale(alerts, 63, 1.01, device), to_device(torch.from_numpy(features), device)
+
+
 def difference_alert_batch_rownorm(alerts: Sequence[Alert], size: int = 69, device: str | torch.device = "cpu") -> torch.Tensor:
     """(N, 3, size, size): braai ``d6_m7``'s own input (row-wise L2, see :func:`ztf_triplet`),
     resampled bilinearly 63 -> ``size``.
@@ -745,6 +775,7 @@ def rubin_triplet_batch(alerts: Sequence[Alert], size: int = RUBIN_FRAME, window
 
 APPLIES["rubin_triplet_69"] = rubin_applies
 APPLIES["rubin_triplet_w30_69"] = rubin_applies
+APPLIES["difference_stamps_arcsec_63_reference_source"] = reference_source_applies
 
 
 #: preprocessing name (as model cards give it) -> function(items, device) -> tensor
@@ -767,6 +798,8 @@ PREPROCESSORS: dict[str, Callable[[Sequence[Any], str], Any]] = {
     "difference_stamps_arcsec_63": lambda items, device: difference_alert_batch_by_scale(items, 63, 1.01, device),
     # alertclass >= 2.0: the same stamps and the packet's known-Solar-System flag (N, 1)
     "difference_stamps_arcsec_63_solar_system": lambda items, device: stamps_with_solar_system(items, device),
+    # alertclass >= 3.0: the same stamps, the flag and the packet's nearest reference-image source (N, 6)
+    "difference_stamps_arcsec_63_reference_source": lambda items, device: stamps_with_reference_source(items, device),
     # Rubin alerts at 0.2"/px: whole cutouts (up to the frame) / their central 30 x 30 pixels,
     # background-subtracted, one asinh scale per alert (the difference's noise), in 69 x 69
     "rubin_triplet_69": lambda items, device: rubin_triplet_batch(items, RUBIN_FRAME, None, device),

@@ -15,8 +15,10 @@ from engines.networks.alertclass import (
     ALERTCLASS_INPUT,
     ALERTCLASS_LABELS,
     PACKET_CLASS_LABELS,
+    REFERENCE_SOURCE_FIELDS,
     AlertClassNet,
     PacketAlertClassNet,
+    ReferenceAlertClassNet,
 )
 from engines.networks.delta_weights import SEED_KEY, apply_delta_state, is_delta_state
 from engines.networks.hrcelestial import HRCELESTIAL_INPUT, HRCELESTIAL_LABELS, HRCelestialNet
@@ -45,6 +47,9 @@ NETWORKS: dict[str, NetworkSpec] = {
     "alertclass": NetworkSpec("alertclass", AlertClassNet, ALERTCLASS_INPUT, ALERTCLASS_LABELS),
     "alertclass_packet": NetworkSpec("alertclass_packet", PacketAlertClassNet, ALERTCLASS_INPUT, PACKET_CLASS_LABELS,
                                        extra_inputs=((1,),)),
+    # 3.x: the flag and the five reference-source fields of the packet
+    "alertclass_reference": NetworkSpec("alertclass_reference", ReferenceAlertClassNet, ALERTCLASS_INPUT,
+                                          PACKET_CLASS_LABELS, extra_inputs=((1 + len(REFERENCE_SOURCE_FIELDS),),)),
 }
 
 

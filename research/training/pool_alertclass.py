@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engines.networks.alertclass import PACKET_CLASS_LABELS, PacketAlertClassNet
+from engines.networks.alertclass import PACKET_CLASS_LABELS, REFERENCE_SOURCE_FIELDS, PacketAlertClassNet, ReferenceAlertClassNet
 from engines.networks.iicnet import IICNet
 from engines.training.train import balanced_class_weights, dihedral_augment, set_seed
 from research.training.alertclass_targets import ACAI_HEADS, AlertClassTargets
@@ -44,7 +44,7 @@ from research.training.stamp_augment import noise_augment, shift_augment
 from research.training.ztf_pool import PoolAlerts
 
 __all__ = ["CLASS_RULE", "DistillConfig", "STAMP_CLASSES", "alert_classes", "balanced_nll", "combine", "distillation_losses",
-           "macro_recall", "predict", "shipped_network", "stamp_logits", "train_alertclass"]
+           "macro_recall", "predict", "reference_fields", "shipped_network", "stamp_logits", "train_alertclass"]
 
 CLASS_RULE = ("the pool's weak_label from the alert's own candidate fields: asteroid 0 <= ssdistnr < 5\"; star "
               "distpsnr1 <= 1.5\" and sgscore1 >= 0.5; galaxy_host distpsnr1 <= 5\" and sgscore1 < 0.5; "
@@ -107,14 +107,30 @@ def shipped_network(trained: IICNet, temperature: float = 1.0) -> PacketAlertCla
     return network.eval()
 
 
-def stamp_logits(network: torch.nn.Module, inputs: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """(N, K) logits of the body (a training network or a shipped one) on the stamps."""
+def reference_fields(pool: PoolAlerts) -> np.ndarray:
+    """(N, 5) float32: the pool alerts' reference-source fields (alertclass 3.x), NaN where absent."""
+    return np.stack([pool.fields[f] for f in REFERENCE_SOURCE_FIELDS], axis=1).astype(np.float32)
+
+
+def stamp_logits(network: torch.nn.Module, inputs: np.ndarray, batch_size: int = 128,
+                 fields: np.ndarray | None = None) -> np.ndarray:
+    """(N, K) logits of the body (a training network or a shipped one) on the stamps; for a 3.x
+    network given ``fields`` ((N, 5), :func:`reference_fields`), its class logits (weighted stamp
+    logits plus the reference-source head's)."""
     network = network.eval()
+    if fields is not None and not isinstance(network, ReferenceAlertClassNet):
+        raise ValueError("reference-source fields given to a network without the head")
     body = network.stamp_logits if isinstance(network, PacketAlertClassNet) else network
     out = []
     with torch.inference_mode():
         for start in range(0, len(inputs), batch_size):
-            out.append(body(torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size]))).float().numpy())
+            x = torch.from_numpy(np.ascontiguousarray(inputs[start:start + batch_size]))
+            if fields is not None:
+                assert isinstance(network, ReferenceAlertClassNet)
+                logits = network.class_logits(x, torch.from_numpy(np.ascontiguousarray(fields[start:start + batch_size])))
+            else:
+                logits = body(x)
+            out.append(logits.float().numpy())
     return np.concatenate(out) if out else np.empty((0, len(PACKET_CLASS_LABELS)), np.float32)
 
 

@@ -28,8 +28,9 @@ __all__ = ["POOL_FIELDS", "REALBOGUS_PREPROCESSING", "PoolAlerts", "load_pool", 
 
 log = structlog.get_logger(__name__)
 
-#: candidate fields kept beside the stamps (the weak-label rule reads the last three)
-POOL_FIELDS: tuple[str, ...] = ("ssdistnr", "distpsnr1", "sgscore1")
+#: candidate fields kept beside the stamps: the weak-label rule reads the first three; alertclass 3.x's
+#: reference-source head the rest (engines.networks.alertclass.REFERENCE_SOURCE_FIELDS)
+POOL_FIELDS: tuple[str, ...] = ("ssdistnr", "distpsnr1", "sgscore1", "distnr", "magnr", "sigmagnr", "chinr", "sharpnr")
 #: the real/bogus inputs' preprocessing unless asked otherwise (the 1.0.0 and 2.0.0 networks')
 REALBOGUS_PREPROCESSING = "difference_stamps_69"
 
@@ -128,6 +129,19 @@ def _cache_key(*paths: Path, limit: int | None, preprocessing: str = REALBOGUS_P
     return digest.hexdigest()[:16]
 
 
+def _read_cache(cache: Path, realbogus_preprocessing: str) -> PoolAlerts | None:
+    """The cached arrays, or None when there are none or they lack a field of :data:`POOL_FIELDS`
+    (written before it was added: the pool is read again)."""
+    if not cache.is_file():
+        return None
+    with np.load(cache, allow_pickle=False) as z:
+        if any(f"field_{f}" not in z.files for f in POOL_FIELDS):
+            return None
+        return PoolAlerts(**{k: z[k] for k in z.files if not k.startswith("field_")},
+                          fields={k[6:]: z[k] for k in z.files if k.startswith("field_")},
+                          realbogus_preprocessing=realbogus_preprocessing)
+
+
 def load_pool(pool_dir: Path, teacher_csv: Path | None = None, cache_dir: Path | None = Path("var/cache"),
               limit: int | None = None, realbogus_preprocessing: str = REALBOGUS_PREPROCESSING) -> PoolAlerts:
     """The pool as :class:`PoolAlerts` (first ``limit`` rows only, when given), cached in ``cache_dir``;
@@ -146,11 +160,9 @@ def load_pool(pool_dir: Path, teacher_csv: Path | None = None, cache_dir: Path |
     cache = None
     if cache_dir is not None:
         cache = Path(cache_dir) / f"ztf_pool-{_cache_key(parquet, labels_csv, teacher_csv, limit=limit, preprocessing=realbogus_preprocessing)}.npz"
-        if cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                return PoolAlerts(**{k: z[k] for k in z.files if not k.startswith("field_")},
-                                  fields={k[6:]: z[k] for k in z.files if k.startswith("field_")},
-                                  realbogus_preprocessing=realbogus_preprocessing)
+        cached = _read_cache(cache, realbogus_preprocessing)
+        if cached is not None:
+            return cached
     alerts = []
     for index, item in iter_parquet(parquet, limit=limit):
         if isinstance(item, Alert):

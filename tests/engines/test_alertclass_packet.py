@@ -59,18 +59,18 @@ def test_preprocessing_carries_the_packets_solar_system_flag() -> None:
         assert known_solar_system(alert) == flag
 
 
-def test_the_shipped_card_scores_real_packets_on_torch_and_onnxruntime(tmp_path: Path) -> None:
+def test_the_2_0_0_card_scores_real_packets_on_torch_and_onnxruntime(tmp_path: Path) -> None:
     from engines.registry import load_registry
 
     registry = load_registry()
-    card = registry.card("alertclass")
+    card = registry.card("alertclass@2.0.0-pool-distilled")
     assert card.network == "alertclass_packet" and card.labels == PACKET_CLASS_LABELS
     assert card.contract.feature_name == "known_solar_system" and card.contract.feature_count == 1
     alerts = _ztf_alerts()
     flags = np.asarray([known_solar_system(a) for a in alerts])
     scores = {}
     for backend in ("torch", "onnxruntime"):
-        runner = registry.load_runner("alertclass", backend, cache_dir=str(tmp_path))
+        runner = registry.load_runner("alertclass", backend, cache_dir=str(tmp_path), version="2.0.0-pool-distilled")
         scores[backend] = runner.score(alerts)
         runner.close()
     for p in scores.values():

@@ -51,7 +51,8 @@ def test_build_then_list(tmp_path: Path, capsys) -> None:
         card = registry.versions[tuple(name.split("@"))] if "@" in name else registry.cards[name]
         assert row[1] == card.version
         assert row[2] == ("older" if "@" in name else "yes" if card.passes_bar and card.trained else "by-name"), name
-    assert rows["rubin_realbogus"][2] == "yes" and rows["alertclass"][2] == "by-name"  # alertclass misses its bar
+    assert rows["rubin_realbogus"][2] == "yes" and rows["alertclass"][2] == "yes"   # 3.0.0 passes its bar
+    assert rows["iicnet"][2] == "by-name" and rows["alertclass@2.0.0-pool-distilled"][2] == "older"
 
 
 def test_build_of_tensorrt_without_gpu_reports_failure(tmp_path: Path, capsys) -> None:

@@ -141,8 +141,10 @@ def test_superseded_versions_stay_loadable_by_name_at_version(registry) -> None:
     assert old.version == "1.0.0-synthetic" and old.weights_file != current.weights_file
     assert registry.card(f"realbogus@{current.version}") is current
     assert registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus@1.0.0-synthetic"]) == [old]
-    # an empty models list: the cards that pass the default bar (alertclass 2.0.0 does not: by name only)
-    assert [c.name for c in registry.selected(InputKind.DIFFERENCE_ALERT)] == ["acai", "braai", "realbogus", "rubin_realbogus"]
+    # an empty models list: the cards that pass the default bar (alertclass 3.0.0 does; 2.0.0 did not: by name only)
+    assert [c.name for c in registry.selected(InputKind.DIFFERENCE_ALERT)] == ["acai", "alertclass", "braai", "realbogus",
+                                                                             "rubin_realbogus"]
+    assert registry.selected(InputKind.DIFFERENCE_ALERT, ["alertclass@2.0.0-pool-distilled"])[0].passes_bar is False
     assert registry.selected(InputKind.MULTIBAND_CUTOUT, ["realbogus"]) == []
     with pytest.raises(EngineError, match="two versions"):
         registry.selected(InputKind.DIFFERENCE_ALERT, ["realbogus", "realbogus@1.0.0-synthetic"])

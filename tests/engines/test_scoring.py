@@ -17,7 +17,7 @@ from tests.engines.real_stamps import real_alerts
 
 def test_select_cards_by_kind_name_and_trained_flag(tmp_path: Path) -> None:
     shipped = load_registry()
-    assert [c.name for c in select_cards(shipped, InputKind.DIFFERENCE_ALERT)] == ["acai", "braai", "realbogus",
+    assert [c.name for c in select_cards(shipped, InputKind.DIFFERENCE_ALERT)] == ["acai", "alertclass", "braai", "realbogus",
                                                                            "rubin_realbogus"]   # those passing the bar
     assert [c.name for c in select_cards(shipped, InputKind.DIFFERENCE_ALERT, ["alertclass"])] == ["alertclass"]
     assert [c.name for c in select_cards(shipped, InputKind.DIFFERENCE_ALERT, ["realbogus"])] == ["realbogus"]

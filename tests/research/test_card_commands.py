@@ -29,8 +29,9 @@ def test_card_command_runs_from_research(card, monkeypatch):
         if not hasattr(module, "main"):   # a package run with -m: its __main__ module
             module = importlib.import_module(f"{words[2]}.__main__")
         seen = []
-        for step in ("_train", "_report"):
-            monkeypatch.setattr(module, step, lambda *args, _step=step, _seen=seen: _seen.append(_step) or 0)
+        for step in ("_train", "_report", "_reference"):
+            if hasattr(module, step):
+                monkeypatch.setattr(module, step, lambda *args, _step=step, _seen=seen: _seen.append(_step) or 0)
         assert module.main(words[3:]) == 0 and seen, command
 
 

@@ -21,7 +21,7 @@ def test_every_card_has_a_row_per_survey_and_synthetic_training_is_marked() -> N
     by_pair = {(r[0], r[2]): r for r in rows}
     held_out = f'{load_card(REPO / "engines" / "cards" / "realbogus.toml").evaluation["heldout_roc_auc"]:.3f}'
     assert by_pair[("realbogus", "ztf")][4] == "yes, runs by default" and held_out in by_pair[("realbogus", "ztf")][5]
-    assert by_pair[("alertclass", "ztf")][4] == "yes, by name only" and "held-out" in by_pair[("alertclass", "ztf")][5]
+    assert by_pair[("alertclass", "ztf")][4] == "yes, runs by default" and "held-out" in by_pair[("alertclass", "ztf")][5]
     assert by_pair[("realbogus", "rubin")][4] == "**not validated**" and "0.18" in by_pair[("realbogus", "rubin")][5]
     assert by_pair[("alertclass", "rubin")][4] == "**not validated**"
     assert "ECE" in by_pair[("realbogus", "ztf")][6] and "NOT measurable" in by_pair[("braai", "ztf")][6]
