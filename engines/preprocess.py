@@ -615,22 +615,40 @@ def stamps_with_solar_system(alerts: Sequence[Alert], device: str | torch.device
     return difference_alert_batch_by_scale(alerts, 63, 1.01, device), to_device(torch.from_numpy(flags), device)
 
 
+#: reference-source fields that are positive in every real packet (a distance, a magnitude, its
+#: error, a chi); zero or below is a placeholder or a sentinel such as ZTF's -999
+_POSITIVE_REFERENCE_FIELDS = frozenset({"distnr", "magnr", "sigmagnr", "chinr"})
+
+
+def _reference_source_values(alert: Alert) -> tuple[list[float], list[str]]:
+    """(the :data:`REFERENCE_SOURCE_FIELDS` values, the names of those missing or not usable:
+    absent, null, non-finite, a float sentinel, or not positive where a real value always is)."""
+    values, bad = [], []
+    for name in REFERENCE_SOURCE_FIELDS:
+        value = _feature_value(alert.candidate, name)
+        if value is None or abs(value) >= SENTINEL_ABS or (name in _POSITIVE_REFERENCE_FIELDS and value <= 0):
+            bad.append(name)
+            value = float("nan")
+        values.append(value)
+    return values, bad
+
+
 def reference_source_applies(alert: Any) -> bool:
     """Whether the packet gives the nearest reference-image source (every field of
-    :data:`REFERENCE_SOURCE_FIELDS`, finite): ZTF does for a source within 30" of the alert in
-    its reference's PSF catalogue, and leaves them null otherwise. Without them alertclass 3.x
-    gives no score: every pool alert it was checked on had them."""
-    return isinstance(alert, Alert) and all(_feature_value(alert.candidate, f) is not None for f in REFERENCE_SOURCE_FIELDS)
+    :data:`REFERENCE_SOURCE_FIELDS`, finite, not a sentinel, positive where a real value is):
+    ZTF does for a source within 30" of the alert in its reference's PSF catalogue, and leaves
+    them null otherwise. Without them alertclass 3.x gives no score: every pool alert it was
+    checked on had them."""
+    return isinstance(alert, Alert) and not _reference_source_values(alert)[1]
 
 
 def reference_source_features(alert: Alert) -> np.ndarray:
     """(6,) float32: the known-Solar-System flag, then :data:`REFERENCE_SOURCE_FIELDS` as the
     packet gives them (raw; the network takes logarithms and standardises). Raises
-    PreprocessError when one is missing."""
-    values = [_feature_value(alert.candidate, f) for f in REFERENCE_SOURCE_FIELDS]
-    missing = [f for f, v in zip(REFERENCE_SOURCE_FIELDS, values) if v is None]
-    if missing:
-        raise PreprocessError(f"alert {alert.alert_id}: reference-source fields missing: {missing}")
+    PreprocessError when one is missing or not usable (:func:`reference_source_applies`)."""
+    values, bad = _reference_source_values(alert)
+    if bad:
+        raise PreprocessError(f"alert {alert.alert_id}: reference-source fields missing or not usable: {bad}")
     return np.asarray([known_solar_system(alert), *values], dtype=np.float32)
 
 

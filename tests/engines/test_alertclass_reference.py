@@ -7,11 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from engines.networks import build_network
 from engines.networks.alertclass import PACKET_CLASS_LABELS, REFERENCE_SOURCE_FIELDS, ReferenceAlertClassNet
-from engines.preprocess import APPLIES, PREPROCESSORS, known_solar_system, reference_source_applies
+from engines.preprocess import APPLIES, PREPROCESSORS, PreprocessError, known_solar_system, reference_source_applies
 from schemas.alert import Alert
 from schemas.decode import iter_file
 
@@ -69,6 +70,13 @@ def test_an_alert_without_a_reference_source_is_not_scored() -> None:
     assert APPLIES[KEY] is reference_source_applies
     assert reference_source_applies(alerts[0]) and not reference_source_applies(bare)
     assert not reference_source_applies(_without(alerts[2], "distnr"))
+    # placeholders and sentinels are not a reference source either: no confident class from them
+    for field, value in (("magnr", -999.0), ("distnr", -999.0), ("chinr", 0.0), ("sharpnr", -3.4e38), ("sigmagnr", float("inf"))):
+        broken = replace(alerts[0], candidate={**alerts[0].candidate, field: value})
+        assert not reference_source_applies(broken), (field, value)
+        with pytest.raises(PreprocessError, match=field):
+            PREPROCESSORS[KEY]([broken], "cpu")
+    assert reference_source_applies(replace(alerts[0], candidate={**alerts[0].candidate, "sharpnr": -0.4}))
     runner = load_registry().load_runner("alertclass", "torch")
     try:
         assert runner.select([alerts[0], bare, alerts[2]]) == [0, 2]
