@@ -14,12 +14,16 @@ the weak class label, and ACAI's five heads scored by the product's own ``acai``
 from __future__ import annotations
 
 import hashlib
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ACAI_HEADS", "AlertClassTargets", "acai_csv_scores", "acai_pool_scores", "load_targets", "packet_solar_system"]
+__all__ = ["ACAI_HEADS", "AlertClassTargets", "acai_csv_scores", "acai_pool_scores", "load_targets", "packet_solar_system",
+           "weak_label"]
 
 ACAI_HEADS: tuple[str, ...] = ("hosted", "variable", "orphan", "nuclear", "bogus")
 SOLAR_SYSTEM_RADIUS_ARCSEC = 5.0
@@ -33,6 +37,33 @@ class AlertClassTargets:
 
     def subset(self, index: np.ndarray) -> AlertClassTargets:
         return AlertClassTargets(self.candid[index], self.known_solar_system[index], self.acai[index])
+
+
+def _number(candidate: Mapping[str, Any], name: str) -> float | None:
+    try:
+        value = float(candidate[name])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def weak_label(candidate: Mapping[str, Any]) -> str:
+    """The pool's ``weak_label`` rule on a packet's candidate fields, for alerts outside the pool:
+    asteroid (0 <= ssdistnr < 5"), else star (a PS1 source within 1.5" with sgscore1 >= 0.5),
+    else galaxy_host (within 5", sgscore1 < 0.5), else hostless_or_faint (the nearest PS1
+    source beyond 5"), else ambiguous (ZTF's -999: no PS1 match). Checked against every pool
+    row's label in the tests."""
+    ss, distance, score = _number(candidate, "ssdistnr"), _number(candidate, "distpsnr1"), _number(candidate, "sgscore1")
+    if ss is not None and 0 <= ss < SOLAR_SYSTEM_RADIUS_ARCSEC:
+        return "asteroid"
+    if distance is not None and score is not None and distance >= 0 and score >= 0:
+        if distance <= 1.5 and score >= 0.5:
+            return "star"
+        if distance <= 5 and score < 0.5:
+            return "galaxy_host"
+    if distance is not None and distance > 5:
+        return "hostless_or_faint"
+    return "ambiguous"
 
 
 def packet_solar_system(pool_dir: Path) -> tuple[np.ndarray, np.ndarray]:

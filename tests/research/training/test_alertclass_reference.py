@@ -74,3 +74,35 @@ def test_the_fit_gives_back_the_shipped_cards_choice_and_figures(pool, targets, 
     head_only = results["test"]["reference_only_vs_weak_labels"]
     stamps_only = results["test"]["stamp_only_vs_weak_labels"]
     assert head_only["macro_recall"] > stamps_only["macro_recall"]    # the report's point: the catalogue carries it
+
+
+def test_weak_label_is_the_pools_rule_on_every_pool_alert(pool) -> None:
+    from research.training.alertclass_targets import weak_label
+
+    def candidate(i: int) -> dict:
+        return {k: (None if np.isnan(pool.fields[k][i]) else float(pool.fields[k][i])) for k in ("ssdistnr", "distpsnr1", "sgscore1")}
+
+    assert [weak_label(candidate(i)) for i in range(len(pool))] == pool.weak_label.tolist()
+    assert weak_label({"distpsnr1": -999.0, "sgscore1": -999.0}) == "ambiguous" and weak_label({}) == "ambiguous"
+
+
+def test_the_second_held_out_set_gives_the_cards_figures(pool) -> None:
+    import torch
+
+    from engines.networks import build_network
+    from engines.registry import WEIGHTS_DIR, load_registry
+    from research.training.alertclass_study import extra_set
+
+    data = POOL.parent / "data" / "ztf"
+    if not data.is_dir():
+        pytest.skip(f"no {data}")
+    card = load_registry().card("alertclass")
+    network = build_network(card.network, **card.network_args)
+    state = torch.load(WEIGHTS_DIR / card.weights_file, map_location="cpu", weights_only=True)
+    network.load_state_dict({k: v.float() for k, v in state.items()})
+    extra = extra_set(network, data, pool, draws=0)
+    assert extra["left_out_in_pool"] == 0 and extra["labelled"] == int(card.evaluation["second_set"].split(": ")[1].split()[0])
+    per_class = extra["vs_weak_labels"]["per_class"]
+    assert {c: round(per_class[c]["recall"], 4) for c in card.labels} == {
+        c: card.evaluation[f"second_set_{c}_recall"] for c in card.labels}
+    assert extra["not_scored"] > 0    # packets without a usable reference source: no class, counted against recall
