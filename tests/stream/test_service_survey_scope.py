@@ -1,5 +1,6 @@
 """On the real broker and Redis: each survey's records carry only the models validated on that
-survey. ZTF records: realbogus, braai and ACAI's five class scores; Rubin records: Rubin's own
+survey. ZTF records: realbogus, braai, ACAI's five class scores and (by default, where the packet
+gives a reference-image source) alertclass's four; Rubin records: Rubin's own
 real/bogus model (or none, with a stated reason), never a ZTF model's score, and every record
 carries the survey's quality block. A model run on a survey it was never checked on
 (``engine.run_unvalidated``) is published in ``models`` with ``validated = false`` only."""
@@ -91,3 +92,43 @@ def test_a_model_run_where_it_was_never_checked_is_marked_unvalidated(services, 
         assert 0.0 <= r["models"][0]["scores"]["real"] <= 1.0
         assert r["real_bogus"] is None and r["real_bogus_model"] is None
         assert "realbogus" in r["unscored_reason"] and "validated = false" in r["unscored_reason"]
+
+
+ALERTCLASS_KEYS = {"alertclass.asteroid", "alertclass.galaxy_host", "alertclass.hostless_or_faint", "alertclass.star"}
+
+
+def _ztf_copy_without_reference_source(source, directory, candid: int, **fields):
+    """A real ZTF packet re-written with a new candid and some reference-source fields replaced."""
+    import fastavro
+
+    with source.open("rb") as fh:
+        reader = fastavro.reader(fh)
+        schema, record = reader.writer_schema, next(reader)
+    record["candid"] = record["candidate"]["candid"] = candid
+    record["candidate"].update(fields)
+    path = directory / f"{candid}.avro"
+    with path.open("wb") as fh:
+        fastavro.writer(fh, fastavro.parse_schema(schema), [record])
+    return path
+
+
+def test_default_models_give_ztf_alertclass_only_where_the_packet_gives_a_reference_source(services, unique_name, tmp_path):
+    """alertclass 3.0.0 passes the default bar: with no models named it scores ZTF alerts beside
+    ACAI; a packet without a usable reference-image source (null, or ZTF's -999) is published all
+    the same, scored by the others, with no alertclass score."""
+    real = sorted((SAMPLES / "ztf" / "kowalski").glob("*.avro"))[:6]
+    made = tmp_path / "made"
+    made.mkdir()
+    bare = [_ztf_copy_without_reference_source(real[0], made, 9_000_000_000_001, magnr=None),
+            _ztf_copy_without_reference_source(real[1], made, 9_000_000_000_002, distnr=-999.0)]
+    records = _run_service(services, unique_name, tmp_path, real + bare)
+    by_id = {int(r["alert_id"]): r for r in records}
+    for r in records:
+        models = {m["name"]: m for m in r["models"]}
+        assert {"realbogus", "braai"} <= set(models) and all(m["validated"] for m in r["models"])
+        if int(r["alert_id"]) in (9_000_000_000_001, 9_000_000_000_002):
+            assert "alertclass" not in models and not ALERTCLASS_KEYS & set(r["class_scores"])
+            continue
+        assert ALERTCLASS_KEYS <= set(r["class_scores"]) and models["alertclass"]["version"] == "3.0.0-pool-reference"
+        assert abs(sum(r["class_scores"][k] for k in ALERTCLASS_KEYS) - 1.0) < 1e-3
+    assert len(by_id) == 8
