@@ -99,6 +99,10 @@ class Metrics:
             "sc_decode_history_slow_reads", "Records whose history arrays were decoded in full because no skipper could "
             "skip them (a climbing count: the survey's schema changed under the skippers, and decoding costs several times more)",
             registry=r)
+        self.model_scores = Counter(
+            "sc_model_scores", "Published inputs each model scored, by survey: against sc_records_published, what share a "
+            "model covers (one that does not apply to an input gives it no score: ACAI without its 25 features, alertclass "
+            "without the packet's reference-image source)", ["model", "survey"], registry=r)
         self._decode_seen = (0, 0)
         self.model_info = Gauge("sc_model_info", "1 per model this member runs: name, version, weights sha256, backend, "
                                 "and the surveys it scores (validated; unvalidated ones marked '!')",

@@ -462,6 +462,8 @@ class Service:
             self.metrics.duplicates.labels(topic).inc(n)
         for topic, n in acct.published_by_topic.items():
             self.metrics.published.labels(topic).inc(n)
+        for (model, survey), n in acct.scores_by_model.items():
+            self.metrics.model_scores.labels(model, survey).inc(n)
         for (topic, partition), counts in acct.partitions.items():
             for what, n in counts.items():
                 if n:

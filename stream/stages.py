@@ -283,6 +283,8 @@ class BatchAccount:
     published_by_topic: dict[str, int] = field(default_factory=dict)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     duplicates_by_topic: dict[str, int] = field(default_factory=dict)
+    #: (model, survey) -> published inputs that model scored (one it does not apply to gets no score)
+    scores_by_model: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def add(self, env: Envelope, what: str) -> None:
         counts = self.partitions.setdefault((env.topic, env.partition),
@@ -316,6 +318,9 @@ def account(envelopes: Sequence[Envelope], dead: Sequence[tuple[Envelope, Decode
     for s in published:
         acct.add(s.envelope, "published")
         acct.published_by_topic[s.topic] = acct.published_by_topic.get(s.topic, 0) + 1
+        for provenance, _ in s.model_results:
+            key = (provenance.name, s.item.survey)
+            acct.scores_by_model[key] = acct.scores_by_model.get(key, 0) + 1
     return acct
 
 

@@ -58,6 +58,7 @@ METRICS: dict[str, tuple[str, frozenset[str]]] = {
     "sc_decode_worker_restarts_total": ("counter", frozenset()),
     "sc_decode_history_slow_reads_total": ("counter", frozenset()),
     "sc_model_info": ("gauge", frozenset({"name", "version", "sha256", "backend", "surveys"})),
+    "sc_model_scores_total": ("counter", frozenset({"model", "survey"})),
 }
 #: Series Prometheus writes itself for every target (used only by the target-down rule).
 PROMETHEUS_OWN_SERIES = frozenset({"up"})

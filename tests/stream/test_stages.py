@@ -315,6 +315,7 @@ def test_account_balances_every_partition_and_commit_is_last_offset_plus_one():
     assert acct.total("consumed") == acct.total("published") + acct.total("duplicates") + acct.total("dead_lettered") == 7
     assert acct.messages_by_topic == {"alerts": 7} and acct.dead_letter_reasons["empty"] == 1
     assert acct.published_by_topic == {"classified": len(scored)} == {"classified": 3}
+    assert acct.scores_by_model == {("realbogus", "ztf"): 3}
     committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.commits[0]}
     assert committed == {("alerts", 0): 13, ("alerts", 1): 22, ("alerts", 2): 32}
 
@@ -344,6 +345,7 @@ def test_the_service_runs_the_stages_and_counts_every_input_once():
     totals = service.metrics.totals()
     assert (totals.consumed, totals.published, totals.duplicates, totals.dead_lettered) == (4, 2, 1, 1)
     assert totals.balanced and service.metrics.redis_up
+    assert service.metrics.registry.get_sample_value("sc_model_scores_total", {"model": "realbogus", "survey": "ztf"}) == 2
     topics = [t for t, *_ in producer.produced]
     assert sorted(topics) == sorted([settings.kafka.dead_letter_topic] + [settings.kafka.output_topic] * 2)
     records = [decode_classified(v) for t, v, _, _ in producer.produced if t == settings.kafka.output_topic]
