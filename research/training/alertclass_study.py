@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engines.networks.alertclass import PACKET_CLASS_LABELS, ReferenceAlertClassNet
+from engines.networks.alertclass import PACKET_CLASS_LABELS, PacketAlertClassNet, ReferenceAlertClassNet
 from engines.training.ztf_files import TrainingDataError
 from research.calibration.alertclass import fit_softmax_temperature, operating_points, top_label_figures
 from research.calibration.study import adopt
@@ -102,9 +102,6 @@ def _version(record: dict[str, Any]) -> str:
 
 
 def _load(run_dir: Path):
-    import torch
-
-    from engines.networks.alertclass import PacketAlertClassNet, ReferenceAlertClassNet
     from engines.training.register import round_to_half
 
     state = torch.load(run_dir / "alertclass.pt", map_location="cpu", weights_only=True)
