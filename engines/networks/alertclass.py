@@ -9,7 +9,7 @@ scale (1.01 arcsec per pixel) on a 63 x 63 grid (``difference_stamps_arcsec_63``
 as a ZTF one. The global average pool makes the body size-agnostic; only the output layer
 differs from IICnet.
 
-Two families share the body:
+Three families share the body:
 
 * ``alertclass`` (1.x, :class:`AlertClassNet`): stamps only, one logit per class of
   :data:`ALERTCLASS_LABELS` (asteroid, bogus, galaxy_host, hostless_or_faint, star).
@@ -25,9 +25,10 @@ Two families share the body:
   in ZTF's own reference image, as the packet gives it (:data:`REFERENCE_SOURCE_FIELDS`:
   ``distnr``, ``magnr``, ``sigmagnr``, ``chinr``, ``sharpnr``, from ZTF's PSF catalogue of the
   reference, the image the template stamp is cut from). A small perceptron on those five numbers
-  adds its logits to the stamps' (weighted) for galaxy_host, hostless_or_faint and star. The second input
-  is (flag, the five fields) in that order; the transforms (logarithms, standardisation fitted on
-  the training alerts) are in the graph, so the engine gets the packet's raw values.
+  adds its logits to the stamps' (weighted) for galaxy_host, hostless_or_faint and star. The
+  second input is (flag, the five fields) in that order; the transforms (logarithms,
+  standardisation fitted on the training alerts) are in the graph, so the engine gets the
+  packet's raw values.
 """
 from __future__ import annotations
 
