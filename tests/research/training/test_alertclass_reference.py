@@ -106,3 +106,24 @@ def test_the_second_held_out_set_gives_the_cards_figures(pool) -> None:
     assert {c: round(per_class[c]["recall"], 4) for c in card.labels} == {
         c: card.evaluation[f"second_set_{c}_recall"] for c in card.labels}
     assert extra["not_scored"] > 0    # packets without a usable reference source: no class, counted against recall
+
+
+def test_each_training_source_left_out_in_turn_gives_the_reports_figures(pool, targets) -> None:
+    import json
+
+    from engines.registry import WEIGHTS_DIR, load_registry
+    from research.training.alertclass_study import REPO, _source_folds
+    from research.training.pool_alertclass import alert_classes
+    from research.training.pool_realbogus import HELDOUT_SOURCES, split_by_source
+
+    card = load_registry().card("alertclass")
+    record = json.loads((WEIGHTS_DIR / f"alertclass-{card.version}.train.json").read_text())
+    split = split_by_source(pool, HELDOUT_SOURCES, seed=0)
+    rows = _source_folds(pool, targets, split, record)
+    seen = np.concatenate([split.train, split.validation])
+    assert [r["source"] for r in rows] == sorted(set(pool.source[seen].tolist()))
+    assert not {r["source"] for r in rows} & set(HELDOUT_SOURCES)
+    assert sum(r["alerts"] for r in rows) == int((alert_classes(pool)[seen] >= 0).sum())
+    report = json.loads((REPO / card.evaluation["report"]).with_name("heldout.json").read_text())
+    for ours, theirs in zip(rows, report["source_folds"]):
+        assert ours["source"] == theirs["source"] and ours["macro_recall"] == pytest.approx(theirs["macro_recall"], abs=0.02)
