@@ -20,7 +20,7 @@ import structlog
 
 from engines.training.ztf_files import TrainingDataError
 
-__all__ = ["MODEL_NAME", "family_card", "register_model", "resolve_init_weights", "round_to_half"]
+__all__ = ["MODEL_NAME", "family_card", "register_model", "resolve_init_weights", "default_init_weights", "round_to_half"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +69,33 @@ def resolve_init_weights(ref: str, network: str, cards_dir: Path | None = None, 
     if not card.weights_file:
         raise TrainingDataError(f"--init-from {ref!r}: the model has no weights file (untrained seed)")
     return weights / card.weights_file
+
+
+def default_init_weights(network: str, cards_dir: Path | None = None,
+                         weights_dir: Path | None = None) -> tuple[Path | None, str]:
+    """Where the user recipe starts ``network`` from when ``--init-from`` is not given: the
+    weights of the network's own card (``iicnet`` for iicnet) when that card is trained, reads
+    the input kind a user's images are given (``USER_PREPROCESSING``, else the card's own) and
+    ships a full state dict (not a delta over a seeded network); else None, seeded
+    initialisation. The second value says why, for the log and the run's summary."""
+    from engines.training.adapters import USER_PREPROCESSING
+
+    cards, weights = _dirs(cards_dir, weights_dir)
+    try:
+        card = family_card(network, cards)
+    except TrainingDataError:
+        return None, f"no {network} card"
+    expected = USER_PREPROCESSING.get(network) or card.preprocessing
+    if not card.trained or not card.weights_file:
+        return None, f"{card.name} {card.version} is untrained"
+    if card.preprocessing != expected:
+        return None, f"{card.name} {card.version} reads {card.preprocessing!r}, a user's images are given {expected!r}"
+    if card.init_seed is not None:
+        return None, f"{card.name} {card.version} ships a delta over a seeded network, not a state dict"
+    path = weights / card.weights_file
+    if not path.is_file():
+        return None, f"{path} is not there"
+    return path, f"{card.name} {card.version}: same network, same input kind"
 
 
 def round_to_half(network):

@@ -12,7 +12,9 @@ Each fold is trained by the very command of the report's "new recipe" row
 (``train iicnet --data SET --group-column field --name star_galaxy --epochs 100
 --max-cpu-minutes 13.5 --threads 1``, the user recipe's defaults), in its own process under
 ``nice -n 19``, with only the split replaced: the fold's rows stand in for ``train``'s own
-grouped 80/10/10 split (:func:`train_fold`). The fold's test rows are then scored with the
+grouped 80/10/10 split (:func:`train_fold`). Its start is named explicitly (``--init-from``:
+the recipe's own, the shipped iicnet weights, unless ``--init-from none`` asks for the seeded
+start the first table used), since each fold's scratch registry holds no weights. The fold's test rows are then scored with the
 trained network and checked against the run's own test report; the out-of-fold predictions
 are pooled. Figures (per fold and pooled): balanced accuracy, per-class recall and precision
 with 95 % intervals from resamples of whole field groups (``star_galaxy_report.field_figures``),
@@ -108,7 +110,7 @@ def pooled_figures(probabilities: np.ndarray, labels: np.ndarray, groups: np.nda
                          np.asarray(groups), draws)
 
 
-def _run_fold(set_dir: Path, runs: Path, fold: int, split, nice: int) -> dict[str, Any]:
+def _run_fold(set_dir: Path, runs: Path, fold: int, split, nice: int, extra_args: tuple[str, ...] = ()) -> dict[str, Any]:
     fold_dir = runs / f"fold{fold + 1}"
     run_dir = fold_dir / "run"
     if fold_dir.exists():
@@ -117,7 +119,7 @@ def _run_fold(set_dir: Path, runs: Path, fold: int, split, nice: int) -> dict[st
     shutil.copytree(Path("engines/cards"), fold_dir / "cards")     # a scratch registry: never engines/cards
     (fold_dir / "weights").mkdir()
     (fold_dir / "split.json").write_text(json.dumps({s: getattr(split, s).tolist() for s in ("train", "validation", "test")}))
-    train_argv = ["train", "iicnet", "--data", str(set_dir / "star_galaxy.npz"), *RECIPE_ARGS, "--out", str(run_dir),
+    train_argv = ["train", "iicnet", "--data", str(set_dir / "star_galaxy.npz"), *RECIPE_ARGS, *extra_args, "--out", str(run_dir),
                   "--cards-dir", str(fold_dir / "cards"), "--weights-dir", str(fold_dir / "weights")]
     command = ["nice", "-n", str(nice), sys.executable, "-m", "research.training.star_galaxy_kfold",
                "--train-fold", str(fold_dir / "split.json"), *train_argv]
@@ -221,19 +223,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nice", type=int, default=19)
     p.add_argument("--draws", type=int, default=2000)
     p.add_argument("--report-only", action="store_true", help="no training: the figures of the folds done")
+    p.add_argument("--init-from", default=None, metavar="PT|none",
+                   help="train's --init-from for every fold; default: the recipe's own start, the shipped iicnet "
+                        "weights (engines.training.register.default_init_weights); 'none': seeded initialisation "
+                        "(the recipe before 2026-12-07)")
+    p.add_argument("--lr", type=float, default=None, help="train's --lr for every fold (default: the recipe's)")
     args = p.parse_args(argv)
     if not args.report_only:
         from engines.training.datasets import load_labelled
+        from engines.training.register import default_init_weights
 
         data = load_labelled(args.set / "star_galaxy.npz", labels_csv=args.set / "star_galaxy.csv", group_column="field")
         if list(data.class_names) != CLASSES:
             raise SystemExit(f"classes {list(data.class_names)}, expected {CLASSES}")
         folds = field_folds(data.groups, data.labels, args.k, args.seed, minority=CLASSES.index("galaxy"))
+        # each fold's scratch registry has no weights: the recipe's own start is named here, from engines/
+        init_from = args.init_from or str(default_init_weights("iicnet")[0] or "none")
         todo = [f - 1 for f in args.folds] if args.folds else [
             f for f in range(args.k) if not (args.runs / f"fold{f + 1}" / "predictions.json").exists()]
         for fold in todo:
             split = fold_split(data.groups, folds, fold, args.seed)
-            print(json.dumps(_run_fold(args.set, args.runs, fold, split, args.nice)), flush=True)
+            extra = ("--init-from", init_from, *(("--lr", str(args.lr)) if args.lr else ()))
+            print(json.dumps(_run_fold(args.set, args.runs, fold, split, args.nice, extra)), flush=True)
             _score_fold(args.runs, data, fold)
             _write(args.out, report(args.runs, args.k, args.draws))
     result = report(args.runs, args.k, args.draws)

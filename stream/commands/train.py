@@ -22,9 +22,13 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import structlog
+
 from stream.errors import UsageError
 
-__all__ = ["register", "DEFAULTS"]
+__all__ = ["register", "DEFAULTS", "initial_weights"]
+
+log = structlog.get_logger(__name__)
 
 #: Per-network defaults (the papers' optimiser where it fits a CPU budget).
 DEFAULTS: dict[str, dict] = {
@@ -73,9 +77,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="register the result as this model (card + weights; a user's own classes need it): "
                         "engines list shows it, engine.models runs it; an existing name gets a new version")
     p.add_argument("--version", default=None, help="with --name: the card's version (default 1.0.0-user)")
-    p.add_argument("--init-from", default=None, metavar="MODEL|PT",
+    p.add_argument("--init-from", default=None, metavar="MODEL|PT|none",
                    help="fine-tune from shipped weights: a registered model (name or name@version) of the same "
-                        "network and input, or a .pt state dict; an output layer of another size starts fresh")
+                        "network and input, or a .pt state dict; an output layer of another size starts fresh. "
+                        "--data runs start from the network's own shipped model when it reads the same input kind "
+                        "(iicnet); 'none': seeded initialisation")
     p.add_argument("--no-balance", action="store_true",
                    help="--data: do not weigh the loss by inverse class frequency (weighted by default)")
     p.add_argument("--cards-dir", type=Path, default=None, help="with --name: where cards live (default engines/cards)")
@@ -100,11 +106,29 @@ def user_recipe(args: argparse.Namespace, head_route: bool) -> dict:
             "augment": args.model in STAMP_NETWORKS and not args.no_augment and not head_route}
 
 
+def initial_weights(args: argparse.Namespace, head_route: bool) -> str | None:
+    """The weights a ``--data`` run starts from: ``--init-from`` (``none``: seeded), else the
+    network's own shipped model where it reads the same input kind
+    (:func:`engines.training.register.default_init_weights`); the head route and ``--resume``
+    keep their own starting point."""
+    from engines.training.register import default_init_weights, resolve_init_weights
+
+    if args.init_from == "none":
+        return None
+    if args.init_from:
+        return str(resolve_init_weights(args.init_from, args.model, args.cards_dir, args.weights_dir))
+    if head_route or args.resume is not None:
+        return None
+    path, why = default_init_weights(args.model, args.cards_dir, args.weights_dir)
+    log.info("training_default_init", network=args.model, weights=str(path) if path else "seeded initialisation",
+             why=why)
+    return str(path) if path else None
+
+
 def _run(args: argparse.Namespace) -> int:
     from engines.seed_weights import INIT_SEED
     from engines.training.head import HeadPlan
     from engines.training.recipes import train_and_evaluate
-    from engines.training.register import resolve_init_weights
     from engines.training.runs import REALBOGUS_SYNTHETIC_NEEDS_DATA, network_kwargs, run_data
     from engines.training.train import TrainConfig
     from engines.training.user_labels import register_trained, user_label_config
@@ -140,9 +164,7 @@ def _run(args: argparse.Namespace) -> int:
         if user_data:
             config = user_label_config(config, run.data.class_names, args.name)
             config = replace(config, **user_recipe(args, head is not None))
-            if args.init_from:
-                config = replace(config, init_from=str(resolve_init_weights(args.init_from, args.model, args.cards_dir,
-                                                                            args.weights_dir)))
+            config = replace(config, init_from=initial_weights(args, head is not None))
         trained = train_and_evaluate(
             run.data, config, args.out, args.report or args.out / "report", run.description, preprocessed=run.preprocessed,
             binning=args.binning, resume=args.resume, progress=not args.no_progress, notes=run.notes, head=head,
@@ -159,5 +181,6 @@ def _run(args: argparse.Namespace) -> int:
                       "report": str(trained.report_json), "best_epoch": trained.result.best_epoch,
                       "stopped_because": trained.result.stopped_because, "test_accuracy": m["accuracy"],
                       "test_examples": m["examples"], "balanced_accuracy": m.get("balanced_accuracy"),
+                      "init_from": config.init_from or "seeded initialisation",
                       "card": str(card_path) if card_path else None}))
     return 0

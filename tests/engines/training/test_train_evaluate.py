@@ -190,6 +190,7 @@ def test_a_freshly_registered_two_class_iicnet_on_grayscale_stamps_evaluates_thr
     shutil.copytree(CARDS_DIR, cards)
     weights = tmp_path / "weights"
     shutil.copytree(WEIGHTS_DIR, weights, ignore=shutil.ignore_patterns("*.pt", "*.h5"))
+    shutil.copy(WEIGHTS_DIR / "iicnet.pt", weights / "iicnet.pt")      # the recipe starts from it
     code = main(["train", "iicnet", "--data", str(data), "--group-column", "objectId", "--epochs", "2",
                  "--max-cpu-minutes", "5", "--batch-size", "8", "--out", str(tmp_path / "run"), "--no-progress",
                  "--threads", "1", "--name", "star_galaxy", "--cards-dir", str(cards), "--weights-dir", str(weights)])
@@ -200,13 +201,49 @@ def test_a_freshly_registered_two_class_iicnet_on_grayscale_stamps_evaluates_thr
     assert record["config"]["augment"] is True and record["config"]["lr_schedule"] == "cosine"
     assert record["config"]["budget_patience"] is True and record["config"]["max_cpu_minutes"] == 5
     assert all("cpu_seconds" in row and "lr" in row for row in record["history"])
-    capsys.readouterr()
+    assert record["config"]["init_from"] == str(weights / "iicnet.pt")       # the shipped IICnet, head fresh
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["init_from"] == str(weights / "iicnet.pt")
     code = main(["evaluate", "star_galaxy", "--data", str(data), "--cards-dir", str(cards), "--weights-dir",
                  str(weights), "--report", str(tmp_path / "eval"), "--threads", "1"])
     assert code == 0, capsys.readouterr().err
     evaluation = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert set(evaluation["per_class"]) == {"galaxy", "star"} and evaluation["examples"] == len(labels)
     assert evaluation["balanced_accuracy"] is not None
+
+
+def test_a_data_run_starts_from_the_networks_own_shipped_weights_only_where_they_read_the_same_input(tmp_path):
+    """The user recipe's start (issue #25 item 5): iicnet from its shipped state dict; realbogus
+    (the shipped card reads braai's row-wise stamps, a user's are min-max) and hrcelestialnet (a
+    delta over a seeded network) from seeded initialisation; ``--init-from none`` and the head
+    route too; missing weights fall back with the reason."""
+    import argparse
+    import shutil
+
+    from engines.registry import CARDS_DIR, WEIGHTS_DIR
+    from engines.training.register import default_init_weights
+    from stream.commands.train import initial_weights
+
+    path, why = default_init_weights("iicnet")
+    assert path == WEIGHTS_DIR / "iicnet.pt" and "same input kind" in why
+    assert default_init_weights("realbogus")[0] is None and "reads" in default_init_weights("realbogus")[1]
+    assert default_init_weights("hrcelestialnet")[0] is None and "delta" in default_init_weights("hrcelestialnet")[1]
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    path, why = default_init_weights("iicnet", CARDS_DIR, empty)
+    assert path is None and "not there" in why
+
+    def args(**given):
+        base = {"model": "iicnet", "init_from": None, "resume": None, "cards_dir": None, "weights_dir": None}
+        return argparse.Namespace(**{**base, **given})
+
+    assert initial_weights(args(), head_route=False) == str(WEIGHTS_DIR / "iicnet.pt")
+    assert initial_weights(args(init_from="none"), head_route=False) is None
+    assert initial_weights(args(), head_route=True) is None
+    assert initial_weights(args(resume=tmp_path / "checkpoint.pt"), head_route=False) is None
+    assert initial_weights(args(model="realbogus"), head_route=False) is None
+    mine = tmp_path / "mine.pt"
+    shutil.copy(WEIGHTS_DIR / "iicnet.pt", mine)
+    assert initial_weights(args(init_from=str(mine)), head_route=False) == str(mine)
 
 
 def test_unknown_lr_schedules_are_refused(tmp_path) -> None:

@@ -59,3 +59,28 @@ def test_pooled_figures_on_a_hand_made_table():
     result = {"k": 5, "folds_done": 1, "complete": False, "folds": [],
               "pooled": {**r, "training_cpu_minutes": 1.0, "command_cpu_minutes": 1.2}}
     assert "partial" in kfold_table(result)
+
+
+def test_the_reports_figures_are_the_committed_runs():
+    """research/reports/star_galaxy/README.md quotes the committed k-fold and catalogue outputs;
+    the IICnet-start folds all started from the shipped weights, the seeded ones from none."""
+    import json
+    from pathlib import Path
+
+    reports = Path(__file__).resolve().parents[3] / "research" / "reports" / "star_galaxy"
+    text = (reports / "README.md").read_text()
+    seeded = json.loads((reports / "kfold" / "kfold.json").read_text())
+    started = json.loads((reports / "kfold_init" / "kfold.json").read_text())
+    catalogue = json.loads((reports / "catalogue" / "catalogue.json").read_text())
+    assert seeded["complete"] and started["complete"]
+    assert {f["recipe"]["init_from"] for f in seeded["folds"]} == {None}
+    assert {Path(f["recipe"]["init_from"]).name for f in started["folds"]} == {"iicnet.pt"}
+    for result in (seeded, started):
+        pooled = result["pooled"]
+        lo, hi = pooled["balanced_accuracy_95ci"]
+        assert f"{pooled['balanced_accuracy']:.3f} [{lo:.3f}, {hi:.3f}]" in text
+        assert f"{pooled['per_class']['galaxy']['roc_auc']:.3f}" in text
+    for fold in started["folds"]:
+        assert f"{fold['balanced_accuracy']:.3f}" in text and f"{fold['per_class']['galaxy']['roc_auc']:.3f}" in text
+    best = catalogue["figures"]["all five"]
+    assert f"{best['balanced_accuracy']:.3f} [{best['balanced_accuracy_95ci'][0]:.3f}, {best['balanced_accuracy_95ci'][1]:.3f}]" in text
