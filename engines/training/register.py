@@ -68,6 +68,10 @@ def resolve_init_weights(ref: str, network: str, cards_dir: Path | None = None, 
                                 f"is not {network!r} / {expected!r}")
     if not card.weights_file:
         raise TrainingDataError(f"--init-from {ref!r}: the model has no weights file (untrained seed)")
+    if card.init_seed is not None:
+        raise TrainingDataError(f"--init-from {ref!r}: its weights are a delta over the network seeded with "
+                                f"{card.init_seed}, not a state dict to start from (the head route, --head-blocks, "
+                                "starts from that seed)")
     return weights / card.weights_file
 
 

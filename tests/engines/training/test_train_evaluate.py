@@ -221,6 +221,7 @@ def test_a_data_run_starts_from_the_networks_own_shipped_weights_only_where_they
 
     from engines.registry import CARDS_DIR, WEIGHTS_DIR
     from engines.training.register import default_init_weights
+    from engines.training.ztf_files import TrainingDataError
     from stream.commands.train import initial_weights
 
     path, why = default_init_weights("iicnet")
@@ -244,6 +245,9 @@ def test_a_data_run_starts_from_the_networks_own_shipped_weights_only_where_they
     mine = tmp_path / "mine.pt"
     shutil.copy(WEIGHTS_DIR / "iicnet.pt", mine)
     assert initial_weights(args(init_from=str(mine)), head_route=False) == str(mine)
+    # a delta file is no start: it loaded a few matching tensors into a network seeded otherwise
+    with pytest.raises(TrainingDataError, match="delta"):
+        initial_weights(args(model="hrcelestialnet", init_from="hrcelestialnet"), head_route=False)
 
 
 def test_unknown_lr_schedules_are_refused(tmp_path) -> None:
