@@ -81,7 +81,9 @@ def default_init_weights(network: str, cards_dir: Path | None = None,
     weights of the network's own card (``iicnet`` for iicnet) when that card is trained, reads
     the input kind a user's images are given (``USER_PREPROCESSING``, else the card's own) and
     ships a full state dict (not a delta over a seeded network); else None, seeded
-    initialisation. The second value says why, for the log and the run's summary."""
+    initialisation. Weights missing from ``weights_dir`` (a scratch registry) are taken from the
+    shipped ``engines/weights`` when that file's sha256 is the card's. The second value says why,
+    for the log and the run's summary."""
     from engines.training.adapters import USER_PREPROCESSING
 
     cards, weights = _dirs(cards_dir, weights_dir)
@@ -97,9 +99,15 @@ def default_init_weights(network: str, cards_dir: Path | None = None,
     if card.init_seed is not None:
         return None, f"{card.name} {card.version} ships a delta over a seeded network, not a state dict"
     path = weights / card.weights_file
-    if not path.is_file():
-        return None, f"{path} is not there"
-    return path, f"{card.name} {card.version}: same network, same input kind"
+    if path.is_file():
+        return path, f"{card.name} {card.version}: same network, same input kind"
+    from engines.export import file_sha256
+    from engines.registry import WEIGHTS_DIR
+
+    shipped = WEIGHTS_DIR / card.weights_file        # a scratch --weights-dir: the shipped file, if it is the card's
+    if shipped.is_file() and file_sha256(shipped) == card.weights_sha256:
+        return shipped, f"{card.name} {card.version}: same network, same input kind (the shipped file, sha256 checked)"
+    return None, f"{path} is not there"
 
 
 def round_to_half(network):

@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         if list(data.class_names) != CLASSES:
             raise SystemExit(f"classes {list(data.class_names)}, expected {CLASSES}")
         folds = field_folds(data.groups, data.labels, args.k, args.seed, minority=CLASSES.index("galaxy"))
-        # each fold's scratch registry has no weights: the recipe's own start is named here, from engines/
+        # the recipe's own start, named explicitly so that each fold's command line shows it
         init_from = args.init_from or str(default_init_weights("iicnet")[0] or "none")
         todo = [f - 1 for f in args.folds] if args.folds else [
             f for f in range(args.k) if not (args.runs / f"fold{f + 1}" / "predictions.json").exists()]

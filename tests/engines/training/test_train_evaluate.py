@@ -219,6 +219,7 @@ def test_a_data_run_starts_from_the_networks_own_shipped_weights_only_where_they
     import argparse
     import shutil
 
+    from engines.cards import load_card
     from engines.registry import CARDS_DIR, WEIGHTS_DIR
     from engines.training.register import default_init_weights
     from engines.training.ztf_files import TrainingDataError
@@ -230,7 +231,13 @@ def test_a_data_run_starts_from_the_networks_own_shipped_weights_only_where_they
     assert default_init_weights("hrcelestialnet")[0] is None and "delta" in default_init_weights("hrcelestialnet")[1]
     empty = tmp_path / "weights"
     empty.mkdir()
-    path, why = default_init_weights("iicnet", CARDS_DIR, empty)
+    path, why = default_init_weights("iicnet", CARDS_DIR, empty)         # a scratch registry: the shipped file
+    assert path == WEIGHTS_DIR / "iicnet.pt" and "sha256 checked" in why
+    cards = tmp_path / "cards"
+    shutil.copytree(CARDS_DIR, cards)
+    pinned = (cards / "iicnet.toml").read_text()
+    (cards / "iicnet.toml").write_text(pinned.replace(load_card(CARDS_DIR / "iicnet.toml").weights_sha256, "0" * 64))
+    path, why = default_init_weights("iicnet", cards, empty)             # not the card's file: no start from it
     assert path is None and "not there" in why
 
     def args(**given):
