@@ -14,8 +14,8 @@ Each fold is trained by the very command of the report's "new recipe" row
 ``nice -n 19``, with only the split replaced: the fold's rows stand in for ``train``'s own
 grouped 80/10/10 split (:func:`train_fold`). Its start is named explicitly (``--init-from``:
 the recipe's own, the shipped iicnet weights, unless ``--init-from none`` asks for the seeded
-start the first table used), since each fold's scratch registry holds no weights. The fold's test rows are then scored with the
-trained network and checked against the run's own test report; the out-of-fold predictions
+start the first table used), so each fold's command line shows it. The fold's test rows are
+then scored with the trained network and checked against the run's own test report; the out-of-fold predictions
 are pooled. Figures (per fold and pooled): balanced accuracy, per-class recall and precision
 with 95 % intervals from resamples of whole field groups (``star_galaxy_report.field_figures``),
 the confusion matrix, and each fold's CPU minutes (the training loop's, from its record, and the
